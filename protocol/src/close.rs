@@ -1,0 +1,29 @@
+//! WebSocket close codes used by the server, with the reason each stands for.
+//!
+//! Codes below 4000 are the standard ones of RFC 6455; 4000-4999 are Tickwire's own.
+//! `docs/PROTOCOL.md` has the same table.
+
+/// Normal closure: the client asked to close.
+pub const NORMAL: u16 = 1000;
+/// The server is shutting down.
+pub const GOING_AWAY: u16 = 1001;
+/// A WebSocket protocol violation (bad framing, unmasked frame, ...).
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text frame arrived; the protocol is binary.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// A binary message could not be decoded as a [`crate::ClientMsg`].
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// The client broke a rule of the protocol (see the reason).
+pub const POLICY_VIOLATION: u16 = 1008;
+/// A message was larger than the server accepts.
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The server hit an unexpected internal error.
+pub const INTERNAL_ERROR: u16 = 1011;
+/// The server is full or overloaded; try again later.
+pub const TRY_AGAIN_LATER: u16 = 1013;
+/// The hello carried a protocol version the server does not speak.
+pub const VERSION_MISMATCH: u16 = 4001;
+/// A message arrived that is not valid in the session's current state.
+pub const UNEXPECTED_MESSAGE: u16 = 4002;
+/// No hello arrived within the handshake timeout.
+pub const HELLO_TIMEOUT: u16 = 4003;

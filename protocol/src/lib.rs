@@ -1,0 +1,35 @@
+//! Tickwire wire protocol, shared by the server, the bot client and any other client.
+//!
+//! This crate does no I/O, reads no clock and spawns no threads, so it can be unit-tested, fuzzed
+//! and benched alone. Data flows client -> server as [`ClientMsg`] and server -> client as
+//! [`ServerMsg`], each one WebSocket binary frame encoded by [`codec`].
+//!
+//! Modules:
+//! - [`tick`]: the [`Tick`] newtype with wrap-aware ordering.
+//! - [`msg`]: every message and the entity state that is replicated.
+//! - [`codec`]: the only place that calls bincode; every decode is bounded by a size limit.
+//! - [`checksum`]: the hash of a client's view of the world, used to detect desyncs.
+//! - [`view`]: a client's replica of the world and how a snapshot delta is applied to it.
+//! - [`input`]: validation of player input, shared by the server (enforcing) and clients.
+//! - [`close`]: the WebSocket close codes the server uses, with their meaning.
+
+pub mod checksum;
+pub mod close;
+pub mod codec;
+pub mod input;
+pub mod msg;
+pub mod tick;
+pub mod view;
+
+pub use checksum::{entity_hash, view_checksum};
+pub use codec::CodecError;
+pub use input::InputError;
+pub use msg::{
+    ArenaInfo, ClientMsg, EntityKind, EntityState, EntityUpdate, Input, NetId, Rect, ServerMsg,
+    Snapshot, SnapshotBody, SnapshotHeader, Welcome,
+};
+pub use tick::Tick;
+pub use view::{ApplyError, View};
+
+/// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
+pub const PROTOCOL_VERSION: u16 = 1;

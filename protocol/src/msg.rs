@@ -1,0 +1,204 @@
+//! Every message of the protocol and the replicated entity state.
+//!
+//! Messages are named by direction: [`ClientMsg`] travels client -> server, [`ServerMsg`]
+//! server -> client. `docs/PROTOCOL.md` gives the byte layout of each.
+
+use crate::tick::Tick;
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// Network identifier of a replicated entity; stable for the entity's lifetime, never reused
+/// while any client could still hold it in a baseline.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Debug,
+    Encode,
+    Decode,
+    Serialize,
+    Deserialize,
+)]
+pub struct NetId(pub u32);
+
+/// A message from a client to the server.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// First message on a connection: the protocol version the client speaks and a display name.
+    Hello {
+        /// Must equal [`crate::PROTOCOL_VERSION`].
+        version: u16,
+        /// Display name, at most [`crate::input::MAX_NAME_BYTES`] bytes of UTF-8.
+        name: String,
+    },
+    /// The player's controls for one tick.
+    Input(Input),
+    /// The client has applied the snapshot of this tick and may receive deltas against it.
+    Ack {
+        /// Tick of the snapshot applied.
+        tick: Tick,
+    },
+    /// Round-trip probe; the server answers with [`ServerMsg::Pong`] carrying the same nonce.
+    Ping {
+        /// Opaque value echoed back.
+        nonce: u64,
+    },
+}
+
+/// One tick of player controls.
+#[derive(Clone, Copy, PartialEq, Debug, Default, Encode, Decode, Serialize, Deserialize)]
+pub struct Input {
+    /// Strictly increasing per connection; echoed in snapshots as `last_input_seq`.
+    pub seq: u32,
+    /// Move direction, x component; the vector's length is at most 1.
+    pub move_x: f32,
+    /// Move direction, y component.
+    pub move_y: f32,
+    /// Aim angle in radians.
+    pub aim: f32,
+    /// True while the fire button is held.
+    pub fire: bool,
+}
+
+/// A message from the server to a client.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// Answer to a valid hello: who the client is and what the world looks like.
+    Welcome(Welcome),
+    /// The world as the client sees it, as a delta against a baseline or in full.
+    Snapshot(Snapshot),
+    /// Answer to [`ClientMsg::Ping`].
+    Pong {
+        /// The nonce of the ping.
+        nonce: u64,
+        /// The server's current tick.
+        tick: Tick,
+    },
+    /// Sent just before the server closes the connection: the close code and a full reason.
+    Error {
+        /// The WebSocket close code that follows (see [`crate::close`]).
+        code: u16,
+        /// Human-readable reason; may be longer than a close frame allows.
+        message: String,
+    },
+}
+
+/// The server's answer to a valid hello.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Protocol version of the server.
+    pub version: u16,
+    /// The entity this client controls.
+    pub player: NetId,
+    /// Simulation ticks per second.
+    pub tick_rate_hz: u16,
+    /// The server's tick when the client joined.
+    pub tick: Tick,
+    /// The static arena.
+    pub arena: ArenaInfo,
+}
+
+/// The static part of the world, sent once in the welcome.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct ArenaInfo {
+    /// Arena width in world units; x lies in `[0, width]`.
+    pub width: f32,
+    /// Arena height in world units; y lies in `[0, height]`.
+    pub height: f32,
+    /// Axis-aligned walls.
+    pub walls: Vec<Rect>,
+    /// Radius of a player's collision circle.
+    pub player_radius: f32,
+    /// Radius of a projectile.
+    pub projectile_radius: f32,
+    /// Player speed in world units per second.
+    pub player_speed: f32,
+}
+
+/// An axis-aligned rectangle: `min` corner inclusive, `max` corner inclusive.
+#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Rect {
+    /// Left edge.
+    pub min_x: f32,
+    /// Top edge.
+    pub min_y: f32,
+    /// Right edge.
+    pub max_x: f32,
+    /// Bottom edge.
+    pub max_y: f32,
+}
+
+/// What kind of thing an entity is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub enum EntityKind {
+    /// A player-controlled avatar.
+    Player,
+    /// A projectile in flight.
+    Projectile,
+}
+
+/// The replicated state of one entity.
+#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct EntityState {
+    /// Player or projectile.
+    pub kind: EntityKind,
+    /// Position, x, in world units.
+    pub x: f32,
+    /// Position, y, in world units.
+    pub y: f32,
+    /// Aim angle of a player, or heading of a projectile, in radians in `[-pi, pi)`.
+    pub aim: f32,
+    /// Hit points `0..=100` for players (0 while dead); 0 for projectiles.
+    pub hp: u8,
+    /// Kills scored by a player; 0 for projectiles.
+    pub score: u32,
+    /// The player that fired a projectile; a player's own id for players.
+    pub owner: NetId,
+}
+
+/// One entity's id and full state, as carried by a snapshot.
+#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct EntityUpdate {
+    /// The entity.
+    pub id: NetId,
+    /// Its state at the snapshot's tick.
+    pub state: EntityState,
+}
+
+/// A snapshot: per-client header, then a body that may be shared by clients with the same view.
+#[derive(Clone, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Tick, baseline and input acknowledgement.
+    pub header: SnapshotHeader,
+    /// The changes against the baseline and the checksum of the resulting view.
+    pub body: SnapshotBody,
+}
+
+/// The per-client part of a snapshot.
+#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// The tick this snapshot describes.
+    pub tick: Tick,
+    /// The acknowledged tick the body is a delta against, or `None` for a full snapshot.
+    pub baseline: Option<Tick>,
+    /// Sequence number of the latest input the server had applied at this tick (0 if none).
+    pub last_input_seq: u32,
+}
+
+/// The changes that turn the baseline view into the view at the snapshot's tick.
+#[derive(Clone, PartialEq, Debug, Default, Encode, Decode, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    /// Entities that are in the view now but were not in the baseline.
+    pub created: Vec<EntityUpdate>,
+    /// Entities in both whose state differs.
+    pub changed: Vec<EntityUpdate>,
+    /// Entities that were in the baseline and are gone now.
+    pub removed: Vec<NetId>,
+    /// [`crate::view_checksum`] of the whole view after applying this body.
+    pub checksum: u32,
+}
