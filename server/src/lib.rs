@@ -1,1 +1,25 @@
-//! placeholder
+//! Tickwire server: WebSocket sessions feeding a fixed-tick `bevy_ecs` world that replicates
+//! per-client snapshot deltas.
+//!
+//! Data flows: socket -> [`net`] session (decode, validate) -> bounded channel -> [`sim`] tick
+//! thread (ingest, simulate) -> [`replication`] (delta per client against its acknowledged
+//! baseline) -> bounded outbox -> session -> socket.
+//!
+//! - [`config`]: the one [`Config`] struct, every limit and default.
+//! - [`net`]: the listener (accept loop, connection cap, shutdown) and one session per socket.
+//! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
+//! - [`replication`]: world frames, their history, deltas, and the session/tick boundary.
+//! - [`stats`]: counters shared by every part.
+//! - [`error`]: the crate's error type.
+
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod replication;
+pub mod sim;
+pub mod stats;
+
+pub use config::{Config, GameConfig};
+pub use error::ServerError;
+pub use net::Server;
+pub use stats::ServerStats;

@@ -1,1 +1,108 @@
-fn main() {}
+//! `tickwire-server`: runs the Tickwire game server.
+//!
+//! With no arguments it serves the arena scenario on `ws://127.0.0.1:7777/ws` using the embedded
+//! defaults. `--config FILE` reads a TOML file (every field optional, see `Config`), and flags
+//! override both. `RUST_LOG` sets the log filter (default `info`). Ctrl-C or SIGTERM stops it
+//! cleanly.
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tickwire_server::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+/// Tickwire authoritative game server.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7777].
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<SocketAddr>,
+    /// Simulation ticks (and snapshots) per second [default: 30].
+    #[arg(long, value_name = "HZ")]
+    tick_rate: Option<u16>,
+    /// Most players at once [default: 2048].
+    #[arg(long, value_name = "N")]
+    max_clients: Option<usize>,
+    /// Map file [default: the embedded assets/maps/arena.toml].
+    #[arg(long, value_name = "FILE")]
+    map: Option<PathBuf>,
+    /// Seed of the server's random numbers [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<(Config, bool)> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.bind {
+            cfg.bind = v;
+        }
+        if let Some(v) = self.tick_rate {
+            cfg.tick_rate_hz = v;
+        }
+        if let Some(v) = self.max_clients {
+            cfg.max_clients = v;
+        }
+        if let Some(v) = self.map {
+            cfg.map = Some(v);
+        }
+        if let Some(v) = self.seed {
+            cfg.seed = v;
+        }
+        cfg.validate()?;
+        Ok((cfg, self.print_config))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let (config, print) = Cli::parse().into_config()?;
+    if print {
+        let text = toml::to_string_pretty(&config).context("serializing the config")?;
+        #[allow(clippy::print_stdout)] // The requested output, not a log line.
+        {
+            println!("{text}");
+        }
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tickwire-net")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        tracing::info!(url = %server.ws_url(), "tickwire-server ready");
+        wait_for_signal().await?;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Server configuration: one [`Config`] with documented defaults, read from an optional TOML
+//! file and overridden by command-line flags. Every limit the server enforces lives here.
+
+use crate::error::ServerError;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything the server can be told. `Config::default()` is a complete, working setup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:7777`; use port 0 for any free port.
+    pub bind: SocketAddr,
+    /// Simulation ticks per second; one snapshot per client per tick. Default 30.
+    pub tick_rate_hz: u16,
+    /// Most players connected at once; a client over the cap is closed with 1013. Default 2048.
+    pub max_clients: usize,
+    /// Ticks of world history kept for delta baselines; a client whose acknowledged tick is
+    /// older gets a full snapshot. Default 32 (about 1 s at 30 Hz).
+    pub history_ticks: u32,
+    /// Client messages (inputs, acks) queued per client between its session and the tick
+    /// thread; more are dropped and counted. Default 16.
+    pub input_queue_len: usize,
+    /// Outgoing frames queued per client between the tick thread and its session; while full,
+    /// the client skips snapshots. Default 4.
+    pub outbox_len: usize,
+    /// Join requests queued for the tick thread; when full, new clients are closed with 1013.
+    /// Default 256.
+    pub join_queue_len: usize,
+    /// Largest WebSocket message (and frame) accepted from a client, in bytes. Default 1024.
+    pub max_message_bytes: usize,
+    /// Per-connection WebSocket read buffer, in bytes. Default 4096.
+    pub read_buffer_bytes: usize,
+    /// Time allowed for the HTTP upgrade, in milliseconds. Default 5000.
+    pub handshake_timeout_ms: u64,
+    /// Time allowed between the upgrade and the hello, in milliseconds. Default 5000.
+    pub hello_timeout_ms: u64,
+    /// Time allowed for the peer to answer our close frame, in milliseconds. Default 1000.
+    pub close_timeout_ms: u64,
+    /// Time allowed for all sessions to close on shutdown, in milliseconds. Default 3000.
+    pub shutdown_grace_ms: u64,
+    /// Ticks the loop may run late before it stops catching up and skips ahead (counted as
+    /// skipped ticks), so an overload never spirals. Default 3.
+    pub max_catchup_ticks: u32,
+    /// Interval of the stats log line, in milliseconds. Default 5000.
+    pub stats_interval_ms: u64,
+    /// Seed of the server's random numbers (spawn positions). Default 1.
+    pub seed: u64,
+    /// Map file; `None` uses the embedded `assets/maps/arena.toml`. Default `None`.
+    pub map: Option<PathBuf>,
+    /// Gameplay constants.
+    pub game: GameConfig,
+}
+
+/// Gameplay constants of the arena game.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GameConfig {
+    /// Player speed, world units per second. Default 250.
+    pub player_speed: f32,
+    /// Player radius, world units: a circle for hits, a square of this half-size for walls.
+    /// Default 16.
+    pub player_radius: f32,
+    /// Projectile speed, world units per second. Default 900.
+    pub projectile_speed: f32,
+    /// Projectile radius, world units. Default 4.
+    pub projectile_radius: f32,
+    /// Projectile lifetime, milliseconds. Default 1000.
+    pub projectile_lifetime_ms: u32,
+    /// Hit points a projectile takes. Default 25.
+    pub projectile_damage: u8,
+    /// Minimum time between two shots of one player, milliseconds. Default 250.
+    pub fire_cooldown_ms: u32,
+    /// Time a dead player waits before respawning, milliseconds. Default 1500.
+    pub respawn_delay_ms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            tick_rate_hz: 30,
+            max_clients: 2048,
+            history_ticks: 32,
+            input_queue_len: 16,
+            outbox_len: 4,
+            join_queue_len: 256,
+            max_message_bytes: 1024,
+            read_buffer_bytes: 4096,
+            handshake_timeout_ms: 5000,
+            hello_timeout_ms: 5000,
+            close_timeout_ms: 1000,
+            shutdown_grace_ms: 3000,
+            max_catchup_ticks: 3,
+            stats_interval_ms: 5000,
+            seed: 1,
+            map: None,
+            game: GameConfig::default(),
+        }
+    }
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        GameConfig {
+            player_speed: 250.0,
+            player_radius: 16.0,
+            projectile_speed: 900.0,
+            projectile_radius: 4.0,
+            projectile_lifetime_ms: 1000,
+            projectile_damage: 25,
+            fire_cooldown_ms: 250,
+            respawn_delay_ms: 1500,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; fields it does not set keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| ServerError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks the values that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |what: &str| {
+            Err(ServerError::InvalidConfig {
+                message: what.to_owned(),
+            })
+        };
+        if !(1..=240).contains(&self.tick_rate_hz) {
+            return bad("tick_rate_hz must be in 1..=240");
+        }
+        if self.max_clients == 0 {
+            return bad("max_clients must be at least 1");
+        }
+        if !(2..=64).contains(&self.history_ticks) {
+            return bad("history_ticks must be in 2..=64");
+        }
+        if self.input_queue_len == 0 || self.outbox_len == 0 || self.join_queue_len == 0 {
+            return bad("queue lengths must be at least 1");
+        }
+        if self.max_message_bytes < tickwire_protocol::codec::MAX_CLIENT_MSG_BYTES {
+            return bad("max_message_bytes must fit the largest client message (256)");
+        }
+        let g = &self.game;
+        let positive = [
+            g.player_speed,
+            g.player_radius,
+            g.projectile_speed,
+            g.projectile_radius,
+        ];
+        if positive.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad("game speeds and radii must be finite and positive");
+        }
+        Ok(())
+    }
+
+    /// Length of one tick in seconds.
+    #[must_use]
+    pub fn tick_seconds(&self) -> f32 {
+        1.0 / f32::from(self.tick_rate_hz)
+    }
+
+    /// A duration in milliseconds as a whole number of ticks, at least 1.
+    #[must_use]
+    pub fn ms_to_ticks(&self, ms: u32) -> u32 {
+        let ticks = (u64::from(ms) * u64::from(self.tick_rate_hz)).div_ceil(1000);
+        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_a_partial_file_keeps_them() {
+        Config::default().validate().expect("defaults valid");
+        let cfg: Config = toml::from_str("tick_rate_hz = 60\n[game]\nplayer_speed = 300.0\n")
+            .expect("parses");
+        assert_eq!(cfg.tick_rate_hz, 60);
+        assert_eq!(cfg.game.player_speed, 300.0);
+        assert_eq!(cfg.max_clients, Config::default().max_clients);
+        assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
+    }
+
+    #[test]
+    fn ms_to_ticks_rounds_up() {
+        let cfg = Config::default();
+        assert_eq!(cfg.ms_to_ticks(1000), 30);
+        assert_eq!(cfg.ms_to_ticks(250), 8);
+        assert_eq!(cfg.ms_to_ticks(0), 1);
+    }
+}

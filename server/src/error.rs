@@ -1,0 +1,50 @@
+//! Errors at the server crate's boundary.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why the server could not start or run.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for [`crate::Config`].
+    #[error("invalid config file {path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {message}")]
+    InvalidConfig {
+        /// Which value and why.
+        message: String,
+    },
+    /// The map is not valid.
+    #[error("invalid map {source_name}: {message}")]
+    Map {
+        /// The file, or "embedded" for the default map.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The tick thread could not be started.
+    #[error("cannot start the tick thread: {0}")]
+    TickThread(std::io::Error),
+}

@@ -1,0 +1,134 @@
+//! [`Server`]: binds, starts the tick thread, accepts connections, and shuts everything down.
+
+use super::session::{self, Shared};
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::sim::Sim;
+use crate::sim::driver::TickLoop;
+use crate::sim::map::Map;
+use crate::stats::ServerStats;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// Longest pause after a failed `accept` (for example when out of file descriptors).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    stats: Arc<ServerStats>,
+    shutdown: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<()>,
+    tick: TickLoop,
+}
+
+impl Server {
+    /// Validates the config, loads the map, binds, and starts the tick thread and accept loop.
+    pub async fn start(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let map = Map::load(config.map.as_deref())?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let stats = Arc::new(ServerStats::default());
+        let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
+        let sim = Sim::new(&config, map, join_rx, Arc::clone(&stats));
+        let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats)));
+        let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
+        info!(%local_addr, "listening; WebSocket endpoint is /ws");
+        Ok(Server {
+            local_addr,
+            stats,
+            shutdown,
+            accept_task,
+            tick,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL of this server.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.local_addr)
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<ServerStats> {
+        &self.stats
+    }
+
+    /// Stops accepting, closes every session with 1001 (waiting at most `shutdown_grace_ms`
+    /// for the close handshakes), then stops the tick thread.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.accept_task.await {
+            warn!(error = %e, "accept loop ended abnormally");
+        }
+        let tick = self.tick;
+        if tokio::task::spawn_blocking(move || tick.stop()).await.is_err() {
+            warn!("could not join the tick thread");
+        }
+        info!("shut down");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sessions = JoinSet::new();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    let shared = Arc::clone(&shared);
+                    let rx = shutdown.clone();
+                    sessions.spawn(session::run(stream, peer, shared, rx));
+                }
+                Err(e) => {
+                    // Usually EMFILE or a connection reset before accept: keep serving.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                }
+            },
+        }
+        while sessions.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let grace = Duration::from_millis(shared.config.shutdown_grace_ms);
+    let drained = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(remaining = sessions.len(), "sessions still open after the grace period; aborting them");
+        sessions.abort_all();
+        while sessions.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,190 @@
+//! The boundary between one client's session (async, tokio) and the tick thread.
+//!
+//! - session -> tick: [`JoinRequest`] once on a shared bounded channel, then [`ClientEvent`]s on
+//!   the client's own bounded channel, so a flooding client fills only its own queue.
+//! - tick -> session: [`Outgoing`] frames on a bounded tokio channel, written with `try_send`
+//!   so the tick never waits; when it is full the client skips that snapshot.
+//! - leaving: the session records a [`LeaveReason`] and drops its sender; the tick thread sees
+//!   the channel disconnect and removes the player.
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use tickwire_protocol::{Input, Tick};
+use tokio::sync::mpsc;
+
+/// Identifies one connection for its whole life (used in logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientId(pub u64);
+
+/// What a session forwards to the tick thread.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientEvent {
+    /// A validated input.
+    Input(Input),
+    /// The client applied the snapshot of this tick.
+    Ack(Tick),
+}
+
+/// What the tick thread hands to a session.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// One encoded [`tickwire_protocol::ServerMsg`], sent as one binary frame.
+    Frame(Bytes),
+    /// Close the connection with this code and reason.
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Reason sent in the close frame.
+        reason: String,
+    },
+}
+
+/// Why a player left the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The client closed the connection.
+    PeerClosed,
+    /// The connection failed (reset, I/O error, EOF without a close frame).
+    ConnectionLost,
+    /// The server closed the connection because of what the client sent.
+    Violation {
+        /// The close code used.
+        code: u16,
+    },
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Where a session records why it ended before dropping its event sender.
+pub type LeaveSlot = Arc<Mutex<Option<LeaveReason>>>;
+
+/// A session asking the tick thread to create its player.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// The connection.
+    pub client: ClientId,
+    /// Sanitized display name.
+    pub name: String,
+    /// The client's inputs and acks.
+    pub events: Receiver<ClientEvent>,
+    /// Frames for the client; the welcome is the first.
+    pub outbox: mpsc::Sender<Outgoing>,
+    /// Set by the session before it lets go of `events`.
+    pub leave: LeaveSlot,
+}
+
+/// Number of recent ticks whose "sent" bit a [`ClientLink`] remembers.
+const SENT_WINDOW: i32 = 64;
+
+/// Per-client state the tick thread keeps: channels and what the client has acknowledged.
+#[derive(Debug)]
+pub struct ClientLink {
+    /// The connection.
+    pub client: ClientId,
+    /// Inputs and acks from the session.
+    pub events: Receiver<ClientEvent>,
+    /// Frames to the session.
+    pub outbox: mpsc::Sender<Outgoing>,
+    /// Why the session ended, once it has.
+    pub leave: LeaveSlot,
+    /// Newest tick the client acknowledged that was sent to it.
+    pub acked: Option<Tick>,
+    /// Sequence number of the latest input applied.
+    pub last_input_seq: u32,
+    /// Bit `i` is set if the snapshot of tick `mask_tick - i` was handed to the session.
+    sent_mask: u64,
+    mask_tick: Tick,
+}
+
+impl ClientLink {
+    /// The link for a join request, at the current tick.
+    #[must_use]
+    pub fn new(join: JoinRequest, now: Tick) -> ClientLink {
+        ClientLink {
+            client: join.client,
+            events: join.events,
+            outbox: join.outbox,
+            leave: join.leave,
+            acked: None,
+            last_input_seq: 0,
+            sent_mask: 0,
+            mask_tick: now,
+        }
+    }
+
+    /// Records whether the snapshot of `tick` was handed to the session.
+    pub fn record_sent(&mut self, tick: Tick, sent: bool) {
+        let shift = tick.since(self.mask_tick);
+        self.sent_mask = if (1..SENT_WINDOW).contains(&shift) {
+            self.sent_mask << shift
+        } else if shift == 0 {
+            self.sent_mask
+        } else {
+            0
+        };
+        self.mask_tick = tick;
+        if sent {
+            self.sent_mask |= 1;
+        }
+    }
+
+    /// Takes an ack if it names a tick sent to this client and newer than the current one.
+    /// Returns false for an ack that was ignored.
+    pub fn acknowledge(&mut self, tick: Tick) -> bool {
+        let age = self.mask_tick.since(tick);
+        let was_sent = (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0;
+        let newer = self.acked.is_none_or(|a| tick > a);
+        if was_sent && newer {
+            self.acked = Some(tick);
+        }
+        was_sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> ClientLink {
+        let (_tx, events) = crossbeam_channel::bounded(1);
+        let (outbox, _rx) = mpsc::channel(1);
+        ClientLink::new(
+            JoinRequest {
+                client: ClientId(1),
+                name: String::new(),
+                events,
+                outbox,
+                leave: LeaveSlot::default(),
+            },
+            Tick(100),
+        )
+    }
+
+    #[test]
+    fn only_sent_ticks_can_be_acknowledged() {
+        let mut l = link();
+        l.record_sent(Tick(101), true);
+        l.record_sent(Tick(102), false); // skipped: outbox full
+        l.record_sent(Tick(103), true);
+        assert!(!l.acknowledge(Tick(102)));
+        assert_eq!(l.acked, None);
+        assert!(!l.acknowledge(Tick(104)), "future tick");
+        assert!(!l.acknowledge(Tick(50)), "never sent");
+        assert!(l.acknowledge(Tick(103)));
+        assert_eq!(l.acked, Some(Tick(103)));
+        // An older ack arriving late is valid but does not move the baseline back.
+        assert!(l.acknowledge(Tick(101)));
+        assert_eq!(l.acked, Some(Tick(103)));
+    }
+
+    #[test]
+    fn sent_bits_age_out() {
+        let mut l = link();
+        l.record_sent(Tick(101), true);
+        l.record_sent(Tick(101 + 70), true);
+        assert!(!l.acknowledge(Tick(101)));
+        assert!(l.acknowledge(Tick(171)));
+    }
+}

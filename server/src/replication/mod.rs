@@ -1,0 +1,18 @@
+//! Replication: what each client is told about the world each tick.
+//!
+//! Data flows one way through it: the tick captures the world once into a [`WorldFrame`]
+//! (sorted by net id, hashed once per entity) and keeps the last `history_ticks` frames. For each
+//! client it then picks a baseline (the newest tick the client acknowledged that is still in
+//! history, or none), takes the encoded delta body for that baseline (built once per distinct
+//! baseline per tick and shared between clients), prefixes the client's own header and hands the
+//! frame to the client's session without waiting.
+//!
+//! - [`link`]: the channels between one session and the tick thread, and the per-client
+//!   replication state (acknowledged tick, ticks sent).
+//! - [`frame`]: world frames, their history, and delta building.
+
+pub mod frame;
+pub mod link;
+
+pub use frame::{Replication, WorldFrame, diff};
+pub use link::{ClientEvent, ClientId, ClientLink, JoinRequest, LeaveReason, LeaveSlot, Outgoing};

@@ -1,0 +1,123 @@
+//! Components and resources of the simulation world.
+
+use crate::config::GameConfig;
+use crate::replication::ClientLink;
+use crate::stats::ServerStats;
+use bevy_ecs::prelude::*;
+use glam::Vec2;
+use std::sync::Arc;
+use tickwire_protocol::{Input, NetId, Tick};
+
+/// Hit points of a fresh player.
+pub const MAX_HP: u8 = 100;
+
+/// Network identity of a replicated entity.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Net(pub NetId);
+
+/// Position in world units.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Position(pub Vec2);
+
+/// Aim (players) or heading (projectiles), radians in `[-pi, pi)`.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Aim(pub f32);
+
+/// A player avatar, controlled by exactly one client.
+#[derive(Component, Debug, Clone)]
+pub struct Player {
+    /// Display name.
+    pub name: String,
+    /// Hit points; 0 while dead.
+    pub hp: u8,
+    /// Kills.
+    pub score: u32,
+    /// The latest valid input (movement and aim persist until the next input).
+    pub input: Input,
+    /// A fire press arrived since the last tick.
+    pub fire_pressed: bool,
+    /// Ticks until the player may fire again.
+    pub cooldown_ticks: u32,
+    /// Ticks until a dead player respawns; 0 while alive.
+    pub respawn_ticks: u32,
+}
+
+impl Player {
+    /// True while the player can move, fire and be hit.
+    #[must_use]
+    pub fn alive(&self) -> bool {
+        self.respawn_ticks == 0
+    }
+}
+
+/// A projectile in flight.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct Projectile {
+    /// The player that fired it.
+    pub owner: NetId,
+    /// The owner's entity, for scoring; it may have left since.
+    pub owner_entity: Entity,
+    /// Velocity in world units per second.
+    pub velocity: Vec2,
+    /// Ticks before it vanishes.
+    pub ticks_left: u32,
+}
+
+/// The connection of the client that controls this player. Only the network-facing ingest
+/// system adds or removes it, together with the entity.
+#[derive(Component)]
+pub struct Link(pub ClientLink);
+
+/// The tick being simulated and the length of a tick.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct Clock {
+    /// The tick being simulated.
+    pub tick: Tick,
+    /// Seconds per tick.
+    pub dt: f32,
+}
+
+/// Gameplay constants, with durations converted to ticks.
+#[derive(Resource, Debug, Clone)]
+pub struct Rules {
+    /// Constants as configured.
+    pub game: GameConfig,
+    /// Projectile lifetime in ticks.
+    pub projectile_ticks: u32,
+    /// Fire cooldown in ticks.
+    pub cooldown_ticks: u32,
+    /// Respawn delay in ticks.
+    pub respawn_ticks: u32,
+    /// Simulation rate, for the welcome.
+    pub tick_rate_hz: u16,
+    /// Join requests handled per tick at most.
+    pub joins_per_tick: usize,
+    /// Client messages handled per client per tick at most (the queue length).
+    pub events_per_tick: usize,
+}
+
+/// Allocator of network ids; ids are never reused within 2^32 allocations.
+#[derive(Resource, Debug, Default)]
+pub struct NetIds {
+    next: u32,
+}
+
+impl NetIds {
+    /// A fresh id.
+    pub fn allocate(&mut self) -> NetId {
+        self.next = self.next.wrapping_add(1);
+        NetId(self.next)
+    }
+}
+
+/// The simulation's random numbers, seeded from the config.
+#[derive(Resource)]
+pub struct SimRng(pub fastrand::Rng);
+
+/// Counters shared with the network side.
+#[derive(Resource, Clone)]
+pub struct Stats(pub Arc<ServerStats>);
+
+/// Live players by grid cell, rebuilt each tick for projectile hits.
+#[derive(Resource, Default)]
+pub struct PlayerGrid(pub super::grid::Grid);

@@ -1,0 +1,152 @@
+//! The tick thread: runs [`Sim::tick`] on drift-free deadlines and logs a stats line.
+//!
+//! Deadlines are computed from the start instant and the tick count (never by adding a period to
+//! the previous wake-up), so rounding and scheduling jitter do not accumulate. A tick that ends
+//! after the next deadline is an overrun; the loop then runs the next tick at once to catch up.
+//! If it falls more than `max_catchup_ticks` behind, it skips the missed ticks (counted) rather
+//! than trying to run them all, so an overload can never spiral.
+
+use super::Sim;
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::stats::ServerStats;
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Longest tick duration the histogram records, in microseconds (60 s).
+const MAX_RECORDED_US: u64 = 60_000_000;
+
+/// The running tick thread.
+pub struct TickLoop {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl TickLoop {
+    /// Starts the thread; it owns the simulation until stopped.
+    pub fn spawn(
+        sim: Sim,
+        config: &Config,
+        stats: Arc<ServerStats>,
+    ) -> Result<TickLoop, ServerError> {
+        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let schedule = Schedule {
+            tick_rate_hz: u64::from(config.tick_rate_hz),
+            max_catchup_ticks: u64::from(config.max_catchup_ticks),
+            stats_interval: Duration::from_millis(config.stats_interval_ms.max(1)),
+        };
+        let handle = std::thread::Builder::new()
+            .name("tickwire-tick".into())
+            .spawn(move || run(sim, &schedule, &stats, &stop_rx))
+            .map_err(ServerError::TickThread)?;
+        Ok(TickLoop { stop, handle })
+    }
+
+    /// Stops the loop after the current tick and waits for the thread to end.
+    pub fn stop(self) {
+        // A full channel means a stop is already pending; a closed one that the thread ended.
+        let _ = self.stop.try_send(());
+        if self.handle.join().is_err() {
+            warn!("tick thread panicked");
+        }
+    }
+}
+
+struct Schedule {
+    tick_rate_hz: u64,
+    max_catchup_ticks: u64,
+    stats_interval: Duration,
+}
+
+impl Schedule {
+    /// Offset of tick `n`'s deadline from the start, exact in nanoseconds.
+    fn offset(&self, n: u64) -> Duration {
+        let nanos = u128::from(n) * 1_000_000_000 / u128::from(self.tick_rate_hz);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+fn run(
+    mut sim: Sim,
+    schedule: &Schedule,
+    stats: &ServerStats,
+    stop: &crossbeam_channel::Receiver<()>,
+) {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_RECORDED_US, 3)
+        .expect("static histogram bounds are valid");
+    let start = Instant::now();
+    let mut window_start = start;
+    let mut window_bytes = ServerStats::read(&stats.bytes_out);
+    let mut window_overruns = 0u64;
+    let mut n: u64 = 0;
+    info!(tick_rate_hz = schedule.tick_rate_hz, "tick loop started");
+    loop {
+        let t0 = Instant::now();
+        sim.tick();
+        let took = t0.elapsed();
+        hist.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1));
+        n += 1;
+        let mut deadline = start + schedule.offset(n);
+        let now = Instant::now();
+        if now > deadline {
+            window_overruns += 1;
+            ServerStats::add(&stats.overruns, 1);
+            let behind = (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz)
+                / 1_000_000_000;
+            let behind = u64::try_from(behind).unwrap_or(u64::MAX);
+            if behind > schedule.max_catchup_ticks {
+                n += behind;
+                ServerStats::add(&stats.skipped_ticks, behind);
+                deadline = start + schedule.offset(n);
+                warn!(skipped = behind, "tick loop fell behind; skipping ticks");
+            }
+        }
+        if now.duration_since(window_start) >= schedule.stats_interval {
+            let secs = now.duration_since(window_start).as_secs_f64();
+            let bytes = ServerStats::read(&stats.bytes_out);
+            let ms = |us: u64| us as f64 / 1000.0;
+            info!(
+                clients = ServerStats::read(&stats.clients),
+                tick = stats.tick.load(Relaxed),
+                tick_p50_ms = ms(hist.value_at_quantile(0.5)),
+                tick_p99_ms = ms(hist.value_at_quantile(0.99)),
+                tick_max_ms = ms(hist.max()),
+                overruns = window_overruns,
+                bytes_out_per_s = ((bytes - window_bytes) as f64 / secs).round(),
+                snapshots_dropped = ServerStats::read(&stats.snapshots_dropped),
+                "stats"
+            );
+            hist.reset();
+            window_start = now;
+            window_bytes = bytes;
+            window_overruns = 0;
+        }
+        match stop.recv_deadline(deadline) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    info!(ticks = n, "tick loop stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_do_not_drift() {
+        let s = Schedule {
+            tick_rate_hz: 30,
+            max_catchup_ticks: 3,
+            stats_interval: Duration::from_secs(5),
+        };
+        assert_eq!(s.offset(30), Duration::from_secs(1));
+        assert_eq!(s.offset(30 * 3600), Duration::from_secs(3600));
+        assert_eq!(s.offset(1), Duration::from_nanos(33_333_333));
+    }
+}

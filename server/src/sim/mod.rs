@@ -1,0 +1,116 @@
+//! The simulation: a `bevy_ecs` World stepped by one Schedule per tick, with no sockets.
+//!
+//! Data flows in through bounded channels (join requests, then each client's inputs and acks),
+//! through the systems in [`systems`] in a fixed order, and out as one snapshot frame per
+//! client per tick on each client's bounded outbox. [`Sim::tick`] never blocks: the tick thread
+//! in [`driver`] calls it on a fixed schedule, and tests and benches call it directly.
+//!
+//! - [`components`]: components and resources.
+//! - [`systems`]: the systems, in schedule order.
+//! - [`map`]: the arena, its walls and collision queries.
+//! - [`grid`]: a uniform grid of players for hit tests.
+//! - [`driver`]: the thread that runs ticks on drift-free deadlines.
+
+pub mod components;
+pub mod driver;
+pub mod grid;
+pub mod map;
+pub mod systems;
+
+use crate::config::Config;
+use crate::replication::{JoinRequest, Replication};
+use crate::stats::ServerStats;
+use bevy_ecs::prelude::*;
+use components::*;
+use crossbeam_channel::Receiver;
+use map::Map;
+use std::sync::Arc;
+use tickwire_protocol::Tick;
+
+/// Side of a cell of the player grid, in world units.
+const GRID_CELL: f32 = 200.0;
+
+/// The world and its schedule.
+pub struct Sim {
+    world: World,
+    schedule: Schedule,
+}
+
+impl Sim {
+    /// A world with the given map, fed by `joins`, reporting into `stats`.
+    #[must_use]
+    pub fn new(
+        config: &Config,
+        map: Map,
+        joins: Receiver<JoinRequest>,
+        stats: Arc<ServerStats>,
+    ) -> Sim {
+        let mut world = World::new();
+        world.insert_resource(Clock {
+            tick: Tick(0),
+            dt: config.tick_seconds(),
+        });
+        world.insert_resource(Rules {
+            game: config.game.clone(),
+            projectile_ticks: config.ms_to_ticks(config.game.projectile_lifetime_ms),
+            cooldown_ticks: config.ms_to_ticks(config.game.fire_cooldown_ms),
+            respawn_ticks: config.ms_to_ticks(config.game.respawn_delay_ms),
+            tick_rate_hz: config.tick_rate_hz,
+            joins_per_tick: config.join_queue_len,
+            events_per_tick: config.input_queue_len,
+        });
+        world.insert_resource(PlayerGrid(grid::Grid::new(map.width, map.height, GRID_CELL)));
+        world.insert_resource(map);
+        world.insert_resource(NetIds::default());
+        world.insert_resource(SimRng(fastrand::Rng::with_seed(config.seed)));
+        world.insert_resource(Stats(stats));
+        world.insert_resource(systems::Joins(joins));
+        world.insert_resource(Replication::new(config.history_ticks as usize));
+
+        let mut schedule = Schedule::default();
+        schedule.add_systems(
+            (
+                systems::ingest_joins,
+                systems::ingest_client_events,
+                systems::move_players,
+                systems::fire_weapons,
+                systems::index_players,
+                systems::move_projectiles,
+                systems::respawn_players,
+                systems::capture_world,
+                systems::replicate,
+            )
+                .chain(),
+        );
+        Sim { world, schedule }
+    }
+
+    /// Runs one tick: ingest, simulate, capture, replicate. Then advances the clock.
+    pub fn tick(&mut self) {
+        self.schedule.run(&mut self.world);
+        // Without this, removal trackers grow without bound (see CRATES.md, P1).
+        self.world.clear_trackers();
+        let done = self.current_tick();
+        let stats = &self.world.resource::<Stats>().0;
+        stats.tick.store(done.0, std::sync::atomic::Ordering::Relaxed);
+        stats.ticks_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.world.resource_mut::<Clock>().tick = done.next();
+    }
+
+    /// The tick the next call to [`Sim::tick`] will simulate.
+    #[must_use]
+    pub fn current_tick(&self) -> Tick {
+        self.world.resource::<Clock>().tick
+    }
+
+    /// The world, for inspection by tests.
+    #[must_use]
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The world, for tests that set up situations directly.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}

@@ -1,0 +1,368 @@
+//! The systems of one tick, in the order the schedule runs them:
+//! ingest (joins, then each client's inputs and acks) -> simulate (players move, weapons fire,
+//! projectiles fly and hit, the dead respawn) -> capture the world frame -> replicate (a delta
+//! per client, handed to its session without waiting).
+
+use super::components::*;
+use super::map::Map;
+use crate::replication::{ClientEvent, ClientLink, LeaveReason, Outgoing, Replication};
+use crate::stats::ServerStats;
+use bevy_ecs::prelude::*;
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, TryRecvError};
+use glam::Vec2;
+use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
+use tickwire_protocol::{
+    ArenaInfo, EntityKind, EntityState, ServerMsg, SnapshotHeader, Welcome, PROTOCOL_VERSION,
+};
+use tracing::{debug, info};
+
+/// Attempts at finding a free spawn point before falling back to the arena centre search.
+const SPAWN_ATTEMPTS: u32 = 256;
+
+/// Join requests from sessions.
+#[derive(Resource)]
+pub struct Joins(pub Receiver<crate::replication::JoinRequest>);
+
+fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: f32) -> Vec2 {
+    map.random_free_position(rng, r, SPAWN_ATTEMPTS)
+        // Only a map that is nearly all wall gets here; validated maps have free space.
+        .unwrap_or(Vec2::new(map.width / 2.0, map.height / 2.0))
+}
+
+/// Creates a player for each join request and sends it the welcome.
+pub fn ingest_joins(
+    mut commands: Commands,
+    joins: Res<Joins>,
+    clock: Res<Clock>,
+    rules: Res<Rules>,
+    map: Res<Map>,
+    mut ids: ResMut<NetIds>,
+    mut rng: ResMut<SimRng>,
+    stats: Res<Stats>,
+) {
+    for join in joins.0.try_iter().take(rules.joins_per_tick) {
+        let id = ids.allocate();
+        let pos = spawn_point(&map, &mut rng.0, rules.game.player_radius);
+        let welcome = ServerMsg::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            player: id,
+            tick_rate_hz: rules.tick_rate_hz,
+            tick: clock.tick,
+            arena: ArenaInfo {
+                width: map.width,
+                height: map.height,
+                walls: map.walls.clone(),
+                player_radius: rules.game.player_radius,
+                projectile_radius: rules.game.projectile_radius,
+                player_speed: rules.game.player_speed,
+            },
+        });
+        let mut buf = Vec::new();
+        encode_server(&welcome, &mut buf);
+        // A fresh outbox has room; if the session is already gone the send fails and the player
+        // is removed next tick when its event channel reports the disconnect.
+        let _ = join.outbox.try_send(Outgoing::Frame(Bytes::from(buf)));
+        info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
+        commands.spawn((
+            Net(id),
+            Position(pos),
+            Aim(0.0),
+            Player {
+                name: join.name.clone(),
+                hp: MAX_HP,
+                score: 0,
+                input: Default::default(),
+                fire_pressed: false,
+                cooldown_ticks: 0,
+                respawn_ticks: 0,
+            },
+            Link(ClientLink::new(join, clock.tick)),
+        ));
+        ServerStats::add(&stats.0.joins, 1);
+        stats.0.clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Drains each client's queue: inputs update the player's controls, acks move its baseline;
+/// a disconnected queue removes the player.
+pub fn ingest_client_events(
+    mut commands: Commands,
+    mut players: Query<(Entity, &Net, &mut Link, &mut Player)>,
+    rules: Res<Rules>,
+    stats: Res<Stats>,
+) {
+    for (entity, net, mut link, mut player) in &mut players {
+        let link = &mut link.0;
+        let mut disconnected = false;
+        for _ in 0..rules.events_per_tick {
+            match link.events.try_recv() {
+                Ok(ClientEvent::Input(input)) => {
+                    // Sessions only forward increasing sequence numbers; keep the newest.
+                    if input.seq > link.last_input_seq {
+                        link.last_input_seq = input.seq;
+                        player.fire_pressed |= input.fire;
+                        player.input = input;
+                    }
+                }
+                Ok(ClientEvent::Ack(tick)) => {
+                    if !link.acknowledge(tick) {
+                        ServerStats::add(&stats.0.acks_ignored, 1);
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
+            }
+        }
+        if disconnected {
+            let reason = link
+                .leave
+                .lock()
+                .clone()
+                .unwrap_or(LeaveReason::ConnectionLost);
+            info!(client = link.client.0, player = net.0.0, ?reason, "player left");
+            commands.entity(entity).despawn();
+            ServerStats::add(&stats.0.leaves, 1);
+            stats.0.clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Moves living players along their input direction, stopping at walls; applies aim.
+pub fn move_players(
+    mut players: Query<(&mut Position, &mut Aim, &Player)>,
+    map: Res<Map>,
+    rules: Res<Rules>,
+    clock: Res<Clock>,
+) {
+    let step = rules.game.player_speed * clock.dt;
+    for (mut pos, mut aim, player) in &mut players {
+        if !player.alive() {
+            continue;
+        }
+        aim.0 = player.input.aim;
+        let dir = Vec2::new(player.input.move_x, player.input.move_y);
+        if dir != Vec2::ZERO {
+            // Sanitized inputs have length <= 1; normalizing keeps the speed exact.
+            let delta = dir.normalize_or_zero() * step;
+            pos.0 = map.slide(pos.0, delta, rules.game.player_radius);
+        }
+    }
+}
+
+/// Spawns a projectile for each living player that pressed fire and is off cooldown.
+pub fn fire_weapons(
+    mut commands: Commands,
+    mut players: Query<(Entity, &Net, &Position, &Aim, &mut Player)>,
+    map: Res<Map>,
+    rules: Res<Rules>,
+    mut ids: ResMut<NetIds>,
+) {
+    let g = &rules.game;
+    for (entity, net, pos, aim, mut player) in &mut players {
+        player.cooldown_ticks = player.cooldown_ticks.saturating_sub(1);
+        let pressed = std::mem::take(&mut player.fire_pressed);
+        if !pressed || !player.alive() || player.cooldown_ticks > 0 {
+            continue;
+        }
+        player.cooldown_ticks = rules.cooldown_ticks;
+        let dir = Vec2::from_angle(aim.0);
+        let muzzle = pos.0 + dir * (g.player_radius + g.projectile_radius + 1.0);
+        if map.segment_blocked(pos.0, muzzle, g.projectile_radius) {
+            continue; // Firing into a wall at point blank: the shot is absorbed.
+        }
+        commands.spawn((
+            Net(ids.allocate()),
+            Position(muzzle),
+            Aim(aim.0),
+            Projectile {
+                owner: net.0,
+                owner_entity: entity,
+                velocity: dir * g.projectile_speed,
+                ticks_left: rules.projectile_ticks,
+            },
+        ));
+    }
+}
+
+/// Indexes living players by grid cell for the projectile system.
+pub fn index_players(
+    mut grid: ResMut<PlayerGrid>,
+    players: Query<(Entity, &Position, &Player)>,
+) {
+    grid.0.clear();
+    for (e, pos, player) in &players {
+        if player.alive() {
+            grid.0.insert(e, pos.0);
+        }
+    }
+}
+
+/// Distance from `p` to the segment `a -> b`.
+fn segment_distance(a: Vec2, b: Vec2, p: Vec2) -> f32 {
+    let d = b - a;
+    let len_sq = d.length_squared();
+    let t = if len_sq > 0.0 {
+        ((p - a).dot(d) / len_sq).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    p.distance(a + d * t)
+}
+
+/// Moves projectiles; a projectile that hits a living player (not its owner) damages it and
+/// vanishes, as does one that hits a wall, leaves the arena or runs out of time. A kill scores
+/// for the owner and starts the victim's respawn timer.
+pub fn move_projectiles(
+    mut commands: Commands,
+    mut projectiles: Query<(Entity, &mut Position, &mut Projectile), Without<Player>>,
+    mut players: Query<(&Net, &mut Player), Without<Projectile>>,
+    grid: Res<PlayerGrid>,
+    map: Res<Map>,
+    rules: Res<Rules>,
+    clock: Res<Clock>,
+) {
+    let g = &rules.game;
+    let reach = g.player_radius + g.projectile_radius;
+    for (entity, mut pos, mut proj) in &mut projectiles {
+        let from = pos.0;
+        let to = from + proj.velocity * clock.dt;
+        // The nearest living player (other than the owner) along the path, if any.
+        let (lo, hi) = (from.min(to) - Vec2::splat(reach), from.max(to) + Vec2::splat(reach));
+        let mut hit: Option<(f32, Entity)> = None;
+        for (target, tpos) in grid.0.query(lo, hi) {
+            if target == proj.owner_entity || segment_distance(from, to, tpos) > reach {
+                continue;
+            }
+            let along = from.distance_squared(tpos);
+            if hit.is_none_or(|(best, _)| along < best) {
+                hit = Some((along, target));
+            }
+        }
+        if let Some((_, target)) = hit
+            && let Ok((victim_net, mut victim)) = players.get_mut(target)
+            && victim.alive()
+        {
+            victim.hp = victim.hp.saturating_sub(g.projectile_damage);
+            if victim.hp == 0 {
+                victim.respawn_ticks = rules.respawn_ticks;
+                debug!(victim = victim_net.0.0, killer = proj.owner.0, "player killed");
+                if let Ok((_, mut killer)) = players.get_mut(proj.owner_entity) {
+                    killer.score = killer.score.saturating_add(1);
+                }
+            }
+            commands.entity(entity).despawn();
+            continue;
+        }
+        proj.ticks_left = proj.ticks_left.saturating_sub(1);
+        if proj.ticks_left == 0 || map.segment_blocked(from, to, g.projectile_radius) {
+            commands.entity(entity).despawn();
+        } else {
+            pos.0 = to;
+        }
+    }
+}
+
+/// Counts down dead players' timers and respawns them at a random free position.
+pub fn respawn_players(
+    mut players: Query<(&mut Position, &mut Player)>,
+    map: Res<Map>,
+    rules: Res<Rules>,
+    mut rng: ResMut<SimRng>,
+) {
+    for (mut pos, mut player) in &mut players {
+        if player.respawn_ticks == 0 {
+            continue;
+        }
+        player.respawn_ticks -= 1;
+        if player.respawn_ticks == 0 {
+            player.hp = MAX_HP;
+            player.cooldown_ticks = 0;
+            pos.0 = spawn_point(&map, &mut rng.0, rules.game.player_radius);
+        }
+    }
+}
+
+/// Captures every replicated entity into this tick's world frame.
+pub fn capture_world(
+    mut replication: ResMut<Replication>,
+    clock: Res<Clock>,
+    players: Query<(&Net, &Position, &Aim, &Player)>,
+    projectiles: Query<(&Net, &Position, &Aim, &Projectile)>,
+) {
+    let list = replication.begin(clock.tick);
+    list.extend(players.iter().map(|(net, pos, aim, p)| {
+        let state = EntityState {
+            kind: EntityKind::Player,
+            x: pos.0.x,
+            y: pos.0.y,
+            aim: aim.0,
+            hp: p.hp,
+            score: p.score,
+            owner: net.0,
+        };
+        (net.0, state)
+    }));
+    list.extend(projectiles.iter().map(|(net, pos, aim, p)| {
+        let state = EntityState {
+            kind: EntityKind::Projectile,
+            x: pos.0.x,
+            y: pos.0.y,
+            aim: aim.0,
+            hp: 0,
+            score: 0,
+            owner: p.owner,
+        };
+        (net.0, state)
+    }));
+    replication.commit();
+}
+
+/// Builds each client's snapshot against its acknowledged baseline and hands it to the
+/// session with `try_send`; a full outbox means the client skips this snapshot.
+pub fn replicate(
+    mut links: Query<&mut Link>,
+    mut replication: ResMut<Replication>,
+    clock: Res<Clock>,
+    stats: Res<Stats>,
+) {
+    let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
+    for mut link in &mut links {
+        let link = &mut link.0;
+        let (baseline, body) = replication.body(link.acked);
+        let header = SnapshotHeader {
+            tick: clock.tick,
+            baseline,
+            last_input_seq: link.last_input_seq,
+        };
+        let mut frame = Vec::with_capacity(16 + body.len());
+        encode_snapshot_frame(&header, &body, &mut frame);
+        let len = frame.len() as u64;
+        let ok = match link.outbox.try_send(Outgoing::Frame(Bytes::from(frame))) {
+            Ok(()) => {
+                sent += 1;
+                bytes_out += len;
+                full += u64::from(baseline.is_none());
+                true
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                dropped += 1;
+                false
+            }
+            // The session is gone; the player is removed when its event queue disconnects.
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        link.record_sent(clock.tick, ok);
+    }
+    let s = &stats.0;
+    ServerStats::add(&s.snapshots_sent, sent);
+    ServerStats::add(&s.snapshots_dropped, dropped);
+    ServerStats::add(&s.full_snapshots, full);
+    ServerStats::add(&s.bytes_out, bytes_out);
+    if dropped > 0 {
+        debug!(dropped, tick = clock.tick.0, "snapshots skipped: outboxes full");
+    }
+}

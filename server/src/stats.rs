@@ -1,0 +1,59 @@
+//! Counters shared between the tick thread, the sessions and whoever watches the server
+//! (the stats log line, tests, later a metrics endpoint). All are relaxed atomics: each is an
+//! independent count, never used to order other memory.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Live counters of one server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// The tick the simulation last completed.
+    pub tick: AtomicU32,
+    /// Ticks run since start.
+    pub ticks_total: AtomicU64,
+    /// Ticks that finished after their deadline.
+    pub overruns: AtomicU64,
+    /// Ticks skipped because the loop fell more than `max_catchup_ticks` behind.
+    pub skipped_ticks: AtomicU64,
+    /// Players in the world.
+    pub clients: AtomicU64,
+    /// Sessions open (upgraded WebSocket connections, joined or not).
+    pub sessions: AtomicU64,
+    /// Players that joined since start.
+    pub joins: AtomicU64,
+    /// Players that left since start.
+    pub leaves: AtomicU64,
+    /// Snapshot frames handed to sessions.
+    pub snapshots_sent: AtomicU64,
+    /// Snapshots skipped because a client's outbox was full.
+    pub snapshots_dropped: AtomicU64,
+    /// Full (non-delta) snapshots among those sent.
+    pub full_snapshots: AtomicU64,
+    /// Snapshot payload bytes handed to sessions.
+    pub bytes_out: AtomicU64,
+    /// Payload bytes received from clients.
+    pub bytes_in: AtomicU64,
+    /// Inputs accepted by sessions.
+    pub inputs_received: AtomicU64,
+    /// Inputs rejected as invalid (non-finite values, stale sequence numbers).
+    pub inputs_rejected: AtomicU64,
+    /// Inputs and acks dropped because a client's queue to the tick thread was full.
+    pub inputs_dropped: AtomicU64,
+    /// Acks that named a tick never sent to that client, or too old to use.
+    pub acks_ignored: AtomicU64,
+    /// Connections closed by the server because of something the peer sent.
+    pub protocol_closes: AtomicU64,
+}
+
+impl ServerStats {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Reads a counter.
+    #[must_use]
+    pub fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
