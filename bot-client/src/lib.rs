@@ -1,1 +1,23 @@
-//! placeholder
+//! Tickwire client library and headless bot swarm.
+//!
+//! Data flows: [`client::Client`] connects, says hello and reads the welcome; each snapshot it
+//! receives is applied to its [`tickwire_protocol::view::Replica`] and verified against the
+//! server's checksum, and the caller acks it. A [`bot`] drives one client with the scenario's
+//! "wander" behaviour and measures it; [`swarm`] runs many bots and folds their measurements
+//! into a [`report::Report`].
+//!
+//! - [`client`]: one connection: hello/welcome, inputs, snapshots applied and verified, acks.
+//! - [`wander`]: the reference bot behaviour of the "arena" scenario, seeded.
+//! - [`bot`]: one bot's loop and its measurements (round trip, bytes, snapshot rate).
+//! - [`swarm`]: ramp-up, measured window, live progress, and the report.
+//! - [`report`]: the report's fields, its JSON form and its readable summary.
+
+pub mod bot;
+pub mod client;
+pub mod report;
+pub mod swarm;
+pub mod wander;
+
+pub use client::{Client, ClientError, Event};
+pub use report::Report;
+pub use swarm::{SwarmConfig, run_swarm};

@@ -1,0 +1,314 @@
+//! One bot: a [`Client`] driven by [`Wander`], measuring what the scenario reports.
+
+use crate::client::{Client, ClientError, Event};
+use crate::wander::Wander;
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tickwire_protocol::Tick;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+/// Inputs whose send time is remembered for the round trip; older ones are forgotten.
+const MAX_PENDING_INPUTS: usize = 256;
+/// Inputs after a turn caused by a block during which the bot does not look for blocks again
+/// (the server has not seen the new direction yet).
+const BLOCK_GRACE_INPUTS: u32 = 8;
+/// Fraction of the commanded distance below which the bot counts itself blocked.
+const BLOCKED_FRACTION: f32 = 0.5;
+/// Largest round trip the histogram records, microseconds (60 s).
+const MAX_RTT_US: u64 = 60_000_000;
+
+/// The measured window, shared by all bots of a swarm.
+#[derive(Debug)]
+pub struct Window {
+    /// Set when every bot has joined (or failed); measurements count from then on.
+    pub start: OnceLock<Instant>,
+    /// Length of the window.
+    pub length: Duration,
+}
+
+impl Window {
+    /// A window of `length` that has not started.
+    #[must_use]
+    pub fn new(length: Duration) -> Window {
+        Window {
+            start: OnceLock::new(),
+            length,
+        }
+    }
+
+    /// The whole second of the window that `now` falls in, if inside it.
+    #[must_use]
+    pub fn second(&self, now: Instant) -> Option<usize> {
+        let start = *self.start.get()?;
+        let t = now.checked_duration_since(start)?;
+        (t < self.length).then(|| t.as_secs() as usize)
+    }
+
+    /// Whole seconds in the window.
+    #[must_use]
+    pub fn seconds(&self) -> usize {
+        (self.length.as_secs() as usize).max(1)
+    }
+}
+
+/// Live totals across the swarm, for progress display.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Bots welcomed.
+    pub connected: AtomicU64,
+    /// Bots that could not connect.
+    pub failed: AtomicU64,
+    /// Bots whose connection ended early.
+    pub dropped: AtomicU64,
+    /// Snapshots that did not match the server's checksum.
+    pub desyncs: AtomicU64,
+    /// Snapshots received.
+    pub snapshots: AtomicU64,
+    /// Tick rate announced in the latest welcome.
+    pub tick_rate_hz: AtomicU64,
+}
+
+/// What one bot measured inside the window (and a few whole-run counts).
+#[derive(Debug)]
+pub struct BotMetrics {
+    /// Snapshots received in the window.
+    pub snapshots: u64,
+    /// Snapshots that did not reproduce the server's view (whole run).
+    pub desyncs: u64,
+    /// Snapshots against a baseline the bot did not hold (whole run).
+    pub missing_baselines: u64,
+    /// Input round trips in the window, microseconds.
+    pub rtt_us: Histogram<u64>,
+    /// Payload bytes received in each second of the window.
+    pub down_per_s: Vec<u64>,
+    /// Payload bytes sent in each second of the window.
+    pub up_per_s: Vec<u64>,
+    /// Projectiles the bot saw created (whole run).
+    pub projectiles_seen: u64,
+    /// Sum of replica sizes over snapshots in the window, for the mean visible count.
+    pub visible_sum: u64,
+    /// Full snapshots received (whole run).
+    pub full_snapshots: u64,
+}
+
+impl BotMetrics {
+    fn new(seconds: usize) -> BotMetrics {
+        BotMetrics {
+            snapshots: 0,
+            desyncs: 0,
+            missing_baselines: 0,
+            rtt_us: Histogram::new_with_bounds(1, MAX_RTT_US, 3)
+                .expect("static histogram bounds are valid"),
+            down_per_s: vec![0; seconds],
+            up_per_s: vec![0; seconds],
+            projectiles_seen: 0,
+            visible_sum: 0,
+            full_snapshots: 0,
+        }
+    }
+}
+
+/// How a bot's run ended.
+#[derive(Debug)]
+pub enum BotEnd {
+    /// It could not connect or was not welcomed.
+    Failed(String),
+    /// It was connected and the connection ended before the swarm stopped it.
+    Dropped(String),
+    /// It ran until the swarm stopped it.
+    Finished,
+}
+
+/// A bot's result.
+#[derive(Debug)]
+pub struct BotOutcome {
+    /// How it ended.
+    pub end: BotEnd,
+    /// What it measured.
+    pub metrics: BotMetrics,
+}
+
+/// What a bot needs to run.
+#[derive(Debug, Clone)]
+pub struct BotParams {
+    /// Server URL.
+    pub url: String,
+    /// Display name.
+    pub name: String,
+    /// Seed of its behaviour.
+    pub seed: u64,
+    /// Time allowed to connect and be welcomed.
+    pub connect_timeout: Duration,
+}
+
+/// Runs one bot until `stop` turns true or its connection ends.
+pub async fn run_bot(
+    params: BotParams,
+    window: &Window,
+    live: &Live,
+    mut stop: watch::Receiver<bool>,
+) -> BotOutcome {
+    let mut metrics = BotMetrics::new(window.seconds());
+    let connect = Client::connect(&params.url, &params.name);
+    let mut client = match tokio::time::timeout(params.connect_timeout, connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return failed(live, metrics, e.to_string()),
+        Err(_) => return failed(live, metrics, format!("no welcome within {:?}", params.connect_timeout)),
+    };
+    live.connected.fetch_add(1, Relaxed);
+    live.tick_rate_hz
+        .store(u64::from(client.welcome.tick_rate_hz), Relaxed);
+    let end = drive(&mut client, &params, window, live, &mut metrics, &mut stop).await;
+    match end {
+        BotEnd::Finished => {
+            // A clean close; its failure would not change any measurement.
+            let _ = client.close().await;
+        }
+        BotEnd::Dropped(_) => {
+            live.dropped.fetch_add(1, Relaxed);
+        }
+        BotEnd::Failed(_) => {}
+    }
+    BotOutcome { end, metrics }
+}
+
+fn failed(live: &Live, metrics: BotMetrics, why: String) -> BotOutcome {
+    live.failed.fetch_add(1, Relaxed);
+    BotOutcome {
+        end: BotEnd::Failed(why),
+        metrics,
+    }
+}
+
+/// Last known state of the bot's own player, for block detection.
+struct Motion {
+    tick: Tick,
+    x: f32,
+    y: f32,
+}
+
+async fn drive(
+    client: &mut Client,
+    params: &BotParams,
+    window: &Window,
+    live: &Live,
+    m: &mut BotMetrics,
+    stop: &mut watch::Receiver<bool>,
+) -> BotEnd {
+    let hz = client.welcome.tick_rate_hz.max(1);
+    let speed = client.welcome.arena.player_speed;
+    let mut wander = Wander::new(params.seed, hz);
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(hz)));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut pending: VecDeque<(u32, Instant)> = VecDeque::new();
+    let mut last_motion: Option<Motion> = None;
+    let mut blocked = false;
+    let mut grace = 0u32;
+    let mut moving = false;
+    if *stop.borrow() {
+        return BotEnd::Finished;
+    }
+    loop {
+        let up_before = client.bytes_up;
+        let down_before = client.bytes_down;
+        tokio::select! {
+            _ = stop.changed() => return BotEnd::Finished,
+            _ = interval.tick() => {
+                let input = wander.next_input(blocked && grace == 0);
+                if blocked && grace == 0 {
+                    grace = BLOCK_GRACE_INPUTS;
+                }
+                grace = grace.saturating_sub(1);
+                blocked = false;
+                moving = input.move_x != 0.0 || input.move_y != 0.0;
+                if let Err(e) = client.send_input(input).await {
+                    return dropped(e);
+                }
+                if pending.len() == MAX_PENDING_INPUTS {
+                    pending.pop_front();
+                }
+                pending.push_back((input.seq, Instant::now()));
+            }
+            event = client.recv() => {
+                let event = match event {
+                    Ok(ev) => ev,
+                    Err(e) => return dropped(e),
+                };
+                let now = Instant::now();
+                let second = window.second(now);
+                match event {
+                    Event::Snapshot { header, counts, outcome } => {
+                        live.snapshots.fetch_add(1, Relaxed);
+                        m.full_snapshots += u64::from(header.baseline.is_none());
+                        match outcome {
+                            Ok(()) => {
+                                if let Err(e) = client.ack(header.tick).await {
+                                    return dropped(e);
+                                }
+                            }
+                            Err(e) if e.is_desync() => {
+                                m.desyncs += 1;
+                                live.desyncs.fetch_add(1, Relaxed);
+                                tracing::warn!(bot = %params.name, error = %e, "desync");
+                                // Forget everything: the server falls back to a full snapshot.
+                                client.replica.clear();
+                                continue;
+                            }
+                            Err(_) => {
+                                m.missing_baselines += 1;
+                                continue;
+                            }
+                        }
+                        m.projectiles_seen += counts.created_projectiles as u64;
+                        let view = client.replica.latest().expect("a snapshot was just applied");
+                        if second.is_some() {
+                            m.snapshots += 1;
+                            m.visible_sum += view.entities.len() as u64;
+                        }
+                        while let Some(&(seq, sent)) = pending.front() {
+                            if seq > header.last_input_seq {
+                                break;
+                            }
+                            pending.pop_front();
+                            if second.is_some() {
+                                let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+                                m.rtt_us.saturating_record(us.max(1));
+                            }
+                        }
+                        if let Some(me) = client.own_state() {
+                            let alive = me.hp > 0;
+                            if let Some(prev) = &last_motion
+                                && alive
+                                && moving
+                            {
+                                let ticks = header.tick.since(prev.tick).max(1) as f32;
+                                let expected = speed * ticks / f32::from(hz);
+                                let moved = ((me.x - prev.x).powi(2) + (me.y - prev.y).powi(2)).sqrt();
+                                if moved < BLOCKED_FRACTION * expected {
+                                    blocked = true;
+                                }
+                            }
+                            last_motion = alive.then_some(Motion { tick: header.tick, x: me.x, y: me.y });
+                        }
+                    }
+                    Event::Pong { .. } => {}
+                    Event::Error { code, message } => {
+                        return BotEnd::Dropped(format!("server error {code}: {message}"));
+                    }
+                }
+            }
+        }
+        if let Some(s) = window.second(Instant::now()) {
+            m.up_per_s[s] += client.bytes_up - up_before;
+            m.down_per_s[s] += client.bytes_down - down_before;
+        }
+    }
+}
+
+fn dropped(e: ClientError) -> BotEnd {
+    BotEnd::Dropped(e.to_string())
+}
