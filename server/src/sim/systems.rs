@@ -355,7 +355,7 @@ pub fn replicate(
             // The session is gone; the player is removed when its event queue disconnects.
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         };
-        link.record_sent(clock.tick, ok);
+        link.record_sent(clock.tick, baseline, ok);
     }
     let s = &stats.0;
     ServerStats::add(&s.snapshots_sent, sent);
