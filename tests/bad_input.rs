@@ -13,14 +13,16 @@ use tickwire_server::{Server, ServerStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-type Raw = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Raw =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn raw(server: &Server) -> Raw {
-    let (ws, _) = bounded("raw connect", tokio_tungstenite::connect_async(server.ws_url()))
-        .await
-        .expect("upgrade succeeds");
+    let (ws, _) = bounded(
+        "raw connect",
+        tokio_tungstenite::connect_async(server.ws_url()),
+    )
+    .await
+    .expect("upgrade succeeds");
     ws
 }
 
@@ -36,7 +38,9 @@ async fn raw_close(ws: &mut Raw) -> (u16, String, Option<String>) {
         let mut error = None;
         while let Some(msg) = ws.next().await {
             match msg {
-                Ok(Message::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string(), error),
+                Ok(Message::Close(Some(f))) => {
+                    return (u16::from(f.code), f.reason.to_string(), error);
+                }
                 Ok(Message::Binary(b)) => {
                     if let Ok(ServerMsg::Error { message, .. }) = decode_server(&b) {
                         error = Some(message);
@@ -75,9 +79,11 @@ async fn undecodable_binary_closes_1007_and_others_continue() {
 
     let mut ws = raw(&server).await;
     hello(&mut ws).await;
-    ws.send(Message::Binary(Bytes::from_static(&[0xFF, 0xFE, 0xFD, 0x00])))
-        .await
-        .expect("send garbage");
+    ws.send(Message::Binary(Bytes::from_static(&[
+        0xFF, 0xFE, 0xFD, 0x00,
+    ])))
+    .await
+    .expect("send garbage");
     let (code, reason, error) = raw_close(&mut ws).await;
     assert_eq!(code, close::INVALID_PAYLOAD);
     assert!(reason.starts_with("undecodable message"), "{reason}");
@@ -85,7 +91,9 @@ async fn undecodable_binary_closes_1007_and_others_continue() {
 
     // Garbage before the hello too.
     let mut ws = raw(&server).await;
-    ws.send(Message::Binary(Bytes::from_static(&[9, 9, 9]))).await.expect("send");
+    ws.send(Message::Binary(Bytes::from_static(&[9, 9, 9])))
+        .await
+        .expect("send");
     assert_eq!(raw_close(&mut ws).await.0, close::INVALID_PAYLOAD);
 
     bystander_keeps_going(&mut bystander).await;
@@ -101,7 +109,9 @@ async fn text_frame_closes_1003() {
 
     let mut ws = raw(&server).await;
     hello(&mut ws).await;
-    ws.send(Message::text("{\"hello\":1}")).await.expect("send text");
+    ws.send(Message::text("{\"hello\":1}"))
+        .await
+        .expect("send text");
     let (code, reason, _) = raw_close(&mut ws).await;
     assert_eq!(code, close::UNSUPPORTED_DATA);
     assert!(reason.contains("binary"), "{reason}");
@@ -132,7 +142,9 @@ async fn out_of_order_messages_close_4002() {
     let server = start(test_config()).await;
     // An input before any hello.
     let mut ws = raw(&server).await;
-    ws.send(encoded(&ClientMsg::Input(Input::default()))).await.expect("send");
+    ws.send(encoded(&ClientMsg::Input(Input::default())))
+        .await
+        .expect("send");
     assert_eq!(raw_close(&mut ws).await.0, close::UNEXPECTED_MESSAGE);
     // A second hello.
     let mut c = connect(&server, "twice").await;
@@ -162,26 +174,50 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
 
     // Non-finite values: rejected, the player stays put with finite coordinates.
     let start = *c.own_state().expect("own state");
-    for (i, bad) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY].into_iter().enumerate() {
+    for (i, bad) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
+        .into_iter()
+        .enumerate()
+    {
         let seq = 1 + i as u32 * 3;
         for input in [
-            Input { seq, move_x: bad, ..Input::default() },
-            Input { seq: seq + 1, move_y: bad, ..Input::default() },
-            Input { seq: seq + 2, aim: bad, ..Input::default() },
+            Input {
+                seq,
+                move_x: bad,
+                ..Input::default()
+            },
+            Input {
+                seq: seq + 1,
+                move_y: bad,
+                ..Input::default()
+            },
+            Input {
+                seq: seq + 2,
+                aim: bad,
+                ..Input::default()
+            },
         ] {
             c.send_input(input).await.expect("send");
         }
     }
     let h = snapshots(&mut c, 6).await;
     let now = *c.own_state().expect("own state");
-    assert_eq!((now.x, now.y), (start.x, start.y), "non-finite input moved the player");
+    assert_eq!(
+        (now.x, now.y),
+        (start.x, start.y),
+        "non-finite input moved the player"
+    );
     assert_eq!(h.last_input_seq, 0, "rejected inputs are not acknowledged");
     assert!(ServerStats::read(&server.stats().inputs_rejected) >= 9);
 
     // A move vector of length 1000 is clamped to length 1: at most one speed step per tick.
-    c.send_input(Input { seq: 100, move_x: 600.0, move_y: 800.0, ..Input::default() })
-        .await
-        .expect("send");
+    c.send_input(Input {
+        seq: 100,
+        move_x: 600.0,
+        move_y: 800.0,
+        ..Input::default()
+    })
+    .await
+    .expect("send");
     let from = *c.own_state().expect("own state");
     let from_tick = c.replica.latest().expect("view").tick;
     let h = bounded("input applied", async {
@@ -197,14 +233,28 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     let to = *c.own_state().expect("own state");
     let ticks = h2.tick.since(from_tick) as f32;
     let moved = ((to.x - from.x).powi(2) + (to.y - from.y).powi(2)).sqrt();
-    assert!(moved <= speed * dt * ticks + 0.01, "moved {moved} in {ticks} ticks");
+    assert!(
+        moved <= speed * dt * ticks + 0.01,
+        "moved {moved} in {ticks} ticks"
+    );
     assert!(moved > 0.0, "a clamped input still moves");
     assert_eq!(h.last_input_seq, 100);
 
     // A sequence number going backwards is ignored: stop (seq 200), then a stale "move"
     // (seq 150) that must not be applied.
-    c.send_input(Input { seq: 200, ..Input::default() }).await.expect("send");
-    c.send_input(Input { seq: 150, move_x: 1.0, ..Input::default() }).await.expect("send");
+    c.send_input(Input {
+        seq: 200,
+        ..Input::default()
+    })
+    .await
+    .expect("send");
+    c.send_input(Input {
+        seq: 150,
+        move_x: 1.0,
+        ..Input::default()
+    })
+    .await
+    .expect("send");
     let h = bounded("stop applied", async {
         loop {
             let h = c.next_snapshot().await.expect("applies");
@@ -217,8 +267,15 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     let still = *c.own_state().expect("own state");
     let after = snapshots(&mut c, 6).await;
     let later = *c.own_state().expect("own state");
-    assert_eq!(after.last_input_seq, 200, "acknowledged sequence never goes back");
-    assert_eq!((later.x, later.y), (still.x, still.y), "stale input was applied");
+    assert_eq!(
+        after.last_input_seq, 200,
+        "acknowledged sequence never goes back"
+    );
+    assert_eq!(
+        (later.x, later.y),
+        (still.x, still.y),
+        "stale input was applied"
+    );
     assert!(after.tick > h.tick);
 
     // Only its own player moved: the bystander, who sent nothing, is where it was.
@@ -232,7 +289,9 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
 #[tokio::test]
 async fn other_paths_get_404_and_shutdown_closes_1001() {
     let server = start(test_config()).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.local_addr()).await.expect("tcp");
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("tcp");
     let req = format!(
         "GET /nope HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

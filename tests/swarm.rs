@@ -47,7 +47,11 @@ async fn bots_see_no_desyncs_through_churn_and_projectiles() {
     assert_eq!(report.dropped, 0, "{}", report.summary());
     assert_eq!(report.desyncs, 0, "{}", report.summary());
     assert_eq!(report.missing_baselines, 0, "{}", report.summary());
-    assert!(report.snapshots_per_bot_per_s > 20.0, "{}", report.summary());
+    assert!(
+        report.snapshots_per_bot_per_s > 20.0,
+        "{}",
+        report.summary()
+    );
     assert!(
         report.projectiles_seen > 24,
         "projectiles must spawn: {}",

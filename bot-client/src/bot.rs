@@ -45,7 +45,7 @@ impl Window {
     pub fn second(&self, now: Instant) -> Option<usize> {
         let start = *self.start.get()?;
         let t = now.checked_duration_since(start)?;
-        (t < self.length).then(|| t.as_secs() as usize)
+        (t < self.length).then_some(t.as_secs() as usize)
     }
 
     /// Whole seconds in the window.
@@ -157,7 +157,13 @@ pub async fn run_bot(
     let mut client = match tokio::time::timeout(params.connect_timeout, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return failed(live, metrics, e.to_string()),
-        Err(_) => return failed(live, metrics, format!("no welcome within {:?}", params.connect_timeout)),
+        Err(_) => {
+            return failed(
+                live,
+                metrics,
+                format!("no welcome within {:?}", params.connect_timeout),
+            );
+        }
     };
     live.connected.fetch_add(1, Relaxed);
     live.tick_rate_hz

@@ -7,7 +7,8 @@ use thiserror::Error;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
 use tickwire_protocol::view::{ApplyError, Replica};
 use tickwire_protocol::{
-    ClientMsg, EntityKind, EntityState, Input, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Tick, Welcome,
+    ClientMsg, EntityKind, EntityState, Input, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Tick,
+    Welcome,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -238,7 +239,9 @@ impl Client {
             while let Some(Ok(_)) = self.ws.next().await {}
             Ok::<(), ClientError>(())
         });
-        close.await.map_err(|_| ClientError::Timeout(Duration::from_secs(2)))?
+        close
+            .await
+            .map_err(|_| ClientError::Timeout(Duration::from_secs(2)))?
     }
 
     /// Reads until the connection closes and returns the close code and reason (for tests of
@@ -270,7 +273,9 @@ impl Client {
                     return Ok(decode_server(&bytes)?);
                 }
                 Message::Close(frame) => {
-                    return Err(self.closed_error(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
+                    return Err(
+                        self.closed_error(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                    );
                 }
                 Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }

@@ -45,8 +45,14 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    anyhow::ensure!(cli.duration > 0.0 && cli.duration.is_finite(), "--duration must be positive");
-    anyhow::ensure!(cli.ramp > 0.0 && cli.ramp.is_finite(), "--ramp must be positive");
+    anyhow::ensure!(
+        cli.duration > 0.0 && cli.duration.is_finite(),
+        "--duration must be positive"
+    );
+    anyhow::ensure!(
+        cli.ramp > 0.0 && cli.ramp.is_finite(),
+        "--ramp must be positive"
+    );
     let cfg = SwarmConfig {
         url: cli.url,
         bots: cli.bots,

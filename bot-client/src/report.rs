@@ -88,7 +88,10 @@ impl Report {
         let _ = writeln!(
             s,
             "  window     {:.1} s at {} Hz; {:.2} snapshots/bot/s; {:.1} entities visible/bot",
-            self.duration_s, self.tick_rate_hz, self.snapshots_per_bot_per_s, self.visible_entities_per_bot
+            self.duration_s,
+            self.tick_rate_hz,
+            self.snapshots_per_bot_per_s,
+            self.visible_entities_per_bot
         );
         let q = &self.rtt_ms;
         let _ = writeln!(

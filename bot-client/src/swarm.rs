@@ -84,7 +84,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     );
     bar.set_prefix("joining");
     // Ramp-up: until every bot has joined or failed, bounded by the ramp time plus the timeout.
-    let ramp_deadline = Instant::now() + per_bot * cfg.bots + cfg.connect_timeout + Duration::from_secs(1);
+    let ramp_deadline =
+        Instant::now() + per_bot * cfg.bots + cfg.connect_timeout + Duration::from_secs(1);
     loop {
         let (c, f) = (live.connected.load(Relaxed), live.failed.load(Relaxed));
         bar.set_position(c + f);
@@ -134,7 +135,12 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     report
 }
 
-fn build_report(cfg: &SwarmConfig, outcomes: &[BotOutcome], measured: Duration, window: &Window) -> Report {
+fn build_report(
+    cfg: &SwarmConfig,
+    outcomes: &[BotOutcome],
+    measured: Duration,
+    window: &Window,
+) -> Report {
     let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
     let mut down = Vec::new();
     let mut up = Vec::new();
@@ -179,7 +185,11 @@ fn build_report(cfg: &SwarmConfig, outcomes: &[BotOutcome], measured: Duration, 
     r.connected += missing;
     let secs = r.duration_s.max(1e-9);
     r.snapshots_per_bot_per_s = snapshots as f64 / r.connected.max(1) as f64 / secs;
-    r.visible_entities_per_bot = if snapshots > 0 { visible as f64 / snapshots as f64 } else { 0.0 };
+    r.visible_entities_per_bot = if snapshots > 0 {
+        visible as f64 / snapshots as f64
+    } else {
+        0.0
+    };
     let ms = |us: u64| us as f64 / 1000.0;
     if !rtt.is_empty() {
         r.rtt_ms = Quantiles {

@@ -96,7 +96,11 @@ mod tests {
             }
         }
         for gap in changes.windows(2) {
-            assert!((45..=75).contains(&(gap[1] - gap[0])), "gap {}", gap[1] - gap[0]);
+            assert!(
+                (45..=75).contains(&(gap[1] - gap[0])),
+                "gap {}",
+                gap[1] - gap[0]
+            );
         }
     }
 

@@ -92,12 +92,18 @@ mod tests {
                 ..state(1.0)
             },
             state(1.0001),
-            EntityState { y: 2.5, ..state(1.0) },
+            EntityState {
+                y: 2.5,
+                ..state(1.0)
+            },
             EntityState {
                 aim: 0.6,
                 ..state(1.0)
             },
-            EntityState { hp: 99, ..state(1.0) },
+            EntityState {
+                hp: 99,
+                ..state(1.0)
+            },
             EntityState {
                 score: 2,
                 ..state(1.0)

@@ -260,9 +260,7 @@ mod tests {
         assert_eq!(r.history_len(), 2);
         assert_eq!(
             r.apply(&header(14, Some(10)), &b),
-            Err(ApplyError::MissingBaseline {
-                baseline: Tick(10)
-            })
+            Err(ApplyError::MissingBaseline { baseline: Tick(10) })
         );
     }
 
@@ -274,8 +272,11 @@ mod tests {
             id: NetId(1),
             state: st(1.0),
         }];
-        r.apply(&header(1, None), &body(created.clone(), vec![], vec![], &world))
-            .expect("applies");
+        r.apply(
+            &header(1, None),
+            &body(created.clone(), vec![], vec![], &world),
+        )
+        .expect("applies");
         let before = r.latest().cloned();
 
         let mut bad = body(vec![], vec![], vec![], &world);
@@ -295,10 +296,11 @@ mod tests {
             Err(ApplyError::UnknownEntity(NetId(9)))
         );
         let same_tick = body(vec![], vec![], vec![], &world);
-        assert!(!r
-            .apply(&header(1, Some(1)), &same_tick)
-            .expect_err("out of order")
-            .is_desync());
+        assert!(
+            !r.apply(&header(1, Some(1)), &same_tick)
+                .expect_err("out of order")
+                .is_desync()
+        );
         assert_eq!(r.latest().cloned(), before);
     }
 }

@@ -186,8 +186,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_a_partial_file_keeps_them() {
         Config::default().validate().expect("defaults valid");
-        let cfg: Config = toml::from_str("tick_rate_hz = 60\n[game]\nplayer_speed = 300.0\n")
-            .expect("parses");
+        let cfg: Config =
+            toml::from_str("tick_rate_hz = 60\n[game]\nplayer_speed = 300.0\n").expect("parses");
         assert_eq!(cfg.tick_rate_hz, 60);
         assert_eq!(cfg.game.player_speed, 300.0);
         assert_eq!(cfg.max_clients, Config::default().max_clients);

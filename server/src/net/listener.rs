@@ -32,12 +32,13 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
         let map = Map::load(config.map.as_deref())?;
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: config.bind,
             source,
@@ -86,7 +87,10 @@ impl Server {
             warn!(error = %e, "accept loop ended abnormally");
         }
         let tick = self.tick;
-        if tokio::task::spawn_blocking(move || tick.stop()).await.is_err() {
+        if tokio::task::spawn_blocking(move || tick.stop())
+            .await
+            .is_err()
+        {
             warn!("could not join the tick thread");
         }
         info!("shut down");
@@ -127,7 +131,10 @@ async fn accept_loop(
     })
     .await;
     if drained.is_err() {
-        warn!(remaining = sessions.len(), "sessions still open after the grace period; aborting them");
+        warn!(
+            remaining = sessions.len(),
+            "sessions still open after the grace period; aborting them"
+        );
         sessions.abort_all();
         while sessions.join_next().await.is_some() {}
     }

@@ -7,9 +7,7 @@
 //! gets a [`ServerMsg::Error`] and a close frame with a code from [`close`] and a reason.
 
 use crate::config::Config;
-use crate::replication::{
-    ClientEvent, ClientId, JoinRequest, LeaveReason, LeaveSlot, Outgoing,
-};
+use crate::replication::{ClientEvent, ClientId, JoinRequest, LeaveReason, LeaveSlot, Outgoing};
 use crate::stats::ServerStats;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
@@ -25,7 +23,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, WebSocketConfig, frame::coding::CloseCode,
+};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 use tracing::{Instrument, debug, info, info_span};
 
@@ -149,6 +149,7 @@ pub(crate) async fn run(
 }
 
 /// Handshake callback: only the WebSocket path upgrades.
+#[allow(clippy::result_large_err)] // The signature is tungstenite's `Callback`.
 fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     if req.uri().path() == WS_PATH {
         return Ok(resp);
@@ -230,7 +231,10 @@ impl Session {
                 sanitize_name(&name)
             }
             Ok(Ok(_)) => {
-                return End::violation(close::UNEXPECTED_MESSAGE, "the first message must be a hello");
+                return End::violation(
+                    close::UNEXPECTED_MESSAGE,
+                    "the first message must be a hello",
+                );
             }
         };
 
@@ -255,7 +259,10 @@ impl Session {
             leave: Arc::clone(leave),
         };
         if self.shared.joins.try_send(join).is_err() {
-            return End::server(close::TRY_AGAIN_LATER, "server busy: too many joins at once");
+            return End::server(
+                close::TRY_AGAIN_LATER,
+                "server busy: too many joins at once",
+            );
         }
         debug!("join requested");
         if *self.shutdown.borrow() {
@@ -295,7 +302,10 @@ impl Session {
         let stats = &self.shared.stats;
         let event = match msg {
             ClientMsg::Hello { .. } => {
-                return Some(End::violation(close::UNEXPECTED_MESSAGE, "hello sent twice"));
+                return Some(End::violation(
+                    close::UNEXPECTED_MESSAGE,
+                    "hello sent twice",
+                ));
             }
             ClientMsg::Ping { nonce } => {
                 let pong = ServerMsg::Pong {
@@ -317,7 +327,11 @@ impl Session {
                     return None;
                 }
                 Ok(input) if input.seq <= self.last_seq => {
-                    debug!(seq = input.seq, last = self.last_seq, "stale input sequence rejected");
+                    debug!(
+                        seq = input.seq,
+                        last = self.last_seq,
+                        "stale input sequence rejected"
+                    );
                     ServerStats::add(&stats.inputs_rejected, 1);
                     return None;
                 }
@@ -376,7 +390,10 @@ impl Session {
 }
 
 /// The next protocol message, skipping control frames. Errors say how to end.
-async fn next_msg(ws: &mut WebSocketStream<TcpStream>, stats: &ServerStats) -> Result<ClientMsg, End> {
+async fn next_msg(
+    ws: &mut WebSocketStream<TcpStream>,
+    stats: &ServerStats,
+) -> Result<ClientMsg, End> {
     loop {
         let Some(frame) = ws.next().await else {
             return Err(End::Lost);

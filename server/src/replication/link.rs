@@ -208,7 +208,10 @@ mod tests {
         l.record_sent(Tick(102), Some(Tick(101)), true);
         // The baseline aged out: a full snapshot at 140, after which the client holds only 140+.
         l.record_sent(Tick(140), None, true);
-        assert!(!l.acknowledge(Tick(102)), "the client dropped 102 on the full snapshot");
+        assert!(
+            !l.acknowledge(Tick(102)),
+            "the client dropped 102 on the full snapshot"
+        );
         assert_eq!(l.acked, None);
         assert!(l.acknowledge(Tick(140)));
         assert_eq!(l.acked, Some(Tick(140)));

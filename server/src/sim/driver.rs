@@ -96,8 +96,8 @@ fn run(
         if now > deadline {
             window_overruns += 1;
             ServerStats::add(&stats.overruns, 1);
-            let behind = (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz)
-                / 1_000_000_000;
+            let behind =
+                (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz) / 1_000_000_000;
             let behind = u64::try_from(behind).unwrap_or(u64::MAX);
             if behind > schedule.max_catchup_ticks {
                 n += behind;

@@ -66,7 +66,9 @@ mod tests {
         let b = Entity::from_raw_u32(2).expect("valid index");
         g.insert(a, Vec2::new(50.0, 50.0));
         g.insert(b, Vec2::new(950.0, 950.0));
-        let near: Vec<_> = g.query(Vec2::new(0.0, 0.0), Vec2::new(120.0, 120.0)).collect();
+        let near: Vec<_> = g
+            .query(Vec2::new(0.0, 0.0), Vec2::new(120.0, 120.0))
+            .collect();
         assert_eq!(near.len(), 1);
         assert_eq!(near[0].0, a);
         let all: Vec<_> = g.query(Vec2::splat(-5.0), Vec2::splat(5000.0)).collect();

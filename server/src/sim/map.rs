@@ -153,7 +153,12 @@ impl Map {
 
     /// A uniformly random position where a player of radius `r` is free, or `None` if
     /// `attempts` tries found none.
-    pub fn random_free_position(&self, rng: &mut fastrand::Rng, r: f32, attempts: u32) -> Option<Vec2> {
+    pub fn random_free_position(
+        &self,
+        rng: &mut fastrand::Rng,
+        r: f32,
+        attempts: u32,
+    ) -> Option<Vec2> {
         (0..attempts).find_map(|_| {
             let p = Vec2::new(
                 r + rng.f32() * (self.width - 2.0 * r),
@@ -215,11 +220,13 @@ mod tests {
     #[test]
     fn invalid_maps_are_rejected() {
         assert!(Map::from_toml("name='x'\nwidth=-1.0\nheight=10.0", "t").is_err());
-        assert!(Map::from_toml(
-            "name='x'\nwidth=10.0\nheight=10.0\n[[walls]]\nmin=[5.0,5.0]\nmax=[1.0,9.0]",
-            "t"
-        )
-        .is_err());
+        assert!(
+            Map::from_toml(
+                "name='x'\nwidth=10.0\nheight=10.0\n[[walls]]\nmin=[5.0,5.0]\nmax=[1.0,9.0]",
+                "t"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Sim {
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
         });
-        world.insert_resource(PlayerGrid(grid::Grid::new(map.width, map.height, GRID_CELL)));
+        world.insert_resource(PlayerGrid(grid::Grid::new(
+            map.width, map.height, GRID_CELL,
+        )));
         world.insert_resource(map);
         world.insert_resource(NetIds::default());
         world.insert_resource(SimRng(fastrand::Rng::with_seed(config.seed)));
@@ -92,8 +94,12 @@ impl Sim {
         self.world.clear_trackers();
         let done = self.current_tick();
         let stats = &self.world.resource::<Stats>().0;
-        stats.tick.store(done.0, std::sync::atomic::Ordering::Relaxed);
-        stats.ticks_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .tick
+            .store(done.0, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .ticks_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.world.resource_mut::<Clock>().tick = done.next();
     }
 

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use glam::Vec2;
 use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
 use tickwire_protocol::{
-    ArenaInfo, EntityKind, EntityState, ServerMsg, SnapshotHeader, Welcome, PROTOCOL_VERSION,
+    ArenaInfo, EntityKind, EntityState, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Welcome,
 };
 use tracing::{debug, info};
 
@@ -31,6 +31,7 @@ fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: f32) -> Vec2 {
 }
 
 /// Creates a player for each join request and sends it the welcome.
+#[allow(clippy::too_many_arguments)] // A system's parameters are its declared data access.
 pub fn ingest_joins(
     mut commands: Commands,
     joins: Res<Joins>,
@@ -80,7 +81,10 @@ pub fn ingest_joins(
             Link(ClientLink::new(join, clock.tick)),
         ));
         ServerStats::add(&stats.0.joins, 1);
-        stats.0.clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .0
+            .clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -123,10 +127,18 @@ pub fn ingest_client_events(
                 .lock()
                 .clone()
                 .unwrap_or(LeaveReason::ConnectionLost);
-            info!(client = link.client.0, player = net.0.0, ?reason, "player left");
+            info!(
+                client = link.client.0,
+                player = net.0.0,
+                ?reason,
+                "player left"
+            );
             commands.entity(entity).despawn();
             ServerStats::add(&stats.0.leaves, 1);
-            stats.0.clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            stats
+                .0
+                .clients
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -189,10 +201,7 @@ pub fn fire_weapons(
 }
 
 /// Indexes living players by grid cell for the projectile system.
-pub fn index_players(
-    mut grid: ResMut<PlayerGrid>,
-    players: Query<(Entity, &Position, &Player)>,
-) {
+pub fn index_players(mut grid: ResMut<PlayerGrid>, players: Query<(Entity, &Position, &Player)>) {
     grid.0.clear();
     for (e, pos, player) in &players {
         if player.alive() {
@@ -231,7 +240,10 @@ pub fn move_projectiles(
         let from = pos.0;
         let to = from + proj.velocity * clock.dt;
         // The nearest living player (other than the owner) along the path, if any.
-        let (lo, hi) = (from.min(to) - Vec2::splat(reach), from.max(to) + Vec2::splat(reach));
+        let (lo, hi) = (
+            from.min(to) - Vec2::splat(reach),
+            from.max(to) + Vec2::splat(reach),
+        );
         let mut hit: Option<(f32, Entity)> = None;
         for (target, tpos) in grid.0.query(lo, hi) {
             if target == proj.owner_entity || segment_distance(from, to, tpos) > reach {
@@ -249,7 +261,11 @@ pub fn move_projectiles(
             victim.hp = victim.hp.saturating_sub(g.projectile_damage);
             if victim.hp == 0 {
                 victim.respawn_ticks = rules.respawn_ticks;
-                debug!(victim = victim_net.0.0, killer = proj.owner.0, "player killed");
+                debug!(
+                    victim = victim_net.0.0,
+                    killer = proj.owner.0,
+                    "player killed"
+                );
                 if let Ok((_, mut killer)) = players.get_mut(proj.owner_entity) {
                     killer.score = killer.score.saturating_add(1);
                 }
@@ -363,6 +379,10 @@ pub fn replicate(
     ServerStats::add(&s.full_snapshots, full);
     ServerStats::add(&s.bytes_out, bytes_out);
     if dropped > 0 {
-        debug!(dropped, tick = clock.tick.0, "snapshots skipped: outboxes full");
+        debug!(
+            dropped,
+            tick = clock.tick.0,
+            "snapshots skipped: outboxes full"
+        );
     }
 }
