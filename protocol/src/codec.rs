@@ -242,6 +242,82 @@ mod tests {
         ));
     }
 
+    /// Pins the byte layout that `docs/PROTOCOL.md` documents.
+    #[test]
+    fn golden_bytes_match_the_protocol_document() {
+        let mut b = Vec::new();
+        encode_client(&ClientMsg::Ack { tick: Tick(300) }, &mut b);
+        assert_eq!(b, [2, 0xFB, 0x2C, 0x01]);
+
+        b.clear();
+        encode_client(
+            &ClientMsg::Hello {
+                version: 1,
+                name: "ab".into(),
+            },
+            &mut b,
+        );
+        assert_eq!(b, [0, 1, 2, b'a', b'b']);
+
+        b.clear();
+        encode_client(
+            &ClientMsg::Input(Input {
+                seq: 7,
+                move_x: 1.0,
+                move_y: -0.5,
+                aim: 0.0,
+                fire: true,
+            }),
+            &mut b,
+        );
+        let mut want = vec![1, 7];
+        want.extend_from_slice(&1.0f32.to_le_bytes());
+        want.extend_from_slice(&(-0.5f32).to_le_bytes());
+        want.extend_from_slice(&0.0f32.to_le_bytes());
+        want.push(1);
+        assert_eq!(b, want);
+
+        b.clear();
+        encode_client(&ClientMsg::Ping { nonce: 70_000 }, &mut b);
+        assert_eq!(b, [3, 0xFC, 0x70, 0x11, 0x01, 0x00]);
+
+        b.clear();
+        let state = EntityState {
+            kind: EntityKind::Projectile,
+            x: 2.0,
+            y: 3.0,
+            aim: 0.5,
+            hp: 200,
+            score: 251,
+            owner: NetId(9),
+        };
+        encode_server(
+            &ServerMsg::Snapshot(Snapshot {
+                header: SnapshotHeader {
+                    tick: Tick(10),
+                    baseline: Some(Tick(8)),
+                    last_input_seq: 5,
+                },
+                body: SnapshotBody {
+                    created: vec![EntityUpdate {
+                        id: NetId(4),
+                        state,
+                    }],
+                    changed: vec![],
+                    removed: vec![NetId(3)],
+                    checksum: 1,
+                },
+            }),
+            &mut b,
+        );
+        let mut want = vec![1, 10, 1, 8, 5, 1, 4, 1];
+        for f in [2.0f32, 3.0, 0.5] {
+            want.extend_from_slice(&f.to_le_bytes());
+        }
+        want.extend_from_slice(&[200, 0xFB, 251, 0, 9, 0, 1, 3, 1]);
+        assert_eq!(b, want);
+    }
+
     #[test]
     fn every_truncation_of_a_valid_message_is_an_error() {
         let mut buf = Vec::new();

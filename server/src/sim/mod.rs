@@ -16,6 +16,8 @@ pub mod driver;
 pub mod grid;
 pub mod map;
 pub mod systems;
+#[cfg(test)]
+mod tests;
 
 use crate::config::Config;
 use crate::replication::{JoinRequest, Replication};
