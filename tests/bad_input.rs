@@ -311,3 +311,21 @@ async fn other_paths_get_404_and_shutdown_closes_1001() {
     assert!(reason.contains("shutting down"), "{reason}");
     bounded("shutdown", shutdown).await.expect("shutdown task");
 }
+
+#[tokio::test]
+async fn oversized_message_closes_1009() {
+    let server = start(test_config()).await;
+    let mut bystander = connect(&server, "bystander").await;
+    snapshots(&mut bystander, 2).await;
+    let mut ws = raw(&server).await;
+    hello(&mut ws).await;
+    let big = vec![0u8; tickwire_server::Config::default().max_message_bytes + 1];
+    ws.send(Message::Binary(Bytes::from(big)))
+        .await
+        .expect("send");
+    let (code, reason, _) = raw_close(&mut ws).await;
+    assert_eq!(code, close::MESSAGE_TOO_BIG);
+    assert!(reason.contains("exceeds"), "{reason}");
+    bystander_keeps_going(&mut bystander).await;
+    server.shutdown().await;
+}
