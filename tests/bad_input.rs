@@ -64,6 +64,19 @@ async fn hello(ws: &mut Raw) {
     .expect("send hello");
 }
 
+/// Receives snapshots until one acknowledges input `seq`.
+async fn until_input_applied(c: &mut Client, seq: u32) -> tickwire_protocol::SnapshotHeader {
+    bounded("input applied", async {
+        loop {
+            let h = c.next_snapshot().await.expect("applies");
+            if h.last_input_seq == seq {
+                return h;
+            }
+        }
+    })
+    .await
+}
+
 /// A bystander that must keep receiving verified snapshots while others misbehave.
 async fn bystander_keeps_going(b: &mut Client) {
     let before = b.replica.latest().expect("has a view").tick;
@@ -220,15 +233,7 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     .expect("send");
     let from = *c.own_state().expect("own state");
     let from_tick = c.replica.latest().expect("view").tick;
-    let h = bounded("input applied", async {
-        loop {
-            let h = c.next_snapshot().await.expect("applies");
-            if h.last_input_seq == 100 {
-                return h;
-            }
-        }
-    })
-    .await;
+    let h = until_input_applied(&mut c, 100).await;
     let h2 = snapshots(&mut c, 10).await;
     let to = *c.own_state().expect("own state");
     let ticks = h2.tick.since(from_tick) as f32;
@@ -255,15 +260,7 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     })
     .await
     .expect("send");
-    let h = bounded("stop applied", async {
-        loop {
-            let h = c.next_snapshot().await.expect("applies");
-            if h.last_input_seq == 200 {
-                return h;
-            }
-        }
-    })
-    .await;
+    let h = until_input_applied(&mut c, 200).await;
     let still = *c.own_state().expect("own state");
     let after = snapshots(&mut c, 6).await;
     let later = *c.own_state().expect("own state");

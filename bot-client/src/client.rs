@@ -35,6 +35,9 @@ pub enum ClientError {
     /// The server's first message was not a welcome.
     #[error("expected a welcome, got {0}")]
     NoWelcome(String),
+    /// A snapshot did not apply to the replica (a desync or a missing baseline).
+    #[error("snapshot did not apply: {0}")]
+    Apply(#[from] ApplyError),
     /// The operation took too long.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -218,9 +221,7 @@ impl Client {
                         self.ack(header.tick).await?;
                         return Ok(header);
                     }
-                    Err(e) => {
-                        return Err(ClientError::NoWelcome(format!("snapshot failed: {e}")));
-                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
         }

@@ -113,33 +113,29 @@ impl Map {
     #[must_use]
     pub fn slide(&self, from: Vec2, delta: Vec2, r: f32) -> Vec2 {
         let mut p = from;
-        // X axis.
-        let mut x = (p.x + delta.x).clamp(r, self.width - r);
-        for w in &self.walls {
-            if p.y + r <= w.min_y || p.y - r >= w.max_y {
-                continue;
-            }
-            if delta.x > 0.0 && p.x + r <= w.min_x + EDGE_EPSILON && x + r > w.min_x {
-                x = x.min(w.min_x - r);
-            } else if delta.x < 0.0 && p.x - r >= w.max_x - EDGE_EPSILON && x - r < w.max_x {
-                x = x.max(w.max_x + r);
-            }
-        }
-        p.x = x;
-        // Y axis, at the new x.
-        let mut y = (p.y + delta.y).clamp(r, self.height - r);
-        for w in &self.walls {
-            if p.x + r <= w.min_x || p.x - r >= w.max_x {
-                continue;
-            }
-            if delta.y > 0.0 && p.y + r <= w.min_y + EDGE_EPSILON && y + r > w.min_y {
-                y = y.min(w.min_y - r);
-            } else if delta.y < 0.0 && p.y - r >= w.max_y - EDGE_EPSILON && y - r < w.max_y {
-                y = y.max(w.max_y + r);
-            }
-        }
-        p.y = y;
+        p.x = self.slide_axis(p, delta.x, 0, r);
+        p.y = self.slide_axis(p, delta.y, 1, r);
         p
+    }
+
+    /// The new coordinate on `axis` (0 = x, 1 = y) of a square of half-size `r` at `p` moved by
+    /// `d` along that axis, clamped to the bounds and stopped flush at the first wall in the way.
+    fn slide_axis(&self, p: Vec2, d: f32, axis: usize, r: f32) -> f32 {
+        let other = 1 - axis;
+        let limit = if axis == 0 { self.width } else { self.height };
+        let mut v = (p[axis] + d).clamp(r, limit - r);
+        for w in &self.walls {
+            let (lo, hi) = (Vec2::new(w.min_x, w.min_y), Vec2::new(w.max_x, w.max_y));
+            if p[other] + r <= lo[other] || p[other] - r >= hi[other] {
+                continue;
+            }
+            if d > 0.0 && p[axis] + r <= lo[axis] + EDGE_EPSILON && v + r > lo[axis] {
+                v = v.min(lo[axis] - r);
+            } else if d < 0.0 && p[axis] - r >= hi[axis] - EDGE_EPSILON && v - r < hi[axis] {
+                v = v.max(hi[axis] + r);
+            }
+        }
+        v
     }
 
     /// True if the segment `a -> b`, thickened by `r`, leaves the arena or touches a wall.
