@@ -57,6 +57,7 @@ impl Harness {
                     events: events_rx,
                     outbox: outbox_tx,
                     leave: LeaveSlot::default(),
+                    kick: Arc::default(),
                 })
                 .expect("join queue sized for n");
             clients.push(FakeClient {

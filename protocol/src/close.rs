@@ -27,3 +27,7 @@ pub const VERSION_MISMATCH: u16 = 4001;
 pub const UNEXPECTED_MESSAGE: u16 = 4002;
 /// No hello arrived within the handshake timeout.
 pub const HELLO_TIMEOUT: u16 = 4003;
+/// Nothing (not even a pong) arrived from the client within the idle timeout.
+pub const IDLE_TIMEOUT: u16 = 4004;
+/// The client read so slowly that it stayed too many snapshots behind.
+pub const TOO_SLOW: u16 = 4005;

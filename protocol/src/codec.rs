@@ -45,6 +45,9 @@ pub enum CodecError {
     /// The bytes are not a valid encoding of the message type.
     #[error("malformed message: {0}")]
     Malformed(#[from] bincode::error::DecodeError),
+    /// The text is not a valid JSON encoding of the message type.
+    #[error("malformed JSON message: {0}")]
+    Json(#[from] serde_json::Error),
     /// A valid message was followed by extra bytes.
     #[error("{extra} trailing bytes after the message")]
     TrailingBytes {
@@ -104,6 +107,43 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, CodecError> {
 /// Appends the encoding of a server message to `out`.
 pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
     encode_into(msg, out);
+}
+
+/// Decodes a client message sent as JSON text (subprotocol `tickwire.v1.json`), refusing
+/// anything over [`MAX_CLIENT_MSG_BYTES`] times 4 (JSON spells numbers out).
+pub fn decode_client_json(text: &str) -> Result<ClientMsg, CodecError> {
+    let limit = MAX_CLIENT_MSG_BYTES * 4;
+    if text.len() > limit {
+        return Err(CodecError::TooLarge {
+            len: text.len(),
+            limit,
+        });
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Encodes a client message as JSON text.
+#[must_use]
+pub fn encode_client_json(msg: &ClientMsg) -> String {
+    serde_json::to_string(msg).expect("messages always serialize to JSON")
+}
+
+/// Decodes a server message sent as JSON text.
+pub fn decode_server_json(text: &str) -> Result<ServerMsg, CodecError> {
+    if text.len() > MAX_SERVER_MSG_BYTES * 4 {
+        return Err(CodecError::TooLarge {
+            len: text.len(),
+            limit: MAX_SERVER_MSG_BYTES * 4,
+        });
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Encodes a server message as JSON text.
+#[must_use]
+pub fn encode_server_json(msg: &ServerMsg) -> String {
+    // Non-finite floats never reach a message: inputs are sanitized and the map is validated.
+    serde_json::to_string(msg).expect("messages always serialize to JSON")
 }
 
 /// Appends the encoding of a snapshot body to `out`, so that it can be shared by every client
@@ -206,6 +246,37 @@ mod tests {
         encode_snapshot_frame(&header, &body_bytes, &mut frame);
         assert_eq!(frame, expected);
         assert_eq!(decode_server(&frame).expect("decodes"), whole);
+    }
+
+    #[test]
+    fn json_round_trip_and_shape() {
+        let m = ClientMsg::Input(Input {
+            seq: 3,
+            move_x: 1.0,
+            move_y: 0.0,
+            aim: 0.5,
+            fire: false,
+        });
+        let text = encode_client_json(&m);
+        assert_eq!(
+            text,
+            r#"{"Input":{"seq":3,"move_x":1.0,"move_y":0.0,"aim":0.5,"fire":false}}"#
+        );
+        assert_eq!(decode_client_json(&text).expect("decodes"), m);
+        assert_eq!(
+            decode_client_json(r#"{"Ack":{"tick":12}}"#).expect("decodes"),
+            ClientMsg::Ack { tick: Tick(12) }
+        );
+        assert!(decode_client_json("{}").is_err());
+        assert!(decode_client_json(&"x".repeat(5000)).is_err());
+        let pong = ServerMsg::Pong {
+            nonce: 1,
+            tick: Tick(2),
+        };
+        assert_eq!(
+            decode_server_json(&encode_server_json(&pong)).expect("decodes"),
+            pong
+        );
     }
 
     #[test]

@@ -32,12 +32,45 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Per-connection WebSocket read buffer, in bytes. Default 4096.
     pub read_buffer_bytes: usize,
-    /// Time allowed for the HTTP upgrade, in milliseconds. Default 5000.
+    /// Time allowed for the TLS handshake and the HTTP upgrade together, in milliseconds; a
+    /// client that trickles its request is dropped after it. Default 3000.
     pub handshake_timeout_ms: u64,
     /// Time allowed between the upgrade and the hello, in milliseconds. Default 5000.
     pub hello_timeout_ms: u64,
     /// Time allowed for the peer to answer our close frame, in milliseconds. Default 1000.
     pub close_timeout_ms: u64,
+    /// Origins (besides the server's own) allowed to open a WebSocket, matched exactly, e.g.
+    /// `https://game.example`; `*` allows any. Requests with no `Origin` header (native
+    /// clients, bots) are always allowed; any other origin gets HTTP 403. Default empty.
+    pub allowed_origins: Vec<String>,
+    /// Interval between the server's WebSocket pings, in milliseconds. Default 5000.
+    pub ping_interval_ms: u64,
+    /// A client that sends nothing at all (no message, no pong) for this long is closed with
+    /// 4004 and its player removed, in milliseconds. Default 15000.
+    pub idle_timeout_ms: u64,
+    /// Time one frame may take to write before the connection counts as lost (a peer that
+    /// stopped reading, a half-open TCP connection), in milliseconds. Default 5000.
+    pub write_timeout_ms: u64,
+    /// Most bytes buffered for writing per connection inside the WebSocket layer. Together
+    /// with `outbox_len` frames this bounds the memory of a client that reads slowly.
+    /// Default 1048576 (1 MiB).
+    pub max_write_buffer_bytes: usize,
+    /// Sustained inputs per second accepted from one client; more are dropped and counted.
+    /// Acks and pings have a budget of the same size. Default 60 (twice the tick rate).
+    pub input_rate_per_s: u32,
+    /// Messages a client may send at once above the sustained rate. Default 30.
+    pub input_burst: u32,
+    /// Messages dropped by the rate limit within one second that close the connection with
+    /// 1008. Default 120 (a client sending 10x the tick rate trips it within a second).
+    pub abuse_drops_per_s: u32,
+    /// Snapshots a client may skip in a row (its outbox full because it reads too slowly)
+    /// before it is closed with 4005. Default 90 (3 s at 30 Hz).
+    pub max_lag_ticks: u32,
+    /// PEM certificate chain; with `tls_key` the server speaks only TLS (`wss://`).
+    /// Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
     /// Time allowed for all sessions to close on shutdown, in milliseconds. Default 3000.
     pub shutdown_grace_ms: u64,
     /// Ticks the loop may run late before it stops catching up and skips ahead (counted as
@@ -88,9 +121,20 @@ impl Default for Config {
             join_queue_len: 256,
             max_message_bytes: 1024,
             read_buffer_bytes: 4096,
-            handshake_timeout_ms: 5000,
+            handshake_timeout_ms: 3000,
             hello_timeout_ms: 5000,
             close_timeout_ms: 1000,
+            allowed_origins: Vec::new(),
+            ping_interval_ms: 5000,
+            idle_timeout_ms: 15000,
+            write_timeout_ms: 5000,
+            max_write_buffer_bytes: 1024 * 1024,
+            input_rate_per_s: 60,
+            input_burst: 30,
+            abuse_drops_per_s: 120,
+            max_lag_ticks: 90,
+            tls_cert: None,
+            tls_key: None,
             shutdown_grace_ms: 3000,
             max_catchup_ticks: 3,
             stats_interval_ms: 5000,
@@ -151,6 +195,18 @@ impl Config {
         }
         if self.max_message_bytes < tickwire_protocol::codec::MAX_CLIENT_MSG_BYTES {
             return bad("max_message_bytes must fit the largest client message (256)");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together");
+        }
+        if self.ping_interval_ms == 0 || self.idle_timeout_ms < self.ping_interval_ms {
+            return bad("ping_interval_ms must be positive and at most idle_timeout_ms");
+        }
+        if self.max_lag_ticks == 0 || self.write_timeout_ms == 0 {
+            return bad("max_lag_ticks and write_timeout_ms must be positive");
+        }
+        if self.max_write_buffer_bytes < 64 * 1024 {
+            return bad("max_write_buffer_bytes must be at least 65536");
         }
         let g = &self.game;
         let positive = [

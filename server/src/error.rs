@@ -44,6 +44,12 @@ pub enum ServerError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS setup failed: {message}")]
+    Tls {
+        /// Which file and why.
+        message: String,
+    },
     /// The tick thread could not be started.
     #[error("cannot start the tick thread: {0}")]
     TickThread(std::io::Error),

@@ -43,6 +43,10 @@ pub struct ServerStats {
     pub acks_ignored: AtomicU64,
     /// Connections closed by the server because of something the peer sent.
     pub protocol_closes: AtomicU64,
+    /// Messages dropped by the per-connection rate limit.
+    pub rate_limited: AtomicU64,
+    /// HTTP requests answered with an error status instead of an upgrade.
+    pub http_refusals: AtomicU64,
 }
 
 impl ServerStats {

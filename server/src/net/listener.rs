@@ -21,6 +21,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// A running server.
 pub struct Server {
     local_addr: SocketAddr,
+    scheme: &'static str,
     stats: Arc<ServerStats>,
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -32,6 +33,10 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
         let map = Map::load(config.map.as_deref())?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -48,11 +53,13 @@ impl Server {
         let sim = Sim::new(&config, map, join_rx, Arc::clone(&stats));
         let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats)));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats), tls));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
-        info!(%local_addr, "listening; WebSocket endpoint is /ws");
+        info!(%local_addr, scheme, "listening; WebSocket endpoint is /ws");
         Ok(Server {
             local_addr,
+            scheme,
             stats,
             shutdown,
             accept_task,
@@ -69,7 +76,7 @@ impl Server {
     /// The WebSocket URL of this server.
     #[must_use]
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.local_addr)
+        format!("{}://{}/ws", self.scheme, self.local_addr)
     }
 
     /// Live counters.

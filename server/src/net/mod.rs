@@ -4,9 +4,15 @@
 //! bounded queue to the tick thread; and the client's bounded outbox -> session -> socket.
 //!
 //! - [`listener`]: [`Server`] (start, address, shutdown) and the accept loop.
-//! - [`session`]: one connection from upgrade to close.
+//! - [`http`]: the request head, routing, and the upgrade response.
+//! - [`session`]: one connection from the first byte to the close.
+//! - [`rate`]: per-connection message rate limits.
+//! - [`tls`]: loading the certificate and key for `wss://`.
 
+pub mod http;
 pub mod listener;
+pub mod rate;
 pub mod session;
+pub mod tls;
 
 pub use listener::Server;

@@ -1,13 +1,19 @@
-//! One connection, from the WebSocket upgrade to the close.
+//! One connection, from the first byte to the close.
 //!
-//! A session upgrades the socket (only at `/ws`), waits for a hello with the right protocol
-//! version, asks the tick thread for a player, and then runs one loop that `select!`s over the
-//! socket, the client's outbox and the shutdown signal. Everything the peer sends is decoded with
-//! a size limit and validated here, before it can reach the world. A peer that breaks the rules
-//! gets a [`ServerMsg::Error`] and a close frame with a code from [`close`] and a reason.
+//! A session optionally completes TLS, reads and routes the HTTP request ([`super::http`]),
+//! upgrades to WebSocket, waits for a hello with the right protocol version, asks the tick
+//! thread for a player, and then runs one loop that `select!`s over the socket, the client's
+//! outbox, kicks from the tick thread, the ping timer and the shutdown signal. Everything the
+//! peer sends is size-limited, rate-limited, decoded and validated here before it can reach the
+//! world. A peer that breaks a rule gets a [`ServerMsg::Error`] and a close frame with a code
+//! from [`close`] and a reason.
 
+use super::http::{self, Head, Subprotocol};
+use super::rate::{Kind, Limiter, Verdict};
 use crate::config::Config;
-use crate::replication::{ClientEvent, ClientId, JoinRequest, LeaveReason, LeaveSlot, Outgoing};
+use crate::replication::{
+    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
+};
 use crate::stats::ServerStats;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
@@ -16,21 +22,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
-use tickwire_protocol::codec::{decode_client, encode_server};
+use tickwire_protocol::codec::{
+    decode_client, decode_client_json, decode_server, encode_server, encode_server_json,
+};
 use tickwire_protocol::{ClientMsg, ServerMsg, Tick, close, input::sanitize_name};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::{
-    CloseFrame, WebSocketConfig, frame::coding::CloseCode,
+    CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
 use tracing::{Instrument, debug, info, info_span};
-
-/// Path of the WebSocket endpoint.
-pub const WS_PATH: &str = "/ws";
 
 /// Longest close reason a close frame can carry, in bytes (RFC 6455: 125 minus the code).
 const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -43,6 +48,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     players: AtomicUsize,
     ws_config: WebSocketConfig,
+    origins: http::OriginPolicy,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -50,12 +57,17 @@ impl Shared {
         config: Config,
         joins: crossbeam_channel::Sender<JoinRequest>,
         stats: Arc<ServerStats>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
             .write_buffer_size(0)
+            .max_write_buffer_size(config.max_write_buffer_bytes)
             .max_message_size(Some(config.max_message_bytes))
             .max_frame_size(Some(config.max_message_bytes));
+        let origins = http::OriginPolicy {
+            allowed: config.allowed_origins.clone(),
+        };
         Shared {
             config,
             joins,
@@ -63,16 +75,22 @@ impl Shared {
             next_id: AtomicU64::new(1),
             players: AtomicUsize::new(0),
             ws_config,
+            origins,
+            tls,
         }
+    }
+
+    fn ms(&self, ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 }
 
-/// How a session ended.
+/// How a session ends.
 #[derive(Debug)]
 enum End {
     /// The peer sent a close frame.
     PeerClosed,
-    /// The connection dropped without a close frame.
+    /// The connection dropped, failed, or stopped taking our writes.
     Lost,
     /// We close: code, reason, and whether it counts as the peer's fault.
     Close {
@@ -104,7 +122,7 @@ impl End {
     }
 }
 
-/// Runs one connection to its end. Never panics on anything the peer sends.
+/// Runs one accepted TCP connection to its end. Never panics on anything the peer sends.
 pub(crate) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
@@ -116,57 +134,111 @@ pub(crate) async fn run(
     async move {
         // Snapshots are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
-        let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            check_request,
-            Some(shared.ws_config),
-        );
-        let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
-        let ws = match tokio::time::timeout(timeout, handshake).await {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                debug!(error = %e, "handshake failed");
-                return;
+        let deadline = Instant::now() + shared.ms(shared.config.handshake_timeout_ms);
+        match shared.tls.clone() {
+            None => serve(stream, deadline, id, shared, shutdown).await,
+            Some(acceptor) => {
+                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve(tls, deadline, id, shared, shutdown).await,
+                    Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => debug!("TLS handshake timed out"),
+                }
             }
-            Err(_) => {
-                debug!("handshake timed out");
-                return;
-            }
-        };
-        ServerStats::add(&shared.stats.sessions, 1);
-        let mut session = Session {
-            id,
-            ws,
-            shared: Arc::clone(&shared),
-            shutdown,
-            last_seq: 0,
-        };
-        session.run().await;
-        shared.stats.sessions.fetch_sub(1, Relaxed);
+        }
     }
     .instrument(span)
     .await;
 }
 
-/// Handshake callback: only the WebSocket path upgrades.
-#[allow(clippy::result_large_err)] // The signature is tungstenite's `Callback`.
-fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
-    if req.uri().path() == WS_PATH {
-        return Ok(resp);
-    }
-    let mut err = ErrorResponse::new(Some(format!(
-        "not found: the WebSocket endpoint is {WS_PATH}\n"
-    )));
-    *err.status_mut() = StatusCode::NOT_FOUND;
-    Err(err)
+/// The HTTP request, the upgrade, then the WebSocket session.
+async fn serve<S>(
+    mut stream: S,
+    deadline: Instant,
+    id: ClientId,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let upgraded = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)).await;
+    let (protocol, leftover) = match upgraded {
+        Ok(Some(up)) => up,
+        Ok(None) => return,
+        Err(_) => {
+            debug!("handshake timed out");
+            return;
+        }
+    };
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        leftover,
+        Role::Server,
+        Some(shared.ws_config),
+    )
+    .await;
+    ServerStats::add(&shared.stats.sessions, 1);
+    let now = Instant::now();
+    let limiter = Limiter::new(
+        shared.config.input_rate_per_s,
+        shared.config.input_burst,
+        shared.config.abuse_drops_per_s,
+        now.into_std(),
+    );
+    let mut session = Session {
+        id,
+        ws,
+        protocol,
+        shared: Arc::clone(&shared),
+        shutdown,
+        last_seq: 0,
+        last_seen: now,
+        limiter,
+    };
+    session.run().await;
+    shared.stats.sessions.fetch_sub(1, Relaxed);
 }
 
-struct Session {
+/// Reads and routes the request; answers refusals itself. Returns the subprotocol and any
+/// bytes read past the request head.
+async fn upgrade<S>(stream: &mut S, shared: &Shared) -> Option<(Subprotocol, Vec<u8>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = Vec::with_capacity(1024);
+    let refusal = match http::read_head(stream, &mut buf).await {
+        Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.origins) {
+            Ok(up) => {
+                http::write_all(stream, &http::upgrade_response(&up))
+                    .await
+                    .ok()?;
+                debug!(protocol = up.protocol.name(), "upgraded");
+                return Some((up.protocol, buf.split_off(len)));
+            }
+            Err(refusal) => refusal,
+        },
+        Ok(Head::TooLarge) => http::Refusal {
+            status: 431,
+            body: format!("request head over {} bytes\n", http::MAX_HEAD_BYTES),
+            headers: Vec::new(),
+        },
+        Ok(Head::Eof) | Err(_) => return None,
+    };
+    ServerStats::add(&shared.stats.http_refusals, 1);
+    debug!(status = refusal.status, "request refused");
+    let _ = http::write_all(stream, &http::refusal_response(&refusal)).await;
+    let _ = stream.shutdown().await;
+    None
+}
+
+struct Session<S> {
     id: ClientId,
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<S>,
+    protocol: Subprotocol,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     last_seq: u32,
+    last_seen: Instant,
+    limiter: Limiter,
 }
 
 /// Releases a player slot when the session ends, however it ends.
@@ -178,7 +250,7 @@ impl Drop for PlayerSlot<'_> {
     }
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self) {
         let leave = LeaveSlot::default();
         let end = self.serve(&leave).await;
@@ -188,8 +260,8 @@ impl Session {
             End::Close { code, .. } if *code == close::GOING_AWAY => LeaveReason::Shutdown,
             End::Close { code, .. } => LeaveReason::Violation { code: *code },
         };
-        // Recorded before the event sender is dropped (it was, when serve returned), but the
-        // tick thread reads it only after seeing the disconnect, which this lock orders.
+        // The tick thread reads this only after it sees the event channel disconnect, which
+        // happened when `serve` returned and dropped the sender.
         *leave.lock() = Some(reason);
         match end {
             End::PeerClosed => {
@@ -213,52 +285,35 @@ impl Session {
 
     /// Hello, join, then the main loop. Returns how the session should end.
     async fn serve(&mut self, leave: &LeaveSlot) -> End {
-        let hello_timeout = Duration::from_millis(self.shared.config.hello_timeout_ms);
-        let stats = Arc::clone(&self.shared.stats);
-        let name = match tokio::time::timeout(hello_timeout, next_msg(&mut self.ws, &stats)).await {
+        let shared = Arc::clone(&self.shared);
+        let cfg = &shared.config;
+        let name = match tokio::time::timeout(shared.ms(cfg.hello_timeout_ms), self.hello()).await {
             Err(_) => return End::violation(close::HELLO_TIMEOUT, "no hello within the timeout"),
             Ok(Err(end)) => return end,
-            Ok(Ok(ClientMsg::Hello { version, name })) => {
-                if version != tickwire_protocol::PROTOCOL_VERSION {
-                    return End::violation(
-                        close::VERSION_MISMATCH,
-                        format!(
-                            "unsupported protocol version {version}; this server speaks {}",
-                            tickwire_protocol::PROTOCOL_VERSION
-                        ),
-                    );
-                }
-                sanitize_name(&name)
-            }
-            Ok(Ok(_)) => {
-                return End::violation(
-                    close::UNEXPECTED_MESSAGE,
-                    "the first message must be a hello",
-                );
-            }
+            Ok(Ok(name)) => name,
         };
 
-        let shared = Arc::clone(&self.shared);
-        let players = &shared.players;
-        let max = self.shared.config.max_clients;
-        if players
-            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+        if shared
+            .players
+            .fetch_update(Relaxed, Relaxed, |n| (n < cfg.max_clients).then_some(n + 1))
             .is_err()
         {
             return End::server(close::TRY_AGAIN_LATER, "server full");
         }
-        let _slot = PlayerSlot(players);
+        let _slot = PlayerSlot(&shared.players);
 
-        let (events_tx, events_rx) = crossbeam_channel::bounded(self.shared.config.input_queue_len);
-        let (outbox_tx, mut outbox) = mpsc::channel(self.shared.config.outbox_len);
+        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.input_queue_len);
+        let (outbox_tx, mut outbox) = mpsc::channel(cfg.outbox_len);
+        let kick = Arc::new(Kick::default());
         let join = JoinRequest {
             client: self.id,
             name,
             events: events_rx,
             outbox: outbox_tx,
             leave: Arc::clone(leave),
+            kick: Arc::clone(&kick),
         };
-        if self.shared.joins.try_send(join).is_err() {
+        if shared.joins.try_send(join).is_err() {
             return End::server(
                 close::TRY_AGAIN_LATER,
                 "server busy: too many joins at once",
@@ -268,41 +323,101 @@ impl Session {
         if *self.shutdown.borrow() {
             return End::shutdown();
         }
+        let mut ping = tokio::time::interval(shared.ms(cfg.ping_interval_ms));
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ping.reset();
+        let idle = shared.ms(cfg.idle_timeout_ms);
         loop {
-            tokio::select! {
+            let result = tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => return End::shutdown(),
+                _ = self.shutdown.changed() => Err(End::shutdown()),
+                (code, reason) = kick.requested() => Err(End::server(code, reason)),
                 out = outbox.recv() => match out {
-                    Some(Outgoing::Frame(bytes)) => {
-                        if self.ws.send(Message::Binary(bytes)).await.is_err() {
-                            return End::Lost;
-                        }
-                    }
-                    Some(Outgoing::Close { code, reason }) => return End::server(code, reason),
-                    None => return End::shutdown(),
+                    Some(Outgoing::Frame(bytes)) => self.send_encoded(bytes).await,
+                    Some(Outgoing::Close { code, reason }) => Err(End::server(code, reason)),
+                    None => Err(End::shutdown()),
                 },
-                msg = next_msg(&mut self.ws, &stats) => match msg {
-                    Err(end) => return end,
-                    Ok(msg) => {
-                        if let Some(end) = self.handle(msg, &events_tx).await {
-                            return end;
-                        }
+                msg = next_msg(&mut self.ws, self.protocol, &shared.stats) => {
+                    self.last_seen = Instant::now();
+                    match msg {
+                        Ok(Some(msg)) => self.handle(msg, &events_tx).await,
+                        Ok(None) => Ok(()),
+                        Err(end) => Err(end),
                     }
-                },
+                }
+                _ = ping.tick() => {
+                    if self.last_seen.elapsed() >= idle {
+                        Err(End::violation(
+                            close::IDLE_TIMEOUT,
+                            format!("idle timeout: nothing received for {} ms", idle.as_millis()),
+                        ))
+                    } else {
+                        self.send(Message::Ping(Bytes::new())).await
+                    }
+                }
+            };
+            if let Err(end) = result {
+                return end;
             }
         }
     }
 
-    /// Handles one message after the hello; `Some` ends the session.
+    /// Waits for the hello and checks it; returns the sanitized name.
+    async fn hello(&mut self) -> Result<String, End> {
+        loop {
+            match next_msg(&mut self.ws, self.protocol, &self.shared.stats).await? {
+                None => continue,
+                Some(ClientMsg::Hello { version, name }) => {
+                    if version != tickwire_protocol::PROTOCOL_VERSION {
+                        return Err(End::violation(
+                            close::VERSION_MISMATCH,
+                            format!(
+                                "unsupported protocol version {version}; this server speaks {}",
+                                tickwire_protocol::PROTOCOL_VERSION
+                            ),
+                        ));
+                    }
+                    return Ok(sanitize_name(&name));
+                }
+                Some(_) => {
+                    return Err(End::violation(
+                        close::UNEXPECTED_MESSAGE,
+                        "the first message must be a hello",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Handles one message after the hello.
     async fn handle(
         &mut self,
         msg: ClientMsg,
         events: &crossbeam_channel::Sender<ClientEvent>,
-    ) -> Option<End> {
-        let stats = &self.shared.stats;
+    ) -> Result<(), End> {
+        let stats = Arc::clone(&self.shared.stats);
+        let kind = if matches!(msg, ClientMsg::Input(_)) {
+            Kind::Input
+        } else {
+            Kind::Other
+        };
+        match self.limiter.check(kind, std::time::Instant::now()) {
+            Verdict::Accept => {}
+            Verdict::Drop => {
+                ServerStats::add(&stats.rate_limited, 1);
+                return Ok(());
+            }
+            Verdict::Abuse => {
+                ServerStats::add(&stats.rate_limited, 1);
+                return Err(End::violation(
+                    close::POLICY_VIOLATION,
+                    "input rate limit exceeded",
+                ));
+            }
+        }
         let event = match msg {
             ClientMsg::Hello { .. } => {
-                return Some(End::violation(
+                return Err(End::violation(
                     close::UNEXPECTED_MESSAGE,
                     "hello sent twice",
                 ));
@@ -312,19 +427,14 @@ impl Session {
                     nonce,
                     tick: Tick(stats.tick.load(Relaxed)),
                 };
-                let mut buf = Vec::new();
-                encode_server(&pong, &mut buf);
-                return match self.ws.send(Message::Binary(Bytes::from(buf))).await {
-                    Ok(()) => None,
-                    Err(_) => Some(End::Lost),
-                };
+                return self.send_msg(&pong).await;
             }
             ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
             ClientMsg::Input(input) => match input.sanitize() {
                 Err(e) => {
                     debug!(error = %e, "input rejected");
                     ServerStats::add(&stats.inputs_rejected, 1);
-                    return None;
+                    return Ok(());
                 }
                 Ok(input) if input.seq <= self.last_seq => {
                     debug!(
@@ -333,7 +443,7 @@ impl Session {
                         "stale input sequence rejected"
                     );
                     ServerStats::add(&stats.inputs_rejected, 1);
-                    return None;
+                    return Ok(());
                 }
                 Ok(input) => {
                     self.last_seq = input.seq;
@@ -343,35 +453,70 @@ impl Session {
             },
         };
         match events.try_send(event) {
-            Ok(()) => None,
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 ServerStats::add(&stats.inputs_dropped, 1);
-                None
+                Ok(())
             }
-            Err(TrySendError::Disconnected(_)) => Some(End::shutdown()),
+            Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
+        }
+    }
+
+    /// Sends a frame, giving up (connection lost) after the write timeout.
+    async fn send(&mut self, msg: Message) -> Result<(), End> {
+        let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
+        match tokio::time::timeout(timeout, self.ws.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed");
+                Err(End::Lost)
+            }
+            Err(_) => {
+                debug!("write timed out");
+                Err(End::Lost)
+            }
+        }
+    }
+
+    /// Sends a message in the session's format.
+    async fn send_msg(&mut self, msg: &ServerMsg) -> Result<(), End> {
+        let frame = match self.protocol {
+            Subprotocol::Binary => {
+                let mut buf = Vec::new();
+                encode_server(msg, &mut buf);
+                Message::Binary(Bytes::from(buf))
+            }
+            Subprotocol::Json => Message::text(encode_server_json(msg)),
+        };
+        self.send(frame).await
+    }
+
+    /// Sends a frame the tick thread encoded (bincode), transcoding it for JSON sessions.
+    async fn send_encoded(&mut self, bytes: Bytes) -> Result<(), End> {
+        match self.protocol {
+            Subprotocol::Binary => self.send(Message::Binary(bytes)).await,
+            Subprotocol::Json => match decode_server(&bytes) {
+                Ok(msg) => self.send(Message::text(encode_server_json(&msg))).await,
+                Err(e) => Err(End::server(close::INTERNAL_ERROR, format!("internal: {e}"))),
+            },
         }
     }
 
     /// Sends an error message and a close frame, then waits (bounded) for the peer's close.
     async fn close(&mut self, code: u16, reason: &str) {
-        let timeout = Duration::from_millis(self.shared.config.close_timeout_ms);
-        let mut buf = Vec::new();
-        encode_server(
-            &ServerMsg::Error {
-                code,
-                message: reason.to_owned(),
-            },
-            &mut buf,
-        );
+        let timeout = self.shared.ms(self.shared.config.close_timeout_ms);
+        let error = ServerMsg::Error {
+            code,
+            message: reason.to_owned(),
+        };
         let frame = CloseFrame {
             code: CloseCode::from(code),
             reason: truncate(reason, MAX_CLOSE_REASON_BYTES).into(),
         };
-        let ws = &mut self.ws;
         let _ = tokio::time::timeout(timeout, async {
-            ws.send(Message::Binary(Bytes::from(buf))).await?;
-            ws.close(Some(frame)).await?;
-            while let Some(Ok(_)) = ws.next().await {}
+            let _ = self.send_msg(&error).await;
+            self.ws.close(Some(frame)).await?;
+            while let Some(Ok(_)) = self.ws.next().await {}
             Ok::<(), WsError>(())
         })
         .await;
@@ -379,7 +524,7 @@ impl Session {
 
     /// After the peer's close frame: flush our reply and wait (bounded) for the TCP close.
     async fn finish_close(&mut self) {
-        let timeout = Duration::from_millis(self.shared.config.close_timeout_ms);
+        let timeout = self.shared.ms(self.shared.config.close_timeout_ms);
         let ws = &mut self.ws;
         let _ = tokio::time::timeout(timeout, async {
             let _ = ws.flush().await;
@@ -389,44 +534,49 @@ impl Session {
     }
 }
 
-/// The next protocol message, skipping control frames. Errors say how to end.
-async fn next_msg(
-    ws: &mut WebSocketStream<TcpStream>,
+/// The next frame from the peer: `Some` message, `None` for control frames (which still show
+/// the peer is alive). Errors say how the session ends.
+async fn next_msg<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    protocol: Subprotocol,
     stats: &ServerStats,
-) -> Result<ClientMsg, End> {
-    loop {
-        let Some(frame) = ws.next().await else {
-            return Err(End::Lost);
-        };
-        match frame {
-            Ok(Message::Binary(bytes)) => {
-                ServerStats::add(&stats.bytes_in, bytes.len() as u64);
-                return decode_client(&bytes).map_err(|e| {
-                    End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
-                });
-            }
-            Ok(Message::Text(_)) => {
-                return Err(End::violation(
-                    close::UNSUPPORTED_DATA,
-                    "text frames are not supported; send binary frames",
-                ));
-            }
-            Ok(Message::Close(_)) => return Err(End::PeerClosed),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
-                return Err(End::violation(
-                    close::MESSAGE_TOO_BIG,
-                    format!("message of {size} bytes exceeds the limit of {max_size}"),
-                ));
-            }
-            Err(WsError::Protocol(e)) => {
-                return Err(End::violation(
-                    close::PROTOCOL_ERROR,
-                    format!("websocket protocol error: {e}"),
-                ));
-            }
-            Err(_) => return Err(End::Lost),
+) -> Result<Option<ClientMsg>, End> {
+    let Some(frame) = ws.next().await else {
+        return Err(End::Lost);
+    };
+    let undecodable = |e: tickwire_protocol::CodecError| {
+        End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
+    };
+    match (frame, protocol) {
+        (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
+            ServerStats::add(&stats.bytes_in, bytes.len() as u64);
+            decode_client(&bytes).map(Some).map_err(undecodable)
         }
+        (Ok(Message::Text(text)), Subprotocol::Json) => {
+            ServerStats::add(&stats.bytes_in, text.len() as u64);
+            decode_client_json(&text).map(Some).map_err(undecodable)
+        }
+        (Ok(Message::Text(_)), Subprotocol::Binary) => Err(End::violation(
+            close::UNSUPPORTED_DATA,
+            "text frames are not supported; send binary frames (or negotiate tickwire.v1.json)",
+        )),
+        (Ok(Message::Binary(_)), Subprotocol::Json) => Err(End::violation(
+            close::UNSUPPORTED_DATA,
+            "binary frames are not supported by tickwire.v1.json; send text frames",
+        )),
+        (Ok(Message::Close(_)), _) => Err(End::PeerClosed),
+        (Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)), _) => Ok(None),
+        (Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })), _) => {
+            Err(End::violation(
+                close::MESSAGE_TOO_BIG,
+                format!("message of {size} bytes exceeds the limit of {max_size}"),
+            ))
+        }
+        (Err(WsError::Protocol(e)), _) => Err(End::violation(
+            close::PROTOCOL_ERROR,
+            format!("websocket protocol error: {e}"),
+        )),
+        (Err(_), _) => Err(End::Lost),
     }
 }
 

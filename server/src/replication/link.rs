@@ -60,6 +60,37 @@ pub enum LeaveReason {
 /// Where a session records why it ended before dropping its event sender.
 pub type LeaveSlot = Arc<Mutex<Option<LeaveReason>>>;
 
+/// A request from the tick thread to close a session with a code and reason. It does not go
+/// through the outbox, which is full exactly when a slow client must be closed.
+#[derive(Debug, Default)]
+pub struct Kick {
+    reason: Mutex<Option<(u16, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Kick {
+    /// Asks the session to close; the first request wins.
+    pub fn kick(&self, code: u16, reason: String) {
+        let mut slot = self.reason.lock();
+        if slot.is_none() {
+            *slot = Some((code, reason));
+            self.notify.notify_one();
+        }
+    }
+
+    /// Waits until a kick is requested; returns its code and reason.
+    pub async fn requested(&self) -> (u16, String) {
+        loop {
+            if let Some(r) = self.reason.lock().clone() {
+                return r;
+            }
+            // notify_one stores a permit when nobody waits, so a kick between the check above
+            // and this await is not lost.
+            self.notify.notified().await;
+        }
+    }
+}
+
 /// A session asking the tick thread to create its player.
 #[derive(Debug)]
 pub struct JoinRequest {
@@ -73,6 +104,8 @@ pub struct JoinRequest {
     pub outbox: mpsc::Sender<Outgoing>,
     /// Set by the session before it lets go of `events`.
     pub leave: LeaveSlot,
+    /// Lets the tick thread close the session.
+    pub kick: Arc<Kick>,
 }
 
 /// Number of recent ticks whose "sent" bit a [`ClientLink`] remembers.
@@ -89,6 +122,10 @@ pub struct ClientLink {
     pub outbox: mpsc::Sender<Outgoing>,
     /// Why the session ended, once it has.
     pub leave: LeaveSlot,
+    /// Closes the session from the tick thread.
+    pub kick: Arc<Kick>,
+    /// Snapshots skipped in a row because the outbox was full.
+    pub skipped_in_a_row: u32,
     /// Newest tick the client acknowledged that was sent to it.
     pub acked: Option<Tick>,
     /// Sequence number of the latest input applied.
@@ -110,6 +147,8 @@ impl ClientLink {
             events: join.events,
             outbox: join.outbox,
             leave: join.leave,
+            kick: join.kick,
+            skipped_in_a_row: 0,
             acked: None,
             last_input_seq: 0,
             sent_mask: 0,
@@ -170,6 +209,7 @@ mod tests {
                 events,
                 outbox,
                 leave: LeaveSlot::default(),
+                kick: Arc::default(),
             },
             Tick(100),
         )

@@ -15,4 +15,6 @@ pub mod frame;
 pub mod link;
 
 pub use frame::{Replication, WorldFrame, diff};
-pub use link::{ClientEvent, ClientId, ClientLink, JoinRequest, LeaveReason, LeaveSlot, Outgoing};
+pub use link::{
+    ClientEvent, ClientId, ClientLink, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
+};

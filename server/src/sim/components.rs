@@ -94,6 +94,8 @@ pub struct Rules {
     pub joins_per_tick: usize,
     /// Client messages handled per client per tick at most (the queue length).
     pub events_per_tick: usize,
+    /// Snapshots a client may skip in a row before it is closed.
+    pub max_lag_ticks: u32,
 }
 
 /// Allocator of network ids; ids are never reused within 2^32 allocations.

@@ -60,6 +60,7 @@ impl Sim {
             tick_rate_hz: config.tick_rate_hz,
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
+            max_lag_ticks: config.max_lag_ticks,
         });
         world.insert_resource(PlayerGrid(grid::Grid::new(
             map.width, map.height, GRID_CELL,

@@ -343,6 +343,7 @@ pub fn replicate(
     mut links: Query<&mut Link>,
     mut replication: ResMut<Replication>,
     clock: Res<Clock>,
+    rules: Res<Rules>,
     stats: Res<Stats>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
@@ -372,6 +373,21 @@ pub fn replicate(
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         };
         link.record_sent(clock.tick, baseline, ok);
+        if ok {
+            link.skipped_in_a_row = 0;
+        } else {
+            link.skipped_in_a_row += 1;
+            if link.skipped_in_a_row == rules.max_lag_ticks {
+                debug!(client = link.client.0, "client too far behind; closing");
+                link.kick.kick(
+                    tickwire_protocol::close::TOO_SLOW,
+                    format!(
+                        "too slow: {} snapshots skipped in a row",
+                        link.skipped_in_a_row
+                    ),
+                );
+            }
+        }
     }
     let s = &stats.0;
     ServerStats::add(&s.snapshots_sent, sent);

@@ -101,6 +101,7 @@ impl Harness {
                 events: events_rx,
                 outbox: outbox_tx,
                 leave: Arc::clone(&leave),
+                kick: Arc::default(),
             })
             .expect("join queue has room");
         self.sim.tick();

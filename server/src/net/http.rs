@@ -1,0 +1,438 @@
+//! The HTTP front of every connection: the request head is read and routed here, before any
+//! WebSocket code sees the socket. A request either gets a plain HTTP answer with a status and a
+//! body that says why, or is accepted as a WebSocket upgrade with a negotiated subprotocol.
+//!
+//! Routing (all other paths: 404):
+//! - `GET /ws` with valid upgrade headers: `101 Switching Protocols`.
+//! - `GET /ws` without them: `426 Upgrade Required`.
+//! - a method other than GET: `405`.
+//! - an `Origin` the policy refuses: `403`.
+//! - only unknown subprotocols offered: `400`, naming the supported ones.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// Path of the WebSocket endpoint.
+pub const WS_PATH: &str = "/ws";
+/// Longest request head accepted, in bytes; longer gets 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Most header lines accepted; more gets 431.
+const MAX_HEADERS: usize = 32;
+
+/// The message format a WebSocket session speaks, chosen by `Sec-WebSocket-Protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subprotocol {
+    /// `tickwire.v1`: bincode in binary frames. The default when none is offered.
+    Binary,
+    /// `tickwire.v1.json`: the same messages as JSON in text frames.
+    Json,
+}
+
+impl Subprotocol {
+    /// Name of the binary protocol.
+    pub const BINARY_NAME: &'static str = "tickwire.v1";
+    /// Name of the JSON protocol.
+    pub const JSON_NAME: &'static str = "tickwire.v1.json";
+
+    /// The name used in `Sec-WebSocket-Protocol`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Subprotocol::Binary => Self::BINARY_NAME,
+            Subprotocol::Json => Self::JSON_NAME,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Subprotocol> {
+        match s {
+            Self::BINARY_NAME => Some(Subprotocol::Binary),
+            Self::JSON_NAME => Some(Subprotocol::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A request accepted for upgrade.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Value for `Sec-WebSocket-Accept`.
+    pub accept_key: String,
+    /// The negotiated format.
+    pub protocol: Subprotocol,
+    /// Whether the client offered subprotocols (then the response must name the chosen one).
+    pub echo_protocol: bool,
+}
+
+/// A request answered with a plain HTTP response.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status code.
+    pub status: u16,
+    /// Text body explaining the refusal.
+    pub body: String,
+    /// Extra header lines (`Name: value`).
+    pub headers: Vec<String>,
+}
+
+impl Refusal {
+    fn new(status: u16, body: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What the routing decided.
+pub type Route = Result<Upgrade, Refusal>;
+
+/// Who may connect from a browser.
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    /// Origins allowed besides the server's own (exact match, e.g. `https://game.example`);
+    /// `*` allows any.
+    pub allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    /// Requests with no `Origin` (native clients, bots) and same-origin requests (the Origin's
+    /// host equals the `Host` header) are always allowed.
+    #[must_use]
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        if self
+            .allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        {
+            return true;
+        }
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, h)| h.trim_end_matches('/'));
+        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+    }
+}
+
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::trim)
+}
+
+fn has_token(value: Option<&str>, token: &str) -> bool {
+    value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// True for a syntactically valid `Sec-WebSocket-Key`: base64 of exactly 16 bytes.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    // 16 bytes encode to 22 characters and "==", the last of which carries 2 zero bits.
+    b.len() == 24
+        && b[..22].iter().all(|&c| b64(c))
+        && &b[22..] == b"=="
+        && b"AQgw".contains(&b[21])
+}
+
+/// Routes a complete request head (up to and including the blank line).
+#[must_use]
+pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(Refusal::new(400, "incomplete request\n")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::new(431, "too many header lines\n"));
+        }
+        Err(e) => return Err(Refusal::new(400, format!("malformed request: {e}\n"))),
+    }
+    let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+    if path != WS_PATH {
+        return Err(Refusal::new(
+            404,
+            format!("not found: the WebSocket endpoint is {WS_PATH}\n"),
+        ));
+    }
+    if req.method != Some("GET") {
+        let mut r = Refusal::new(
+            405,
+            format!("{WS_PATH} only accepts GET with a WebSocket upgrade\n"),
+        );
+        r.headers.push("Allow: GET".into());
+        return Err(r);
+    }
+    let upgrade = has_token(header(&req, "upgrade"), "websocket")
+        && has_token(header(&req, "connection"), "upgrade");
+    if !upgrade {
+        let mut r = Refusal::new(
+            426,
+            format!("{WS_PATH} is a WebSocket endpoint: send a WebSocket upgrade request\n"),
+        );
+        r.headers.push("Upgrade: websocket".into());
+        r.headers.push("Connection: Upgrade".into());
+        return Err(r);
+    }
+    if header(&req, "sec-websocket-version") != Some("13") {
+        let mut r = Refusal::new(426, "unsupported WebSocket version: use 13\n");
+        r.headers.push("Sec-WebSocket-Version: 13".into());
+        return Err(r);
+    }
+    let Some(key) = header(&req, "sec-websocket-key").filter(|k| valid_key(k)) else {
+        return Err(Refusal::new(
+            400,
+            "missing or malformed Sec-WebSocket-Key\n",
+        ));
+    };
+    let origin = header(&req, "origin");
+    if !origins.allows(origin, header(&req, "host")) {
+        return Err(Refusal::new(
+            403,
+            format!(
+                "origin {} is not allowed to connect\n",
+                origin.unwrap_or("")
+            ),
+        ));
+    }
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let protocol = if offered.is_empty() {
+        Subprotocol::Binary
+    } else {
+        match offered.iter().find_map(|p| Subprotocol::parse(p)) {
+            Some(p) => p,
+            None => {
+                return Err(Refusal::new(
+                    400,
+                    format!(
+                        "unsupported subprotocol ({}); supported: {}, {}\n",
+                        offered.join(", "),
+                        Subprotocol::BINARY_NAME,
+                        Subprotocol::JSON_NAME
+                    ),
+                ));
+            }
+        }
+    };
+    Ok(Upgrade {
+        accept_key: derive_accept_key(key.as_bytes()),
+        protocol,
+        echo_protocol: !offered.is_empty(),
+    })
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    }
+}
+
+/// The bytes of a refusal response; the connection closes after it.
+#[must_use]
+pub fn refusal_response(r: &Refusal) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status));
+    for h in &r.headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        r.body.len()
+    ));
+    let mut out = head.into_bytes();
+    out.extend_from_slice(r.body.as_bytes());
+    out
+}
+
+/// The bytes of the `101 Switching Protocols` response.
+#[must_use]
+pub fn upgrade_response(u: &Upgrade) -> Vec<u8> {
+    let mut s = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        u.accept_key
+    );
+    if u.echo_protocol {
+        s.push_str(&format!(
+            "Sec-WebSocket-Protocol: {}\r\n",
+            u.protocol.name()
+        ));
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// What reading a request head produced.
+pub enum Head {
+    /// A complete head of `len` bytes at the start of the buffer; bytes after it belong to
+    /// the WebSocket stream.
+    Complete(usize),
+    /// The peer closed before sending a whole head.
+    Eof,
+    /// The head is over [`MAX_HEAD_BYTES`].
+    TooLarge,
+}
+
+/// Reads until the end of the request head (a blank line), into `buf`.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Head> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(Head::Complete(pos + 4));
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Ok(Head::TooLarge);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Head::Eof);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes a response and flushes it.
+pub async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    fn req(path: &str, extra: &str) -> Vec<u8> {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:7777\r\nUpgrade: websocket\r\n\
+             Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn status(r: Route) -> u16 {
+        r.err().map_or(101, |e| e.status)
+    }
+
+    #[test]
+    fn upgrade_with_the_rfc_sample_key() {
+        let up = route(&req("/ws", ""), &OriginPolicy::default()).expect("upgrades");
+        assert_eq!(up.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(up.protocol, Subprotocol::Binary);
+        assert!(!up.echo_protocol);
+        let resp = String::from_utf8(upgrade_response(&up)).expect("ascii");
+        assert!(resp.starts_with("HTTP/1.1 101"));
+        assert!(!resp.contains("Sec-WebSocket-Protocol"));
+    }
+
+    #[test]
+    fn routing_statuses() {
+        let p = OriginPolicy::default();
+        assert_eq!(status(route(&req("/ws?x=1", ""), &p)), 101);
+        assert_eq!(status(route(&req("/other", ""), &p)), 404);
+        assert_eq!(
+            status(route(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", &p)),
+            426
+        );
+        assert_eq!(
+            status(route(b"POST /ws HTTP/1.1\r\nHost: x\r\n\r\n", &p)),
+            405
+        );
+        assert_eq!(status(route(b"garbage\r\n\r\n", &p)), 400);
+        let bad_key = String::from_utf8(req("/ws", ""))
+            .expect("ascii")
+            .replace(KEY, "short");
+        assert_eq!(status(route(bad_key.as_bytes(), &p)), 400);
+        let v8 = String::from_utf8(req("/ws", ""))
+            .expect("ascii")
+            .replace("Version: 13", "Version: 8");
+        assert_eq!(status(route(v8.as_bytes(), &p)), 426);
+    }
+
+    #[test]
+    fn origin_policy() {
+        let p = OriginPolicy::default();
+        assert_eq!(
+            status(route(&req("/ws", "Origin: http://127.0.0.1:7777\r\n"), &p)),
+            101
+        );
+        assert_eq!(
+            status(route(&req("/ws", "Origin: https://evil.example\r\n"), &p)),
+            403
+        );
+        let p = OriginPolicy {
+            allowed: vec!["https://game.example".into()],
+        };
+        assert_eq!(
+            status(route(&req("/ws", "Origin: https://game.example\r\n"), &p)),
+            101
+        );
+        assert_eq!(
+            status(route(&req("/ws", "Origin: https://evil.example\r\n"), &p)),
+            403
+        );
+        let any = OriginPolicy {
+            allowed: vec!["*".into()],
+        };
+        assert_eq!(
+            status(route(&req("/ws", "Origin: https://evil.example\r\n"), &any)),
+            101
+        );
+    }
+
+    #[test]
+    fn subprotocol_negotiation() {
+        let p = OriginPolicy::default();
+        let up = route(
+            &req("/ws", "Sec-WebSocket-Protocol: foo, tickwire.v1.json\r\n"),
+            &p,
+        )
+        .expect("upgrades");
+        assert_eq!(up.protocol, Subprotocol::Json);
+        assert!(
+            String::from_utf8(upgrade_response(&up))
+                .expect("ascii")
+                .contains("Sec-WebSocket-Protocol: tickwire.v1.json\r\n")
+        );
+        let up = route(&req("/ws", "Sec-WebSocket-Protocol: tickwire.v1\r\n"), &p).expect("ok");
+        assert_eq!(up.protocol, Subprotocol::Binary);
+        let refused =
+            route(&req("/ws", "Sec-WebSocket-Protocol: mqtt, chat\r\n"), &p).expect_err("refused");
+        assert_eq!(refused.status, 400);
+        assert!(refused.body.contains("tickwire.v1") && refused.body.contains("tickwire.v1.json"));
+    }
+
+    #[test]
+    fn key_validation() {
+        assert!(valid_key(KEY));
+        assert!(
+            !valid_key("dGhlIHNhbXBsZSBub25jZR=="),
+            "non-zero padding bits"
+        );
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ!="));
+    }
+}
