@@ -1,7 +1,8 @@
 //! One bot: a [`Client`] driven by [`Wander`], measuring what the scenario reports.
 
-use crate::client::{Client, ClientError, Event};
+use crate::client::{Client, ClientError, ConnectOptions, Event, open};
 use crate::wander::Wander;
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
 use std::sync::OnceLock;
@@ -143,6 +144,8 @@ pub struct BotParams {
     pub seed: u64,
     /// Time allowed to connect and be welcomed.
     pub connect_timeout: Duration,
+    /// TLS and socket options.
+    pub connect: ConnectOptions,
 }
 
 /// Runs one bot until `stop` turns true or its connection ends.
@@ -153,7 +156,7 @@ pub async fn run_bot(
     mut stop: watch::Receiver<bool>,
 ) -> BotOutcome {
     let mut metrics = BotMetrics::new(window.seconds());
-    let connect = Client::connect(&params.url, &params.name);
+    let connect = Client::connect_with(&params.url, &params.name, &params.connect);
     let mut client = match tokio::time::timeout(params.connect_timeout, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return failed(live, metrics, e.to_string()),
@@ -311,6 +314,69 @@ async fn drive(
         if let Some(s) = window.second(Instant::now()) {
             m.up_per_s[s] += client.bytes_up - up_before;
             m.down_per_s[s] += client.bytes_down - down_before;
+        }
+    }
+}
+
+/// An idle connection: upgrades, says nothing, and holds until `stop` (answering pings).
+pub async fn run_idle(
+    params: BotParams,
+    live: &Live,
+    mut stop: watch::Receiver<bool>,
+) -> BotOutcome {
+    let metrics = BotMetrics::new(1);
+    let (mut ws, _) = match tokio::time::timeout(
+        params.connect_timeout,
+        open(&params.url, &params.connect),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return failed(live, metrics, e.to_string()),
+        Err(_) => return failed(live, metrics, "upgrade timed out".into()),
+    };
+    live.connected.fetch_add(1, Relaxed);
+    let end = loop {
+        tokio::select! {
+            _ = stop.changed() => break BotEnd::Finished,
+            msg = ws.next() => match msg {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break BotEnd::Dropped(e.to_string()),
+                None => break BotEnd::Dropped("closed by server".into()),
+            },
+        }
+    };
+    if matches!(end, BotEnd::Dropped(_)) {
+        live.dropped.fetch_add(1, Relaxed);
+    } else {
+        let _ = ws.close(None).await;
+    }
+    BotOutcome { end, metrics }
+}
+
+/// A slow reader: joins, then reads one message per `every` and acks nothing, until `stop` or
+/// until the server closes it. Returns how it ended (the close code it saw, if any).
+pub async fn run_slow(
+    params: BotParams,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> String {
+    let mut client = match Client::connect_with(&params.url, &params.name, &params.connect).await {
+        Ok(c) => c,
+        Err(e) => return format!("failed to connect: {e}"),
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return "still connected at the end".into(),
+            _ = tick.tick() => {
+                if let Err(e) = client.recv_raw().await {
+                    return match e {
+                        ClientError::Closed { code, reason } => format!("closed by server: {code:?} {reason}"),
+                        other => format!("ended: {other}"),
+                    };
+                }
+            }
         }
     }
 }

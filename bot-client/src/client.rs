@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
@@ -10,10 +11,132 @@ use tickwire_protocol::{
     ClientMsg, EntityKind, EntityState, Input, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Tick,
     Welcome,
 };
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpSocket;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A byte stream a WebSocket can run over: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The WebSocket type every client uses.
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// How to connect.
+#[derive(Clone, Default, Debug)]
+pub struct ConnectOptions {
+    /// TLS settings, required for `wss://` URLs (see [`tls_config_with_ca`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `SO_RCVBUF` for the socket (small values make a slow reader push back sooner).
+    pub recv_buffer_bytes: Option<u32>,
+    /// Subprotocols to offer in `Sec-WebSocket-Protocol`; empty offers none.
+    pub subprotocols: Vec<String>,
+    /// `Origin` header to send, as a browser would.
+    pub origin: Option<String>,
+}
+
+/// A TLS client configuration that trusts the CA certificates in a PEM file.
+pub fn tls_config_with_ca(
+    ca_pem: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let tls_err =
+        |e: &dyn std::fmt::Display| ClientError::Tls(format!("{}: {e}", ca_pem.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).map_err(|e| tls_err(&e))? {
+        roots
+            .add(cert.map_err(|e| tls_err(&e))?)
+            .map_err(|e| tls_err(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(tls_err(&"no certificate found"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Opens a WebSocket to `url` (`ws://` or `wss://`) without saying hello: for clients and for
+/// tests that speak the protocol by hand. Returns the socket and the negotiated subprotocol.
+pub async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, Option<String>), ClientError> {
+    let mut request = url.into_client_request()?;
+    if !opts.subprotocols.is_empty() {
+        let list = HeaderValue::from_str(&opts.subprotocols.join(", "))
+            .map_err(|e| ClientError::Tls(format!("bad subprotocol list: {e}")))?;
+        request.headers_mut().insert("Sec-WebSocket-Protocol", list);
+    }
+    if let Some(origin) = &opts.origin {
+        let origin = HeaderValue::from_str(origin)
+            .map_err(|e| ClientError::Tls(format!("bad origin: {e}")))?;
+        request.headers_mut().insert("Origin", origin);
+    }
+    let uri = request.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        other => {
+            return Err(ClientError::Tls(format!(
+                "unsupported URL scheme {other:?}"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .unwrap_or("127.0.0.1")
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .next()
+        .ok_or_else(|| ClientError::Tls(format!("{host} does not resolve")))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(n) = opts.recv_buffer_bytes {
+        socket.set_recv_buffer_size(n)?;
+    }
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let stream: Box<dyn Io> = if secure {
+        let config = opts
+            .tls
+            .clone()
+            .ok_or_else(|| ClientError::Tls("wss:// needs a CA (--ca FILE)".into()))?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| ClientError::Tls(format!("{host}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_SERVER_MSG_BYTES))
+        .max_frame_size(Some(MAX_SERVER_MSG_BYTES));
+    let (ws, resp) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
+    let protocol = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((ws, protocol))
+}
 
 /// Why a client operation failed.
 #[derive(Debug, Error)]
@@ -38,6 +161,12 @@ pub enum ClientError {
     /// A snapshot did not apply to the replica (a desync or a missing baseline).
     #[error("snapshot did not apply: {0}")]
     Apply(#[from] ApplyError),
+    /// A socket operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS or URL setup failed.
+    #[error("setup: {0}")]
+    Tls(String),
     /// The operation took too long.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -86,7 +215,7 @@ pub struct SnapshotCounts {
 
 /// A connected, welcomed client.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Ws,
     /// The server's welcome.
     pub welcome: Welcome,
     /// The client's view of the world, verified against the server's checksums.
@@ -102,13 +231,16 @@ pub struct Client {
 impl Client {
     /// Connects to `url` (`ws://host:port/ws`), says hello as `name`, and waits for the welcome.
     pub async fn connect(url: &str, name: &str) -> Result<Client, ClientError> {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(0)
-            .max_message_size(Some(MAX_SERVER_MSG_BYTES))
-            .max_frame_size(Some(MAX_SERVER_MSG_BYTES));
-        let (ws, _resp) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        Client::connect_with(url, name, &ConnectOptions::default()).await
+    }
+
+    /// [`Client::connect`] with options (TLS, socket buffer).
+    pub async fn connect_with(
+        url: &str,
+        name: &str,
+        opts: &ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let (ws, _) = open(url, opts).await?;
         let mut client = Client {
             ws,
             welcome: Welcome {
@@ -243,6 +375,11 @@ impl Client {
         close
             .await
             .map_err(|_| ClientError::Timeout(Duration::from_secs(2)))?
+    }
+
+    /// Reads one server message without processing it (for tests and slow readers).
+    pub async fn recv_raw(&mut self) -> Result<ServerMsg, ClientError> {
+        self.next_server_msg().await
     }
 
     /// Reads until the connection closes and returns the close code and reason (for tests of

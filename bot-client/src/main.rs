@@ -37,6 +37,15 @@ struct Cli {
     /// Hide the live progress display.
     #[arg(long)]
     quiet: bool,
+    /// PEM file of the CA that signed the server's certificate (for wss:// URLs).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Bots only open the WebSocket and hold it idle (no hello, no inputs), for memory figures.
+    #[arg(long)]
+    idle: bool,
+    /// Also run N slow readers that join and read one message per second.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    slow: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +62,10 @@ fn main() -> anyhow::Result<()> {
         cli.ramp > 0.0 && cli.ramp.is_finite(),
         "--ramp must be positive"
     );
+    let tls = match &cli.ca {
+        Some(path) => Some(tickwire_bots::client::tls_config_with_ca(path)?),
+        None => None,
+    };
     let cfg = SwarmConfig {
         url: cli.url,
         bots: cli.bots,
@@ -61,6 +74,12 @@ fn main() -> anyhow::Result<()> {
         seed: cli.seed,
         connect_timeout: Duration::from_secs_f64(cli.connect_timeout.max(0.1)),
         progress: !cli.quiet,
+        connect: tickwire_bots::client::ConnectOptions {
+            tls,
+            ..Default::default()
+        },
+        idle: cli.idle,
+        slow_readers: cli.slow,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -65,6 +65,10 @@ pub struct Report {
     pub tick_rate_hz: u16,
     /// Up to ten distinct reasons bots failed or were dropped.
     pub errors: Vec<String>,
+    /// Slow readers run beside the bots (`--slow`), not counted above.
+    pub slow_readers: u64,
+    /// How each slow reader ended.
+    pub slow_reader_outcomes: Vec<String>,
 }
 
 impl Report {
@@ -112,6 +116,9 @@ impl Report {
             "  other      {} full snapshots, {} missing baselines, {} projectiles seen",
             self.full_snapshots, self.missing_baselines, self.projectiles_seen
         );
+        for o in &self.slow_reader_outcomes {
+            let _ = writeln!(s, "  slow       {o}");
+        }
         for e in &self.errors {
             let _ = writeln!(s, "  error      {e}");
         }

@@ -1,7 +1,8 @@
 //! A swarm of bots: ramp-up, a measured window once all have joined, live progress on stderr,
 //! and the report.
 
-use crate::bot::{BotEnd, BotOutcome, BotParams, Live, Window, run_bot};
+use crate::bot::{BotEnd, BotOutcome, BotParams, Live, Window, run_bot, run_idle, run_slow};
+use crate::client::ConnectOptions;
 use crate::report::{MeanP99, Quantiles, Report};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,6 +34,12 @@ pub struct SwarmConfig {
     pub connect_timeout: Duration,
     /// Show live progress on stderr.
     pub progress: bool,
+    /// TLS and socket options for every bot.
+    pub connect: ConnectOptions,
+    /// Bots only open the WebSocket and hold it (no hello, no inputs): for memory figures.
+    pub idle: bool,
+    /// Extra clients that join and then read one message per second, acking nothing.
+    pub slow_readers: u32,
 }
 
 impl Default for SwarmConfig {
@@ -45,6 +52,9 @@ impl Default for SwarmConfig {
             seed: 1,
             connect_timeout: Duration::from_secs(10),
             progress: false,
+            connect: ConnectOptions::default(),
+            idle: false,
+            slow_readers: 0,
         }
     }
 }
@@ -63,13 +73,33 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             name: format!("bot-{i}"),
             seed: cfg.seed.wrapping_add(u64::from(i)),
             connect_timeout: cfg.connect_timeout,
+            connect: cfg.connect.clone(),
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
+        let idle = cfg.idle;
         bots.spawn(async move {
             tokio::time::sleep_until(start_at).await;
-            run_bot(params, &window, &live, stop).await
+            if idle {
+                run_idle(params, &live, stop).await
+            } else {
+                run_bot(params, &window, &live, stop).await
+            }
         });
+    }
+    let mut slow = JoinSet::new();
+    for i in 0..cfg.slow_readers {
+        let params = BotParams {
+            url: cfg.url.clone(),
+            name: format!("slow-{i}"),
+            seed: 0,
+            connect_timeout: cfg.connect_timeout,
+            connect: ConnectOptions {
+                recv_buffer_bytes: Some(4096),
+                ..cfg.connect.clone()
+            },
+        };
+        slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }
 
     let bar = if cfg.progress {
@@ -130,7 +160,19 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     })
     .await;
     bots.abort_all();
+    let mut slow_outcomes = Vec::new();
+    let _ = tokio::time::timeout(WIND_DOWN, async {
+        while let Some(res) = slow.join_next().await {
+            if let Ok(o) = res {
+                slow_outcomes.push(o);
+            }
+        }
+    })
+    .await;
+    slow.abort_all();
     let mut report = build_report(&cfg, &outcomes, measured, &window);
+    report.slow_readers = u64::from(cfg.slow_readers);
+    report.slow_reader_outcomes = slow_outcomes;
     report.tick_rate_hz = u16::try_from(live.tick_rate_hz.load(Relaxed)).unwrap_or(u16::MAX);
     report
 }

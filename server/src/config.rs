@@ -55,6 +55,10 @@ pub struct Config {
     /// with `outbox_len` frames this bounds the memory of a client that reads slowly.
     /// Default 1048576 (1 MiB).
     pub max_write_buffer_bytes: usize,
+    /// `SO_SNDBUF` for client sockets, in bytes (the kernel doubles it); `None` keeps the
+    /// kernel's default and auto-tuning. Set it to cap the kernel memory a slow reader can
+    /// hold. Default `None`.
+    pub send_buffer_bytes: Option<usize>,
     /// Sustained inputs per second accepted from one client; more are dropped and counted.
     /// Acks and pings have a budget of the same size. Default 60 (twice the tick rate).
     pub input_rate_per_s: u32,
@@ -129,6 +133,7 @@ impl Default for Config {
             idle_timeout_ms: 15000,
             write_timeout_ms: 5000,
             max_write_buffer_bytes: 1024 * 1024,
+            send_buffer_bytes: None,
             input_rate_per_s: 60,
             input_burst: 30,
             abuse_drops_per_s: 120,

@@ -45,6 +45,8 @@ pub struct ServerStats {
     pub protocol_closes: AtomicU64,
     /// Messages dropped by the per-connection rate limit.
     pub rate_limited: AtomicU64,
+    /// Clients closed for staying too many snapshots behind.
+    pub slow_kicks: AtomicU64,
     /// HTTP requests answered with an error status instead of an upgrade.
     pub http_refusals: AtomicU64,
 }

@@ -139,7 +139,6 @@ fn valid_key(key: &str) -> bool {
 }
 
 /// Routes a complete request head (up to and including the blank line).
-#[must_use]
 pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);

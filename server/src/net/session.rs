@@ -134,6 +134,9 @@ pub(crate) async fn run(
     async move {
         // Snapshots are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
+        if let Some(n) = shared.config.send_buffer_bytes {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(n);
+        }
         let deadline = Instant::now() + shared.ms(shared.config.handshake_timeout_ms);
         match shared.tls.clone() {
             None => serve(stream, deadline, id, shared, shutdown).await,
@@ -333,7 +336,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 _ = self.shutdown.changed() => Err(End::shutdown()),
                 (code, reason) = kick.requested() => Err(End::server(code, reason)),
                 out = outbox.recv() => match out {
-                    Some(Outgoing::Frame(bytes)) => self.send_encoded(bytes).await,
+                    // A peer that stopped reading blocks this write: a kick must still get through.
+                    Some(Outgoing::Frame(bytes)) => tokio::select! {
+                        r = self.send_encoded(bytes) => r,
+                        (code, reason) = kick.requested() => Err(End::server(code, reason)),
+                    },
                     Some(Outgoing::Close { code, reason }) => Err(End::server(code, reason)),
                     None => Err(End::shutdown()),
                 },

@@ -378,7 +378,8 @@ pub fn replicate(
         } else {
             link.skipped_in_a_row += 1;
             if link.skipped_in_a_row == rules.max_lag_ticks {
-                debug!(client = link.client.0, "client too far behind; closing");
+                info!(client = link.client.0, "client too far behind; closing it");
+                ServerStats::add(&stats.0.slow_kicks, 1);
                 link.kick.kick(
                     tickwire_protocol::close::TOO_SLOW,
                     format!(
