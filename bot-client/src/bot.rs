@@ -365,19 +365,32 @@ pub async fn run_slow(
         Ok(c) => c,
         Err(e) => return format!("failed to connect: {e}"),
     };
+    let describe = |e: ClientError| match e {
+        ClientError::Closed { code, reason } => format!("closed by server: {code:?} {reason}"),
+        other => format!("ended: {other}"),
+    };
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = stop.changed() => return "still connected at the end".into(),
+            _ = stop.changed() => break,
             _ = tick.tick() => {
                 if let Err(e) = client.recv_raw().await {
-                    return match e {
-                        ClientError::Closed { code, reason } => format!("closed by server: {code:?} {reason}"),
-                        other => format!("ended: {other}"),
-                    };
+                    return describe(e);
                 }
             }
         }
+    }
+    // The run is over: read what is still buffered to learn whether the server closed us.
+    let drain = async {
+        loop {
+            if let Err(e) = client.recv_raw().await {
+                return e;
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(5), drain).await {
+        Ok(e) => describe(e),
+        Err(_) => "still connected at the end".into(),
     }
 }
 

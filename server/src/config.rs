@@ -55,9 +55,10 @@ pub struct Config {
     /// with `outbox_len` frames this bounds the memory of a client that reads slowly.
     /// Default 1048576 (1 MiB).
     pub max_write_buffer_bytes: usize,
-    /// `SO_SNDBUF` for client sockets, in bytes (the kernel doubles it); `None` keeps the
-    /// kernel's default and auto-tuning. Set it to cap the kernel memory a slow reader can
-    /// hold. Default `None`.
+    /// `SO_SNDBUF` for client sockets, in bytes (Linux doubles it); `None` keeps the kernel's
+    /// auto-tuning, which lets one slow reader hold up to `tcp_wmem` max (often 4 MiB) of
+    /// snapshots in the kernel before it pushes back. Default 131072 (128 KiB): several times
+    /// the bandwidth-delay product of a 150 KB/s snapshot stream at 200 ms round trip.
     pub send_buffer_bytes: Option<usize>,
     /// Sustained inputs per second accepted from one client; more are dropped and counted.
     /// Acks and pings have a budget of the same size. Default 60 (twice the tick rate).
@@ -133,7 +134,7 @@ impl Default for Config {
             idle_timeout_ms: 15000,
             write_timeout_ms: 5000,
             max_write_buffer_bytes: 1024 * 1024,
-            send_buffer_bytes: None,
+            send_buffer_bytes: Some(128 * 1024),
             input_rate_per_s: 60,
             input_burst: 30,
             abuse_drops_per_s: 120,

@@ -34,6 +34,15 @@ struct Cli {
     /// Seed of the server's random numbers [default: 1].
     #[arg(long)]
     seed: Option<u64>,
+    /// PEM certificate chain: serve wss:// (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Time allowed between the upgrade and the hello, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    hello_timeout_ms: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -59,6 +68,15 @@ impl Cli {
         }
         if let Some(v) = self.seed {
             cfg.seed = v;
+        }
+        if let Some(v) = self.tls_cert {
+            cfg.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            cfg.tls_key = Some(v);
+        }
+        if let Some(v) = self.hello_timeout_ms {
+            cfg.hello_timeout_ms = v;
         }
         cfg.validate()?;
         Ok((cfg, self.print_config))
