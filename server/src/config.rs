@@ -39,6 +39,11 @@ pub struct Config {
     pub hello_timeout_ms: u64,
     /// Time allowed for the peer to answer our close frame, in milliseconds. Default 1000.
     pub close_timeout_ms: u64,
+    /// Path of the WebSocket endpoint; other paths get 404. Default `/ws`.
+    pub ws_path: String,
+    /// Offer the `tickwire.v1.json` subprotocol (the same messages as JSON text frames) beside
+    /// the binary `tickwire.v1`. Default true.
+    pub json_protocol: bool,
     /// Origins (besides the server's own) allowed to open a WebSocket, matched exactly, e.g.
     /// `https://game.example`; `*` allows any. Requests with no `Origin` header (native
     /// clients, bots) are always allowed; any other origin gets HTTP 403. Default empty.
@@ -129,6 +134,8 @@ impl Default for Config {
             handshake_timeout_ms: 3000,
             hello_timeout_ms: 5000,
             close_timeout_ms: 1000,
+            ws_path: "/ws".into(),
+            json_protocol: true,
             allowed_origins: Vec::new(),
             ping_interval_ms: 5000,
             idle_timeout_ms: 15000,
@@ -201,6 +208,9 @@ impl Config {
         }
         if self.max_message_bytes < tickwire_protocol::codec::MAX_CLIENT_MSG_BYTES {
             return bad("max_message_bytes must fit the largest client message (256)");
+        }
+        if !self.ws_path.starts_with('/') || self.ws_path.contains(['?', '#', ' ']) {
+            return bad("ws_path must be a path starting with '/'");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");

@@ -2,7 +2,7 @@
 //! WebSocket code sees the socket. A request either gets a plain HTTP answer with a status and a
 //! body that says why, or is accepted as a WebSocket upgrade with a negotiated subprotocol.
 //!
-//! Routing (all other paths: 404):
+//! Routing (all paths but the WebSocket path, `/ws` by default: 404):
 //! - `GET /ws` with valid upgrade headers: `101 Switching Protocols`.
 //! - `GET /ws` without them: `426 Upgrade Required`.
 //! - a method other than GET: `405`.
@@ -12,8 +12,6 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-/// Path of the WebSocket endpoint.
-pub const WS_PATH: &str = "/ws";
 /// Longest request head accepted, in bytes; longer gets 431.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 /// Most header lines accepted; more gets 431.
@@ -87,6 +85,27 @@ impl Refusal {
 /// What the routing decided.
 pub type Route = Result<Upgrade, Refusal>;
 
+/// What the routing checks requests against.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// Whether `tickwire.v1.json` may be negotiated.
+    pub json: bool,
+    /// Who may connect from a browser.
+    pub origins: OriginPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            ws_path: "/ws".into(),
+            json: true,
+            origins: OriginPolicy::default(),
+        }
+    }
+}
+
 /// Who may connect from a browser.
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
@@ -139,7 +158,8 @@ fn valid_key(key: &str) -> bool {
 }
 
 /// Routes a complete request head (up to and including the blank line).
-pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
+pub fn route(head: &[u8], policy: &Policy) -> Route {
+    let ws_path = policy.ws_path.as_str();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
@@ -151,16 +171,16 @@ pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
         Err(e) => return Err(Refusal::new(400, format!("malformed request: {e}\n"))),
     }
     let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
-    if path != WS_PATH {
+    if path != ws_path {
         return Err(Refusal::new(
             404,
-            format!("not found: the WebSocket endpoint is {WS_PATH}\n"),
+            format!("not found: the WebSocket endpoint is {ws_path}\n"),
         ));
     }
     if req.method != Some("GET") {
         let mut r = Refusal::new(
             405,
-            format!("{WS_PATH} only accepts GET with a WebSocket upgrade\n"),
+            format!("{ws_path} only accepts GET with a WebSocket upgrade\n"),
         );
         r.headers.push("Allow: GET".into());
         return Err(r);
@@ -170,7 +190,7 @@ pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
     if !upgrade {
         let mut r = Refusal::new(
             426,
-            format!("{WS_PATH} is a WebSocket endpoint: send a WebSocket upgrade request\n"),
+            format!("{ws_path} is a WebSocket endpoint: send a WebSocket upgrade request\n"),
         );
         r.headers.push("Upgrade: websocket".into());
         r.headers.push("Connection: Upgrade".into());
@@ -188,7 +208,7 @@ pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
         ));
     };
     let origin = header(&req, "origin");
-    if !origins.allows(origin, header(&req, "host")) {
+    if !policy.origins.allows(origin, header(&req, "host")) {
         return Err(Refusal::new(
             403,
             format!(
@@ -209,16 +229,24 @@ pub fn route(head: &[u8], origins: &OriginPolicy) -> Route {
     let protocol = if offered.is_empty() {
         Subprotocol::Binary
     } else {
-        match offered.iter().find_map(|p| Subprotocol::parse(p)) {
+        let usable = |p: &Subprotocol| policy.json || *p == Subprotocol::Binary;
+        match offered
+            .iter()
+            .filter_map(|p| Subprotocol::parse(p))
+            .find(usable)
+        {
             Some(p) => p,
             None => {
+                let supported = if policy.json {
+                    format!("{}, {}", Subprotocol::BINARY_NAME, Subprotocol::JSON_NAME)
+                } else {
+                    Subprotocol::BINARY_NAME.to_owned()
+                };
                 return Err(Refusal::new(
                     400,
                     format!(
-                        "unsupported subprotocol ({}); supported: {}, {}\n",
-                        offered.join(", "),
-                        Subprotocol::BINARY_NAME,
-                        Subprotocol::JSON_NAME
+                        "unsupported subprotocol ({}); supported: {supported}\n",
+                        offered.join(", ")
                     ),
                 ));
             }
@@ -338,7 +366,7 @@ mod tests {
 
     #[test]
     fn upgrade_with_the_rfc_sample_key() {
-        let up = route(&req("/ws", ""), &OriginPolicy::default()).expect("upgrades");
+        let up = route(&req("/ws", ""), &Policy::default()).expect("upgrades");
         assert_eq!(up.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(up.protocol, Subprotocol::Binary);
         assert!(!up.echo_protocol);
@@ -349,7 +377,7 @@ mod tests {
 
     #[test]
     fn routing_statuses() {
-        let p = OriginPolicy::default();
+        let p = Policy::default();
         assert_eq!(status(route(&req("/ws?x=1", ""), &p)), 101);
         assert_eq!(status(route(&req("/other", ""), &p)), 404);
         assert_eq!(
@@ -373,7 +401,7 @@ mod tests {
 
     #[test]
     fn origin_policy() {
-        let p = OriginPolicy::default();
+        let p = Policy::default();
         assert_eq!(
             status(route(&req("/ws", "Origin: http://127.0.0.1:7777\r\n"), &p)),
             101
@@ -382,8 +410,11 @@ mod tests {
             status(route(&req("/ws", "Origin: https://evil.example\r\n"), &p)),
             403
         );
-        let p = OriginPolicy {
-            allowed: vec!["https://game.example".into()],
+        let p = Policy {
+            origins: OriginPolicy {
+                allowed: vec!["https://game.example".into()],
+            },
+            ..Policy::default()
         };
         assert_eq!(
             status(route(&req("/ws", "Origin: https://game.example\r\n"), &p)),
@@ -393,8 +424,11 @@ mod tests {
             status(route(&req("/ws", "Origin: https://evil.example\r\n"), &p)),
             403
         );
-        let any = OriginPolicy {
-            allowed: vec!["*".into()],
+        let any = Policy {
+            origins: OriginPolicy {
+                allowed: vec!["*".into()],
+            },
+            ..Policy::default()
         };
         assert_eq!(
             status(route(&req("/ws", "Origin: https://evil.example\r\n"), &any)),
@@ -404,7 +438,7 @@ mod tests {
 
     #[test]
     fn subprotocol_negotiation() {
-        let p = OriginPolicy::default();
+        let p = Policy::default();
         let up = route(
             &req("/ws", "Sec-WebSocket-Protocol: foo, tickwire.v1.json\r\n"),
             &p,
@@ -422,6 +456,25 @@ mod tests {
             route(&req("/ws", "Sec-WebSocket-Protocol: mqtt, chat\r\n"), &p).expect_err("refused");
         assert_eq!(refused.status, 400);
         assert!(refused.body.contains("tickwire.v1") && refused.body.contains("tickwire.v1.json"));
+        let binary_only = Policy {
+            json: false,
+            ..Policy::default()
+        };
+        let r = route(
+            &req("/ws", "Sec-WebSocket-Protocol: tickwire.v1.json\r\n"),
+            &binary_only,
+        );
+        assert_eq!(r.expect_err("json disabled").status, 400);
+    }
+
+    #[test]
+    fn custom_ws_path() {
+        let p = Policy {
+            ws_path: "/game".into(),
+            ..Policy::default()
+        };
+        assert_eq!(status(route(&req("/game", ""), &p)), 101);
+        assert_eq!(status(route(&req("/ws", ""), &p)), 404);
     }
 
     #[test]

@@ -22,6 +22,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Server {
     local_addr: SocketAddr,
     scheme: &'static str,
+    ws_path: String,
     stats: Arc<ServerStats>,
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -54,12 +55,14 @@ impl Server {
         let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let ws_path = config.ws_path.clone();
         let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats), tls));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
-        info!(%local_addr, scheme, "listening; WebSocket endpoint is /ws");
+        info!(%local_addr, scheme, %ws_path, "listening");
         Ok(Server {
             local_addr,
             scheme,
+            ws_path,
             stats,
             shutdown,
             accept_task,
@@ -76,7 +79,7 @@ impl Server {
     /// The WebSocket URL of this server.
     #[must_use]
     pub fn ws_url(&self) -> String {
-        format!("{}://{}/ws", self.scheme, self.local_addr)
+        format!("{}://{}{}", self.scheme, self.local_addr, self.ws_path)
     }
 
     /// Live counters.

@@ -48,7 +48,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     players: AtomicUsize,
     ws_config: WebSocketConfig,
-    origins: http::OriginPolicy,
+    policy: http::Policy,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -65,8 +65,12 @@ impl Shared {
             .max_write_buffer_size(config.max_write_buffer_bytes)
             .max_message_size(Some(config.max_message_bytes))
             .max_frame_size(Some(config.max_message_bytes));
-        let origins = http::OriginPolicy {
-            allowed: config.allowed_origins.clone(),
+        let policy = http::Policy {
+            ws_path: config.ws_path.clone(),
+            json: config.json_protocol,
+            origins: http::OriginPolicy {
+                allowed: config.allowed_origins.clone(),
+            },
         };
         Shared {
             config,
@@ -75,7 +79,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             players: AtomicUsize::new(0),
             ws_config,
-            origins,
+            policy,
             tls,
         }
     }
@@ -209,7 +213,7 @@ where
 {
     let mut buf = Vec::with_capacity(1024);
     let refusal = match http::read_head(stream, &mut buf).await {
-        Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.origins) {
+        Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.policy) {
             Ok(up) => {
                 http::write_all(stream, &http::upgrade_response(&up))
                     .await
