@@ -12,7 +12,7 @@ use tickwire_bots::client::{ConnectOptions, open, tls_config_with_ca};
 use tickwire_bots::{Client, ClientError, SwarmConfig, run_swarm};
 use tickwire_protocol::codec::{decode_server_json, encode_client, encode_client_json};
 use tickwire_protocol::{ClientMsg, Input, PROTOCOL_VERSION, ServerMsg, close};
-use tickwire_server::{Config, Server, ServerStats};
+use tickwire_server::{Config, Server, ServerStats, VisibilityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -270,6 +270,8 @@ async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
     let server = start(Config {
         ping_interval_ms: 100,
         idle_timeout_ms: 500,
+        // The bystander must see the silent player wherever it spawns.
+        visibility: VisibilityMode::Global,
         ..test_config()
     })
     .await;
@@ -311,7 +313,7 @@ async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
                 .iter()
                 .filter(|(id, s)| {
                     **id != bystander.welcome.player
-                        && s.kind == tickwire_protocol::EntityKind::Player
+                        && matches!(s, tickwire_protocol::EntityState::Player(_))
                 })
                 .map(|(id, _)| *id)
                 .collect();
@@ -398,6 +400,8 @@ async fn a_slow_reader_is_closed_4005_and_others_keep_their_rate() {
         outbox_len: 2,
         max_lag_ticks: 10,
         send_buffer_bytes: Some(4096),
+        // The watcher must see the slow player wherever it spawns.
+        visibility: VisibilityMode::Global,
         ..test_config()
     })
     .await;

@@ -7,7 +7,7 @@ use common::*;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tickwire_bots::{SwarmConfig, run_swarm};
-use tickwire_protocol::EntityKind;
+use tickwire_protocol::EntityState;
 use tickwire_server::ServerStats;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,7 +36,7 @@ async fn bots_see_no_desyncs_through_churn_and_projectiles() {
         churn_projectiles_removed += view
             .entities
             .values()
-            .filter(|s| s.kind == EntityKind::Projectile)
+            .filter(|s| matches!(s, EntityState::Projectile(_)))
             .count();
         c.close().await.expect("closes cleanly");
     }

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use tickwire_protocol::Tick;
+use tickwire_protocol::quant::from_q;
+use tickwire_protocol::{EntityState, Tick};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -71,6 +72,8 @@ pub struct Live {
     pub snapshots: AtomicU64,
     /// Tick rate announced in the latest welcome.
     pub tick_rate_hz: AtomicU64,
+    /// Visibility mode announced in the latest welcome (0 global, 1 aoi).
+    pub aoi: AtomicU64,
 }
 
 /// What one bot measured inside the window (and a few whole-run counts).
@@ -92,6 +95,10 @@ pub struct BotMetrics {
     pub projectiles_seen: u64,
     /// Sum of replica sizes over snapshots in the window, for the mean visible count.
     pub visible_sum: u64,
+    /// Sum of the players in the replica over snapshots in the window.
+    pub visible_players_sum: u64,
+    /// Payload bytes of the snapshots counted in `snapshots`.
+    pub snapshot_bytes: u64,
     /// Full snapshots received (whole run).
     pub full_snapshots: u64,
 }
@@ -108,6 +115,8 @@ impl BotMetrics {
             up_per_s: vec![0; seconds],
             projectiles_seen: 0,
             visible_sum: 0,
+            visible_players_sum: 0,
+            snapshot_bytes: 0,
             full_snapshots: 0,
         }
     }
@@ -171,6 +180,7 @@ pub async fn run_bot(
     live.connected.fetch_add(1, Relaxed);
     live.tick_rate_hz
         .store(u64::from(client.welcome.tick_rate_hz), Relaxed);
+    live.aoi.store(u64::from(client.mode() == "aoi"), Relaxed);
     let end = drive(&mut client, &params, window, live, &mut metrics, &mut stop).await;
     match end {
         BotEnd::Finished => {
@@ -277,6 +287,12 @@ async fn drive(
                         if second.is_some() {
                             m.snapshots += 1;
                             m.visible_sum += view.entities.len() as u64;
+                            m.visible_players_sum += view
+                                .entities
+                                .values()
+                                .filter(|s| matches!(s, EntityState::Player(_)))
+                                .count() as u64;
+                            m.snapshot_bytes += client.bytes_down - down_before;
                         }
                         while let Some(&(seq, sent)) = pending.front() {
                             if seq > header.last_input_seq {
@@ -290,18 +306,19 @@ async fn drive(
                         }
                         if let Some(me) = client.own_state() {
                             let alive = me.hp > 0;
+                            let (mx, my) = (from_q(i32::from(me.x)), from_q(i32::from(me.y)));
                             if let Some(prev) = &last_motion
                                 && alive
                                 && moving
                             {
                                 let ticks = header.tick.since(prev.tick).max(1) as f32;
                                 let expected = speed * ticks / f32::from(hz);
-                                let moved = ((me.x - prev.x).powi(2) + (me.y - prev.y).powi(2)).sqrt();
+                                let moved = ((mx - prev.x).powi(2) + (my - prev.y).powi(2)).sqrt();
                                 if moved < BLOCKED_FRACTION * expected {
                                     blocked = true;
                                 }
                             }
-                            last_motion = alive.then_some(Motion { tick: header.tick, x: me.x, y: me.y });
+                            last_motion = alive.then_some(Motion { tick: header.tick, x: mx, y: my });
                         }
                     }
                     Event::Pong { .. } => {}

@@ -8,7 +8,7 @@ use thiserror::Error;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
 use tickwire_protocol::view::{ApplyError, Replica};
 use tickwire_protocol::{
-    ClientMsg, EntityKind, EntityState, Input, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Tick,
+    ClientMsg, EntityState, Input, PROTOCOL_VERSION, PlayerState, ServerMsg, SnapshotHeader, Tick,
     Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -255,7 +255,9 @@ impl Client {
                     player_radius: 0.0,
                     projectile_radius: 0.0,
                     player_speed: 0.0,
+                    projectile_speed: 0.0,
                 },
+                visibility: tickwire_protocol::Visibility::Global,
             },
             replica: Replica::new(),
             bytes_down: 0,
@@ -321,7 +323,7 @@ impl Client {
                         .body
                         .created
                         .iter()
-                        .filter(|u| u.state.kind == EntityKind::Projectile)
+                        .filter(|u| matches!(u.state, EntityState::Projectile(_)))
                         .count(),
                 };
                 let outcome = self.replica.apply(&s.header, &s.body).map(|_| ());
@@ -361,8 +363,20 @@ impl Client {
 
     /// This client's own player as the replica sees it.
     #[must_use]
-    pub fn own_state(&self) -> Option<&EntityState> {
-        self.replica.latest()?.entities.get(&self.welcome.player)
+    pub fn own_state(&self) -> Option<&PlayerState> {
+        match self.replica.latest()?.entities.get(&self.welcome.player)? {
+            EntityState::Player(p) => Some(p),
+            EntityState::Projectile(_) => None,
+        }
+    }
+
+    /// `"global"` or `"aoi"`, as the server announced.
+    #[must_use]
+    pub fn mode(&self) -> &'static str {
+        match self.welcome.visibility {
+            tickwire_protocol::Visibility::Global => "global",
+            tickwire_protocol::Visibility::Aoi { .. } => "aoi",
+        }
     }
 
     /// Closes the connection with code 1000 and waits (bounded) for the server's reply.

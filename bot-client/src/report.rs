@@ -53,8 +53,15 @@ pub struct Report {
     pub down_bytes_per_bot_per_s: MeanP99,
     /// WebSocket payload bytes sent per bot per second.
     pub up_bytes_per_bot_per_s: MeanP99,
+    /// Visibility mode the server announced: `global` or `aoi`.
+    pub mode: String,
     /// Mean number of entities in a bot's replica.
     pub visible_entities_per_bot: f64,
+    /// Mean number of players in a bot's replica.
+    pub visible_players_per_bot: f64,
+    /// Snapshot payload bytes per visible player per snapshot (players are the moving
+    /// entities that deltas carry; projectiles cost bytes only when they appear and vanish).
+    pub bytes_per_visible_player_per_snapshot: f64,
     /// Full (non-delta) snapshots received, all bots, whole run.
     pub full_snapshots: u64,
     /// Projectile creations seen, all bots, whole run.

@@ -174,6 +174,12 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     report.slow_readers = u64::from(cfg.slow_readers);
     report.slow_reader_outcomes = slow_outcomes;
     report.tick_rate_hz = u16::try_from(live.tick_rate_hz.load(Relaxed)).unwrap_or(u16::MAX);
+    report.mode = if live.aoi.load(Relaxed) == 1 {
+        "aoi"
+    } else {
+        "global"
+    }
+    .to_owned();
     report
 }
 
@@ -195,6 +201,8 @@ fn build_report(
     };
     let mut snapshots = 0u64;
     let mut visible = 0u64;
+    let mut visible_players = 0u64;
+    let mut snapshot_bytes = 0u64;
     let whole_seconds = window.seconds().min(measured.as_secs() as usize).max(1);
     for o in outcomes {
         let m = &o.metrics;
@@ -217,6 +225,8 @@ fn build_report(
         r.projectiles_seen += m.projectiles_seen;
         snapshots += m.snapshots;
         visible += m.visible_sum;
+        visible_players += m.visible_players_sum;
+        snapshot_bytes += m.snapshot_bytes;
         let _ = rtt.add(&m.rtt_us);
         down.extend_from_slice(&m.down_per_s[..whole_seconds.min(m.down_per_s.len())]);
         up.extend_from_slice(&m.up_per_s[..whole_seconds.min(m.up_per_s.len())]);
@@ -227,8 +237,17 @@ fn build_report(
     r.connected += missing;
     let secs = r.duration_s.max(1e-9);
     r.snapshots_per_bot_per_s = snapshots as f64 / r.connected.max(1) as f64 / secs;
-    r.visible_entities_per_bot = if snapshots > 0 {
-        visible as f64 / snapshots as f64
+    let per_snapshot = |v: u64| {
+        if snapshots > 0 {
+            v as f64 / snapshots as f64
+        } else {
+            0.0
+        }
+    };
+    r.visible_entities_per_bot = per_snapshot(visible);
+    r.visible_players_per_bot = per_snapshot(visible_players);
+    r.bytes_per_visible_player_per_snapshot = if visible_players > 0 {
+        snapshot_bytes as f64 / visible_players as f64
     } else {
         0.0
     };

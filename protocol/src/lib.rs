@@ -7,7 +7,9 @@
 //! Modules:
 //! - [`tick`]: the [`Tick`] newtype with wrap-aware ordering.
 //! - [`msg`]: every message and the entity state that is replicated.
+//! - [`quant`]: the fixed-point forms of positions, velocities and angles.
 //! - [`codec`]: the only place that calls bincode; every decode is bounded by a size limit.
+//! - [`delta`]: field-level player deltas, made by the server and applied by clients.
 //! - [`checksum`]: the hash of a client's view of the world, used to detect desyncs.
 //! - [`view`]: a client's replica of the world and how a snapshot delta is applied to it.
 //! - [`input`]: validation of player input, shared by the server (enforcing) and clients.
@@ -16,8 +18,10 @@
 pub mod checksum;
 pub mod close;
 pub mod codec;
+pub mod delta;
 pub mod input;
 pub mod msg;
+pub mod quant;
 pub mod tick;
 pub mod view;
 
@@ -25,11 +29,11 @@ pub use checksum::{entity_hash, view_checksum};
 pub use codec::CodecError;
 pub use input::InputError;
 pub use msg::{
-    ArenaInfo, ClientMsg, EntityKind, EntityState, EntityUpdate, Input, NetId, Rect, ServerMsg,
-    Snapshot, SnapshotBody, SnapshotHeader, Welcome,
+    ArenaInfo, ClientMsg, EntityState, EntityUpdate, Input, NetId, PlayerDelta, PlayerState,
+    ProjectileState, Rect, ServerMsg, Snapshot, SnapshotBody, SnapshotHeader, Visibility, Welcome,
 };
 pub use tick::Tick;
 pub use view::{ApplyError, View};
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;

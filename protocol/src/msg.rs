@@ -101,6 +101,20 @@ pub struct Welcome {
     pub tick: Tick,
     /// The static arena.
     pub arena: ArenaInfo,
+    /// Which entities this client is sent.
+    pub visibility: Visibility,
+}
+
+/// Which entities a client is sent.
+#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub enum Visibility {
+    /// Every entity.
+    Global,
+    /// Entities within `radius` world units of the client's player, and the player itself.
+    Aoi {
+        /// The radius in world units.
+        radius: f32,
+    },
 }
 
 /// The static part of the world, sent once in the welcome.
@@ -118,6 +132,8 @@ pub struct ArenaInfo {
     pub projectile_radius: f32,
     /// Player speed in world units per second.
     pub player_speed: f32,
+    /// Projectile speed in world units per second.
+    pub projectile_speed: f32,
 }
 
 /// An axis-aligned rectangle: `min` corner inclusive, `max` corner inclusive.
@@ -133,41 +149,86 @@ pub struct Rect {
     pub max_y: f32,
 }
 
-/// What kind of thing an entity is.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
-pub enum EntityKind {
+/// The replicated state of one entity, in the fixed-point forms of [`crate::quant`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum EntityState {
     /// A player-controlled avatar.
-    Player,
+    Player(PlayerState),
     /// A projectile in flight.
-    Projectile,
+    Projectile(ProjectileState),
 }
 
-/// The replicated state of one entity.
-#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
-pub struct EntityState {
-    /// Player or projectile.
-    pub kind: EntityKind,
-    /// Position, x, in world units.
-    pub x: f32,
-    /// Position, y, in world units.
-    pub y: f32,
-    /// Aim angle of a player, or heading of a projectile, in radians in `[-pi, pi)`.
-    pub aim: f32,
-    /// Hit points `0..=100` for players (0 while dead); 0 for projectiles.
+/// A player: the only kind of entity whose state changes after it is created.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct PlayerState {
+    /// Position, x, in quarter units.
+    pub x: u16,
+    /// Position, y, in quarter units.
+    pub y: u16,
+    /// Aim in angle steps (1024 per turn).
+    pub aim: u16,
+    /// Hit points `0..=100`; 0 while dead.
     pub hp: u8,
-    /// Kills scored by a player; 0 for projectiles.
+    /// Kills.
     pub score: u32,
-    /// The player that fired a projectile; a player's own id for players.
+}
+
+/// A projectile. It never changes after it is created: its position at tick `t` is
+/// `(x + vx * (t - born), y + vy * (t - born))` in quarter units, computed the same way by the
+/// server and by every client.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct ProjectileState {
+    /// Position at `born`, x, in quarter units.
+    pub x: u16,
+    /// Position at `born`, y, in quarter units.
+    pub y: u16,
+    /// Velocity, x, in quarter units per tick.
+    pub vx: i16,
+    /// Velocity, y, in quarter units per tick.
+    pub vy: i16,
+    /// The tick it was fired.
+    pub born: Tick,
+    /// The player that fired it.
     pub owner: NetId,
 }
 
-/// One entity's id and full state, as carried by a snapshot.
-#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+impl ProjectileState {
+    /// Position at `tick`, in quarter units (may lie outside the arena).
+    #[must_use]
+    pub fn position_at(&self, tick: Tick) -> (i32, i32) {
+        let age = tick.since(self.born);
+        (
+            i32::from(self.x) + i32::from(self.vx) * age,
+            i32::from(self.y) + i32::from(self.vy) * age,
+        )
+    }
+}
+
+/// One entity's id and full state, as carried by a snapshot's `created` list.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct EntityUpdate {
     /// The entity.
     pub id: NetId,
     /// Its state at the snapshot's tick.
     pub state: EntityState,
+}
+
+/// How a player changed between the baseline and the snapshot: only the fields that changed,
+/// as small differences where that is shorter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct PlayerDelta {
+    /// The player.
+    pub id: NetId,
+    /// Change of x in quarter units (0: unchanged).
+    pub dx: i32,
+    /// Change of y in quarter units (0: unchanged).
+    pub dy: i32,
+    /// Shortest turn of the aim in angle steps, in `-512..512` (0: unchanged).
+    pub daim: i16,
+    /// New hit points, if they changed.
+    pub hp: Option<u8>,
+    /// New score, if it changed.
+    pub score: Option<u32>,
 }
 
 /// A snapshot: per-client header, then a body that may be shared by clients with the same view.
@@ -180,7 +241,7 @@ pub struct Snapshot {
 }
 
 /// The per-client part of a snapshot.
-#[derive(Clone, Copy, PartialEq, Debug, Encode, Decode, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Debug, Serialize, Deserialize)]
 pub struct SnapshotHeader {
     /// The tick this snapshot describes.
     pub tick: Tick,
@@ -190,14 +251,15 @@ pub struct SnapshotHeader {
     pub last_input_seq: u32,
 }
 
-/// The changes that turn the baseline view into the view at the snapshot's tick.
-#[derive(Clone, PartialEq, Debug, Default, Encode, Decode, Serialize, Deserialize)]
+/// The changes that turn the baseline view into the view at the snapshot's tick. Each list is
+/// sorted by id, ascending, without repeats (the encoding relies on it).
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
 pub struct SnapshotBody {
-    /// Entities that are in the view now but were not in the baseline.
+    /// Entities that are in the view now but were not in the baseline (or were replaced).
     pub created: Vec<EntityUpdate>,
-    /// Entities in both whose state differs.
-    pub changed: Vec<EntityUpdate>,
-    /// Entities that were in the baseline and are gone now.
+    /// Players in both whose state differs.
+    pub changed: Vec<PlayerDelta>,
+    /// Entities that were in the baseline and are gone now (or were replaced).
     pub removed: Vec<NetId>,
     /// [`crate::view_checksum`] of the whole view after applying this body.
     pub checksum: u32,

@@ -7,6 +7,7 @@
 //! again (the server's acknowledged tick only moves forward) and are dropped.
 
 use crate::checksum::view_checksum;
+use crate::delta::apply_player_delta;
 use crate::msg::{EntityState, NetId, SnapshotBody, SnapshotHeader};
 use crate::tick::Tick;
 use std::collections::{BTreeMap, VecDeque};
@@ -55,6 +56,9 @@ pub enum ApplyError {
     /// A changed or removed entity did not exist in the baseline.
     #[error("entity {0:?} is not in the baseline")]
     UnknownEntity(NetId),
+    /// A delta named an entity that is not a player, or moved it out of range.
+    #[error("delta for entity {0:?} does not apply")]
+    BadDelta(NetId),
     /// The view after applying differs from the server's.
     #[error("checksum mismatch at tick {tick}: server {expected:#010x}, replica {actual:#010x}")]
     ChecksumMismatch {
@@ -139,12 +143,15 @@ impl Replica {
                 .remove(id)
                 .ok_or(ApplyError::UnknownEntity(*id))?;
         }
-        for u in &body.changed {
+        for d in &body.changed {
             let slot = view
                 .entities
-                .get_mut(&u.id)
-                .ok_or(ApplyError::UnknownEntity(u.id))?;
-            *slot = u.state;
+                .get_mut(&d.id)
+                .ok_or(ApplyError::UnknownEntity(d.id))?;
+            let EntityState::Player(p) = slot else {
+                return Err(ApplyError::BadDelta(d.id));
+            };
+            *p = apply_player_delta(p, d).ok_or(ApplyError::BadDelta(d.id))?;
         }
         for u in &body.created {
             if view.entities.insert(u.id, u.state).is_some() {
@@ -176,23 +183,29 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{EntityKind, EntityUpdate};
+    use crate::delta::player_delta;
+    use crate::msg::{EntityUpdate, PlayerState};
 
-    fn st(x: f32) -> EntityState {
-        EntityState {
-            kind: EntityKind::Player,
+    fn st(x: u16) -> EntityState {
+        EntityState::Player(PlayerState {
             x,
-            y: 0.0,
-            aim: 0.0,
+            y: 0,
+            aim: 0,
             hp: 100,
             score: 0,
-            owner: NetId(1),
-        }
+        })
+    }
+
+    fn p(x: u16) -> PlayerState {
+        let EntityState::Player(p) = st(x) else {
+            unreachable!()
+        };
+        p
     }
 
     fn body(
         created: Vec<EntityUpdate>,
-        changed: Vec<EntityUpdate>,
+        changed: Vec<crate::msg::PlayerDelta>,
         removed: Vec<NetId>,
         expected: &BTreeMap<NetId, EntityState>,
     ) -> SnapshotBody {
@@ -212,10 +225,14 @@ mod tests {
         }
     }
 
+    fn delta(id: u32, from: u16, to: u16) -> crate::msg::PlayerDelta {
+        player_delta(NetId(id), &p(from), &p(to)).expect("differs")
+    }
+
     #[test]
     fn full_then_deltas_against_older_baselines() {
         let mut r = Replica::new();
-        let mut world = BTreeMap::from([(NetId(1), st(1.0)), (NetId(2), st(2.0))]);
+        let mut world = BTreeMap::from([(NetId(1), st(10)), (NetId(2), st(20))]);
         let created: Vec<_> = world
             .iter()
             .map(|(id, s)| EntityUpdate { id: *id, state: *s })
@@ -224,29 +241,18 @@ mod tests {
             .expect("full snapshot applies");
 
         // Tick 11 against 10: entity 1 moves.
-        let w11 = BTreeMap::from([(NetId(1), st(1.5)), (NetId(2), st(2.0))]);
-        let b = body(
-            vec![],
-            vec![EntityUpdate {
-                id: NetId(1),
-                state: st(1.5),
-            }],
-            vec![],
-            &w11,
-        );
+        let w11 = BTreeMap::from([(NetId(1), st(15)), (NetId(2), st(20))]);
+        let b = body(vec![], vec![delta(1, 10, 15)], vec![], &w11);
         r.apply(&header(11, Some(10)), &b).expect("delta applies");
 
         // Tick 12 still against 10 (the ack for 11 is in flight): 1 moves again, 2 goes, 3 comes.
-        world = BTreeMap::from([(NetId(1), st(1.7)), (NetId(3), st(3.0))]);
+        world = BTreeMap::from([(NetId(1), st(17)), (NetId(3), st(30))]);
         let b = body(
             vec![EntityUpdate {
                 id: NetId(3),
-                state: st(3.0),
+                state: st(30),
             }],
-            vec![EntityUpdate {
-                id: NetId(1),
-                state: st(1.7),
-            }],
+            vec![delta(1, 10, 17)],
             vec![NetId(2)],
             &world,
         );
@@ -267,10 +273,10 @@ mod tests {
     #[test]
     fn inconsistent_snapshots_are_detected_and_leave_the_replica_unchanged() {
         let mut r = Replica::new();
-        let world = BTreeMap::from([(NetId(1), st(1.0))]);
+        let world = BTreeMap::from([(NetId(1), st(10))]);
         let created = vec![EntityUpdate {
             id: NetId(1),
-            state: st(1.0),
+            state: st(10),
         }];
         r.apply(
             &header(1, None),
@@ -294,6 +300,20 @@ mod tests {
         assert_eq!(
             r.apply(&header(2, Some(1)), &unknown),
             Err(ApplyError::UnknownEntity(NetId(9)))
+        );
+        let off_map = body(
+            vec![],
+            vec![crate::msg::PlayerDelta {
+                id: NetId(1),
+                dx: -100,
+                ..Default::default()
+            }],
+            vec![],
+            &world,
+        );
+        assert_eq!(
+            r.apply(&header(2, Some(1)), &off_map),
+            Err(ApplyError::BadDelta(NetId(1)))
         );
         let same_tick = body(vec![], vec![], vec![], &world);
         assert!(

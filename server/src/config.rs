@@ -88,12 +88,27 @@ pub struct Config {
     pub max_catchup_ticks: u32,
     /// Interval of the stats log line, in milliseconds. Default 5000.
     pub stats_interval_ms: u64,
+    /// Which entities each client is sent: `aoi` (those within `aoi_radius` of its player, and
+    /// the player itself) or `global` (all). Default `aoi`.
+    pub visibility: VisibilityMode,
+    /// Radius of a client's area of interest in `aoi` mode, world units. Default 800.
+    pub aoi_radius: f32,
     /// Seed of the server's random numbers (spawn positions). Default 1.
     pub seed: u64,
     /// Map file; `None` uses the embedded `assets/maps/arena.toml`. Default `None`.
     pub map: Option<PathBuf>,
     /// Gameplay constants.
     pub game: GameConfig,
+}
+
+/// How the server chooses the entities each client is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VisibilityMode {
+    /// Every client sees every entity.
+    Global,
+    /// A client sees the entities within `aoi_radius` of its player.
+    Aoi,
 }
 
 /// Gameplay constants of the arena game.
@@ -151,6 +166,8 @@ impl Default for Config {
             shutdown_grace_ms: 3000,
             max_catchup_ticks: 3,
             stats_interval_ms: 5000,
+            visibility: VisibilityMode::Aoi,
+            aoi_radius: 800.0,
             seed: 1,
             map: None,
             game: GameConfig::default(),
@@ -218,6 +235,9 @@ impl Config {
         if self.ping_interval_ms == 0 || self.idle_timeout_ms < self.ping_interval_ms {
             return bad("ping_interval_ms must be positive and at most idle_timeout_ms");
         }
+        if !(self.aoi_radius.is_finite() && self.aoi_radius > 0.0) {
+            return bad("aoi_radius must be finite and positive");
+        }
         if self.max_lag_ticks == 0 || self.write_timeout_ms == 0 {
             return bad("max_lag_ticks and write_timeout_ms must be positive");
         }
@@ -235,6 +255,17 @@ impl Config {
             return bad("game speeds and radii must be finite and positive");
         }
         Ok(())
+    }
+
+    /// The visibility announced to clients.
+    #[must_use]
+    pub fn visibility(&self) -> tickwire_protocol::Visibility {
+        match self.visibility {
+            VisibilityMode::Global => tickwire_protocol::Visibility::Global,
+            VisibilityMode::Aoi => tickwire_protocol::Visibility::Aoi {
+                radius: self.aoi_radius,
+            },
+        }
     }
 
     /// Length of one tick in seconds.

@@ -19,7 +19,7 @@ pub mod replication;
 pub mod sim;
 pub mod stats;
 
-pub use config::{Config, GameConfig};
+pub use config::{Config, GameConfig, VisibilityMode};
 pub use error::ServerError;
 pub use net::Server;
 pub use stats::ServerStats;

@@ -31,6 +31,12 @@ struct Cli {
     /// Map file [default: the embedded assets/maps/arena.toml].
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
+    /// Which entities each client is sent [default: aoi].
+    #[arg(long, value_enum)]
+    visibility: Option<tickwire_server::VisibilityMode>,
+    /// Area-of-interest radius in world units, in aoi mode [default: 800].
+    #[arg(long, value_name = "UNITS")]
+    aoi_radius: Option<f32>,
     /// Seed of the server's random numbers [default: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -68,6 +74,12 @@ impl Cli {
         }
         if let Some(v) = self.seed {
             cfg.seed = v;
+        }
+        if let Some(v) = self.visibility {
+            cfg.visibility = v;
+        }
+        if let Some(v) = self.aoi_radius {
+            cfg.aoi_radius = v;
         }
         if let Some(v) = self.tls_cert {
             cfg.tls_cert = Some(v);

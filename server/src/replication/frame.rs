@@ -1,85 +1,108 @@
 //! World frames: the replicated state of every entity at one tick, their history, and the
-//! delta between two of them.
+//! delta between two views of them.
 
+use super::interest::Interest;
 use bevy_ecs::resource::Resource;
 use bytes::Bytes;
+use glam::IVec2;
 use std::collections::VecDeque;
 use tickwire_protocol::codec::encode_snapshot_body;
-use tickwire_protocol::{EntityState, EntityUpdate, NetId, SnapshotBody, Tick, entity_hash};
+use tickwire_protocol::delta::player_delta;
+use tickwire_protocol::{
+    EntityState, EntityUpdate, NetId, SnapshotBody, Tick, Visibility, entity_hash,
+};
 
-/// Every replicated entity at one tick, sorted by net id.
+/// One entity in a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameEntity {
+    /// Its id.
+    pub id: NetId,
+    /// Its replicated state.
+    pub state: EntityState,
+    /// [`entity_hash`] of id and state, computed once per tick.
+    pub hash: u32,
+    /// Where it is at the frame's tick, quarter units (for interest management).
+    pub pos: IVec2,
+}
+
+/// Every replicated entity at one tick, sorted by id.
 #[derive(Debug, Default, Clone)]
 pub struct WorldFrame {
     /// The tick.
     pub tick: Tick,
     /// Entities, sorted by id.
-    pub entities: Vec<(NetId, EntityState)>,
+    pub entities: Vec<FrameEntity>,
     /// Wrapping sum of the entities' hashes: the checksum of a view that sees them all.
     pub checksum: u32,
 }
 
 impl WorldFrame {
-    /// Sorts the entities and computes the checksum; call after filling `entities`.
+    /// Sorts the entities, hashes each one and sums the checksum; call after filling.
     pub fn seal(&mut self) {
-        self.entities.sort_unstable_by_key(|(id, _)| *id);
-        self.checksum = self
-            .entities
-            .iter()
-            .fold(0u32, |acc, (id, s)| acc.wrapping_add(entity_hash(*id, s)));
+        self.entities.sort_unstable_by_key(|e| e.id);
+        let mut sum = 0u32;
+        for e in &mut self.entities {
+            e.hash = entity_hash(e.id, &e.state);
+            sum = sum.wrapping_add(e.hash);
+        }
+        self.checksum = sum;
+    }
+
+    /// Index of an entity, by binary search.
+    #[must_use]
+    pub fn index_of(&self, id: NetId) -> Option<usize> {
+        self.entities.binary_search_by_key(&id, |e| e.id).ok()
     }
 }
 
-/// True if two states are identical bit for bit (`-0.0` and `0.0` differ here, as they do in
-/// the checksum).
-fn same_bits(a: &EntityState, b: &EntityState) -> bool {
-    a.kind == b.kind
-        && a.x.to_bits() == b.x.to_bits()
-        && a.y.to_bits() == b.y.to_bits()
-        && a.aim.to_bits() == b.aim.to_bits()
-        && a.hp == b.hp
-        && a.score == b.score
-        && a.owner == b.owner
-}
-
-/// Fills `out` with the changes from `base` (or from nothing) to `cur`: a merge walk over the
-/// two sorted entity lists.
-pub fn diff(base: Option<&WorldFrame>, cur: &WorldFrame, out: &mut SnapshotBody) {
+/// Fills `out` (all but the checksum) with the changes from the view `base` to the view `cur`,
+/// both sorted by id: a merge walk. Players that changed get a field-level delta; any other
+/// entity whose state changed is sent as removed and created again.
+pub fn diff<'a>(
+    base: impl IntoIterator<Item = &'a FrameEntity>,
+    cur: impl IntoIterator<Item = &'a FrameEntity>,
+    out: &mut SnapshotBody,
+) {
     out.created.clear();
     out.changed.clear();
     out.removed.clear();
-    out.checksum = cur.checksum;
-    let empty: &[(NetId, EntityState)] = &[];
-    let old = base.map_or(empty, |b| b.entities.as_slice());
-    let new = cur.entities.as_slice();
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
-            (Some((oid, os)), Some((nid, ns))) if oid == nid => {
-                if !same_bits(os, ns) {
-                    out.changed.push(EntityUpdate {
-                        id: *nid,
-                        state: *ns,
-                    });
+    let mut base = base.into_iter().peekable();
+    let mut cur = cur.into_iter().peekable();
+    loop {
+        match (base.peek(), cur.peek()) {
+            (Some(b), Some(c)) if b.id == c.id => {
+                match (&b.state, &c.state) {
+                    (EntityState::Player(old), EntityState::Player(new)) => {
+                        out.changed.extend(player_delta(c.id, old, new));
+                    }
+                    (old, new) if old != new => {
+                        out.removed.push(c.id);
+                        out.created.push(EntityUpdate {
+                            id: c.id,
+                            state: *new,
+                        });
+                    }
+                    _ => {}
                 }
-                i += 1;
-                j += 1;
+                base.next();
+                cur.next();
             }
-            (Some((oid, _)), Some((nid, _))) if oid < nid => {
-                out.removed.push(*oid);
-                i += 1;
+            (Some(b), Some(c)) if b.id < c.id => {
+                out.removed.push(b.id);
+                base.next();
             }
-            (Some((oid, _)), None) => {
-                out.removed.push(*oid);
-                i += 1;
+            (Some(b), None) => {
+                out.removed.push(b.id);
+                base.next();
             }
-            (_, Some((nid, ns))) => {
+            (_, Some(c)) => {
                 out.created.push(EntityUpdate {
-                    id: *nid,
-                    state: *ns,
+                    id: c.id,
+                    state: c.state,
                 });
-                j += 1;
+                cur.next();
             }
-            (None, None) => unreachable!("loop condition"),
+            (None, None) => break,
         }
     }
 }
@@ -92,26 +115,39 @@ fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&WorldFrame>
     history.get(idx).filter(|f| f.tick == tick)
 }
 
-/// The history of world frames and this tick's encoded snapshot bodies.
+/// The entities of `frame` at `indices`.
+fn subset<'a>(frame: &'a WorldFrame, indices: &'a [u32]) -> impl Iterator<Item = &'a FrameEntity> {
+    indices.iter().map(move |&i| &frame.entities[i as usize])
+}
+
+/// The history of world frames, the interest grid, and this tick's shared snapshot bodies.
 #[derive(Resource, Debug)]
 pub struct Replication {
     capacity: usize,
     history: VecDeque<WorldFrame>,
     /// A frame being filled for the current tick; reuses the evicted frame's buffer.
     pending: WorldFrame,
+    /// In `aoi` mode, the grid of the newest frame's entities.
+    interest: Option<Interest>,
     bodies: Vec<(Option<Tick>, Bytes)>,
     scratch: SnapshotBody,
     encode_buf: Vec<u8>,
 }
 
 impl Replication {
-    /// Keeps `capacity` ticks of history.
+    /// Keeps `capacity` ticks of history; `visibility` chooses shared or per-client views, and
+    /// `size_q` is the arena's size in quarter units.
     #[must_use]
-    pub fn new(capacity: usize) -> Replication {
+    pub fn new(capacity: usize, visibility: Visibility, size_q: IVec2) -> Replication {
+        let interest = match visibility {
+            Visibility::Global => None,
+            Visibility::Aoi { radius } => Some(Interest::new(radius, size_q)),
+        };
         Replication {
             capacity: capacity.max(1),
             history: VecDeque::with_capacity(capacity + 1),
             pending: WorldFrame::default(),
+            interest,
             bodies: Vec::new(),
             scratch: SnapshotBody::default(),
             encode_buf: Vec::new(),
@@ -119,14 +155,15 @@ impl Replication {
     }
 
     /// Starts the frame of `tick`: returns the empty entity list to fill.
-    pub fn begin(&mut self, tick: Tick) -> &mut Vec<(NetId, EntityState)> {
+    pub fn begin(&mut self, tick: Tick) -> &mut Vec<FrameEntity> {
         self.pending.tick = tick;
         self.pending.entities.clear();
         self.bodies.clear();
         &mut self.pending.entities
     }
 
-    /// Seals the frame started by [`Replication::begin`] and makes it the newest in history.
+    /// Seals the frame started by [`Replication::begin`], makes it the newest in history and
+    /// indexes it for interest queries.
     pub fn commit(&mut self) {
         self.pending.seal();
         let recycled = if self.history.len() >= self.capacity {
@@ -135,6 +172,9 @@ impl Replication {
             WorldFrame::default()
         };
         let frame = std::mem::replace(&mut self.pending, recycled);
+        if let Some(interest) = &mut self.interest {
+            interest.index(&frame);
+        }
         self.history.push_back(frame);
     }
 
@@ -150,9 +190,16 @@ impl Replication {
         find_frame(&self.history, tick)
     }
 
-    /// The encoded body from `baseline` (or a full snapshot for `None`) to the newest frame.
-    /// Built once per distinct baseline per tick; later calls share the bytes. A baseline not
-    /// in history falls back to a full snapshot, which the returned baseline reports.
+    /// True in `aoi` mode, where each client has its own view.
+    #[must_use]
+    pub fn per_client_views(&self) -> bool {
+        self.interest.is_some()
+    }
+
+    /// Global mode: the encoded body from `baseline` (or a full snapshot for `None`) to the
+    /// newest frame. Built once per distinct baseline per tick and shared between clients. A
+    /// baseline not in history falls back to a full snapshot, which the returned baseline
+    /// reports.
     pub fn body(&mut self, baseline: Option<Tick>) -> (Option<Tick>, Bytes) {
         let baseline = baseline.filter(|b| self.frame(*b).is_some());
         if let Some((_, bytes)) = self.bodies.iter().find(|(b, _)| *b == baseline) {
@@ -161,13 +208,48 @@ impl Replication {
         let Some(cur) = self.history.back() else {
             return (None, Bytes::new());
         };
-        let base = baseline.and_then(|b| find_frame(&self.history, b));
-        diff(base, cur, &mut self.scratch);
+        match baseline.and_then(|b| find_frame(&self.history, b)) {
+            Some(base) => diff(&base.entities, &cur.entities, &mut self.scratch),
+            None => diff(&[], &cur.entities, &mut self.scratch),
+        }
+        self.scratch.checksum = cur.checksum;
         self.encode_buf.clear();
         encode_snapshot_body(&self.scratch, &mut self.encode_buf);
         let bytes = Bytes::copy_from_slice(&self.encode_buf);
         self.bodies.push((baseline, bytes.clone()));
         (baseline, bytes)
+    }
+
+    /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
+    /// player `own` sees now, and returns that frame's tick.
+    pub fn visible_set(&self, own: NetId, visible: &mut Vec<u32>) -> Option<Tick> {
+        let frame = self.history.back()?;
+        let interest = self.interest.as_ref()?;
+        let own_idx = frame.index_of(own)?;
+        interest.query(frame, own_idx, visible);
+        Some(frame.tick)
+    }
+
+    /// AOI mode: encodes the body from the view `base` (a tick and the indices visible then, or
+    /// `None` for a full snapshot) to the view `cur` of the newest frame into `out`. A baseline
+    /// whose frame left history falls back to a full snapshot, which the returned baseline
+    /// reports.
+    pub fn encode_view(
+        &mut self,
+        base: Option<(Tick, &[u32])>,
+        cur: &[u32],
+        out: &mut Vec<u8>,
+    ) -> Option<Tick> {
+        let frame = self.history.back()?;
+        let base = base.and_then(|(t, idx)| Some((t, find_frame(&self.history, t)?, idx)));
+        match base {
+            Some((_, bf, idx)) => diff(subset(bf, idx), subset(frame, cur), &mut self.scratch),
+            None => diff(&[], subset(frame, cur), &mut self.scratch),
+        }
+        self.scratch.checksum = subset(frame, cur).fold(0u32, |acc, e| acc.wrapping_add(e.hash));
+        out.clear();
+        encode_snapshot_body(&self.scratch, out);
+        base.map(|(t, _, _)| t)
     }
 }
 
@@ -175,27 +257,39 @@ impl Replication {
 mod tests {
     use super::*;
     use tickwire_protocol::view::Replica;
-    use tickwire_protocol::{EntityKind, SnapshotHeader, codec};
+    use tickwire_protocol::{PlayerState, ProjectileState, SnapshotHeader, codec};
 
-    fn st(x: f32) -> EntityState {
-        EntityState {
-            kind: EntityKind::Player,
+    fn player(x: u16) -> EntityState {
+        EntityState::Player(PlayerState {
             x,
-            y: 1.0,
-            aim: 0.0,
+            y: 4,
+            aim: 0,
             hp: 100,
             score: 0,
-            owner: NetId(0),
+        })
+    }
+
+    fn ent(id: u32, state: EntityState) -> FrameEntity {
+        FrameEntity {
+            id: NetId(id),
+            state,
+            hash: 0,
+            pos: IVec2::ZERO,
         }
     }
 
-    fn fill(r: &mut Replication, tick: u32, ents: &[(u32, f32)]) {
+    fn fill(r: &mut Replication, tick: u32, ents: &[(u32, EntityState)]) {
         let list = r.begin(Tick(tick));
-        list.extend(ents.iter().map(|(id, x)| (NetId(*id), st(*x))));
+        list.extend(ents.iter().map(|(id, s)| ent(*id, *s)));
         r.commit();
     }
 
-    fn apply(replica: &mut Replica, r: &mut Replication, tick: u32, baseline: Option<u32>) {
+    fn apply(
+        replica: &mut Replica,
+        r: &mut Replication,
+        tick: u32,
+        baseline: Option<u32>,
+    ) -> usize {
         let (used, bytes) = r.body(baseline.map(Tick));
         let mut frame = Vec::new();
         let header = SnapshotHeader {
@@ -210,17 +304,32 @@ mod tests {
             panic!("not a snapshot");
         };
         replica.apply(&s.header, &s.body).expect("applies cleanly");
+        frame.len()
+    }
+
+    fn global() -> Replication {
+        Replication::new(4, Visibility::Global, IVec2::splat(16_000))
     }
 
     #[test]
-    fn deltas_reproduce_the_world_including_sign_of_zero() {
-        let mut r = Replication::new(4);
+    fn deltas_reproduce_the_world_including_replaced_entities() {
+        let mut r = global();
         let mut replica = Replica::new();
-        fill(&mut r, 1, &[(1, 0.0), (2, 5.0), (3, 7.0)]);
+        let proj = |born: u32| {
+            EntityState::Projectile(ProjectileState {
+                x: 1,
+                y: 2,
+                vx: 3,
+                vy: 4,
+                born: Tick(born),
+                owner: NetId(1),
+            })
+        };
+        fill(&mut r, 1, &[(1, player(0)), (2, player(5)), (3, proj(1))]);
         apply(&mut replica, &mut r, 1, None);
-        fill(&mut r, 2, &[(1, -0.0), (3, 8.0), (4, 1.0)]);
+        fill(&mut r, 2, &[(1, player(1)), (3, proj(2)), (4, player(1))]);
         apply(&mut replica, &mut r, 2, Some(1));
-        fill(&mut r, 3, &[(0, 1.0), (4, 1.0), (9, 2.0)]);
+        fill(&mut r, 3, &[(4, player(9)), (5, proj(3)), (9, player(2))]);
         apply(&mut replica, &mut r, 3, Some(1));
         let latest = replica.latest().expect("has view");
         assert_eq!(latest.entities.len(), 3);
@@ -229,42 +338,30 @@ mod tests {
 
     #[test]
     fn bodies_are_shared_per_baseline_and_old_baselines_fall_back_to_full() {
-        let mut r = Replication::new(2);
-        fill(&mut r, 1, &[(1, 0.0)]);
-        fill(&mut r, 2, &[(1, 1.0)]);
+        let mut r = Replication::new(2, Visibility::Global, IVec2::splat(16_000));
+        fill(&mut r, 1, &[(1, player(0))]);
+        fill(&mut r, 2, &[(1, player(1))]);
         let (b1, x1) = r.body(Some(Tick(1)));
         let (_, x2) = r.body(Some(Tick(1)));
         assert_eq!(b1, Some(Tick(1)));
         assert_eq!(x1.as_ptr(), x2.as_ptr(), "same bytes shared");
-        fill(&mut r, 3, &[(1, 2.0)]);
-        // Tick 1 has been evicted: a full snapshot.
+        fill(&mut r, 3, &[(1, player(2))]);
         let (b, _) = r.body(Some(Tick(1)));
-        assert_eq!(b, None);
+        assert_eq!(b, None, "tick 1 was evicted: a full snapshot");
         assert!(r.frame(Tick(2)).is_some());
         assert!(r.frame(Tick(1)).is_none());
     }
 
     #[test]
     fn diff_lists_each_kind_of_change() {
-        let mut a = WorldFrame {
-            tick: Tick(1),
-            entities: vec![(NetId(1), st(1.0)), (NetId(2), st(2.0))],
-            checksum: 0,
-        };
-        a.seal();
-        let mut b = WorldFrame {
-            tick: Tick(2),
-            entities: vec![(NetId(3), st(3.0)), (NetId(2), st(2.5))],
-            checksum: 0,
-        };
-        b.seal();
+        let a = [ent(1, player(1)), ent(2, player(2))];
+        let b = [ent(2, player(3)), ent(3, player(3))];
         let mut out = SnapshotBody::default();
-        diff(Some(&a), &b, &mut out);
+        diff(&a, &b, &mut out);
         assert_eq!(out.removed, vec![NetId(1)]);
         assert_eq!(out.changed.len(), 1);
-        assert_eq!(out.changed[0].id, NetId(2));
+        assert_eq!((out.changed[0].id, out.changed[0].dx), (NetId(2), 1));
         assert_eq!(out.created.len(), 1);
         assert_eq!(out.created[0].id, NetId(3));
-        assert_eq!(out.checksum, b.checksum);
     }
 }

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tickwire_protocol::{Input, Tick};
 use tokio::sync::mpsc;
@@ -136,12 +137,15 @@ pub struct ClientLink {
     /// Oldest tick the client may still hold a view of: the baseline of the latest snapshot
     /// sent, or that snapshot's own tick if it was full (a client drops older views then).
     floor: Option<Tick>,
+    /// In `aoi` mode: the frame indices this client saw at recent ticks, newest last.
+    visible: VecDeque<(Tick, Vec<u32>)>,
+    visible_capacity: usize,
 }
 
 impl ClientLink {
-    /// The link for a join request, at the current tick.
+    /// The link for a join request, at the current tick, remembering `history` ticks of views.
     #[must_use]
-    pub fn new(join: JoinRequest, now: Tick) -> ClientLink {
+    pub fn new(join: JoinRequest, now: Tick, history: usize) -> ClientLink {
         ClientLink {
             client: join.client,
             events: join.events,
@@ -154,7 +158,36 @@ impl ClientLink {
             sent_mask: 0,
             mask_tick: now,
             floor: None,
+            visible: VecDeque::with_capacity(history),
+            visible_capacity: history.max(1),
         }
+    }
+
+    /// An empty index buffer for this tick's view, recycled from the oldest remembered one.
+    pub fn take_visible_buffer(&mut self) -> Vec<u32> {
+        if self.visible.len() >= self.visible_capacity {
+            self.visible.pop_front().map(|(_, v)| v).unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Remembers what the client saw at `tick`.
+    pub fn push_visible(&mut self, tick: Tick, view: Vec<u32>) {
+        if self.visible.len() >= self.visible_capacity {
+            self.visible.pop_front();
+        }
+        self.visible.push_back((tick, view));
+    }
+
+    /// What the client saw at `tick`, if remembered.
+    #[must_use]
+    pub fn visible_at(&self, tick: Tick) -> Option<&[u32]> {
+        self.visible
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tick)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// Records whether the snapshot of `tick`, a delta against `baseline` (or full), was handed
@@ -212,6 +245,7 @@ mod tests {
                 kick: Arc::default(),
             },
             Tick(100),
+            32,
         )
     }
 

@@ -10,11 +10,17 @@
 //! - [`link`]: the channels between one session and the tick thread, and the per-client
 //!   replication state (acknowledged tick, ticks sent).
 //! - [`frame`]: world frames, their history, and delta building.
+//! - [`interest`]: the grid that finds each client's visible set in `aoi` mode.
+//!
+//! In `aoi` mode each client's view is the entities within the radius of its player; the
+//! indices it saw at each recent tick are kept on its link, so its next delta is built between
+//! its view at its acknowledged tick and its view now (cost per client: what it sees).
 
 pub mod frame;
+pub mod interest;
 pub mod link;
 
-pub use frame::{Replication, WorldFrame, diff};
+pub use frame::{FrameEntity, Replication, WorldFrame, diff};
 pub use link::{
     ClientEvent, ClientId, ClientLink, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
 };

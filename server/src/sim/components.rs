@@ -4,7 +4,7 @@ use crate::config::GameConfig;
 use crate::replication::ClientLink;
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
-use glam::Vec2;
+use glam::IVec2;
 use std::sync::Arc;
 use tickwire_protocol::{Input, NetId, Tick};
 
@@ -15,13 +15,14 @@ pub const MAX_HP: u8 = 100;
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Net(pub NetId);
 
-/// Position in world units.
+/// Position in quarter units (see [`tickwire_protocol::quant`]); for a projectile, where it
+/// is at the current tick.
 #[derive(Component, Debug, Clone, Copy)]
-pub struct Position(pub Vec2);
+pub struct Position(pub IVec2);
 
-/// Aim (players) or heading (projectiles), radians in `[-pi, pi)`.
+/// Aim of a player in angle steps (1024 per turn).
 #[derive(Component, Debug, Clone, Copy)]
-pub struct Aim(pub f32);
+pub struct Aim(pub u16);
 
 /// A player avatar, controlled by exactly one client.
 #[derive(Component, Debug, Clone)]
@@ -50,17 +51,30 @@ impl Player {
     }
 }
 
-/// A projectile in flight.
+/// A projectile in flight. Its replicated state never changes: it is at
+/// `origin + velocity * (tick - born)`, computed the same way by every client.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Projectile {
     /// The player that fired it.
     pub owner: NetId,
     /// The owner's entity, for scoring; it may have left since.
     pub owner_entity: Entity,
-    /// Velocity in world units per second.
-    pub velocity: Vec2,
+    /// Where it was at `born`, quarter units.
+    pub origin: IVec2,
+    /// Quarter units per tick.
+    pub velocity: IVec2,
+    /// The tick it was fired.
+    pub born: Tick,
     /// Ticks before it vanishes.
     pub ticks_left: u32,
+}
+
+impl Projectile {
+    /// Position at `tick`, quarter units.
+    #[must_use]
+    pub fn position_at(&self, tick: Tick) -> IVec2 {
+        self.origin + self.velocity * tick.since(self.born)
+    }
 }
 
 /// The connection of the client that controls this player. Only the network-facing ingest
@@ -77,11 +91,19 @@ pub struct Clock {
     pub dt: f32,
 }
 
-/// Gameplay constants, with durations converted to ticks.
+/// Gameplay constants, with durations converted to ticks and lengths to quarter units.
 #[derive(Resource, Debug, Clone)]
 pub struct Rules {
     /// Constants as configured.
     pub game: GameConfig,
+    /// Player half-size, quarter units.
+    pub player_radius_q: i32,
+    /// Player movement per tick at full speed, quarter units.
+    pub player_step_q: f32,
+    /// Projectile movement per tick, quarter units.
+    pub projectile_step_q: f32,
+    /// Which entities each client is sent.
+    pub visibility: tickwire_protocol::Visibility,
     /// Projectile lifetime in ticks.
     pub projectile_ticks: u32,
     /// Fire cooldown in ticks.
@@ -96,6 +118,8 @@ pub struct Rules {
     pub events_per_tick: usize,
     /// Snapshots a client may skip in a row before it is closed.
     pub max_lag_ticks: u32,
+    /// Ticks of views remembered per client (the world history length).
+    pub history_ticks: usize,
 }
 
 /// Allocator of network ids; ids are never reused within 2^32 allocations.
@@ -105,9 +129,9 @@ pub struct NetIds {
 }
 
 impl NetIds {
-    /// A fresh id.
+    /// A fresh id, never 0.
     pub fn allocate(&mut self) -> NetId {
-        self.next = self.next.wrapping_add(1);
+        self.next = self.next.checked_add(1).unwrap_or(1);
         NetId(self.next)
     }
 }

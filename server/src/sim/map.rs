@@ -3,17 +3,14 @@
 
 use crate::error::ServerError;
 use bevy_ecs::resource::Resource;
-use glam::Vec2;
+use glam::{IVec2, Vec2};
 use serde::Deserialize;
 use std::path::Path;
 use tickwire_protocol::Rect;
+use tickwire_protocol::quant::{MAX_WORLD_COORD, to_q};
 
 /// The default map, embedded so the server runs with no files around it.
 pub const DEFAULT_MAP_TOML: &str = include_str!("../../../assets/maps/arena.toml");
-
-/// Slack, in world units, when deciding whether a mover started outside a wall; covers f32
-/// rounding of positions that were clamped exactly onto a wall's edge.
-const EDGE_EPSILON: f32 = 1e-3;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +29,18 @@ struct WallFile {
     max: [f32; 2],
 }
 
-/// The arena: bounds and walls.
+/// An axis-aligned box in quarter units, edges inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QRect {
+    /// Smaller corner.
+    pub min: IVec2,
+    /// Larger corner.
+    pub max: IVec2,
+}
+
+/// The arena: bounds and walls, in world units (as sent to clients) and in quarter units (as
+/// the simulation uses them: player positions are whole quarter units, see
+/// [`tickwire_protocol::quant`]).
 #[derive(Debug, Clone, Resource)]
 pub struct Map {
     /// Name from the map file.
@@ -41,8 +49,12 @@ pub struct Map {
     pub width: f32,
     /// Height; y lies in `[0, height]`.
     pub height: f32,
-    /// Axis-aligned walls.
+    /// Axis-aligned walls, world units.
     pub walls: Vec<Rect>,
+    /// Size in quarter units.
+    pub size_q: IVec2,
+    /// The walls in quarter units.
+    pub walls_q: Vec<QRect>,
 }
 
 impl Map {
@@ -53,9 +65,11 @@ impl Map {
             message,
         };
         let file: MapFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let ok = |v: f32| v.is_finite() && (1.0..=1_000_000.0).contains(&v);
+        let ok = |v: f32| v.is_finite() && (1.0..=MAX_WORLD_COORD).contains(&v);
         if !ok(file.width) || !ok(file.height) {
-            return Err(err("width and height must be in 1..=1e6".into()));
+            return Err(err(format!(
+                "width and height must be in 1..={MAX_WORLD_COORD}"
+            )));
         }
         let mut walls = Vec::with_capacity(file.walls.len());
         for (i, w) in file.walls.iter().enumerate() {
@@ -73,11 +87,20 @@ impl Map {
             }
             walls.push(r);
         }
+        let walls_q = walls
+            .iter()
+            .map(|w| QRect {
+                min: IVec2::new(to_q(w.min_x), to_q(w.min_y)),
+                max: IVec2::new(to_q(w.max_x), to_q(w.max_y)),
+            })
+            .collect();
         Ok(Map {
             name: file.name,
             width: file.width,
             height: file.height,
             walls,
+            size_q: IVec2::new(to_q(file.width), to_q(file.height)),
+            walls_q,
         })
     }
 
@@ -95,23 +118,24 @@ impl Map {
         }
     }
 
-    /// True if a square of half-size `r` centred on `p` lies inside the bounds and touches no wall.
+    /// True if a square of half-size `r` centred on `p` (quarter units) lies inside the
+    /// bounds and overlaps no wall.
     #[must_use]
-    pub fn is_free(&self, p: Vec2, r: f32) -> bool {
+    pub fn is_free(&self, p: IVec2, r: i32) -> bool {
         p.x >= r
             && p.y >= r
-            && p.x <= self.width - r
-            && p.y <= self.height - r
-            && !self.walls.iter().any(|w| {
-                p.x + r > w.min_x && p.x - r < w.max_x && p.y + r > w.min_y && p.y - r < w.max_y
+            && p.x <= self.size_q.x - r
+            && p.y <= self.size_q.y - r
+            && !self.walls_q.iter().any(|w| {
+                p.x + r > w.min.x && p.x - r < w.max.x && p.y + r > w.min.y && p.y - r < w.max.y
             })
     }
 
-    /// Moves a square of half-size `r` from `from` by `delta`, one axis at a time, stopping it
-    /// flush against walls and the arena bounds. Exact at any speed: a wall between the start and
-    /// the end always stops the mover. Returns the new position.
+    /// Moves a square of half-size `r` from `from` by `delta` (quarter units), one axis at a
+    /// time, stopping it flush against walls and the arena bounds. Exact integer arithmetic: a
+    /// wall between the start and the end always stops the mover, at any speed.
     #[must_use]
-    pub fn slide(&self, from: Vec2, delta: Vec2, r: f32) -> Vec2 {
+    pub fn slide(&self, from: IVec2, delta: IVec2, r: i32) -> IVec2 {
         let mut p = from;
         p.x = self.slide_axis(p, delta.x, 0, r);
         p.y = self.slide_axis(p, delta.y, 1, r);
@@ -120,19 +144,17 @@ impl Map {
 
     /// The new coordinate on `axis` (0 = x, 1 = y) of a square of half-size `r` at `p` moved by
     /// `d` along that axis, clamped to the bounds and stopped flush at the first wall in the way.
-    fn slide_axis(&self, p: Vec2, d: f32, axis: usize, r: f32) -> f32 {
+    fn slide_axis(&self, p: IVec2, d: i32, axis: usize, r: i32) -> i32 {
         let other = 1 - axis;
-        let limit = if axis == 0 { self.width } else { self.height };
-        let mut v = (p[axis] + d).clamp(r, limit - r);
-        for w in &self.walls {
-            let (lo, hi) = (Vec2::new(w.min_x, w.min_y), Vec2::new(w.max_x, w.max_y));
-            if p[other] + r <= lo[other] || p[other] - r >= hi[other] {
+        let mut v = (p[axis] + d).clamp(r, self.size_q[axis] - r);
+        for w in &self.walls_q {
+            if p[other] + r <= w.min[other] || p[other] - r >= w.max[other] {
                 continue;
             }
-            if d > 0.0 && p[axis] + r <= lo[axis] + EDGE_EPSILON && v + r > lo[axis] {
-                v = v.min(lo[axis] - r);
-            } else if d < 0.0 && p[axis] - r >= hi[axis] - EDGE_EPSILON && v - r < hi[axis] {
-                v = v.max(hi[axis] + r);
+            if d > 0 && p[axis] + r <= w.min[axis] && v + r > w.min[axis] {
+                v = v.min(w.min[axis] - r);
+            } else if d < 0 && p[axis] - r >= w.max[axis] && v - r < w.max[axis] {
+                v = v.max(w.max[axis] + r);
             }
         }
         v
@@ -147,18 +169,21 @@ impl Map {
         self.walls.iter().any(|w| segment_hits_box(a, b, w, r))
     }
 
-    /// A uniformly random position where a player of radius `r` is free, or `None` if
-    /// `attempts` tries found none.
+    /// A uniformly random position (quarter units) where a player of half-size `r` is free,
+    /// or `None` if `attempts` tries found none.
     pub fn random_free_position(
         &self,
         rng: &mut fastrand::Rng,
-        r: f32,
+        r: i32,
         attempts: u32,
-    ) -> Option<Vec2> {
+    ) -> Option<IVec2> {
+        if self.size_q.x < 2 * r || self.size_q.y < 2 * r {
+            return None;
+        }
         (0..attempts).find_map(|_| {
-            let p = Vec2::new(
-                r + rng.f32() * (self.width - 2.0 * r),
-                r + rng.f32() * (self.height - 2.0 * r),
+            let p = IVec2::new(
+                rng.i32(r..=self.size_q.x - r),
+                rng.i32(r..=self.size_q.y - r),
             );
             self.is_free(p, r).then_some(p)
         })
@@ -216,6 +241,7 @@ mod tests {
     #[test]
     fn invalid_maps_are_rejected() {
         assert!(Map::from_toml("name='x'\nwidth=-1.0\nheight=10.0", "t").is_err());
+        assert!(Map::from_toml("name='x'\nwidth=20000.0\nheight=10.0", "t").is_err());
         assert!(
             Map::from_toml(
                 "name='x'\nwidth=10.0\nheight=10.0\n[[walls]]\nmin=[5.0,5.0]\nmax=[1.0,9.0]",
@@ -228,22 +254,24 @@ mod tests {
     #[test]
     fn slide_never_tunnels_and_stops_flush() {
         let m = map();
-        let r = 16.0;
+        let r = 64; // 16 units.
+        let q = |x: i32, y: i32| IVec2::new(x * 4, y * 4);
         // A huge step to the right stops flush against the wall at x = 400.
-        let p = m.slide(Vec2::new(100.0, 500.0), Vec2::new(10_000.0, 0.0), r);
-        assert_eq!(p.x, 400.0 - r);
-        // Pushing again from flush does not enter the wall, even many times.
-        let mut q = p;
+        let p = m.slide(q(100, 500), q(10_000, 0), r);
+        assert_eq!(p.x, 400 * 4 - r);
+        // Pushing again from flush does not enter the wall, however often.
+        let mut s = p;
         for _ in 0..100 {
-            q = m.slide(q, Vec2::new(8.333, 0.0), r);
-            assert!(q.x + r <= 400.0 + EDGE_EPSILON, "{q}");
+            s = m.slide(s, IVec2::new(33, 0), r);
+            assert_eq!(s, p);
         }
         // Bounds clamp.
-        let q = m.slide(Vec2::new(100.0, 500.0), Vec2::new(-500.0, 2000.0), r);
-        assert_eq!(q, Vec2::new(r, 1000.0 - r));
+        assert_eq!(
+            m.slide(q(100, 500), q(-500, 2000), r),
+            IVec2::new(r, 4000 - r)
+        );
         // Moving along the wall is free.
-        let q = m.slide(p, Vec2::new(0.0, 100.0), r);
-        assert_eq!(q, Vec2::new(p.x, 600.0));
+        assert_eq!(m.slide(p, q(0, 100), r), IVec2::new(p.x, 600 * 4));
     }
 
     #[test]
@@ -259,8 +287,8 @@ mod tests {
         let m = Map::load(None).expect("valid");
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..1000 {
-            let p = m.random_free_position(&mut rng, 16.0, 64).expect("found");
-            assert!(m.is_free(p, 16.0));
+            let p = m.random_free_position(&mut rng, 64, 64).expect("found");
+            assert!(m.is_free(p, 64));
         }
     }
 }

@@ -52,8 +52,14 @@ impl Sim {
             tick: Tick(0),
             dt: config.tick_seconds(),
         });
+        let q = tickwire_protocol::quant::POS_SCALE;
+        let dt = config.tick_seconds();
         world.insert_resource(Rules {
             game: config.game.clone(),
+            player_radius_q: tickwire_protocol::quant::to_q(config.game.player_radius),
+            player_step_q: config.game.player_speed * q * dt,
+            projectile_step_q: config.game.projectile_speed * q * dt,
+            visibility: config.visibility(),
             projectile_ticks: config.ms_to_ticks(config.game.projectile_lifetime_ms),
             cooldown_ticks: config.ms_to_ticks(config.game.fire_cooldown_ms),
             respawn_ticks: config.ms_to_ticks(config.game.respawn_delay_ms),
@@ -61,16 +67,22 @@ impl Sim {
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
             max_lag_ticks: config.max_lag_ticks,
+            history_ticks: config.history_ticks as usize,
         });
         world.insert_resource(PlayerGrid(grid::Grid::new(
             map.width, map.height, GRID_CELL,
         )));
+        let size_q = map.size_q;
         world.insert_resource(map);
         world.insert_resource(NetIds::default());
         world.insert_resource(SimRng(fastrand::Rng::with_seed(config.seed)));
         world.insert_resource(Stats(stats));
         world.insert_resource(systems::Joins(joins));
-        world.insert_resource(Replication::new(config.history_ticks as usize));
+        world.insert_resource(Replication::new(
+            config.history_ticks as usize,
+            config.visibility(),
+            size_q,
+        ));
 
         let mut schedule = Schedule::default();
         schedule.add_systems(

@@ -2,32 +2,43 @@
 //! ingest (joins, then each client's inputs and acks) -> simulate (players move, weapons fire,
 //! projectiles fly and hit, the dead respawn) -> capture the world frame -> replicate (a delta
 //! per client, handed to its session without waiting).
+//!
+//! Positions are whole quarter units and aims whole angle steps, the forms clients receive
+//! (see [`tickwire_protocol::quant`]), so the authoritative state is exactly what is replicated.
 
 use super::components::*;
 use super::map::Map;
-use crate::replication::{ClientEvent, ClientLink, LeaveReason, Outgoing, Replication};
+use crate::replication::{
+    ClientEvent, ClientLink, FrameEntity, LeaveReason, Outgoing, Replication,
+};
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
-use glam::Vec2;
+use glam::{IVec2, Vec2};
 use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
+use tickwire_protocol::quant::{aim_from_q, aim_to_q, from_q};
 use tickwire_protocol::{
-    ArenaInfo, EntityKind, EntityState, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, Welcome,
+    ArenaInfo, EntityState, PROTOCOL_VERSION, PlayerState, ProjectileState, ServerMsg,
+    SnapshotHeader, Welcome,
 };
 use tracing::{debug, info};
 
-/// Attempts at finding a free spawn point before falling back to the arena centre search.
+/// Attempts at finding a free spawn point before falling back to the arena centre.
 const SPAWN_ATTEMPTS: u32 = 256;
 
 /// Join requests from sessions.
 #[derive(Resource)]
 pub struct Joins(pub Receiver<crate::replication::JoinRequest>);
 
-fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: f32) -> Vec2 {
+fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: i32) -> IVec2 {
     map.random_free_position(rng, r, SPAWN_ATTEMPTS)
-        // Only a map that is nearly all wall gets here; validated maps have free space.
-        .unwrap_or(Vec2::new(map.width / 2.0, map.height / 2.0))
+        // Only a map that is nearly all wall gets here.
+        .unwrap_or(map.size_q / 2)
+}
+
+fn world(p: IVec2) -> Vec2 {
+    Vec2::new(from_q(p.x), from_q(p.y))
 }
 
 /// Creates a player for each join request and sends it the welcome.
@@ -44,7 +55,7 @@ pub fn ingest_joins(
 ) {
     for join in joins.0.try_iter().take(rules.joins_per_tick) {
         let id = ids.allocate();
-        let pos = spawn_point(&map, &mut rng.0, rules.game.player_radius);
+        let pos = spawn_point(&map, &mut rng.0, rules.player_radius_q);
         let welcome = ServerMsg::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             player: id,
@@ -57,7 +68,9 @@ pub fn ingest_joins(
                 player_radius: rules.game.player_radius,
                 projectile_radius: rules.game.projectile_radius,
                 player_speed: rules.game.player_speed,
+                projectile_speed: rules.game.projectile_speed,
             },
+            visibility: rules.visibility,
         });
         let mut buf = Vec::new();
         encode_server(&welcome, &mut buf);
@@ -68,7 +81,7 @@ pub fn ingest_joins(
         commands.spawn((
             Net(id),
             Position(pos),
-            Aim(0.0),
+            Aim(0),
             Player {
                 name: join.name.clone(),
                 hp: MAX_HP,
@@ -78,13 +91,10 @@ pub fn ingest_joins(
                 cooldown_ticks: 0,
                 respawn_ticks: 0,
             },
-            Link(ClientLink::new(join, clock.tick)),
+            Link(ClientLink::new(join, clock.tick, rules.history_ticks)),
         ));
         ServerStats::add(&stats.0.joins, 1);
-        stats
-            .0
-            .clients
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ServerStats::add(&stats.0.clients, 1);
     }
 }
 
@@ -148,19 +158,17 @@ pub fn move_players(
     mut players: Query<(&mut Position, &mut Aim, &Player)>,
     map: Res<Map>,
     rules: Res<Rules>,
-    clock: Res<Clock>,
 ) {
-    let step = rules.game.player_speed * clock.dt;
     for (mut pos, mut aim, player) in &mut players {
         if !player.alive() {
             continue;
         }
-        aim.0 = player.input.aim;
+        aim.0 = aim_to_q(player.input.aim);
         let dir = Vec2::new(player.input.move_x, player.input.move_y);
         if dir != Vec2::ZERO {
-            // Sanitized inputs have length <= 1; normalizing keeps the speed exact.
-            let delta = dir.normalize_or_zero() * step;
-            pos.0 = map.slide(pos.0, delta, rules.game.player_radius);
+            // Sanitized inputs have length <= 1; the step is rounded to whole quarter units.
+            let delta = (dir * rules.player_step_q).round().as_ivec2();
+            pos.0 = map.slide(pos.0, delta, rules.player_radius_q);
         }
     }
 }
@@ -171,6 +179,7 @@ pub fn fire_weapons(
     mut players: Query<(Entity, &Net, &Position, &Aim, &mut Player)>,
     map: Res<Map>,
     rules: Res<Rules>,
+    clock: Res<Clock>,
     mut ids: ResMut<NetIds>,
 ) {
     let g = &rules.game;
@@ -181,19 +190,21 @@ pub fn fire_weapons(
             continue;
         }
         player.cooldown_ticks = rules.cooldown_ticks;
-        let dir = Vec2::from_angle(aim.0);
-        let muzzle = pos.0 + dir * (g.player_radius + g.projectile_radius + 1.0);
-        if map.segment_blocked(pos.0, muzzle, g.projectile_radius) {
+        let dir = Vec2::from_angle(aim_from_q(aim.0));
+        let muzzle_offset = dir * (g.player_radius + g.projectile_radius + 1.0) * 4.0;
+        let muzzle = pos.0 + muzzle_offset.round().as_ivec2();
+        if map.segment_blocked(world(pos.0), world(muzzle), g.projectile_radius) {
             continue; // Firing into a wall at point blank: the shot is absorbed.
         }
         commands.spawn((
             Net(ids.allocate()),
             Position(muzzle),
-            Aim(aim.0),
             Projectile {
                 owner: net.0,
                 owner_entity: entity,
-                velocity: dir * g.projectile_speed,
+                origin: muzzle,
+                velocity: (dir * rules.projectile_step_q).round().as_ivec2(),
+                born: clock.tick,
                 ticks_left: rules.projectile_ticks,
             },
         ));
@@ -205,7 +216,7 @@ pub fn index_players(mut grid: ResMut<PlayerGrid>, players: Query<(Entity, &Posi
     grid.0.clear();
     for (e, pos, player) in &players {
         if player.alive() {
-            grid.0.insert(e, pos.0);
+            grid.0.insert(e, world(pos.0));
         }
     }
 }
@@ -222,9 +233,11 @@ fn segment_distance(a: Vec2, b: Vec2, p: Vec2) -> f32 {
     p.distance(a + d * t)
 }
 
-/// Moves projectiles; a projectile that hits a living player (not its owner) damages it and
-/// vanishes, as does one that hits a wall, leaves the arena or runs out of time. A kill scores
-/// for the owner and starts the victim's respawn timer.
+/// Moves projectiles to where their fixed trajectory puts them at this tick; one that hits a
+/// living player (not its owner) on the way damages it and vanishes, as does one that hits a
+/// wall, leaves the arena or runs out of time. A kill scores for the owner and starts the
+/// victim's respawn timer.
+#[allow(clippy::too_many_arguments)] // A system's parameters are its declared data access.
 pub fn move_projectiles(
     mut commands: Commands,
     mut projectiles: Query<(Entity, &mut Position, &mut Projectile), Without<Player>>,
@@ -237,8 +250,9 @@ pub fn move_projectiles(
     let g = &rules.game;
     let reach = g.player_radius + g.projectile_radius;
     for (entity, mut pos, mut proj) in &mut projectiles {
-        let from = pos.0;
-        let to = from + proj.velocity * clock.dt;
+        let from = world(pos.0);
+        let now = proj.position_at(clock.tick);
+        let to = world(now);
         // The nearest living player (other than the owner) along the path, if any.
         let (lo, hi) = (
             from.min(to) - Vec2::splat(reach),
@@ -277,7 +291,7 @@ pub fn move_projectiles(
         if proj.ticks_left == 0 || map.segment_blocked(from, to, g.projectile_radius) {
             commands.entity(entity).despawn();
         } else {
-            pos.0 = to;
+            pos.0 = now;
         }
     }
 }
@@ -297,9 +311,15 @@ pub fn respawn_players(
         if player.respawn_ticks == 0 {
             player.hp = MAX_HP;
             player.cooldown_ticks = 0;
-            pos.0 = spawn_point(&map, &mut rng.0, rules.game.player_radius);
+            pos.0 = spawn_point(&map, &mut rng.0, rules.player_radius_q);
         }
     }
+}
+
+/// Quarter units as a wire coordinate; positions stay inside the arena, which is validated to
+/// fit.
+fn coord(v: i32) -> u16 {
+    u16::try_from(v).unwrap_or(if v < 0 { 0 } else { u16::MAX })
 }
 
 /// Captures every replicated entity into this tick's world frame.
@@ -307,56 +327,80 @@ pub fn capture_world(
     mut replication: ResMut<Replication>,
     clock: Res<Clock>,
     players: Query<(&Net, &Position, &Aim, &Player)>,
-    projectiles: Query<(&Net, &Position, &Aim, &Projectile)>,
+    projectiles: Query<(&Net, &Position, &Projectile)>,
 ) {
     let list = replication.begin(clock.tick);
-    list.extend(players.iter().map(|(net, pos, aim, p)| {
-        let state = EntityState {
-            kind: EntityKind::Player,
-            x: pos.0.x,
-            y: pos.0.y,
+    list.extend(players.iter().map(|(net, pos, aim, p)| FrameEntity {
+        id: net.0,
+        state: EntityState::Player(PlayerState {
+            x: coord(pos.0.x),
+            y: coord(pos.0.y),
             aim: aim.0,
             hp: p.hp,
             score: p.score,
-            owner: net.0,
-        };
-        (net.0, state)
+        }),
+        hash: 0,
+        pos: pos.0,
     }));
-    list.extend(projectiles.iter().map(|(net, pos, aim, p)| {
-        let state = EntityState {
-            kind: EntityKind::Projectile,
-            x: pos.0.x,
-            y: pos.0.y,
-            aim: aim.0,
-            hp: 0,
-            score: 0,
+    list.extend(projectiles.iter().map(|(net, pos, p)| FrameEntity {
+        id: net.0,
+        state: EntityState::Projectile(ProjectileState {
+            x: coord(p.origin.x),
+            y: coord(p.origin.y),
+            vx: p.velocity.x as i16,
+            vy: p.velocity.y as i16,
+            born: p.born,
             owner: p.owner,
-        };
-        (net.0, state)
+        }),
+        hash: 0,
+        pos: pos.0,
     }));
     replication.commit();
 }
 
 /// Builds each client's snapshot against its acknowledged baseline and hands it to the
-/// session with `try_send`; a full outbox means the client skips this snapshot.
+/// session with `try_send`; a full outbox means the client skips this snapshot. In `global`
+/// mode bodies are shared between clients with the same baseline; in `aoi` mode each client's
+/// view is diffed against its own view at its baseline.
 pub fn replicate(
-    mut links: Query<&mut Link>,
+    mut links: Query<(&Net, &mut Link)>,
     mut replication: ResMut<Replication>,
     clock: Res<Clock>,
     rules: Res<Rules>,
     stats: Res<Stats>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
-    for mut link in &mut links {
+    let mut body = Vec::new();
+    for (net, mut link) in &mut links {
         let link = &mut link.0;
-        let (baseline, body) = replication.body(link.acked);
-        let header = SnapshotHeader {
-            tick: clock.tick,
-            baseline,
-            last_input_seq: link.last_input_seq,
+        let mut frame = Vec::new();
+        let baseline = if replication.per_client_views() {
+            let mut view = link.take_visible_buffer();
+            if replication.visible_set(net.0, &mut view).is_none() {
+                continue;
+            }
+            let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+            let baseline = replication.encode_view(base, &view, &mut body);
+            link.push_visible(clock.tick, view);
+            let header = SnapshotHeader {
+                tick: clock.tick,
+                baseline,
+                last_input_seq: link.last_input_seq,
+            };
+            frame.reserve(16 + body.len());
+            encode_snapshot_frame(&header, &body, &mut frame);
+            baseline
+        } else {
+            let (baseline, shared) = replication.body(link.acked);
+            let header = SnapshotHeader {
+                tick: clock.tick,
+                baseline,
+                last_input_seq: link.last_input_seq,
+            };
+            frame.reserve(16 + shared.len());
+            encode_snapshot_frame(&header, &shared, &mut frame);
+            baseline
         };
-        let mut frame = Vec::with_capacity(16 + body.len());
-        encode_snapshot_frame(&header, &body, &mut frame);
         let len = frame.len() as u64;
         let ok = match link.outbox.try_send(Outgoing::Frame(Bytes::from(frame))) {
             Ok(()) => {

@@ -9,7 +9,7 @@ use crate::replication::{ClientEvent, ClientId, JoinRequest, LeaveReason, LeaveS
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
-use glam::Vec2;
+use glam::{IVec2, Vec2};
 use std::sync::Arc;
 use tickwire_protocol::codec::decode_server;
 use tickwire_protocol::view::Replica;
@@ -125,16 +125,18 @@ impl Harness {
         q.iter(world).find(|(_, n)| n.0 == id).map(|(e, _)| e)
     }
 
+    /// Puts a player at a position given in world units.
     fn place(&mut self, id: NetId, p: Vec2) {
         let e = self.entity(id).expect("entity exists");
         self.sim
             .world_mut()
             .get_mut::<Position>(e)
             .expect("has position")
-            .0 = p;
+            .0 = (p * 4.0).round().as_ivec2();
     }
 
-    fn player(&mut self, id: NetId) -> (Vec2, Player) {
+    /// A player's position (quarter units) and state.
+    fn player(&mut self, id: NetId) -> (IVec2, Player) {
         let e = self.entity(id).expect("entity exists");
         let w = self.sim.world();
         let pos = w.get::<Position>(e).expect("position").0;
@@ -185,7 +187,7 @@ fn shots_damage_kill_score_and_the_dead_respawn() {
     assert!(died_at.is_some(), "four hits of 25 kill");
     let (pos, victim) = h.player(b.player);
     assert_eq!(victim.hp, MAX_HP, "respawned with full hit points");
-    assert!(h.sim.world().resource::<Map>().is_free(pos, 16.0));
+    assert!(h.sim.world().resource::<Map>().is_free(pos, 64));
     // Both replicas saw the projectiles come and go and still match the server exactly.
     assert!(a.frames > 50 && b.frames > 50);
 }
@@ -207,17 +209,19 @@ fn walls_stop_players_flush() {
     let (pos, _) = h.player(c.player);
     assert_eq!(
         pos.x,
-        1900.0 - 16.0,
+        (1900 - 16) * 4,
         "stopped flush against the vertical bar"
     );
-    assert_eq!(pos.y, 1700.0);
-    let state = c
+    assert_eq!(pos.y, 1700 * 4);
+    let Some(tickwire_protocol::EntityState::Player(state)) = c
         .replica
         .latest()
         .and_then(|v| v.entities.get(&c.player))
         .copied()
-        .expect("own player in replica");
-    assert_eq!((state.x, state.y), (pos.x, pos.y));
+    else {
+        panic!("own player in replica");
+    };
+    assert_eq!((i32::from(state.x), i32::from(state.y)), (pos.x, pos.y));
 }
 
 #[test]

@@ -12,6 +12,8 @@ use bincode::enc::write::Writer;
 use bincode::{Decode, Encode};
 use thiserror::Error;
 
+mod snapshot;
+
 /// Largest encoded [`ClientMsg`] the server accepts, in bytes. The largest legal one (a hello
 /// with a 32-byte name) is under 50 bytes.
 pub const MAX_CLIENT_MSG_BYTES: usize = 256;
@@ -84,9 +86,10 @@ fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
             Ok(())
         }
     }
-    // Writing into a Vec cannot fail and every type here has an infallible Encode.
+    // Writing into a Vec cannot fail; the only other error is a snapshot list that is not
+    // sorted by id, which the server never builds (its lists come from merge walks).
     bincode::encode_into_writer(value, VecWriter(out), CFG)
-        .expect("encoding into a Vec is infallible");
+        .expect("messages are well formed: snapshot lists sorted by id");
 }
 
 /// Decodes a client message, refusing anything over [`MAX_CLIENT_MSG_BYTES`].
@@ -172,32 +175,71 @@ mod tests {
     use crate::msg::*;
     use crate::tick::Tick;
 
-    fn sample_body() -> SnapshotBody {
-        let state = EntityState {
-            kind: EntityKind::Player,
-            x: 1.5,
-            y: 3999.0,
-            aim: -1.0,
+    fn player(x: u16) -> EntityState {
+        EntityState::Player(PlayerState {
+            x,
+            y: 16_000,
+            aim: 1000,
             hp: 100,
             score: 7,
-            owner: NetId(3),
-        };
+        })
+    }
+
+    fn sample_body() -> SnapshotBody {
         SnapshotBody {
-            created: vec![EntityUpdate {
-                id: NetId(3),
-                state,
-            }],
-            changed: vec![EntityUpdate {
-                id: NetId(900),
-                state: EntityState {
-                    kind: EntityKind::Projectile,
-                    hp: 0,
-                    ..state
+            created: vec![
+                EntityUpdate {
+                    id: NetId(3),
+                    state: player(6),
                 },
-            }],
+                EntityUpdate {
+                    id: NetId(900),
+                    state: EntityState::Projectile(ProjectileState {
+                        x: 1,
+                        y: 2,
+                        vx: -120,
+                        vy: 300,
+                        born: Tick(70_000),
+                        owner: NetId(3),
+                    }),
+                },
+            ],
+            changed: vec![
+                PlayerDelta {
+                    id: NetId(4),
+                    dx: 33,
+                    dy: -33,
+                    daim: 2,
+                    hp: None,
+                    score: None,
+                },
+                PlayerDelta {
+                    id: NetId(40),
+                    dx: 0,
+                    dy: 500,
+                    daim: -512,
+                    hp: Some(75),
+                    score: Some(1_000_000),
+                },
+            ],
             removed: vec![NetId(1), NetId(70000)],
             checksum: 0xdead_beef,
         }
+    }
+
+    fn round_trip(body: SnapshotBody, baseline: Option<Tick>) -> Vec<u8> {
+        let whole = ServerMsg::Snapshot(Snapshot {
+            header: SnapshotHeader {
+                tick: Tick(1000),
+                baseline,
+                last_input_seq: 12345,
+            },
+            body,
+        });
+        let mut buf = Vec::new();
+        encode_server(&whole, &mut buf);
+        assert_eq!(decode_server(&buf).expect("decodes"), whole);
+        buf
     }
 
     #[test]
@@ -226,6 +268,13 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_round_trip() {
+        round_trip(sample_body(), Some(Tick(998)));
+        round_trip(sample_body(), None);
+        round_trip(SnapshotBody::default(), Some(Tick(745)));
+    }
+
+    #[test]
     fn snapshot_frame_matches_whole_message_encoding() {
         let header = SnapshotHeader {
             tick: Tick(1000),
@@ -233,84 +282,42 @@ mod tests {
             last_input_seq: 12345,
         };
         let body = sample_body();
-        let whole = ServerMsg::Snapshot(Snapshot {
-            header,
-            body: body.clone(),
-        });
-        let mut expected = Vec::new();
-        encode_server(&whole, &mut expected);
-
+        let expected = round_trip(body.clone(), header.baseline);
         let mut body_bytes = Vec::new();
         encode_snapshot_body(&body, &mut body_bytes);
         let mut frame = Vec::new();
         encode_snapshot_frame(&header, &body_bytes, &mut frame);
         assert_eq!(frame, expected);
-        assert_eq!(decode_server(&frame).expect("decodes"), whole);
     }
 
     #[test]
-    fn json_round_trip_and_shape() {
-        let m = ClientMsg::Input(Input {
-            seq: 3,
-            move_x: 1.0,
-            move_y: 0.0,
-            aim: 0.5,
-            fire: false,
-        });
-        let text = encode_client_json(&m);
-        assert_eq!(
-            text,
-            r#"{"Input":{"seq":3,"move_x":1.0,"move_y":0.0,"aim":0.5,"fire":false}}"#
-        );
-        assert_eq!(decode_client_json(&text).expect("decodes"), m);
-        assert_eq!(
-            decode_client_json(r#"{"Ack":{"tick":12}}"#).expect("decodes"),
-            ClientMsg::Ack { tick: Tick(12) }
-        );
-        assert!(decode_client_json("{}").is_err());
-        assert!(decode_client_json(&"x".repeat(5000)).is_err());
-        let pong = ServerMsg::Pong {
-            nonce: 1,
-            tick: Tick(2),
+    fn a_moving_player_costs_four_bytes() {
+        let one = SnapshotBody {
+            changed: vec![PlayerDelta {
+                id: NetId(5),
+                dx: 66,
+                dy: -60,
+                daim: 6,
+                hp: None,
+                score: None,
+            }],
+            ..SnapshotBody::default()
         };
-        assert_eq!(
-            decode_server_json(&encode_server_json(&pong)).expect("decodes"),
-            pong
-        );
+        let mut a = Vec::new();
+        encode_snapshot_body(&one, &mut a);
+        let mut b = Vec::new();
+        encode_snapshot_body(&SnapshotBody::default(), &mut b);
+        assert_eq!(a.len() - b.len(), 4);
     }
 
     #[test]
-    fn oversized_input_is_refused_before_decoding() {
-        let bytes = vec![0u8; MAX_CLIENT_MSG_BYTES + 1];
-        assert!(matches!(
-            decode_client(&bytes),
-            Err(CodecError::TooLarge { len, limit }) if len == MAX_CLIENT_MSG_BYTES + 1 && limit == MAX_CLIENT_MSG_BYTES
-        ));
-    }
-
-    #[test]
-    fn forged_length_prefix_is_an_error_not_an_allocation() {
-        // Hello (variant 0), version 1, then a string length of u64::MAX (varint 0xFD + 8 bytes).
-        let mut bytes = vec![0u8, 1, 0xFD];
-        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_client(&bytes).is_err());
-        // The same against the server-message limit: a snapshot claiming 2^40 created entities.
-        let mut bytes = vec![1u8, 5, 0, 0, 0xFD];
-        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(decode_server(&bytes).is_err());
-    }
-
-    #[test]
-    fn garbage_and_trailing_bytes_are_errors() {
-        assert!(decode_client(&[]).is_err());
-        assert!(decode_client(&[0xFF, 0xFF, 0xFF]).is_err());
-        let mut buf = Vec::new();
-        encode_client(&ClientMsg::Ping { nonce: 1 }, &mut buf);
-        buf.push(0);
-        assert!(matches!(
-            decode_client(&buf),
-            Err(CodecError::TrailingBytes { extra: 1 })
-        ));
+    #[should_panic(expected = "sorted")]
+    fn unsorted_lists_cannot_be_encoded() {
+        let body = SnapshotBody {
+            removed: vec![NetId(5), NetId(2)],
+            ..SnapshotBody::default()
+        };
+        encode_snapshot_body(&body, &mut Vec::new());
     }
 
     /// Pins the byte layout that `docs/PROTOCOL.md` documents.
@@ -323,12 +330,12 @@ mod tests {
         b.clear();
         encode_client(
             &ClientMsg::Hello {
-                version: 1,
+                version: 2,
                 name: "ab".into(),
             },
             &mut b,
         );
-        assert_eq!(b, [0, 1, 2, b'a', b'b']);
+        assert_eq!(b, [0, 2, 2, b'a', b'b']);
 
         b.clear();
         encode_client(
@@ -353,15 +360,6 @@ mod tests {
         assert_eq!(b, [3, 0xFC, 0x70, 0x11, 0x01, 0x00]);
 
         b.clear();
-        let state = EntityState {
-            kind: EntityKind::Projectile,
-            x: 2.0,
-            y: 3.0,
-            aim: 0.5,
-            hp: 200,
-            score: 251,
-            owner: NetId(9),
-        };
         encode_server(
             &ServerMsg::Snapshot(Snapshot {
                 header: SnapshotHeader {
@@ -372,39 +370,154 @@ mod tests {
                 body: SnapshotBody {
                     created: vec![EntityUpdate {
                         id: NetId(4),
-                        state,
+                        state: EntityState::Projectile(ProjectileState {
+                            x: 0x0102,
+                            y: 3,
+                            vx: -1,
+                            vy: 200,
+                            born: Tick(9),
+                            owner: NetId(2),
+                        }),
                     }],
-                    changed: vec![],
-                    removed: vec![NetId(3)],
-                    checksum: 1,
+                    changed: vec![
+                        PlayerDelta {
+                            id: NetId(2),
+                            dx: 3,
+                            dy: 0,
+                            daim: -2,
+                            hp: Some(80),
+                            score: None,
+                        },
+                        PlayerDelta {
+                            id: NetId(12),
+                            dy: 1,
+                            ..PlayerDelta::default()
+                        },
+                    ],
+                    removed: vec![NetId(3), NetId(5)],
+                    checksum: 0x0403_0201,
                 },
             }),
             &mut b,
         );
-        let mut want = vec![1, 10, 1, 8, 5, 1, 4, 1];
-        for f in [2.0f32, 3.0, 0.5] {
-            want.extend_from_slice(&f.to_le_bytes());
-        }
-        want.extend_from_slice(&[200, 0xFB, 251, 0, 9, 0, 1, 3, 1]);
+        #[rustfmt::skip]
+        let want = [
+            1,                      // ServerMsg::Snapshot
+            10, 0, 0, 0,            // tick 10 (u32 LE)
+            2,                      // baseline age: tick 8
+            5,                      // last_input_seq
+            1,                      // 1 created
+            4,                      //   id gap 4: id 4
+            1,                      //   projectile
+            2, 1, 3, 0,             //   x 0x0102, y 3 (u16 LE)
+            1, 0xFB, 144, 1,        //   vx -1, vy 200 (zigzag varints: 1, 400)
+            9, 0, 0, 0,             //   born 9 (u32 LE)
+            2,                      //   owner 2
+            2,                      // 2 changed
+            (2 << 5) | 1 | 4 | 8,   //   gap 2 (id 2), mask x|aim|hp
+            6, 3, 80,               //   dx 3 (zigzag 6), daim -2 (zigzag 3), hp 80
+            2,                      //   mask y, gap 0: gap follows
+            10,                     //   gap 10: id 12
+            2,                      //   dy 1 (zigzag 2)
+            2,                      // 2 removed
+            3, 2,                   //   gap 3: id 3; gap 2: id 5
+            1, 2, 3, 4,             // checksum (u32 LE)
+        ];
         assert_eq!(b, want);
     }
 
     #[test]
-    fn every_truncation_of_a_valid_message_is_an_error() {
-        let mut buf = Vec::new();
-        encode_server(
-            &ServerMsg::Snapshot(Snapshot {
-                header: SnapshotHeader {
-                    tick: Tick(5),
-                    baseline: None,
-                    last_input_seq: 0,
-                },
-                body: sample_body(),
-            }),
-            &mut buf,
+    fn json_round_trip_and_shape() {
+        let m = ClientMsg::Input(Input {
+            seq: 3,
+            move_x: 1.0,
+            move_y: 0.0,
+            aim: 0.5,
+            fire: false,
+        });
+        let text = encode_client_json(&m);
+        assert_eq!(
+            text,
+            r#"{"Input":{"seq":3,"move_x":1.0,"move_y":0.0,"aim":0.5,"fire":false}}"#
         );
-        for cut in 0..buf.len() {
-            assert!(decode_server(&buf[..cut]).is_err(), "cut at {cut}");
+        assert_eq!(decode_client_json(&text).expect("decodes"), m);
+        assert_eq!(
+            decode_client_json(r#"{"Ack":{"tick":12}}"#).expect("decodes"),
+            ClientMsg::Ack { tick: Tick(12) }
+        );
+        assert!(decode_client_json("{}").is_err());
+        assert!(decode_client_json(&"x".repeat(5000)).is_err());
+        let snap = ServerMsg::Snapshot(Snapshot {
+            header: SnapshotHeader {
+                tick: Tick(2),
+                baseline: None,
+                last_input_seq: 0,
+            },
+            body: sample_body(),
+        });
+        assert_eq!(
+            decode_server_json(&encode_server_json(&snap)).expect("decodes"),
+            snap
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let bytes = vec![0u8; MAX_CLIENT_MSG_BYTES + 1];
+        assert!(matches!(
+            decode_client(&bytes),
+            Err(CodecError::TooLarge { len, limit }) if len == MAX_CLIENT_MSG_BYTES + 1 && limit == MAX_CLIENT_MSG_BYTES
+        ));
+    }
+
+    #[test]
+    fn forged_lengths_are_errors_not_allocations() {
+        // Hello (variant 0), version 2, then a string length of u64::MAX (varint 0xFD + 8 bytes).
+        let mut bytes = vec![0u8, 2, 0xFD];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_client(&bytes).is_err());
+        // A snapshot claiming u32::MAX created entities.
+        let mut bytes = vec![1u8, 5, 0, 0, 0, 0, 0, 0xFC];
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_server(&bytes).is_err());
+    }
+
+    #[test]
+    fn malformed_snapshots_are_errors() {
+        let good = round_trip(sample_body(), Some(Tick(999)));
+        // Every truncation fails.
+        for cut in 0..good.len() {
+            assert!(decode_server(&good[..cut]).is_err(), "cut at {cut}");
         }
+        // A zero id gap (a repeated id) in the removed list fails.
+        let body = SnapshotBody {
+            removed: vec![NetId(3)],
+            ..SnapshotBody::default()
+        };
+        let mut b = Vec::new();
+        encode_snapshot_body(&body, &mut b);
+        let at = b.iter().rposition(|&x| x == 3).expect("gap byte");
+        b[at] = 0;
+        let mut frame = Vec::new();
+        let header = SnapshotHeader {
+            tick: Tick(9),
+            baseline: None,
+            last_input_seq: 0,
+        };
+        encode_snapshot_frame(&header, &b, &mut frame);
+        assert!(decode_server(&frame).is_err());
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_errors() {
+        assert!(decode_client(&[]).is_err());
+        assert!(decode_client(&[0xFF, 0xFF, 0xFF]).is_err());
+        let mut buf = Vec::new();
+        encode_client(&ClientMsg::Ping { nonce: 1 }, &mut buf);
+        buf.push(0);
+        assert!(matches!(
+            decode_client(&buf),
+            Err(CodecError::TrailingBytes { extra: 1 })
+        ));
     }
 }

@@ -1,0 +1,112 @@
+//! Interest management for `aoi` mode: a uniform grid over the arena, rebuilt once per tick,
+//! answers "what is within the radius of this player" by looking at the 3 x 3 cells around it.
+//! The cost per client grows with what is near it, not with the number of entities.
+
+use super::frame::WorldFrame;
+use glam::IVec2;
+use tickwire_protocol::quant::to_q;
+
+/// Entity indices by grid cell. Cells are one radius wide, so a query touches 3 x 3 cells.
+#[derive(Debug)]
+pub struct Interest {
+    radius_q: i64,
+    cell_q: i32,
+    cols: i32,
+    rows: i32,
+    cells: Vec<Vec<u32>>,
+}
+
+impl Interest {
+    /// A grid for `radius` (world units) over an arena of `size_q` quarter units.
+    #[must_use]
+    pub fn new(radius: f32, size_q: IVec2) -> Interest {
+        let cell_q = to_q(radius).max(1);
+        let cols = (size_q.x / cell_q + 1).max(1);
+        let rows = (size_q.y / cell_q + 1).max(1);
+        Interest {
+            radius_q: i64::from(cell_q),
+            cell_q,
+            cols,
+            rows,
+            cells: (0..cols * rows).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    fn cell(&self, p: IVec2) -> (i32, i32) {
+        (
+            (p.x / self.cell_q).clamp(0, self.cols - 1),
+            (p.y / self.cell_q).clamp(0, self.rows - 1),
+        )
+    }
+
+    /// Rebuilds the grid for `frame` (keeps every cell's capacity).
+    pub fn index(&mut self, frame: &WorldFrame) {
+        for c in &mut self.cells {
+            c.clear();
+        }
+        for (i, e) in frame.entities.iter().enumerate() {
+            let (cx, cy) = self.cell(e.pos);
+            self.cells[(cy * self.cols + cx) as usize].push(i as u32);
+        }
+    }
+
+    /// Fills `out` with the indices of the entities of `frame` (the frame last indexed) within
+    /// the radius of entity `own`, which is always included; ascending, so in id order.
+    pub fn query(&self, frame: &WorldFrame, own: usize, out: &mut Vec<u32>) {
+        out.clear();
+        let center = frame.entities[own].pos;
+        let (cx, cy) = self.cell(center);
+        let r2 = self.radius_q * self.radius_q;
+        for y in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
+            for x in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
+                for &i in &self.cells[(y * self.cols + x) as usize] {
+                    let d = (frame.entities[i as usize].pos - center).as_i64vec2();
+                    if d.length_squared() <= r2 || i as usize == own {
+                        out.push(i);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::frame::FrameEntity;
+    use tickwire_protocol::{EntityState, NetId, PlayerState};
+
+    #[test]
+    fn query_matches_brute_force() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let size = IVec2::splat(16_000);
+        let mut frame = WorldFrame::default();
+        for id in 1..=500u32 {
+            frame.entities.push(FrameEntity {
+                id: NetId(id),
+                state: EntityState::Player(PlayerState::default()),
+                hash: 0,
+                pos: IVec2::new(rng.i32(0..16_000), rng.i32(0..16_000)),
+            });
+        }
+        let mut grid = Interest::new(800.0, size);
+        grid.index(&frame);
+        let r2 = 3200i64 * 3200;
+        let mut out = Vec::new();
+        for own in [0usize, 17, 499] {
+            grid.query(&frame, own, &mut out);
+            let c = frame.entities[own].pos;
+            let want: Vec<u32> = (0..500u32)
+                .filter(|&i| {
+                    (frame.entities[i as usize].pos - c)
+                        .as_i64vec2()
+                        .length_squared()
+                        <= r2
+                })
+                .collect();
+            assert_eq!(out, want);
+            assert!(out.contains(&(own as u32)));
+        }
+    }
+}
