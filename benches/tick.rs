@@ -1,6 +1,6 @@
-//! One full server tick with no sockets, at 100, 500 and 1000 clients in the arena scenario:
-//! inputs ingested, simulation, world captured, and every client's delta built, encoded and
-//! handed to its outbox. Only `Sim::tick` is timed; feeding inputs, draining outboxes and
+//! One full server tick with no sockets, at 100, 500 and 1000 clients in the arena scenario,
+//! in `global` and `aoi` visibility: inputs ingested, simulation, world captured, and every
+//! client's delta built, encoded and handed to its outbox. Only `Sim::tick` is timed; feeding inputs, draining outboxes and
 //! verifying a client's replica happen outside the measurement.
 //!
 //! Clients ack with a lag of 1 to 3 ticks (as over a real network), so several baselines are in
@@ -18,7 +18,7 @@ use tickwire_protocol::{ServerMsg, Tick};
 use tickwire_server::replication::{ClientEvent, ClientId, JoinRequest, LeaveSlot, Outgoing};
 use tickwire_server::sim::Sim;
 use tickwire_server::sim::map::Map;
-use tickwire_server::{Config, ServerStats};
+use tickwire_server::{Config, ServerStats, VisibilityMode};
 use tokio::sync::mpsc;
 
 /// Ticks run before measuring, so projectiles, deaths and respawns are in steady state.
@@ -41,8 +41,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(n: usize) -> Harness {
-        let config = Config::default();
+    fn new(n: usize, visibility: VisibilityMode) -> Harness {
+        let config = Config {
+            visibility,
+            ..Config::default()
+        };
         let map = Map::load(None).expect("embedded map");
         let (join_tx, join_rx) = crossbeam_channel::bounded(n);
         let sim = Sim::new(&config, map, join_rx, Arc::new(ServerStats::default()));
@@ -126,26 +129,31 @@ fn tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("tick");
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(8));
-    for n in [100usize, 500, 1000] {
-        let mut h = Harness::new(n);
-        group.bench_with_input(BenchmarkId::new("arena_global", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    h.feed();
-                    let t0 = Instant::now();
-                    h.sim.tick();
-                    total += t0.elapsed();
-                    h.drain();
-                }
-                total
+    for (mode, visibility) in [
+        ("global", VisibilityMode::Global),
+        ("aoi", VisibilityMode::Aoi),
+    ] {
+        for n in [100usize, 500, 1000] {
+            let mut h = Harness::new(n, visibility);
+            group.bench_with_input(BenchmarkId::new(mode, n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        h.feed();
+                        let t0 = Instant::now();
+                        h.sim.tick();
+                        total += t0.elapsed();
+                        h.drain();
+                    }
+                    total
+                });
             });
-        });
-        eprintln!(
-            "tick/arena_global/{n}: {} entities in client 0's view, {:.0} bytes per client per tick",
-            h.replica.latest().map_or(0, |v| v.entities.len()),
-            h.bytes_last_tick as f64 / n as f64
-        );
+            eprintln!(
+                "tick/{mode}/{n}: {} entities in client 0's view, {:.0} bytes per client per tick",
+                h.replica.latest().map_or(0, |v| v.entities.len()),
+                h.bytes_last_tick as f64 / n as f64
+            );
+        }
     }
     group.finish();
 }

@@ -6,13 +6,47 @@ mod common;
 use common::*;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tickwire_bots::{SwarmConfig, run_swarm};
+use tickwire_bots::{Report, SwarmConfig, run_swarm};
 use tickwire_protocol::EntityState;
-use tickwire_server::ServerStats;
+use tickwire_server::{Config, ServerStats, VisibilityMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bots_see_no_desyncs_through_churn_and_projectiles() {
-    let server = start(test_config()).await;
+async fn global_mode_bots_see_no_desyncs_through_churn_and_projectiles() {
+    let report = churn_and_swarm(VisibilityMode::Global).await;
+    assert_eq!(report.mode, "global");
+    // Everyone sees everyone: the 24 bots and the churning client of the moment.
+    assert!(
+        report.visible_players_per_bot >= 24.0,
+        "{}",
+        report.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aoi_mode_bots_see_no_desyncs_through_churn_and_projectiles() {
+    let report = churn_and_swarm(VisibilityMode::Aoi).await;
+    assert_eq!(report.mode, "aoi");
+    // 24 players on 4000 x 4000 with an 800 radius: each sees a few, not all.
+    assert!(
+        report.visible_players_per_bot < 20.0,
+        "{}",
+        report.summary()
+    );
+    assert!(
+        report.visible_players_per_bot >= 1.0,
+        "{}",
+        report.summary()
+    );
+}
+
+/// 24 wandering, firing bots for a 4 s window while 12 short-lived clients join, verify a few
+/// snapshots each, and leave. Asserts what holds in both modes and returns the report.
+async fn churn_and_swarm(visibility: VisibilityMode) -> Report {
+    let server = start(Config {
+        visibility,
+        ..test_config()
+    })
+    .await;
     let url = server.ws_url();
 
     // 24 wandering, firing bots for a 4 s window.
@@ -64,4 +98,5 @@ async fn bots_see_no_desyncs_through_churn_and_projectiles() {
     assert!(stats.ticks_total.load(Relaxed) > 0);
     let _ = churn_projectiles_removed;
     server.shutdown().await;
+    report
 }
