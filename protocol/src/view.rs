@@ -3,8 +3,9 @@
 //! The server sends each snapshot as a delta against the latest tick the client acknowledged,
 //! which may be older than the latest tick the client has applied (acks are in flight). So the
 //! [`Replica`] keeps the views of recent ticks and applies each delta to the view of its
-//! baseline. Views older than the newest baseline the server has used can never be a baseline
-//! again (the server's acknowledged tick only moves forward) and are dropped.
+//! baseline. Views older than the baseline of the newest delta applied can never be a baseline
+//! again (the server's acknowledged tick only moves forward) and are dropped. A full snapshot
+//! drops nothing: acks sent before it arrived may still become baselines.
 
 use crate::checksum::view_checksum;
 use crate::delta::apply_player_delta;
@@ -169,8 +170,6 @@ impl Replica {
         // The server never again uses a baseline older than this one.
         if let Some(baseline) = header.baseline {
             self.views.retain(|v| v.tick >= baseline);
-        } else {
-            self.views.clear();
         }
         if self.views.len() >= MAX_REPLICA_HISTORY {
             self.views.pop_front();

@@ -134,9 +134,6 @@ pub struct ClientLink {
     /// Bit `i` is set if the snapshot of tick `mask_tick - i` was handed to the session.
     sent_mask: u64,
     mask_tick: Tick,
-    /// Oldest tick the client may still hold a view of: the baseline of the latest snapshot
-    /// sent, or that snapshot's own tick if it was full (a client drops older views then).
-    floor: Option<Tick>,
     /// In `aoi` mode: the frame indices this client saw at recent ticks, newest last.
     visible: VecDeque<(Tick, Vec<u32>)>,
     visible_capacity: usize,
@@ -157,7 +154,6 @@ impl ClientLink {
             last_input_seq: 0,
             sent_mask: 0,
             mask_tick: now,
-            floor: None,
             visible: VecDeque::with_capacity(history),
             visible_capacity: history.max(1),
         }
@@ -190,9 +186,8 @@ impl ClientLink {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Records whether the snapshot of `tick`, a delta against `baseline` (or full), was handed
-    /// to the session.
-    pub fn record_sent(&mut self, tick: Tick, baseline: Option<Tick>, sent: bool) {
+    /// Records whether the snapshot of `tick` was handed to the session.
+    pub fn record_sent(&mut self, tick: Tick, sent: bool) {
         let shift = tick.since(self.mask_tick);
         self.sent_mask = if (1..SENT_WINDOW).contains(&shift) {
             self.sent_mask << shift
@@ -204,22 +199,16 @@ impl ClientLink {
         self.mask_tick = tick;
         if sent {
             self.sent_mask |= 1;
-            self.floor = Some(baseline.unwrap_or(tick));
-            if baseline.is_none() {
-                // The client forgets every older view when it applies a full snapshot.
-                self.acked = None;
-            }
         }
     }
 
-    /// Takes an ack if it names a tick sent to this client that the client still holds, and
-    /// newer than the current one. Returns false for an ack that names a tick never sent or
-    /// one the client has since dropped.
+    /// Takes an ack if it names a tick sent to this client and is newer than the current one
+    /// (so the acknowledged tick, and with it every baseline, only moves forward: a client may
+    /// drop views older than the baseline of a delta it applied). Returns false for an ack that
+    /// names a tick never sent to this client.
     pub fn acknowledge(&mut self, tick: Tick) -> bool {
         let age = self.mask_tick.since(tick);
-        let was_sent = (0..SENT_WINDOW).contains(&age)
-            && self.sent_mask & (1u64 << age) != 0
-            && self.floor.is_none_or(|f| tick >= f);
+        let was_sent = (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0;
         let newer = self.acked.is_none_or(|a| tick > a);
         if was_sent && newer {
             self.acked = Some(tick);
@@ -252,9 +241,9 @@ mod tests {
     #[test]
     fn only_sent_ticks_can_be_acknowledged() {
         let mut l = link();
-        l.record_sent(Tick(101), None, true);
-        l.record_sent(Tick(102), None, false); // skipped: outbox full
-        l.record_sent(Tick(103), Some(Tick(101)), true);
+        l.record_sent(Tick(101), true);
+        l.record_sent(Tick(102), false); // skipped: outbox full
+        l.record_sent(Tick(103), true);
         assert!(!l.acknowledge(Tick(102)));
         assert_eq!(l.acked, None);
         assert!(!l.acknowledge(Tick(104)), "future tick");
@@ -269,25 +258,22 @@ mod tests {
     #[test]
     fn sent_bits_age_out() {
         let mut l = link();
-        l.record_sent(Tick(101), None, true);
-        l.record_sent(Tick(101 + 70), None, true);
+        l.record_sent(Tick(101), true);
+        l.record_sent(Tick(101 + 70), true);
         assert!(!l.acknowledge(Tick(101)));
         assert!(l.acknowledge(Tick(171)));
     }
 
     #[test]
-    fn acks_older_than_a_full_snapshot_are_ignored() {
+    fn acks_in_flight_across_a_full_snapshot_still_count() {
+        // A client two ticks behind in acks must get deltas again after a full snapshot.
         let mut l = link();
-        l.record_sent(Tick(101), None, true);
-        l.record_sent(Tick(102), Some(Tick(101)), true);
-        // The baseline aged out: a full snapshot at 140, after which the client holds only 140+.
-        l.record_sent(Tick(140), None, true);
-        assert!(
-            !l.acknowledge(Tick(102)),
-            "the client dropped 102 on the full snapshot"
-        );
-        assert_eq!(l.acked, None);
-        assert!(l.acknowledge(Tick(140)));
-        assert_eq!(l.acked, Some(Tick(140)));
+        l.record_sent(Tick(101), true); // full
+        l.record_sent(Tick(102), true); // full: the ack for 101 has not arrived yet
+        assert!(l.acknowledge(Tick(101)));
+        assert_eq!(l.acked, Some(Tick(101)));
+        l.record_sent(Tick(103), true); // a delta against 101
+        assert!(l.acknowledge(Tick(102)));
+        assert_eq!(l.acked, Some(Tick(102)));
     }
 }

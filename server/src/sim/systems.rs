@@ -416,7 +416,7 @@ pub fn replicate(
             // The session is gone; the player is removed when its event queue disconnects.
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         };
-        link.record_sent(clock.tick, baseline, ok);
+        link.record_sent(clock.tick, ok);
         if ok {
             link.skipped_in_a_row = 0;
         } else {
