@@ -222,9 +222,9 @@ impl Replication {
 
     /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
     /// player `own` sees now, and returns that frame's tick.
-    pub fn visible_set(&self, own: NetId, visible: &mut Vec<u32>) -> Option<Tick> {
+    pub fn visible_set(&mut self, own: NetId, visible: &mut Vec<u32>) -> Option<Tick> {
         let frame = self.history.back()?;
-        let interest = self.interest.as_ref()?;
+        let interest = self.interest.as_mut()?;
         let own_idx = frame.index_of(own)?;
         interest.query(frame, own_idx, visible);
         Some(frame.tick)

@@ -1,34 +1,44 @@
 //! Interest management for `aoi` mode: a uniform grid over the arena, rebuilt once per tick,
-//! answers "what is within the radius of this player" by looking at the 3 x 3 cells around it.
-//! The cost per client grows with what is near it, not with the number of entities.
+//! answers "what is within the radius of this player" by looking at the 5 x 5 cells (each half
+//! a radius wide) around it. The cost per client grows with what is near it, not with the
+//! number of entities. Results go through a bitset over the frame, which yields them in id
+//! order without sorting.
 
 use super::frame::WorldFrame;
 use glam::IVec2;
 use tickwire_protocol::quant::to_q;
 
-/// Entity indices by grid cell. Cells are one radius wide, so a query touches 3 x 3 cells.
+/// Cells per radius: a query touches `(2 * CELLS_PER_RADIUS + 1)^2` cells.
+const CELLS_PER_RADIUS: i32 = 2;
+
+/// Entity indices by grid cell.
 #[derive(Debug)]
 pub struct Interest {
     radius_q: i64,
     cell_q: i32,
     cols: i32,
     rows: i32,
-    cells: Vec<Vec<u32>>,
+    /// Per cell: entity index and position, inline so a query scans memory in order.
+    cells: Vec<Vec<(u32, IVec2)>>,
+    /// One bit per entity of the indexed frame, for the query in progress.
+    seen: Vec<u64>,
 }
 
 impl Interest {
     /// A grid for `radius` (world units) over an arena of `size_q` quarter units.
     #[must_use]
     pub fn new(radius: f32, size_q: IVec2) -> Interest {
-        let cell_q = to_q(radius).max(1);
+        let radius_q = to_q(radius).max(1);
+        let cell_q = (radius_q / CELLS_PER_RADIUS).max(1);
         let cols = (size_q.x / cell_q + 1).max(1);
         let rows = (size_q.y / cell_q + 1).max(1);
         Interest {
-            radius_q: i64::from(cell_q),
+            radius_q: i64::from(radius_q),
             cell_q,
             cols,
             rows,
             cells: (0..cols * rows).map(|_| Vec::new()).collect(),
+            seen: Vec::new(),
         }
     }
 
@@ -46,28 +56,42 @@ impl Interest {
         }
         for (i, e) in frame.entities.iter().enumerate() {
             let (cx, cy) = self.cell(e.pos);
-            self.cells[(cy * self.cols + cx) as usize].push(i as u32);
+            self.cells[(cy * self.cols + cx) as usize].push((i as u32, e.pos));
         }
+        self.seen.clear();
+        self.seen.resize(frame.entities.len().div_ceil(64), 0);
     }
 
     /// Fills `out` with the indices of the entities of `frame` (the frame last indexed) within
     /// the radius of entity `own`, which is always included; ascending, so in id order.
-    pub fn query(&self, frame: &WorldFrame, own: usize, out: &mut Vec<u32>) {
+    pub fn query(&mut self, frame: &WorldFrame, own: usize, out: &mut Vec<u32>) {
         out.clear();
         let center = frame.entities[own].pos;
         let (cx, cy) = self.cell(center);
         let r2 = self.radius_q * self.radius_q;
-        for y in (cy - 1).max(0)..=(cy + 1).min(self.rows - 1) {
-            for x in (cx - 1).max(0)..=(cx + 1).min(self.cols - 1) {
-                for &i in &self.cells[(y * self.cols + x) as usize] {
-                    let d = (frame.entities[i as usize].pos - center).as_i64vec2();
-                    if d.length_squared() <= r2 || i as usize == own {
-                        out.push(i);
+        let k = CELLS_PER_RADIUS;
+        let (mut lo, mut hi) = (usize::MAX, 0usize);
+        for y in (cy - k).max(0)..=(cy + k).min(self.rows - 1) {
+            for x in (cx - k).max(0)..=(cx + k).min(self.cols - 1) {
+                for &(i, pos) in &self.cells[(y * self.cols + x) as usize] {
+                    let d = (pos - center).as_i64vec2();
+                    if d.length_squared() <= r2 {
+                        let w = i as usize / 64;
+                        self.seen[w] |= 1u64 << (i % 64);
+                        lo = lo.min(w);
+                        hi = hi.max(w);
                     }
                 }
             }
         }
-        out.sort_unstable();
+        // The player itself is at distance 0, so lo..=hi is never empty.
+        for w in lo..=hi.max(lo) {
+            let mut bits = std::mem::take(&mut self.seen[w]);
+            while bits != 0 {
+                out.push((w * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
     }
 }
 
