@@ -98,11 +98,15 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  window     {:.1} s at {} Hz; {:.2} snapshots/bot/s; {:.1} entities visible/bot",
-            self.duration_s,
-            self.tick_rate_hz,
-            self.snapshots_per_bot_per_s,
-            self.visible_entities_per_bot
+            "  window     {:.1} s at {} Hz, {} mode; {:.2} snapshots/bot/s",
+            self.duration_s, self.tick_rate_hz, self.mode, self.snapshots_per_bot_per_s
+        );
+        let _ = writeln!(
+            s,
+            "  visible    {:.1} entities/bot ({:.1} players); {:.2} bytes per visible player per snapshot",
+            self.visible_entities_per_bot,
+            self.visible_players_per_bot,
+            self.bytes_per_visible_player_per_snapshot
         );
         let q = &self.rtt_ms;
         let _ = writeln!(

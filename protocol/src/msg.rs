@@ -161,9 +161,9 @@ pub enum EntityState {
 /// A player: the only kind of entity whose state changes after it is created.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct PlayerState {
-    /// Position, x, in quarter units.
+    /// Position, x, in position units.
     pub x: u16,
-    /// Position, y, in quarter units.
+    /// Position, y, in position units.
     pub y: u16,
     /// Aim in angle steps (1024 per turn).
     pub aim: u16,
@@ -174,17 +174,17 @@ pub struct PlayerState {
 }
 
 /// A projectile. It never changes after it is created: its position at tick `t` is
-/// `(x + vx * (t - born), y + vy * (t - born))` in quarter units, computed the same way by the
+/// `(x + vx * (t - born), y + vy * (t - born))` in position units, computed the same way by the
 /// server and by every client.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct ProjectileState {
-    /// Position at `born`, x, in quarter units.
+    /// Position at `born`, x, in position units.
     pub x: u16,
-    /// Position at `born`, y, in quarter units.
+    /// Position at `born`, y, in position units.
     pub y: u16,
-    /// Velocity, x, in quarter units per tick.
+    /// Velocity, x, in position units per tick.
     pub vx: i16,
-    /// Velocity, y, in quarter units per tick.
+    /// Velocity, y, in position units per tick.
     pub vy: i16,
     /// The tick it was fired.
     pub born: Tick,
@@ -193,7 +193,7 @@ pub struct ProjectileState {
 }
 
 impl ProjectileState {
-    /// Position at `tick`, in quarter units (may lie outside the arena).
+    /// Position at `tick`, in position units (may lie outside the arena).
     #[must_use]
     pub fn position_at(&self, tick: Tick) -> (i32, i32) {
         let age = tick.since(self.born);
@@ -219,9 +219,9 @@ pub struct EntityUpdate {
 pub struct PlayerDelta {
     /// The player.
     pub id: NetId,
-    /// Change of x in quarter units (0: unchanged).
+    /// Change of x in position units (0: unchanged).
     pub dx: i32,
-    /// Change of y in quarter units (0: unchanged).
+    /// Change of y in position units (0: unchanged).
     pub dy: i32,
     /// Shortest turn of the aim in angle steps, in `-512..512` (0: unchanged).
     pub daim: i16,

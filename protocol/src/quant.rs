@@ -1,8 +1,8 @@
 //! Fixed-point forms of replicated values. The server's authoritative state is kept in these
 //! forms, so a client's replica can match it bit for bit while the wire stays small.
 //!
-//! - Positions: quarter world units in a `u16` (0.25-unit precision; coordinates up to
-//!   16383.75 units). Velocities: quarter units per tick in an `i16`.
+//! - Positions: half world units in a `u16` (0.5-unit precision; coordinates up to 32767.5
+//!   units). Velocities: position units per tick in an `i16`.
 //! - Angles: 1024 steps per turn in a `u16` (about 0.35 degrees), 0 pointing along +x,
 //!   increasing towards +y.
 //! - Hit points: a `u8`.
@@ -10,13 +10,13 @@
 use std::f32::consts::TAU;
 
 /// Position units per world unit.
-pub const POS_SCALE: f32 = 4.0;
+pub const POS_SCALE: f32 = 2.0;
 /// Largest world coordinate a quantized position can hold.
 pub const MAX_WORLD_COORD: f32 = u16::MAX as f32 / POS_SCALE;
 /// Angle steps per full turn.
 pub const AIM_STEPS: u16 = 1024;
 
-/// World units to quarter units, rounded to nearest.
+/// World units to position units, rounded to nearest.
 #[must_use]
 pub fn to_q(v: f32) -> i32 {
     (v * POS_SCALE).round() as i32
@@ -62,11 +62,11 @@ mod tests {
 
     #[test]
     fn positions_round_trip_at_quarter_precision() {
-        assert_eq!(to_q(1.0), 4);
-        assert_eq!(to_q(0.125), 1); // Ties round away from zero.
-        assert_eq!(from_q(to_q(1234.25)), 1234.25);
-        assert!((from_q(to_q(1234.567)) - 1234.567).abs() <= 0.125);
-        assert_eq!(MAX_WORLD_COORD, 16383.75);
+        assert_eq!(to_q(1.0), 2);
+        assert_eq!(to_q(0.25), 1); // Ties round away from zero.
+        assert_eq!(from_q(to_q(1234.5)), 1234.5);
+        assert!((from_q(to_q(1234.567)) - 1234.567).abs() <= 0.25);
+        assert_eq!(MAX_WORLD_COORD, 32767.5);
     }
 
     #[test]

@@ -290,24 +290,84 @@ mod tests {
         assert_eq!(frame, expected);
     }
 
-    #[test]
-    fn a_moving_player_costs_four_bytes() {
+    fn changed_cost(c: PlayerDelta) -> usize {
         let one = SnapshotBody {
-            changed: vec![PlayerDelta {
-                id: NetId(5),
-                dx: 66,
-                dy: -60,
-                daim: 6,
-                hp: None,
-                score: None,
-            }],
+            changed: vec![c],
             ..SnapshotBody::default()
         };
         let mut a = Vec::new();
         encode_snapshot_body(&one, &mut a);
         let mut b = Vec::new();
         encode_snapshot_body(&SnapshotBody::default(), &mut b);
-        assert_eq!(a.len() - b.len(), 4);
+        a.len() - b.len()
+    }
+
+    #[test]
+    fn a_moving_turning_player_costs_three_bytes() {
+        let typical = PlayerDelta {
+            id: NetId(2),
+            dx: 33,
+            dy: -30,
+            daim: 16,
+            hp: None,
+            score: None,
+        };
+        assert_eq!(changed_cost(typical), 3);
+        // At the edges of the compact ranges, and just outside them.
+        for (dx, dy, daim, cost) in [
+            (-64, 63, -32, 3),
+            (63, -64, 31, 3),
+            (64, 0, 0, 2),  // masked: head, dx (zigzag 128 < 251: 1 byte)
+            (0, 0, 32, 2),  // masked: head, daim
+            (-65, 0, 0, 2), // masked: head, dx
+        ] {
+            let c = PlayerDelta {
+                dx,
+                dy,
+                daim,
+                ..typical
+            };
+            assert_eq!(changed_cost(c), cost, "{c:?}");
+            let body = SnapshotBody {
+                changed: vec![c],
+                ..SnapshotBody::default()
+            };
+            round_trip(body, Some(Tick(999)));
+        }
+    }
+
+    #[test]
+    fn compact_and_masked_changes_round_trip_exhaustively() {
+        let mut rng_state = 1u32;
+        let mut next = || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 17;
+            rng_state ^= rng_state << 5;
+            rng_state
+        };
+        for _ in 0..200 {
+            let mut id = 0;
+            let changed = (0..50)
+                .map(|_| {
+                    id += 1 + next() % 12;
+                    PlayerDelta {
+                        id: NetId(id),
+                        dx: (next() % 300) as i32 - 150,
+                        dy: (next() % 140) as i32 - 70,
+                        daim: (next() % 100) as i16 - 50,
+                        hp: (next() % 5 == 0).then_some(50),
+                        score: (next() % 9 == 0).then_some(next() % 1000),
+                    }
+                })
+                .collect();
+            round_trip(
+                SnapshotBody {
+                    changed,
+                    ..SnapshotBody::default()
+                },
+                Some(Tick(990)),
+            );
+        }
     }
 
     #[test]
@@ -389,8 +449,16 @@ mod tests {
                             score: None,
                         },
                         PlayerDelta {
-                            id: NetId(12),
-                            dy: 1,
+                            id: NetId(9),
+                            dx: 3,
+                            dy: 0,
+                            daim: -2,
+                            hp: None,
+                            score: None,
+                        },
+                        PlayerDelta {
+                            id: NetId(19),
+                            dy: 150,
                             ..PlayerDelta::default()
                         },
                     ],
@@ -413,12 +481,14 @@ mod tests {
             1, 0xFB, 144, 1,        //   vx -1, vy 200 (zigzag varints: 1, 400)
             9, 0, 0, 0,             //   born 9 (u32 LE)
             2,                      //   owner 2
-            2,                      // 2 changed
-            (2 << 5) | 1 | 4 | 8,   //   gap 2 (id 2), mask x|aim|hp
+            3,                      // 3 changed
+            (2 << 5) | 1 | 4 | 8,   //   masked: gap 2 (id 2), mask x|aim|hp
             6, 3, 80,               //   dx 3 (zigzag 6), daim -2 (zigzag 3), hp 80
-            2,                      //   mask y, gap 0: gap follows
-            10,                     //   gap 10: id 12
-            2,                      //   dy 1 (zigzag 2)
+            0x80 | (7 << 4) | 0x07, //   compact: gap 7 (id 9), payload bits 16-19
+            0x43, 0xA0,             //   payload low 16 bits (LE): dx 3, dy 0, daim -2
+            2,                      //   masked: gap 0 (follows), mask y
+            10,                     //   gap 10: id 19
+            0xFB, 0x2C, 0x01,       //   dy 150 (zigzag 300)
             2,                      // 2 removed
             3, 2,                   //   gap 3: id 3; gap 2: id 5
             1, 2, 3, 4,             // checksum (u32 LE)

@@ -1,6 +1,7 @@
 //! The compact encoding of snapshots, written by hand (see `docs/PROTOCOL.md`, "Snapshot
-//! encoding"): ids as gaps in sorted lists, player changes as a field mask plus small signed
-//! differences, fixed-width fields where a varint would be longer.
+//! encoding"): ids as gaps in sorted lists, player changes either as 3 bytes (the common case:
+//! a small move and turn) or as a field mask plus signed differences, fixed-width fields where
+//! a varint would be longer.
 
 use crate::msg::{
     EntityState, EntityUpdate, NetId, PlayerDelta, PlayerState, ProjectileState, SnapshotBody,
@@ -21,10 +22,31 @@ const MASK_AIM: u8 = 4;
 const MASK_HP: u8 = 8;
 const MASK_SCORE: u8 = 16;
 const MASK_ALL: u8 = 31;
-/// The id gap to the previous change sits in the top three bits of a change's first byte;
-/// 0 there means the gap follows as a varint.
-const GAP_SHIFT: u8 = 5;
-const MAX_INLINE_GAP: u32 = 7;
+/// First byte of a masked change: `0`, a 2-bit id gap (1 to 3; 0: the gap follows as a varint),
+/// the 5-bit field mask.
+const MASKED_GAP_SHIFT: u8 = 5;
+const MASKED_MAX_GAP: u32 = 3;
+/// First byte of a compact change: `1`, a 3-bit id gap (1 to 7), then the top 4 of 20 payload
+/// bits; two more bytes carry the low 16 (little-endian). The payload packs `dx + 64` (7 bits),
+/// `dy + 64` (7 bits) and `daim + 32` (6 bits), from the low end.
+const COMPACT_FLAG: u8 = 0x80;
+const COMPACT_GAP_SHIFT: u8 = 4;
+const COMPACT_MAX_GAP: u32 = 7;
+const COMPACT_D: std::ops::RangeInclusive<i32> = -64..=63;
+const COMPACT_AIM: std::ops::RangeInclusive<i16> = -32..=31;
+
+/// The compact payload of a change, if it has that form.
+fn compact_payload(c: &PlayerDelta, gap: u32) -> Option<u32> {
+    let fits = (1..=COMPACT_MAX_GAP).contains(&gap)
+        && c.hp.is_none()
+        && c.score.is_none()
+        && COMPACT_D.contains(&c.dx)
+        && COMPACT_D.contains(&c.dy)
+        && COMPACT_AIM.contains(&c.daim);
+    fits.then(|| {
+        (c.dx + 64) as u32 | ((c.dy + 64) as u32) << 7 | ((i32::from(c.daim) + 32) as u32) << 14
+    })
+}
 
 fn bad(what: &'static str) -> DecodeError {
     DecodeError::Other(what)
@@ -150,13 +172,18 @@ impl Encode for SnapshotBody {
         for c in &self.changed {
             let g = gap(prev, c.id)?;
             prev = c.id.0;
+            if let Some(p) = compact_payload(c, g) {
+                (COMPACT_FLAG | (g as u8) << COMPACT_GAP_SHIFT | (p >> 16) as u8).encode(e)?;
+                ((p & 0xFFFF) as u16).to_le_bytes().encode(e)?;
+                continue;
+            }
             let mask = (if c.dx != 0 { MASK_X } else { 0 })
                 | (if c.dy != 0 { MASK_Y } else { 0 })
                 | (if c.daim != 0 { MASK_AIM } else { 0 })
                 | (if c.hp.is_some() { MASK_HP } else { 0 })
                 | (if c.score.is_some() { MASK_SCORE } else { 0 });
-            let inline = if g <= MAX_INLINE_GAP { g as u8 } else { 0 };
-            (mask | inline << GAP_SHIFT).encode(e)?;
+            let inline = if g <= MASKED_MAX_GAP { g as u8 } else { 0 };
+            (mask | inline << MASKED_GAP_SHIFT).encode(e)?;
             if inline == 0 {
                 g.encode(e)?;
             }
@@ -205,8 +232,23 @@ impl<C> Decode<C> for SnapshotBody {
         let mut prev = 0;
         for _ in 0..n {
             let head = u8::decode(d)?;
+            if head & COMPACT_FLAG != 0 {
+                let g = u32::from((head & !COMPACT_FLAG) >> COMPACT_GAP_SHIFT);
+                prev = next_id(prev, g)?;
+                let low = u16::from_le_bytes(<[u8; 2]>::decode(d)?);
+                let p = u32::from(head & 0x0F) << 16 | u32::from(low);
+                changed.push(PlayerDelta {
+                    id: NetId(prev),
+                    dx: (p & 0x7F) as i32 - 64,
+                    dy: ((p >> 7) & 0x7F) as i32 - 64,
+                    daim: ((p >> 14) & 0x3F) as i16 - 32,
+                    hp: None,
+                    score: None,
+                });
+                continue;
+            }
             let mask = head & MASK_ALL;
-            let inline = u32::from(head >> GAP_SHIFT);
+            let inline = u32::from(head >> MASKED_GAP_SHIFT);
             let g = if inline == 0 { u32::decode(d)? } else { inline };
             prev = next_id(prev, g)?;
             let mut c = PlayerDelta {

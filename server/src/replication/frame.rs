@@ -21,7 +21,7 @@ pub struct FrameEntity {
     pub state: EntityState,
     /// [`entity_hash`] of id and state, computed once per tick.
     pub hash: u32,
-    /// Where it is at the frame's tick, quarter units (for interest management).
+    /// Where it is at the frame's tick, position units (for interest management).
     pub pos: IVec2,
 }
 
@@ -136,7 +136,7 @@ pub struct Replication {
 
 impl Replication {
     /// Keeps `capacity` ticks of history; `visibility` chooses shared or per-client views, and
-    /// `size_q` is the arena's size in quarter units.
+    /// `size_q` is the arena's size in position units.
     #[must_use]
     pub fn new(capacity: usize, visibility: Visibility, size_q: IVec2) -> Replication {
         let interest = match visibility {

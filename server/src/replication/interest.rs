@@ -25,7 +25,7 @@ pub struct Interest {
 }
 
 impl Interest {
-    /// A grid for `radius` (world units) over an arena of `size_q` quarter units.
+    /// A grid for `radius` (world units) over an arena of `size_q` position units.
     #[must_use]
     pub fn new(radius: f32, size_q: IVec2) -> Interest {
         let radius_q = to_q(radius).max(1);
@@ -116,7 +116,8 @@ mod tests {
         }
         let mut grid = Interest::new(800.0, size);
         grid.index(&frame);
-        let r2 = 3200i64 * 3200;
+        let r = i64::from(to_q(800.0));
+        let r2 = r * r;
         let mut out = Vec::new();
         for own in [0usize, 17, 499] {
             grid.query(&frame, own, &mut out);

@@ -15,7 +15,7 @@ pub const MAX_HP: u8 = 100;
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Net(pub NetId);
 
-/// Position in quarter units (see [`tickwire_protocol::quant`]); for a projectile, where it
+/// Position in position units (see [`tickwire_protocol::quant`]); for a projectile, where it
 /// is at the current tick.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Position(pub IVec2);
@@ -59,7 +59,7 @@ pub struct Projectile {
     pub owner: NetId,
     /// The owner's entity, for scoring; it may have left since.
     pub owner_entity: Entity,
-    /// Where it was at `born`, quarter units.
+    /// Where it was at `born`, position units.
     pub origin: IVec2,
     /// Quarter units per tick.
     pub velocity: IVec2,
@@ -70,7 +70,7 @@ pub struct Projectile {
 }
 
 impl Projectile {
-    /// Position at `tick`, quarter units.
+    /// Position at `tick`, position units.
     #[must_use]
     pub fn position_at(&self, tick: Tick) -> IVec2 {
         self.origin + self.velocity * tick.since(self.born)
@@ -91,16 +91,16 @@ pub struct Clock {
     pub dt: f32,
 }
 
-/// Gameplay constants, with durations converted to ticks and lengths to quarter units.
+/// Gameplay constants, with durations converted to ticks and lengths to position units.
 #[derive(Resource, Debug, Clone)]
 pub struct Rules {
     /// Constants as configured.
     pub game: GameConfig,
-    /// Player half-size, quarter units.
+    /// Player half-size, position units.
     pub player_radius_q: i32,
-    /// Player movement per tick at full speed, quarter units.
+    /// Player movement per tick at full speed, position units.
     pub player_step_q: f32,
-    /// Projectile movement per tick, quarter units.
+    /// Projectile movement per tick, position units.
     pub projectile_step_q: f32,
     /// Which entities each client is sent.
     pub visibility: tickwire_protocol::Visibility,

@@ -29,7 +29,7 @@ struct WallFile {
     max: [f32; 2],
 }
 
-/// An axis-aligned box in quarter units, edges inclusive.
+/// An axis-aligned box in position units, edges inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QRect {
     /// Smaller corner.
@@ -38,8 +38,8 @@ pub struct QRect {
     pub max: IVec2,
 }
 
-/// The arena: bounds and walls, in world units (as sent to clients) and in quarter units (as
-/// the simulation uses them: player positions are whole quarter units, see
+/// The arena: bounds and walls, in world units (as sent to clients) and in position units (as
+/// the simulation uses them: player positions are whole position units, see
 /// [`tickwire_protocol::quant`]).
 #[derive(Debug, Clone, Resource)]
 pub struct Map {
@@ -51,9 +51,9 @@ pub struct Map {
     pub height: f32,
     /// Axis-aligned walls, world units.
     pub walls: Vec<Rect>,
-    /// Size in quarter units.
+    /// Size in position units.
     pub size_q: IVec2,
-    /// The walls in quarter units.
+    /// The walls in position units.
     pub walls_q: Vec<QRect>,
 }
 
@@ -118,7 +118,7 @@ impl Map {
         }
     }
 
-    /// True if a square of half-size `r` centred on `p` (quarter units) lies inside the
+    /// True if a square of half-size `r` centred on `p` (position units) lies inside the
     /// bounds and overlaps no wall.
     #[must_use]
     pub fn is_free(&self, p: IVec2, r: i32) -> bool {
@@ -131,7 +131,7 @@ impl Map {
             })
     }
 
-    /// Moves a square of half-size `r` from `from` by `delta` (quarter units), one axis at a
+    /// Moves a square of half-size `r` from `from` by `delta` (position units), one axis at a
     /// time, stopping it flush against walls and the arena bounds. Exact integer arithmetic: a
     /// wall between the start and the end always stops the mover, at any speed.
     #[must_use]
@@ -169,7 +169,7 @@ impl Map {
         self.walls.iter().any(|w| segment_hits_box(a, b, w, r))
     }
 
-    /// A uniformly random position (quarter units) where a player of half-size `r` is free,
+    /// A uniformly random position (position units) where a player of half-size `r` is free,
     /// or `None` if `attempts` tries found none.
     pub fn random_free_position(
         &self,
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn invalid_maps_are_rejected() {
         assert!(Map::from_toml("name='x'\nwidth=-1.0\nheight=10.0", "t").is_err());
-        assert!(Map::from_toml("name='x'\nwidth=20000.0\nheight=10.0", "t").is_err());
+        assert!(Map::from_toml("name='x'\nwidth=40000.0\nheight=10.0", "t").is_err());
         assert!(
             Map::from_toml(
                 "name='x'\nwidth=10.0\nheight=10.0\n[[walls]]\nmin=[5.0,5.0]\nmax=[1.0,9.0]",
@@ -254,24 +254,25 @@ mod tests {
     #[test]
     fn slide_never_tunnels_and_stops_flush() {
         let m = map();
-        let r = 64; // 16 units.
-        let q = |x: i32, y: i32| IVec2::new(x * 4, y * 4);
+        let s = tickwire_protocol::quant::POS_SCALE as i32;
+        let r = 16 * s;
+        let q = |x: i32, y: i32| IVec2::new(x * s, y * s);
         // A huge step to the right stops flush against the wall at x = 400.
         let p = m.slide(q(100, 500), q(10_000, 0), r);
-        assert_eq!(p.x, 400 * 4 - r);
+        assert_eq!(p.x, 400 * s - r);
         // Pushing again from flush does not enter the wall, however often.
-        let mut s = p;
+        let mut pushed = p;
         for _ in 0..100 {
-            s = m.slide(s, IVec2::new(33, 0), r);
-            assert_eq!(s, p);
+            pushed = m.slide(pushed, IVec2::new(17, 0), r);
+            assert_eq!(pushed, p);
         }
         // Bounds clamp.
         assert_eq!(
             m.slide(q(100, 500), q(-500, 2000), r),
-            IVec2::new(r, 4000 - r)
+            IVec2::new(r, 1000 * s - r)
         );
         // Moving along the wall is free.
-        assert_eq!(m.slide(p, q(0, 100), r), IVec2::new(p.x, 600 * 4));
+        assert_eq!(m.slide(p, q(0, 100), r), IVec2::new(p.x, 600 * s));
     }
 
     #[test]
@@ -287,8 +288,8 @@ mod tests {
         let m = Map::load(None).expect("valid");
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..1000 {
-            let p = m.random_free_position(&mut rng, 64, 64).expect("found");
-            assert!(m.is_free(p, 64));
+            let p = m.random_free_position(&mut rng, 32, 64).expect("found");
+            assert!(m.is_free(p, 32));
         }
     }
 }

@@ -3,7 +3,7 @@
 //! projectiles fly and hit, the dead respawn) -> capture the world frame -> replicate (a delta
 //! per client, handed to its session without waiting).
 //!
-//! Positions are whole quarter units and aims whole angle steps, the forms clients receive
+//! Positions are whole position units and aims whole angle steps, the forms clients receive
 //! (see [`tickwire_protocol::quant`]), so the authoritative state is exactly what is replicated.
 
 use super::components::*;
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 use glam::{IVec2, Vec2};
 use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
-use tickwire_protocol::quant::{aim_from_q, aim_to_q, from_q};
+use tickwire_protocol::quant::{POS_SCALE, aim_from_q, aim_to_q, from_q};
 use tickwire_protocol::{
     ArenaInfo, EntityState, PROTOCOL_VERSION, PlayerState, ProjectileState, ServerMsg,
     SnapshotHeader, Welcome,
@@ -166,7 +166,7 @@ pub fn move_players(
         aim.0 = aim_to_q(player.input.aim);
         let dir = Vec2::new(player.input.move_x, player.input.move_y);
         if dir != Vec2::ZERO {
-            // Sanitized inputs have length <= 1; the step is rounded to whole quarter units.
+            // Sanitized inputs have length <= 1; the step is rounded to whole position units.
             let delta = (dir * rules.player_step_q).round().as_ivec2();
             pos.0 = map.slide(pos.0, delta, rules.player_radius_q);
         }
@@ -191,7 +191,7 @@ pub fn fire_weapons(
         }
         player.cooldown_ticks = rules.cooldown_ticks;
         let dir = Vec2::from_angle(aim_from_q(aim.0));
-        let muzzle_offset = dir * (g.player_radius + g.projectile_radius + 1.0) * 4.0;
+        let muzzle_offset = dir * (g.player_radius + g.projectile_radius + 1.0) * POS_SCALE;
         let muzzle = pos.0 + muzzle_offset.round().as_ivec2();
         if map.segment_blocked(world(pos.0), world(muzzle), g.projectile_radius) {
             continue; // Firing into a wall at point blank: the shot is absorbed.

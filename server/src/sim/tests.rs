@@ -132,10 +132,10 @@ impl Harness {
             .world_mut()
             .get_mut::<Position>(e)
             .expect("has position")
-            .0 = (p * 4.0).round().as_ivec2();
+            .0 = (p * tickwire_protocol::quant::POS_SCALE).round().as_ivec2();
     }
 
-    /// A player's position (quarter units) and state.
+    /// A player's position (position units) and state.
     fn player(&mut self, id: NetId) -> (IVec2, Player) {
         let e = self.entity(id).expect("entity exists");
         let w = self.sim.world();
@@ -187,7 +187,12 @@ fn shots_damage_kill_score_and_the_dead_respawn() {
     assert!(died_at.is_some(), "four hits of 25 kill");
     let (pos, victim) = h.player(b.player);
     assert_eq!(victim.hp, MAX_HP, "respawned with full hit points");
-    assert!(h.sim.world().resource::<Map>().is_free(pos, 64));
+    assert!(
+        h.sim
+            .world()
+            .resource::<Map>()
+            .is_free(pos, tickwire_protocol::quant::to_q(16.0))
+    );
     // Both replicas saw the projectiles come and go and still match the server exactly.
     assert!(a.frames > 50 && b.frames > 50);
 }
@@ -209,10 +214,10 @@ fn walls_stop_players_flush() {
     let (pos, _) = h.player(c.player);
     assert_eq!(
         pos.x,
-        (1900 - 16) * 4,
+        tickwire_protocol::quant::to_q(1900.0 - 16.0),
         "stopped flush against the vertical bar"
     );
-    assert_eq!(pos.y, 1700 * 4);
+    assert_eq!(pos.y, tickwire_protocol::quant::to_q(1700.0));
     let Some(tickwire_protocol::EntityState::Player(state)) = c
         .replica
         .latest()
