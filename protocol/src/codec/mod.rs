@@ -313,6 +313,12 @@ mod tests {
             score: None,
         };
         assert_eq!(changed_cost(typical), 3);
+        // A large id gap adds one byte (the gap as a varint) to the compact form.
+        let far = PlayerDelta {
+            id: NetId(200),
+            ..typical
+        };
+        assert_eq!(changed_cost(far), 4);
         // At the edges of the compact ranges, and just outside them.
         for (dx, dy, daim, cost) in [
             (-64, 63, -32, 3),

@@ -26,24 +26,30 @@ const MASK_ALL: u8 = 31;
 /// the 5-bit field mask.
 const MASKED_GAP_SHIFT: u8 = 5;
 const MASKED_MAX_GAP: u32 = 3;
-/// First byte of a compact change: `1`, a 3-bit id gap (1 to 7), then the top 4 of 20 payload
-/// bits; two more bytes carry the low 16 (little-endian). The payload packs `dx + 64` (7 bits),
-/// `dy + 64` (7 bits) and `daim + 32` (6 bits), from the low end.
+/// First byte of a compact change: `1`, a 3-bit id gap (1 to 7; 0: the gap follows as a
+/// varint), then the top 4 of 20 payload bits; two more bytes carry the low 16 (little-endian).
+/// The payload packs `dx + 64` (7 bits), `dy + 64` (7 bits) and `daim + 32` (6 bits), from the
+/// low end.
 const COMPACT_FLAG: u8 = 0x80;
 const COMPACT_GAP_SHIFT: u8 = 4;
 const COMPACT_MAX_GAP: u32 = 7;
 const COMPACT_D: std::ops::RangeInclusive<i32> = -64..=63;
 const COMPACT_AIM: std::ops::RangeInclusive<i16> = -32..=31;
 
-/// The compact payload of a change, if it has that form.
-fn compact_payload(c: &PlayerDelta, gap: u32) -> Option<u32> {
-    let fits = (1..=COMPACT_MAX_GAP).contains(&gap)
-        && c.hp.is_none()
+/// The compact payload of a change, if it has that form and the compact form is no longer than
+/// the masked one (a player that only turns is shorter masked).
+fn compact_payload(c: &PlayerDelta) -> Option<u32> {
+    let fits = c.hp.is_none()
         && c.score.is_none()
         && COMPACT_D.contains(&c.dx)
         && COMPACT_D.contains(&c.dy)
         && COMPACT_AIM.contains(&c.daim);
-    fits.then(|| {
+    // Masked, every small field costs 1 byte after the head; compact, 2 bytes carry all three.
+    let masked_fields = [c.dx != 0, c.dy != 0, c.daim != 0]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    (fits && masked_fields >= 2).then(|| {
         (c.dx + 64) as u32 | ((c.dy + 64) as u32) << 7 | ((i32::from(c.daim) + 32) as u32) << 14
     })
 }
@@ -172,8 +178,12 @@ impl Encode for SnapshotBody {
         for c in &self.changed {
             let g = gap(prev, c.id)?;
             prev = c.id.0;
-            if let Some(p) = compact_payload(c, g) {
-                (COMPACT_FLAG | (g as u8) << COMPACT_GAP_SHIFT | (p >> 16) as u8).encode(e)?;
+            if let Some(p) = compact_payload(c) {
+                let inline = if g <= COMPACT_MAX_GAP { g as u8 } else { 0 };
+                (COMPACT_FLAG | inline << COMPACT_GAP_SHIFT | (p >> 16) as u8).encode(e)?;
+                if inline == 0 {
+                    g.encode(e)?;
+                }
                 ((p & 0xFFFF) as u16).to_le_bytes().encode(e)?;
                 continue;
             }
@@ -233,7 +243,8 @@ impl<C> Decode<C> for SnapshotBody {
         for _ in 0..n {
             let head = u8::decode(d)?;
             if head & COMPACT_FLAG != 0 {
-                let g = u32::from((head & !COMPACT_FLAG) >> COMPACT_GAP_SHIFT);
+                let inline = u32::from((head & !COMPACT_FLAG) >> COMPACT_GAP_SHIFT);
+                let g = if inline == 0 { u32::decode(d)? } else { inline };
                 prev = next_id(prev, g)?;
                 let low = u16::from_le_bytes(<[u8; 2]>::decode(d)?);
                 let p = u32::from(head & 0x0F) << 16 | u32::from(low);
