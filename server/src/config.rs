@@ -44,6 +44,9 @@ pub struct Config {
     /// Offer the `tickwire.v1.json` subprotocol (the same messages as JSON text frames) beside
     /// the binary `tickwire.v1`. Default true.
     pub json_protocol: bool,
+    /// Serve `GET /metrics` (Prometheus text) and `GET /healthz` on the same port as the
+    /// WebSocket endpoint. Default true.
+    pub telemetry_endpoints: bool,
     /// Origins (besides the server's own) allowed to open a WebSocket, matched exactly, e.g.
     /// `https://game.example`; `*` allows any. Requests with no `Origin` header (native
     /// clients, bots) are always allowed; any other origin gets HTTP 403. Default empty.
@@ -151,6 +154,7 @@ impl Default for Config {
             close_timeout_ms: 1000,
             ws_path: "/ws".into(),
             json_protocol: true,
+            telemetry_endpoints: true,
             allowed_origins: Vec::new(),
             ping_interval_ms: 5000,
             idle_timeout_ms: 15000,

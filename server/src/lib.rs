@@ -10,6 +10,7 @@
 //! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
 //! - [`replication`]: world frames, their history, deltas, and the session/tick boundary.
 //! - [`stats`]: counters shared by every part.
+//! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`error`]: the crate's error type.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod net;
 pub mod replication;
 pub mod sim;
 pub mod stats;
+pub mod telemetry;
 
 pub use config::{Config, GameConfig, VisibilityMode};
 pub use error::ServerError;

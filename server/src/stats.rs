@@ -4,6 +4,11 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// The close codes counted one by one; any other code counts as the last entry (1011).
+pub const COUNTED_CLOSE_CODES: [u16; 14] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1013, 4001, 4002, 4003, 4004, 4005, 1011,
+];
+
 /// Live counters of one server.
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -47,6 +52,12 @@ pub struct ServerStats {
     pub rate_limited: AtomicU64,
     /// Clients closed for staying too many snapshots behind.
     pub slow_kicks: AtomicU64,
+    /// Messages received from clients (binary or text frames).
+    pub messages_in: AtomicU64,
+    /// Sessions that ended without a close handshake (reset, EOF, write timeout).
+    pub connections_lost: AtomicU64,
+    /// Sessions that ended with a close frame, by code (see [`COUNTED_CLOSE_CODES`]).
+    closes: [AtomicU64; COUNTED_CLOSE_CODES.len()],
     /// HTTP requests answered with an error status instead of an upgrade.
     pub http_refusals: AtomicU64,
 }
@@ -55,6 +66,23 @@ impl ServerStats {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a session that ended with close `code`.
+    pub fn record_close(&self, code: u16) {
+        let i = COUNTED_CLOSE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .unwrap_or(COUNTED_CLOSE_CODES.len() - 1);
+        self.closes[i].fetch_add(1, Relaxed);
+    }
+
+    /// Sessions ended per close code so far.
+    pub fn closes_by_code(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        COUNTED_CLOSE_CODES
+            .iter()
+            .zip(&self.closes)
+            .map(|(c, n)| (*c, n.load(Relaxed)))
     }
 
     /// Reads a counter.

@@ -82,8 +82,25 @@ impl Refusal {
     }
 }
 
+/// A plain HTTP endpoint served on the same port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `GET /healthz`: 200 while the tick loop is on schedule, 503 otherwise.
+    Healthz,
+}
+
 /// What the routing decided.
-pub type Route = Result<Upgrade, Refusal>;
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Upgrade to WebSocket.
+    Upgrade(Upgrade),
+    /// Serve an HTTP endpoint.
+    Endpoint(Endpoint),
+    /// Answer with an error status and close.
+    Refuse(Refusal),
+}
 
 /// What the routing checks requests against.
 #[derive(Debug, Clone)]
@@ -92,6 +109,8 @@ pub struct Policy {
     pub ws_path: String,
     /// Whether `tickwire.v1.json` may be negotiated.
     pub json: bool,
+    /// Whether `/metrics` and `/healthz` are served.
+    pub telemetry: bool,
     /// Who may connect from a browser.
     pub origins: OriginPolicy,
 }
@@ -101,6 +120,7 @@ impl Default for Policy {
         Policy {
             ws_path: "/ws".into(),
             json: true,
+            telemetry: true,
             origins: OriginPolicy::default(),
         }
     }
@@ -159,6 +179,13 @@ fn valid_key(key: &str) -> bool {
 
 /// Routes a complete request head (up to and including the blank line).
 pub fn route(head: &[u8], policy: &Policy) -> Route {
+    match route_request(head, policy) {
+        Ok(r) => r,
+        Err(refusal) => Route::Refuse(refusal),
+    }
+}
+
+fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
     let ws_path = policy.ws_path.as_str();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -171,6 +198,19 @@ pub fn route(head: &[u8], policy: &Policy) -> Route {
         Err(e) => return Err(Refusal::new(400, format!("malformed request: {e}\n"))),
     }
     let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+    let endpoint = match path {
+        "/metrics" if policy.telemetry => Some(Endpoint::Metrics),
+        "/healthz" if policy.telemetry => Some(Endpoint::Healthz),
+        _ => None,
+    };
+    if let Some(e) = endpoint {
+        if req.method != Some("GET") {
+            let mut r = Refusal::new(405, format!("{path} only accepts GET\n"));
+            r.headers.push("Allow: GET".into());
+            return Err(r);
+        }
+        return Ok(Route::Endpoint(e));
+    }
     if path != ws_path {
         return Err(Refusal::new(
             404,
@@ -252,15 +292,16 @@ pub fn route(head: &[u8], policy: &Policy) -> Route {
             }
         }
     };
-    Ok(Upgrade {
+    Ok(Route::Upgrade(Upgrade {
         accept_key: derive_accept_key(key.as_bytes()),
         protocol,
         echo_protocol: !offered.is_empty(),
-    })
+    }))
 }
 
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -268,6 +309,7 @@ fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
@@ -275,17 +317,24 @@ fn reason_phrase(status: u16) -> &'static str {
 /// The bytes of a refusal response; the connection closes after it.
 #[must_use]
 pub fn refusal_response(r: &Refusal) -> Vec<u8> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason_phrase(r.status));
-    for h in &r.headers {
+    response(r.status, "text/plain; charset=utf-8", &r.headers, &r.body)
+}
+
+/// The bytes of a complete response with a body; the connection closes after it.
+#[must_use]
+pub fn response(status: u16, content_type: &str, headers: &[String], body: &str) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
+    for h in headers {
         head.push_str(h);
         head.push_str("\r\n");
     }
     head.push_str(&format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        r.body.len()
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
     ));
     let mut out = head.into_bytes();
-    out.extend_from_slice(r.body.as_bytes());
+    out.extend_from_slice(body.as_bytes());
     out
 }
 
@@ -361,12 +410,53 @@ mod tests {
     }
 
     fn status(r: Route) -> u16 {
-        r.err().map_or(101, |e| e.status)
+        match r {
+            Route::Upgrade(_) => 101,
+            Route::Endpoint(_) => 200,
+            Route::Refuse(e) => e.status,
+        }
+    }
+
+    fn upgrade(r: Route) -> Upgrade {
+        match r {
+            Route::Upgrade(u) => u,
+            other => panic!("expected an upgrade, got {other:?}"),
+        }
+    }
+
+    fn refusal(r: Route) -> Refusal {
+        match r {
+            Route::Refuse(e) => e,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn telemetry_endpoints() {
+        let p = Policy::default();
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+        assert_eq!(
+            route(&get("/metrics"), &p),
+            Route::Endpoint(Endpoint::Metrics)
+        );
+        assert_eq!(
+            route(&get("/healthz"), &p),
+            Route::Endpoint(Endpoint::Healthz)
+        );
+        assert_eq!(
+            status(route(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &p)),
+            405
+        );
+        let off = Policy {
+            telemetry: false,
+            ..Policy::default()
+        };
+        assert_eq!(status(route(&get("/metrics"), &off)), 404);
     }
 
     #[test]
     fn upgrade_with_the_rfc_sample_key() {
-        let up = route(&req("/ws", ""), &Policy::default()).expect("upgrades");
+        let up = upgrade(route(&req("/ws", ""), &Policy::default()));
         assert_eq!(up.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(up.protocol, Subprotocol::Binary);
         assert!(!up.echo_protocol);
@@ -439,21 +529,25 @@ mod tests {
     #[test]
     fn subprotocol_negotiation() {
         let p = Policy::default();
-        let up = route(
+        let up = upgrade(route(
             &req("/ws", "Sec-WebSocket-Protocol: foo, tickwire.v1.json\r\n"),
             &p,
-        )
-        .expect("upgrades");
+        ));
         assert_eq!(up.protocol, Subprotocol::Json);
         assert!(
             String::from_utf8(upgrade_response(&up))
                 .expect("ascii")
                 .contains("Sec-WebSocket-Protocol: tickwire.v1.json\r\n")
         );
-        let up = route(&req("/ws", "Sec-WebSocket-Protocol: tickwire.v1\r\n"), &p).expect("ok");
+        let up = upgrade(route(
+            &req("/ws", "Sec-WebSocket-Protocol: tickwire.v1\r\n"),
+            &p,
+        ));
         assert_eq!(up.protocol, Subprotocol::Binary);
-        let refused =
-            route(&req("/ws", "Sec-WebSocket-Protocol: mqtt, chat\r\n"), &p).expect_err("refused");
+        let refused = refusal(route(
+            &req("/ws", "Sec-WebSocket-Protocol: mqtt, chat\r\n"),
+            &p,
+        ));
         assert_eq!(refused.status, 400);
         assert!(refused.body.contains("tickwire.v1") && refused.body.contains("tickwire.v1.json"));
         let binary_only = Policy {
@@ -464,7 +558,7 @@ mod tests {
             &req("/ws", "Sec-WebSocket-Protocol: tickwire.v1.json\r\n"),
             &binary_only,
         );
-        assert_eq!(r.expect_err("json disabled").status, 400);
+        assert_eq!(refusal(r).status, 400);
     }
 
     #[test]

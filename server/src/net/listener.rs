@@ -7,6 +7,7 @@ use crate::sim::Sim;
 use crate::sim::driver::TickLoop;
 use crate::sim::map::Map;
 use crate::stats::ServerStats;
+use crate::telemetry::Telemetry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub struct Server {
     scheme: &'static str,
     ws_path: String,
     stats: Arc<ServerStats>,
+    telemetry: Arc<Telemetry>,
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
     tick: TickLoop,
@@ -51,12 +53,23 @@ impl Server {
         })?;
         let stats = Arc::new(ServerStats::default());
         let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
+        let telemetry = Arc::new(Telemetry::new(
+            Arc::clone(&stats),
+            config.tick_rate_hz,
+            config.max_catchup_ticks,
+        ));
         let sim = Sim::new(&config, map, join_rx, Arc::clone(&stats));
-        let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats))?;
+        let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats), Arc::clone(&telemetry))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         let ws_path = config.ws_path.clone();
-        let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats), tls));
+        let shared = Arc::new(Shared::new(
+            config,
+            join_tx,
+            Arc::clone(&stats),
+            Arc::clone(&telemetry),
+            tls,
+        ));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         info!(%local_addr, scheme, %ws_path, "listening");
         Ok(Server {
@@ -64,6 +77,7 @@ impl Server {
             scheme,
             ws_path,
             stats,
+            telemetry,
             shutdown,
             accept_task,
             tick,
@@ -86,6 +100,18 @@ impl Server {
     #[must_use]
     pub fn stats(&self) -> &Arc<ServerStats> {
         &self.stats
+    }
+
+    /// Tick and phase timings, lag, health.
+    #[must_use]
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Pauses or resumes the tick loop, as if it had stalled (a diagnostic hook: `/healthz`
+    /// answers 503 while paused, and the loop skips the missed ticks when it resumes).
+    pub fn set_tick_paused(&self, paused: bool) {
+        self.tick.set_paused(paused);
     }
 
     /// Stops accepting, closes every session with 1001 (waiting at most `shutdown_grace_ms`

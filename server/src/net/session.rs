@@ -8,13 +8,14 @@
 //! world. A peer that breaks a rule gets a [`ServerMsg::Error`] and a close frame with a code
 //! from [`close`] and a reason.
 
-use super::http::{self, Head, Subprotocol};
+use super::http::{self, Endpoint, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
 use crate::config::Config;
 use crate::replication::{
     ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
 };
 use crate::stats::ServerStats;
+use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 use futures_util::{SinkExt, StreamExt};
@@ -45,6 +46,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     joins: crossbeam_channel::Sender<JoinRequest>,
     stats: Arc<ServerStats>,
+    telemetry: Arc<Telemetry>,
     next_id: AtomicU64,
     players: AtomicUsize,
     ws_config: WebSocketConfig,
@@ -57,6 +59,7 @@ impl Shared {
         config: Config,
         joins: crossbeam_channel::Sender<JoinRequest>,
         stats: Arc<ServerStats>,
+        telemetry: Arc<Telemetry>,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
@@ -68,6 +71,7 @@ impl Shared {
         let policy = http::Policy {
             ws_path: config.ws_path.clone(),
             json: config.json_protocol,
+            telemetry: config.telemetry_endpoints,
             origins: http::OriginPolicy {
                 allowed: config.allowed_origins.clone(),
             },
@@ -76,6 +80,7 @@ impl Shared {
             config,
             joins,
             stats,
+            telemetry,
             next_id: AtomicU64::new(1),
             players: AtomicUsize::new(0),
             ws_config,
@@ -214,14 +219,32 @@ where
     let mut buf = Vec::with_capacity(1024);
     let refusal = match http::read_head(stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.policy) {
-            Ok(up) => {
+            Route::Upgrade(up) => {
                 http::write_all(stream, &http::upgrade_response(&up))
                     .await
                     .ok()?;
                 debug!(protocol = up.protocol.name(), "upgraded");
                 return Some((up.protocol, buf.split_off(len)));
             }
-            Err(refusal) => refusal,
+            Route::Endpoint(endpoint) => {
+                let text = "text/plain; charset=utf-8";
+                let bytes = match endpoint {
+                    Endpoint::Metrics => http::response(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        &[],
+                        &shared.telemetry.render(),
+                    ),
+                    Endpoint::Healthz => match shared.telemetry.health() {
+                        Ok(()) => http::response(200, text, &[], "ok\n"),
+                        Err(why) => http::response(503, text, &[], &format!("{why}\n")),
+                    },
+                };
+                let _ = http::write_all(stream, &bytes).await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
+            Route::Refuse(refusal) => refusal,
         },
         Ok(Head::TooLarge) => http::Refusal {
             status: 431,
@@ -270,17 +293,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         // The tick thread reads this only after it sees the event channel disconnect, which
         // happened when `serve` returned and dropped the sender.
         *leave.lock() = Some(reason);
+        let stats = &self.shared.stats;
         match end {
             End::PeerClosed => {
                 info!("peer closed");
+                stats.record_close(close::NORMAL);
                 self.finish_close().await;
             }
-            End::Lost => info!("connection lost"),
+            End::Lost => {
+                info!("connection lost");
+                ServerStats::add(&stats.connections_lost, 1);
+            }
             End::Close {
                 code,
                 reason,
                 violation,
             } => {
+                stats.record_close(code);
                 if violation {
                     ServerStats::add(&self.shared.stats.protocol_closes, 1);
                 }
@@ -560,10 +589,12 @@ async fn next_msg<S: AsyncRead + AsyncWrite + Unpin>(
     };
     match (frame, protocol) {
         (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
+            ServerStats::add(&stats.messages_in, 1);
             ServerStats::add(&stats.bytes_in, bytes.len() as u64);
             decode_client(&bytes).map(Some).map_err(undecodable)
         }
         (Ok(Message::Text(text)), Subprotocol::Json) => {
+            ServerStats::add(&stats.messages_in, 1);
             ServerStats::add(&stats.bytes_in, text.len() as u64);
             decode_client_json(&text).map(Some).map_err(undecodable)
         }

@@ -127,6 +127,8 @@ pub struct ClientLink {
     pub kick: Arc<Kick>,
     /// Snapshots skipped in a row because the outbox was full.
     pub skipped_in_a_row: u32,
+    /// This tick's frame, between the replicate and hand-off phases, and whether it is full.
+    pub pending: Option<(bytes::Bytes, bool)>,
     /// Newest tick the client acknowledged that was sent to it.
     pub acked: Option<Tick>,
     /// Sequence number of the latest input applied.
@@ -150,6 +152,7 @@ impl ClientLink {
             leave: join.leave,
             kick: join.kick,
             skipped_in_a_row: 0,
+            pending: None,
             acked: None,
             last_input_seq: 0,
             sent_mask: 0,

@@ -4,15 +4,19 @@
 //! the previous wake-up), so rounding and scheduling jitter do not accumulate. A tick that ends
 //! after the next deadline is an overrun; the loop then runs the next tick at once to catch up.
 //! If it falls more than `max_catchup_ticks` behind, it skips the missed ticks (counted) rather
-//! than trying to run them all, so an overload can never spiral.
+//! than trying to run them all, so an overload can never spiral: the world then runs slower
+//! than real time for a moment, clients see a gap in tick numbers, and nothing queues up.
+//! Every tick's phase timings and the lag go to [`Telemetry`].
 
 use super::Sim;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::stats::ServerStats;
+use crate::telemetry::Telemetry;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +29,7 @@ const MAX_RECORDED_US: u64 = 60_000_000;
 pub struct TickLoop {
     stop: Sender<()>,
     handle: JoinHandle<()>,
+    paused: Arc<AtomicBool>,
 }
 
 impl TickLoop {
@@ -33,7 +38,10 @@ impl TickLoop {
         sim: Sim,
         config: &Config,
         stats: Arc<ServerStats>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<TickLoop, ServerError> {
+        let paused = Arc::new(AtomicBool::new(false));
+        let paused_in_loop = Arc::clone(&paused);
         let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let schedule = Schedule {
             tick_rate_hz: u64::from(config.tick_rate_hz),
@@ -42,9 +50,28 @@ impl TickLoop {
         };
         let handle = std::thread::Builder::new()
             .name("tickwire-tick".into())
-            .spawn(move || run(sim, &schedule, &stats, &stop_rx))
+            .spawn(move || {
+                run(
+                    sim,
+                    &schedule,
+                    &stats,
+                    &telemetry,
+                    &paused_in_loop,
+                    &stop_rx,
+                )
+            })
             .map_err(ServerError::TickThread)?;
-        Ok(TickLoop { stop, handle })
+        Ok(TickLoop {
+            stop,
+            handle,
+            paused,
+        })
+    }
+
+    /// Stops running ticks until resumed, as a stalled loop would (a diagnostic hook: health
+    /// checks then fail, and on resume the loop skips what it missed).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Relaxed);
     }
 
     /// Stops the loop after the current tick and waits for the thread to end.
@@ -75,8 +102,11 @@ fn run(
     mut sim: Sim,
     schedule: &Schedule,
     stats: &ServerStats,
+    telemetry: &Telemetry,
+    paused: &AtomicBool,
     stop: &crossbeam_channel::Receiver<()>,
 ) {
+    let period = schedule.offset(1);
     let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_RECORDED_US, 3)
         .expect("static histogram bounds are valid");
     let start = Instant::now();
@@ -86,19 +116,26 @@ fn run(
     let mut n: u64 = 0;
     info!(tick_rate_hz = schedule.tick_rate_hz, "tick loop started");
     loop {
-        let t0 = Instant::now();
-        sim.tick();
-        let took = t0.elapsed();
+        if paused.load(Relaxed) {
+            match stop.recv_timeout(period) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let timings = sim.tick();
+        let took = timings.total();
         hist.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1));
         n += 1;
         let mut deadline = start + schedule.offset(n);
         let now = Instant::now();
+        let mut lag = 0;
         if now > deadline {
             window_overruns += 1;
             ServerStats::add(&stats.overruns, 1);
             let behind =
                 (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz) / 1_000_000_000;
             let behind = u64::try_from(behind).unwrap_or(u64::MAX);
+            lag = behind;
             if behind > schedule.max_catchup_ticks {
                 n += behind;
                 ServerStats::add(&stats.skipped_ticks, behind);
@@ -106,6 +143,7 @@ fn run(
                 warn!(skipped = behind, "tick loop fell behind; skipping ticks");
             }
         }
+        telemetry.record_tick(&timings, lag);
         if now.duration_since(window_start) >= schedule.stats_interval {
             let secs = now.duration_since(window_start).as_secs_f64();
             let bytes = ServerStats::read(&stats.bytes_out);

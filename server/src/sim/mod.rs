@@ -1,8 +1,9 @@
 //! The simulation: a `bevy_ecs` World stepped by one Schedule per tick, with no sockets.
 //!
 //! Data flows in through bounded channels (join requests, then each client's inputs and acks),
-//! through the systems in [`systems`] in a fixed order, and out as one snapshot frame per
-//! client per tick on each client's bounded outbox. [`Sim::tick`] never blocks: the tick thread
+//! through the systems in [`systems`] in five timed phases (ingest, simulate, capture,
+//! replicate, hand off; see [`PHASES`]), and out as one snapshot frame per client per tick on
+//! each client's bounded outbox. [`Sim::tick`] never blocks: the tick thread
 //! in [`driver`] calls it on a fixed schedule, and tests and benches call it directly.
 //!
 //! - [`components`]: components and resources.
@@ -27,15 +28,39 @@ use components::*;
 use crossbeam_channel::Receiver;
 use map::Map;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tickwire_protocol::Tick;
 
 /// Side of a cell of the player grid, in world units.
 const GRID_CELL: f32 = 200.0;
 
-/// The world and its schedule.
+/// Names of the tick's phases, in the order they run.
+pub const PHASES: [&str; 5] = ["ingest", "simulate", "capture", "replicate", "handoff"];
+
+/// How long each phase of one tick took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TickTimings {
+    /// Per phase, in the order of [`PHASES`].
+    pub took: [Duration; PHASES.len()],
+}
+
+impl TickTimings {
+    /// The whole tick.
+    #[must_use]
+    pub fn total(&self) -> Duration {
+        self.took.iter().sum()
+    }
+
+    /// Each phase's name and time.
+    pub fn phases(&self) -> impl Iterator<Item = (&'static str, Duration)> + '_ {
+        PHASES.iter().copied().zip(self.took.iter().copied())
+    }
+}
+
+/// The world and one schedule per phase.
 pub struct Sim {
     world: World,
-    schedule: Schedule,
+    phases: [Schedule; PHASES.len()],
 }
 
 impl Sim {
@@ -84,27 +109,39 @@ impl Sim {
             size_q,
         ));
 
-        let mut schedule = Schedule::default();
-        schedule.add_systems(
-            (
-                systems::ingest_joins,
-                systems::ingest_client_events,
-                systems::move_players,
-                systems::fire_weapons,
-                systems::index_players,
-                systems::move_projectiles,
-                systems::respawn_players,
-                systems::capture_world,
-                systems::replicate,
-            )
-                .chain(),
-        );
-        Sim { world, schedule }
+        let phase = |systems: bevy_ecs::schedule::ScheduleConfigs<_>| {
+            let mut schedule = Schedule::default();
+            schedule.add_systems(systems);
+            schedule
+        };
+        let phases = [
+            phase((systems::ingest_joins, systems::ingest_client_events).chain()),
+            phase(
+                (
+                    systems::move_players,
+                    systems::fire_weapons,
+                    systems::index_players,
+                    systems::move_projectiles,
+                    systems::respawn_players,
+                )
+                    .chain(),
+            ),
+            phase(systems::capture_world.into_configs()),
+            phase(systems::replicate.into_configs()),
+            phase(systems::hand_off.into_configs()),
+        ];
+        Sim { world, phases }
     }
 
-    /// Runs one tick: ingest, simulate, capture, replicate. Then advances the clock.
-    pub fn tick(&mut self) {
-        self.schedule.run(&mut self.world);
+    /// Runs one tick: ingest, simulate, capture, replicate, hand off. Then advances the clock.
+    /// Returns how long each phase took.
+    pub fn tick(&mut self) -> TickTimings {
+        let mut took = [Duration::ZERO; PHASES.len()];
+        for (schedule, t) in self.phases.iter_mut().zip(&mut took) {
+            let t0 = Instant::now();
+            schedule.run(&mut self.world);
+            *t = t0.elapsed();
+        }
         // Without this, removal trackers grow without bound (see CRATES.md, P1).
         self.world.clear_trackers();
         let done = self.current_tick();
@@ -116,6 +153,7 @@ impl Sim {
             .ticks_total
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.world.resource_mut::<Clock>().tick = done.next();
+        TickTimings { took }
     }
 
     /// The tick the next call to [`Sim::tick`] will simulate.

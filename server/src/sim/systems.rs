@@ -1,7 +1,7 @@
-//! The systems of one tick, in the order the schedule runs them:
+//! The systems of one tick, in the order the phases run them:
 //! ingest (joins, then each client's inputs and acks) -> simulate (players move, weapons fire,
 //! projectiles fly and hit, the dead respawn) -> capture the world frame -> replicate (a delta
-//! per client, handed to its session without waiting).
+//! per client) -> hand off (each frame to its session, without waiting).
 //!
 //! Positions are whole position units and aims whole angle steps, the forms clients receive
 //! (see [`tickwire_protocol::quant`]), so the authoritative state is exactly what is replicated.
@@ -358,18 +358,14 @@ pub fn capture_world(
     replication.commit();
 }
 
-/// Builds each client's snapshot against its acknowledged baseline and hands it to the
-/// session with `try_send`; a full outbox means the client skips this snapshot. In `global`
-/// mode bodies are shared between clients with the same baseline; in `aoi` mode each client's
-/// view is diffed against its own view at its baseline.
+/// Builds each client's snapshot against its acknowledged baseline and leaves it on the link
+/// for [`hand_off`]. In `global` mode bodies are shared between clients with the same
+/// baseline; in `aoi` mode each client's view is diffed against its own view at its baseline.
 pub fn replicate(
     mut links: Query<(&Net, &mut Link)>,
     mut replication: ResMut<Replication>,
     clock: Res<Clock>,
-    rules: Res<Rules>,
-    stats: Res<Stats>,
 ) {
-    let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
     let mut body = Vec::new();
     for (net, mut link) in &mut links {
         let link = &mut link.0;
@@ -401,12 +397,30 @@ pub fn replicate(
             encode_snapshot_frame(&header, &shared, &mut frame);
             baseline
         };
+        link.pending = Some((Bytes::from(frame), baseline.is_none()));
+    }
+}
+
+/// Hands each client's snapshot to its session with `try_send`, never waiting: a full outbox
+/// means the client skips this snapshot, and one that stays behind too long is closed.
+pub fn hand_off(
+    mut links: Query<&mut Link>,
+    clock: Res<Clock>,
+    rules: Res<Rules>,
+    stats: Res<Stats>,
+) {
+    let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
+    for mut link in &mut links {
+        let link = &mut link.0;
+        let Some((frame, is_full)) = link.pending.take() else {
+            continue;
+        };
         let len = frame.len() as u64;
-        let ok = match link.outbox.try_send(Outgoing::Frame(Bytes::from(frame))) {
+        let ok = match link.outbox.try_send(Outgoing::Frame(frame)) {
             Ok(()) => {
                 sent += 1;
                 bytes_out += len;
-                full += u64::from(baseline.is_none());
+                full += u64::from(is_full);
                 true
             }
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
