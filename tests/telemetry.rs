@@ -55,13 +55,13 @@ fn parse_prometheus(text: &str) -> HashSet<String> {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad name in {line}"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels: {line}"
-                );
-            }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels: {line}"
+            );
         }
         names.insert(name.to_owned());
     }
