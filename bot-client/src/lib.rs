@@ -16,7 +16,12 @@ pub mod bot;
 pub mod client;
 pub mod report;
 pub mod swarm;
-pub mod wander;
+
+/// The scenario's "wander" behaviour (it lives in the protocol crate, so the server's headless
+/// harness uses the same one).
+pub mod wander {
+    pub use tickwire_protocol::scenario::Wander;
+}
 
 pub use client::{Client, ClientError, Event};
 pub use report::Report;

@@ -8,6 +8,7 @@
 //! - [`tick`]: the [`Tick`] newtype with wrap-aware ordering.
 //! - [`msg`]: every message and the entity state that is replicated.
 //! - [`quant`]: the fixed-point forms of positions, velocities and angles.
+//! - [`scenario`]: the reference bot behaviour "wander", pure and seeded.
 //! - [`codec`]: the only place that calls bincode; every decode is bounded by a size limit.
 //! - [`delta`]: field-level player deltas, made by the server and applied by clients.
 //! - [`checksum`]: the hash of a client's view of the world, used to detect desyncs.
@@ -22,6 +23,7 @@ pub mod delta;
 pub mod input;
 pub mod msg;
 pub mod quant;
+pub mod scenario;
 pub mod tick;
 pub mod view;
 

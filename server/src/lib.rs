@@ -12,9 +12,11 @@
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`error`]: the crate's error type.
+//! - [`headroom`]: the socket-less harness and the "how many players fit" report.
 
 pub mod config;
 pub mod error;
+pub mod headroom;
 pub mod net;
 pub mod replication;
 pub mod sim;

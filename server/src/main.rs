@@ -16,6 +16,9 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// Run something other than the server.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TOML configuration file; flags override its values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -54,8 +57,29 @@ struct Cli {
     print_config: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Measure the tick budget headlessly with N simulated clients (no sockets): p50/p99/max per
+    /// phase, the fraction of the budget used, and the largest N under a fraction of it. Uses
+    /// the configuration (tick rate, visibility, map...) given by the other flags.
+    Headroom {
+        /// Client counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,250,500,1000,2000")]
+        clients: Vec<usize>,
+        /// Ticks measured per client count (after 90 warm-up ticks).
+        #[arg(long, default_value_t = 300)]
+        ticks: usize,
+        /// Fraction of the tick budget a p99 tick may use.
+        #[arg(long, default_value_t = 0.5)]
+        max_fraction: f64,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+}
+
 impl Cli {
-    fn into_config(self) -> anyhow::Result<(Config, bool)> {
+    fn into_config(self) -> anyhow::Result<(Config, bool, Option<Command>)> {
         let mut cfg = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -91,12 +115,35 @@ impl Cli {
             cfg.hello_timeout_ms = v;
         }
         cfg.validate()?;
-        Ok((cfg, self.print_config))
+        Ok((cfg, self.print_config, self.command))
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let (config, print) = Cli::parse().into_config()?;
+    let (config, print, command) = Cli::parse().into_config()?;
+    if let Some(Command::Headroom {
+        clients,
+        ticks,
+        max_fraction,
+        json,
+    }) = command
+    {
+        anyhow::ensure!(
+            !clients.is_empty() && ticks > 0,
+            "--clients and --ticks must be given"
+        );
+        let report = tickwire_server::headroom::run(&config, &clients, ticks, max_fraction);
+        #[allow(clippy::print_stdout)] // The report is the command's output.
+        {
+            print!("{}", report.table());
+        }
+        if let Some(path) = json {
+            let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
     if print {
         let text = toml::to_string_pretty(&config).context("serializing the config")?;
         #[allow(clippy::print_stdout)] // The requested output, not a log line.

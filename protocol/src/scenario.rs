@@ -1,11 +1,12 @@
-//! The "wander" behaviour of the reference scenario (`SCENARIO.md`): one input per tick with an
+//! The "wander" behaviour of the reference scenario "arena" (`SCENARIO.md`), shared by the bot
+//! swarm and the server's headless harness: one input per tick with an
 //! increasing sequence number; a new uniformly random direction every 2.0 s +/- 0.5 s and at once
 //! when blocked; aim turning by +0.05 rad per input; fire with probability 1/30 per input. All
 //! randomness comes from the seed.
 
+use crate::input::wrap_angle;
+use crate::msg::Input;
 use std::f32::consts::{PI, TAU};
-use tickwire_protocol::Input;
-use tickwire_protocol::input::wrap_angle;
 
 /// Aim turn per input, radians.
 const AIM_STEP: f32 = 0.05;

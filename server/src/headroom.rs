@@ -1,0 +1,355 @@
+//! The headless harness and the headroom report: how much of the tick budget the server uses
+//! with N simulated clients, and the largest N that fits under a chosen fraction of it.
+//!
+//! A [`Harness`] runs the real simulation and replication with N clients that have no sockets:
+//! each tick they send one "wander" input and ack a snapshot from 1 to 3 ticks earlier (as over
+//! a network), and their outboxes are emptied. Client 0's snapshots go through a replica and
+//! are verified, so a run cannot look fast while producing wrong deltas. The criterion bench
+//! `tick` and the `tickwire-server headroom` command both use it.
+
+use crate::config::{Config, VisibilityMode};
+use crate::replication::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
+use crate::sim::map::Map;
+use crate::sim::{PHASES, Sim, TickTimings};
+use crate::stats::ServerStats;
+use crossbeam_channel::Sender;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tickwire_protocol::codec::decode_server;
+use tickwire_protocol::scenario::Wander;
+use tickwire_protocol::view::Replica;
+use tickwire_protocol::{ServerMsg, Tick};
+use tokio::sync::mpsc;
+
+/// Ticks run after the clients join and before measuring, so projectiles, deaths and
+/// respawns are in steady state.
+pub const WARMUP_TICKS: usize = 90;
+
+struct FakeClient {
+    events: Sender<ClientEvent>,
+    outbox: mpsc::Receiver<Outgoing>,
+    wander: Wander,
+    /// Ticks of acknowledgement lag (1..=3).
+    lag: usize,
+    received: VecDeque<Tick>,
+}
+
+/// N socket-less clients around a real simulation.
+pub struct Harness {
+    sim: Sim,
+    clients: Vec<FakeClient>,
+    replica: Replica,
+    /// Payload bytes handed to all clients in the last tick.
+    pub bytes_last_tick: u64,
+}
+
+impl Harness {
+    /// A world with `n` clients joined and warmed up, using `config` (its bind address and
+    /// network settings are ignored).
+    ///
+    /// # Panics
+    /// If the embedded map is invalid or client 0's replica ever disagrees with the server.
+    #[must_use]
+    pub fn new(config: &Config, n: usize) -> Harness {
+        let map = Map::load(config.map.as_deref()).expect("the map loads");
+        let (join_tx, join_rx) = crossbeam_channel::bounded(n.max(1));
+        let sim = Sim::new(config, map, join_rx, Arc::new(ServerStats::default()));
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            let (events, events_rx) = crossbeam_channel::bounded(config.input_queue_len);
+            let (outbox_tx, outbox) = mpsc::channel(config.outbox_len);
+            join_tx
+                .send(JoinRequest {
+                    client: ClientId(i as u64),
+                    name: format!("sim-{i}"),
+                    events: events_rx,
+                    outbox: outbox_tx,
+                    leave: LeaveSlot::default(),
+                    kick: Arc::new(Kick::default()),
+                })
+                .expect("the join queue holds n");
+            clients.push(FakeClient {
+                events,
+                outbox,
+                wander: Wander::new(config.seed.wrapping_add(i as u64), config.tick_rate_hz),
+                lag: 1 + i % 3,
+                received: VecDeque::with_capacity(4),
+            });
+        }
+        let mut h = Harness {
+            sim,
+            clients,
+            replica: Replica::new(),
+            bytes_last_tick: 0,
+        };
+        for _ in 0..WARMUP_TICKS {
+            h.step();
+        }
+        h
+    }
+
+    /// Sends each client's input and lagged ack (not part of the tick).
+    pub fn feed(&mut self) {
+        for c in &mut self.clients {
+            let _ = c
+                .events
+                .try_send(ClientEvent::Input(c.wander.next_input(false)));
+            if c.received.len() >= c.lag {
+                let t = c.received[c.received.len() - c.lag];
+                let _ = c.events.try_send(ClientEvent::Ack(t));
+            }
+        }
+    }
+
+    /// Runs one tick and returns its phase timings.
+    pub fn tick(&mut self) -> TickTimings {
+        self.sim.tick()
+    }
+
+    /// Empties every outbox (not part of the tick); client 0's frames are verified.
+    ///
+    /// # Panics
+    /// If client 0's replica disagrees with the server.
+    pub fn drain(&mut self) {
+        let tick = self.sim.current_tick().minus(1);
+        self.bytes_last_tick = 0;
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            let mut got = false;
+            while let Ok(out) = c.outbox.try_recv() {
+                let Outgoing::Frame(bytes) = out else {
+                    continue;
+                };
+                self.bytes_last_tick += bytes.len() as u64;
+                got = true;
+                if i == 0
+                    && let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("frames decode")
+                {
+                    self.replica
+                        .apply(&s.header, &s.body)
+                        .expect("client 0's replica matches the server");
+                }
+            }
+            // Every frame drained now belongs to the tick just run.
+            if got {
+                if c.received.len() == 4 {
+                    c.received.pop_front();
+                }
+                c.received.push_back(tick);
+            }
+        }
+    }
+
+    /// Feed, tick, drain; returns the tick's timings.
+    pub fn step(&mut self) -> TickTimings {
+        self.feed();
+        let t = self.tick();
+        self.drain();
+        t
+    }
+
+    /// Entities in client 0's view.
+    #[must_use]
+    pub fn visible_to_first(&self) -> usize {
+        self.replica.latest().map_or(0, |v| v.entities.len())
+    }
+
+    /// Number of clients.
+    #[must_use]
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+}
+
+/// p50, p99 and max of a duration, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+impl Quantiles {
+    fn of(h: &Histogram<u64>) -> Quantiles {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        Quantiles {
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+/// One client count's measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Simulated clients.
+    pub clients: usize,
+    /// Entities in client 0's view at the end.
+    pub visible_entities: usize,
+    /// Per phase, in the order of [`PHASES`].
+    pub phases: Vec<(String, Quantiles)>,
+    /// The whole tick.
+    pub tick: Quantiles,
+    /// p99 tick as a fraction of the tick period.
+    pub budget_used_p99: f64,
+    /// Snapshot bytes per client per tick (last tick).
+    pub bytes_per_client_per_tick: f64,
+}
+
+/// The headroom report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `global` or `aoi`.
+    pub visibility: String,
+    /// The tick period, ms.
+    pub budget_ms: f64,
+    /// Ticks measured per client count.
+    pub ticks: usize,
+    /// The fraction of the budget a p99 tick may use.
+    pub max_fraction: f64,
+    /// One row per client count, ascending.
+    pub rows: Vec<Row>,
+    /// The largest client count measured whose p99 tick fits under `max_fraction`.
+    pub max_clients_under_fraction: Option<usize>,
+}
+
+/// Longest tick the histograms record (10 s), in nanoseconds.
+const MAX_NS: u64 = 10_000_000_000;
+
+/// Measures `ticks` ticks at one client count.
+#[must_use]
+pub fn measure(config: &Config, clients: usize, ticks: usize) -> Row {
+    let mut h = Harness::new(config, clients);
+    let new_hist = || Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).expect("static bounds");
+    let mut phases: Vec<Histogram<u64>> = PHASES.iter().map(|_| new_hist()).collect();
+    let mut total = new_hist();
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+    for _ in 0..ticks {
+        let t = h.step();
+        for (hist, d) in phases.iter_mut().zip(t.took) {
+            hist.saturating_record(ns(d));
+        }
+        total.saturating_record(ns(t.total()));
+    }
+    let budget_ms = 1000.0 / f64::from(config.tick_rate_hz);
+    let tick = Quantiles::of(&total);
+    Row {
+        clients,
+        visible_entities: h.visible_to_first(),
+        phases: PHASES
+            .iter()
+            .zip(&phases)
+            .map(|(name, hist)| ((*name).to_owned(), Quantiles::of(hist)))
+            .collect(),
+        tick,
+        budget_used_p99: tick.p99_ms / budget_ms,
+        bytes_per_client_per_tick: h.bytes_last_tick as f64 / clients.max(1) as f64,
+    }
+}
+
+/// Measures each client count in `counts` (ascending) and finds the largest that fits.
+#[must_use]
+pub fn run(config: &Config, counts: &[usize], ticks: usize, max_fraction: f64) -> Report {
+    let mut counts = counts.to_vec();
+    counts.sort_unstable();
+    counts.dedup();
+    let rows: Vec<Row> = counts.iter().map(|&n| measure(config, n, ticks)).collect();
+    let max_clients_under_fraction = rows
+        .iter()
+        .take_while(|r| r.budget_used_p99 <= max_fraction)
+        .last()
+        .map(|r| r.clients);
+    Report {
+        visibility: match config.visibility {
+            VisibilityMode::Global => "global",
+            VisibilityMode::Aoi => "aoi",
+        }
+        .to_owned(),
+        budget_ms: 1000.0 / f64::from(config.tick_rate_hz),
+        ticks,
+        max_fraction,
+        rows,
+        max_clients_under_fraction,
+    }
+}
+
+impl Report {
+    /// A readable table: p50 / p99 / max per phase and for the whole tick, in ms.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "headroom: {} visibility, {} ticks per row, budget {:.1} ms per tick",
+            self.visibility, self.ticks, self.budget_ms
+        );
+        let _ = write!(s, "{:>8} {:>8}", "clients", "visible");
+        for p in PHASES {
+            let _ = write!(s, " {:>22}", format!("{p} p50/p99/max"));
+        }
+        let _ = writeln!(
+            s,
+            " {:>24} {:>8} {:>9}",
+            "tick p50/p99/max", "budget", "B/client"
+        );
+        for r in &self.rows {
+            let _ = write!(s, "{:>8} {:>8}", r.clients, r.visible_entities);
+            for (_, q) in &r.phases {
+                let _ = write!(
+                    s,
+                    " {:>22}",
+                    format!("{:.3}/{:.3}/{:.3}", q.p50_ms, q.p99_ms, q.max_ms)
+                );
+            }
+            let q = &r.tick;
+            let _ = writeln!(
+                s,
+                " {:>24} {:>7.1}% {:>9.0}",
+                format!("{:.3}/{:.3}/{:.3}", q.p50_ms, q.p99_ms, q.max_ms),
+                r.budget_used_p99 * 100.0,
+                r.bytes_per_client_per_tick
+            );
+        }
+        let _ = match self.max_clients_under_fraction {
+            Some(n) => writeln!(
+                s,
+                "largest client count measured with p99 tick under {:.0}% of the budget: {n}",
+                self.max_fraction * 100.0
+            ),
+            None => writeln!(
+                s,
+                "no client count measured kept the p99 tick under {:.0}% of the budget",
+                self.max_fraction * 100.0
+            ),
+        };
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_run_reports_every_phase_and_a_verdict() {
+        let config = Config::default();
+        let report = run(&config, &[10, 5], 20, 0.5);
+        assert_eq!(report.rows.len(), 2);
+        assert_eq!(report.rows[0].clients, 5);
+        assert_eq!(report.rows[0].phases.len(), PHASES.len());
+        assert!(report.rows.iter().all(|r| r.tick.max_ms > 0.0));
+        // Tiny worlds fit any sane budget; the verdict is the larger count.
+        assert_eq!(report.max_clients_under_fraction, Some(10));
+        let table = report.table();
+        assert!(table.contains("replicate p50/p99/max"), "{table}");
+        let json = serde_json::to_string(&report).expect("serializes");
+        assert!(json.contains("\"max_clients_under_fraction\":10"), "{json}");
+    }
+}
