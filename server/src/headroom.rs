@@ -43,6 +43,7 @@ pub struct Harness {
     sim: Sim,
     clients: Vec<FakeClient>,
     replica: Replica,
+    first_player: Option<tickwire_protocol::NetId>,
     /// Payload bytes handed to all clients in the last tick.
     pub bytes_last_tick: u64,
 }
@@ -84,6 +85,7 @@ impl Harness {
             sim,
             clients,
             replica: Replica::new(),
+            first_player: None,
             bytes_last_tick: 0,
         };
         for _ in 0..WARMUP_TICKS {
@@ -125,12 +127,16 @@ impl Harness {
                 };
                 self.bytes_last_tick += bytes.len() as u64;
                 got = true;
-                if i == 0
-                    && let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("frames decode")
-                {
-                    self.replica
-                        .apply(&s.header, &s.body)
-                        .expect("client 0's replica matches the server");
+                if i == 0 {
+                    match decode_server(&bytes).expect("frames decode") {
+                        ServerMsg::Snapshot(s) => {
+                            self.replica
+                                .apply(&s.header, &s.body)
+                                .expect("client 0's replica matches the server");
+                        }
+                        ServerMsg::Welcome(w) => self.first_player = Some(w.player),
+                        _ => {}
+                    }
                 }
             }
             // Every frame drained now belongs to the tick just run.
@@ -149,6 +155,17 @@ impl Harness {
         let t = self.tick();
         self.drain();
         t
+    }
+
+    /// The player of client 0 (known once its welcome was drained).
+    #[must_use]
+    pub fn first_player(&self) -> Option<tickwire_protocol::NetId> {
+        self.first_player
+    }
+
+    /// The replication state, for benches that time one part of it.
+    pub fn replication(&mut self) -> bevy_ecs::world::Mut<'_, crate::replication::Replication> {
+        self.sim.world_mut().resource_mut()
     }
 
     /// Entities in client 0's view.

@@ -205,19 +205,27 @@ impl Replication {
         if let Some((_, bytes)) = self.bodies.iter().find(|(b, _)| *b == baseline) {
             return (baseline, bytes.clone());
         }
+        let mut buf = std::mem::take(&mut self.encode_buf);
+        self.encode_global(baseline, &mut buf);
+        let bytes = Bytes::copy_from_slice(&buf);
+        self.encode_buf = buf;
+        self.bodies.push((baseline, bytes.clone()));
+        (baseline, bytes)
+    }
+
+    /// Global mode, without the per-tick cache: encodes the body from `baseline` (which must be
+    /// in history, or `None`) to the newest frame into `out`.
+    pub fn encode_global(&mut self, baseline: Option<Tick>, out: &mut Vec<u8>) {
+        out.clear();
         let Some(cur) = self.history.back() else {
-            return (None, Bytes::new());
+            return;
         };
         match baseline.and_then(|b| find_frame(&self.history, b)) {
             Some(base) => diff(&base.entities, &cur.entities, &mut self.scratch),
             None => diff(&[], &cur.entities, &mut self.scratch),
         }
         self.scratch.checksum = cur.checksum;
-        self.encode_buf.clear();
-        encode_snapshot_body(&self.scratch, &mut self.encode_buf);
-        let bytes = Bytes::copy_from_slice(&self.encode_buf);
-        self.bodies.push((baseline, bytes.clone()));
-        (baseline, bytes)
+        encode_snapshot_body(&self.scratch, out);
     }
 
     /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
