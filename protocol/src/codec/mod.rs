@@ -14,6 +14,8 @@ use thiserror::Error;
 
 mod snapshot;
 
+pub use snapshot::{BodyWriter, EncodedChange};
+
 /// Largest encoded [`ClientMsg`] the server accepts, in bytes. The largest legal one (a hello
 /// with a 32-byte name) is under 50 bytes.
 pub const MAX_CLIENT_MSG_BYTES: usize = 256;
@@ -29,7 +31,7 @@ type Cfg = Configuration<LittleEndian, Varint>;
 type ClientCfg = Configuration<LittleEndian, Varint, Limit<MAX_CLIENT_MSG_BYTES>>;
 type ServerCfg = Configuration<LittleEndian, Varint, Limit<MAX_SERVER_MSG_BYTES>>;
 
-const CFG: Cfg = config::standard();
+pub(crate) const CFG: Cfg = config::standard();
 const CLIENT_CFG: ClientCfg = config::standard().with_limit::<MAX_CLIENT_MSG_BYTES>();
 const SERVER_CFG: ServerCfg = config::standard().with_limit::<MAX_SERVER_MSG_BYTES>();
 
@@ -78,7 +80,7 @@ fn decode_bounded<T: Decode<()>, C: bincode::config::Config>(
     Ok(msg)
 }
 
-fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
+pub(crate) fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
     struct VecWriter<'a>(&'a mut Vec<u8>);
     impl Writer for VecWriter<'_> {
         fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {

@@ -10,6 +10,7 @@ use crate::msg::{
 use crate::tick::Tick;
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
+use bincode::enc::write::Writer;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
@@ -161,66 +162,222 @@ fn decode_state<D: Decoder>(d: &mut D) -> Result<EntityState, DecodeError> {
     }
 }
 
+/// Most bytes a masked change's fields take: dx and dy as i32 varints (5 each), daim as an i16
+/// varint (3), hp (1), score as a u32 varint (5).
+const MAX_CHANGE_FIELD_BYTES: usize = 19;
+
+/// Writes bincode's standard unsigned varint of `v` (see `docs/PROTOCOL.md`) through `push`:
+/// the hot path of snapshot building, where a call into bincode per field costs more than the
+/// field. The golden-byte and round-trip tests hold it to bincode's own encoding.
+fn varint(v: u64, push: &mut impl FnMut(&[u8])) {
+    if v < 251 {
+        push(&[v as u8]);
+    } else if v <= u64::from(u16::MAX) {
+        push(&[0xFB]);
+        push(&(v as u16).to_le_bytes());
+    } else if v <= u64::from(u32::MAX) {
+        push(&[0xFC]);
+        push(&(v as u32).to_le_bytes());
+    } else {
+        push(&[0xFD]);
+        push(&v.to_le_bytes());
+    }
+}
+
+/// bincode's zigzag mapping of a signed value before its varint.
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Appends a varint to a buffer.
+fn varint_vec(v: u64, out: &mut Vec<u8>) {
+    varint(v, &mut |b| out.extend_from_slice(b));
+}
+
+/// Encodes a field's varint into `bytes` at `at` and advances `at`.
+fn put(v: u64, bytes: &mut [u8], at: &mut usize) {
+    // MAX_CHANGE_FIELD_BYTES covers every field at its longest.
+    varint(v, &mut |b| {
+        bytes[*at..*at + b.len()].copy_from_slice(b);
+        *at += b.len();
+    });
+}
+
+/// One player's change record without its id gap: computed once per player and baseline, then
+/// written into the body of every client that needs it (the gap differs per client).
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedChange {
+    /// Compact: payload bits 16..19. Masked: the field mask.
+    first: u8,
+    compact: bool,
+    len: u8,
+    /// Compact: payload bits 0..15 (little-endian). Masked: the fields.
+    bytes: [u8; MAX_CHANGE_FIELD_BYTES],
+}
+
+impl EncodedChange {
+    /// Encodes a player delta in whichever form is shorter.
+    #[must_use]
+    pub fn new(c: &PlayerDelta) -> EncodedChange {
+        let mut bytes = [0u8; MAX_CHANGE_FIELD_BYTES];
+        if let Some(p) = compact_payload(c) {
+            bytes[..2].copy_from_slice(&((p & 0xFFFF) as u16).to_le_bytes());
+            return EncodedChange {
+                first: (p >> 16) as u8,
+                compact: true,
+                len: 2,
+                bytes,
+            };
+        }
+        let (mut mask, mut at) = (0, 0);
+        if c.dx != 0 {
+            put(zigzag(i64::from(c.dx)), &mut bytes, &mut at);
+            mask |= MASK_X;
+        }
+        if c.dy != 0 {
+            put(zigzag(i64::from(c.dy)), &mut bytes, &mut at);
+            mask |= MASK_Y;
+        }
+        if c.daim != 0 {
+            put(zigzag(i64::from(c.daim)), &mut bytes, &mut at);
+            mask |= MASK_AIM;
+        }
+        if let Some(hp) = c.hp {
+            // A u8 is written as is, not as a varint.
+            bytes[at] = hp;
+            at += 1;
+            mask |= MASK_HP;
+        }
+        if let Some(score) = c.score {
+            put(u64::from(score), &mut bytes, &mut at);
+            mask |= MASK_SCORE;
+        }
+        EncodedChange {
+            first: mask,
+            compact: false,
+            len: at as u8,
+            bytes,
+        }
+    }
+}
+
+/// Builds a snapshot body from its parts in id order, so that a server can assemble each
+/// client's body from records it encoded once ([`EncodedChange`]). The bytes are identical to
+/// encoding the equivalent [`SnapshotBody`].
+#[derive(Debug, Default)]
+pub struct BodyWriter {
+    created: Vec<u8>,
+    changed: Vec<u8>,
+    removed: Vec<u8>,
+    counts: [u32; 3],
+    prev: [u32; 3],
+}
+
+impl BodyWriter {
+    /// Empties the writer, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.created.clear();
+        self.changed.clear();
+        self.removed.clear();
+        self.counts = [0; 3];
+        self.prev = [0; 3];
+    }
+
+    /// The gap from the previous id of list `list`.
+    ///
+    /// # Panics
+    /// If ids are not strictly increasing within a list (a bug in the caller's merge walk).
+    fn gap(&mut self, list: usize, id: NetId) -> u32 {
+        let g = gap(self.prev[list], id).expect("snapshot lists are written in id order");
+        self.prev[list] = id.0;
+        self.counts[list] += 1;
+        g
+    }
+
+    /// Adds an entity to `created`.
+    pub fn created(&mut self, id: NetId, state: &EntityState) {
+        let g = self.gap(0, id);
+        varint_vec(u64::from(g), &mut self.created);
+        super::encode_into(&StateRef(state), &mut self.created);
+    }
+
+    /// Adds a player change to `changed`.
+    pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
+        let g = self.gap(1, id);
+        let out = &mut self.changed;
+        let (flag, shift, max) = if c.compact {
+            (COMPACT_FLAG, COMPACT_GAP_SHIFT, COMPACT_MAX_GAP)
+        } else {
+            (0, MASKED_GAP_SHIFT, MASKED_MAX_GAP)
+        };
+        let inline = if g <= max { g as u8 } else { 0 };
+        out.push(flag | inline << shift | c.first);
+        if inline == 0 {
+            varint_vec(u64::from(g), out);
+        }
+        out.extend_from_slice(&c.bytes[..usize::from(c.len)]);
+    }
+
+    /// Adds an entity to `removed`.
+    pub fn removed(&mut self, id: NetId) {
+        let g = self.gap(2, id);
+        varint_vec(u64::from(g), &mut self.removed);
+    }
+
+    /// Appends the finished body, with `checksum`, to `out`.
+    pub fn finish(&self, checksum: u32, out: &mut Vec<u8>) {
+        for (count, bytes) in self
+            .counts
+            .iter()
+            .zip([&self.created, &self.changed, &self.removed])
+        {
+            varint_vec(u64::from(*count), out);
+            out.extend_from_slice(bytes);
+        }
+        out.extend_from_slice(&checksum.to_le_bytes());
+    }
+}
+
+/// Encodes an entity state (a kind byte, then its fields).
+struct StateRef<'a>(&'a EntityState);
+
+impl Encode for StateRef<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        encode_state(self.0, e)
+    }
+}
+
 impl Encode for SnapshotBody {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        let len = |n: usize| u32::try_from(n).map_err(|_| EncodeError::Other("list too long"));
-
-        len(self.created.len())?.encode(e)?;
-        let mut prev = 0;
+        fn sorted(mut ids: impl Iterator<Item = NetId>) -> bool {
+            let mut prev = 0;
+            ids.all(|id| {
+                let ok = id.0 > prev;
+                prev = id.0;
+                ok
+            })
+        }
+        if !sorted(self.created.iter().map(|u| u.id))
+            || !sorted(self.changed.iter().map(|c| c.id))
+            || !sorted(self.removed.iter().copied())
+        {
+            return Err(EncodeError::Other(
+                "snapshot lists must be sorted by id, without repeats or id 0",
+            ));
+        }
+        let mut w = BodyWriter::default();
         for u in &self.created {
-            gap(prev, u.id)?.encode(e)?;
-            prev = u.id.0;
-            encode_state(&u.state, e)?;
+            w.created(u.id, &u.state);
         }
-
-        len(self.changed.len())?.encode(e)?;
-        let mut prev = 0;
         for c in &self.changed {
-            let g = gap(prev, c.id)?;
-            prev = c.id.0;
-            if let Some(p) = compact_payload(c) {
-                let inline = if g <= COMPACT_MAX_GAP { g as u8 } else { 0 };
-                (COMPACT_FLAG | inline << COMPACT_GAP_SHIFT | (p >> 16) as u8).encode(e)?;
-                if inline == 0 {
-                    g.encode(e)?;
-                }
-                ((p & 0xFFFF) as u16).to_le_bytes().encode(e)?;
-                continue;
-            }
-            let mask = (if c.dx != 0 { MASK_X } else { 0 })
-                | (if c.dy != 0 { MASK_Y } else { 0 })
-                | (if c.daim != 0 { MASK_AIM } else { 0 })
-                | (if c.hp.is_some() { MASK_HP } else { 0 })
-                | (if c.score.is_some() { MASK_SCORE } else { 0 });
-            let inline = if g <= MASKED_MAX_GAP { g as u8 } else { 0 };
-            (mask | inline << MASKED_GAP_SHIFT).encode(e)?;
-            if inline == 0 {
-                g.encode(e)?;
-            }
-            if c.dx != 0 {
-                c.dx.encode(e)?;
-            }
-            if c.dy != 0 {
-                c.dy.encode(e)?;
-            }
-            if c.daim != 0 {
-                c.daim.encode(e)?;
-            }
-            if let Some(hp) = c.hp {
-                hp.encode(e)?;
-            }
-            if let Some(score) = c.score {
-                score.encode(e)?;
-            }
+            w.changed(c.id, &EncodedChange::new(c));
         }
-
-        len(self.removed.len())?.encode(e)?;
-        let mut prev = 0;
         for id in &self.removed {
-            gap(prev, *id)?.encode(e)?;
-            prev = id.0;
+            w.removed(*id);
         }
-        self.checksum.to_le_bytes().encode(e)
+        let mut bytes = Vec::new();
+        w.finish(self.checksum, &mut bytes);
+        e.writer().write(&bytes)
     }
 }
 
@@ -300,3 +457,50 @@ impl<C> Decode<C> for SnapshotBody {
     }
 }
 bincode::impl_borrow_decode!(SnapshotBody);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_varints_match_bincode() {
+        let edges = [
+            0u64,
+            1,
+            250,
+            251,
+            255,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
+        for v in edges {
+            let mut ours = Vec::new();
+            varint_vec(v, &mut ours);
+            let mut theirs = Vec::new();
+            crate::codec::encode_into(&v, &mut theirs);
+            assert_eq!(ours, theirs, "u64 {v}");
+        }
+        for v in [
+            0i32,
+            1,
+            -1,
+            62,
+            -63,
+            125,
+            -126,
+            40_000,
+            -40_000,
+            i32::MAX,
+            i32::MIN,
+        ] {
+            let mut ours = Vec::new();
+            varint_vec(zigzag(i64::from(v)), &mut ours);
+            let mut theirs = Vec::new();
+            crate::codec::encode_into(&v, &mut theirs);
+            assert_eq!(ours, theirs, "i32 {v}");
+        }
+    }
+}

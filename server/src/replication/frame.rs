@@ -6,11 +6,9 @@ use bevy_ecs::resource::Resource;
 use bytes::Bytes;
 use glam::IVec2;
 use std::collections::VecDeque;
-use tickwire_protocol::codec::encode_snapshot_body;
+use tickwire_protocol::codec::{BodyWriter, EncodedChange};
 use tickwire_protocol::delta::player_delta;
-use tickwire_protocol::{
-    EntityState, EntityUpdate, NetId, SnapshotBody, Tick, Visibility, entity_hash,
-};
+use tickwire_protocol::{EntityState, NetId, Tick, Visibility, entity_hash};
 
 /// One entity in a frame.
 #[derive(Debug, Clone, Copy)]
@@ -55,51 +53,84 @@ impl WorldFrame {
     }
 }
 
-/// Fills `out` (all but the checksum) with the changes from the view `base` to the view `cur`,
-/// both sorted by id: a merge walk. Players that changed get a field-level delta; any other
-/// entity whose state changed is sent as removed and created again.
-pub fn diff<'a>(
+/// What is known about one entity's change against one baseline this tick.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Not computed yet.
+    Unknown,
+    /// The same as at the baseline.
+    Unchanged,
+    /// Its change record.
+    Changed(EncodedChange),
+}
+
+/// This tick's player change records against one baseline, by entity index in the newest
+/// frame: each is encoded once, however many clients' views contain it.
+#[derive(Debug)]
+struct ChangeCache {
+    baseline: Tick,
+    slots: Vec<Slot>,
+}
+
+/// Most baselines cached per tick; clients whose baseline is not among them still get correct
+/// frames, built without the cache.
+const MAX_CACHED_BASELINES: usize = 8;
+
+/// Writes into `w` the changes from the view `base` to the view `cur` (each sorted by id; `cur`
+/// items carry their index in the newest frame): a merge walk. Players that changed get a
+/// field-level record, taken from `cache` when given (and filled in when missing); any other
+/// entity whose state changed is written as removed and created again.
+fn write_changes<'a>(
     base: impl IntoIterator<Item = &'a FrameEntity>,
-    cur: impl IntoIterator<Item = &'a FrameEntity>,
-    out: &mut SnapshotBody,
+    cur: impl IntoIterator<Item = (usize, &'a FrameEntity)>,
+    mut cache: Option<&mut ChangeCache>,
+    w: &mut BodyWriter,
 ) {
-    out.created.clear();
-    out.changed.clear();
-    out.removed.clear();
     let mut base = base.into_iter().peekable();
     let mut cur = cur.into_iter().peekable();
     loop {
         match (base.peek(), cur.peek()) {
-            (Some(b), Some(c)) if b.id == c.id => {
+            (Some(b), Some((idx, c))) if b.id == c.id => {
                 match (&b.state, &c.state) {
                     (EntityState::Player(old), EntityState::Player(new)) => {
-                        out.changed.extend(player_delta(c.id, old, new));
+                        let slot = cache.as_deref_mut().map(|cache| &mut cache.slots[*idx]);
+                        let known = slot.as_deref().copied().unwrap_or(Slot::Unknown);
+                        let record = match known {
+                            Slot::Unknown => {
+                                let fresh = match player_delta(c.id, old, new) {
+                                    Some(d) => Slot::Changed(EncodedChange::new(&d)),
+                                    None => Slot::Unchanged,
+                                };
+                                if let Some(slot) = slot {
+                                    *slot = fresh;
+                                }
+                                fresh
+                            }
+                            known => known,
+                        };
+                        if let Slot::Changed(enc) = record {
+                            w.changed(c.id, &enc);
+                        }
                     }
                     (old, new) if old != new => {
-                        out.removed.push(c.id);
-                        out.created.push(EntityUpdate {
-                            id: c.id,
-                            state: *new,
-                        });
+                        w.removed(c.id);
+                        w.created(c.id, new);
                     }
                     _ => {}
                 }
                 base.next();
                 cur.next();
             }
-            (Some(b), Some(c)) if b.id < c.id => {
-                out.removed.push(b.id);
+            (Some(b), Some((_, c))) if b.id < c.id => {
+                w.removed(b.id);
                 base.next();
             }
             (Some(b), None) => {
-                out.removed.push(b.id);
+                w.removed(b.id);
                 base.next();
             }
-            (_, Some(c)) => {
-                out.created.push(EntityUpdate {
-                    id: c.id,
-                    state: c.state,
-                });
+            (_, Some((_, c))) => {
+                w.created(c.id, &c.state);
                 cur.next();
             }
             (None, None) => break,
@@ -115,9 +146,14 @@ fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&WorldFrame>
     history.get(idx).filter(|f| f.tick == tick)
 }
 
-/// The entities of `frame` at `indices`.
-fn subset<'a>(frame: &'a WorldFrame, indices: &'a [u32]) -> impl Iterator<Item = &'a FrameEntity> {
-    indices.iter().map(move |&i| &frame.entities[i as usize])
+/// The entities of `frame` at `indices`, with their indices.
+fn subset<'a>(
+    frame: &'a WorldFrame,
+    indices: &'a [u32],
+) -> impl Iterator<Item = (usize, &'a FrameEntity)> {
+    indices
+        .iter()
+        .map(move |&i| (i as usize, &frame.entities[i as usize]))
 }
 
 /// The history of world frames, the interest grid, and this tick's shared snapshot bodies.
@@ -130,7 +166,10 @@ pub struct Replication {
     /// In `aoi` mode, the grid of the newest frame's entities.
     interest: Option<Interest>,
     bodies: Vec<(Option<Tick>, Bytes)>,
-    scratch: SnapshotBody,
+    writer: BodyWriter,
+    /// Change records of this tick, per baseline; the first `caches_used` are this tick's.
+    caches: Vec<ChangeCache>,
+    caches_used: usize,
     encode_buf: Vec<u8>,
 }
 
@@ -149,7 +188,9 @@ impl Replication {
             pending: WorldFrame::default(),
             interest,
             bodies: Vec::new(),
-            scratch: SnapshotBody::default(),
+            writer: BodyWriter::default(),
+            caches: Vec::new(),
+            caches_used: 0,
             encode_buf: Vec::new(),
         }
     }
@@ -175,6 +216,7 @@ impl Replication {
         if let Some(interest) = &mut self.interest {
             interest.index(&frame);
         }
+        self.caches_used = 0;
         self.history.push_back(frame);
     }
 
@@ -213,19 +255,23 @@ impl Replication {
         (baseline, bytes)
     }
 
-    /// Global mode, without the per-tick cache: encodes the body from `baseline` (which must be
-    /// in history, or `None`) to the newest frame into `out`.
+    /// Global mode, without the per-tick sharing: encodes the body from `baseline` (which must
+    /// be in history, or `None`) to the newest frame into `out`.
     pub fn encode_global(&mut self, baseline: Option<Tick>, out: &mut Vec<u8>) {
         out.clear();
         let Some(cur) = self.history.back() else {
             return;
         };
-        match baseline.and_then(|b| find_frame(&self.history, b)) {
-            Some(base) => diff(&base.entities, &cur.entities, &mut self.scratch),
-            None => diff(&[], &cur.entities, &mut self.scratch),
-        }
-        self.scratch.checksum = cur.checksum;
-        encode_snapshot_body(&self.scratch, out);
+        self.writer.clear();
+        let base = baseline.and_then(|b| find_frame(&self.history, b));
+        let base_entities = base.map_or(&[][..], |f| f.entities.as_slice());
+        write_changes(
+            base_entities,
+            cur.entities.iter().enumerate(),
+            None,
+            &mut self.writer,
+        );
+        self.writer.finish(cur.checksum, out);
     }
 
     /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
@@ -239,26 +285,66 @@ impl Replication {
     }
 
     /// AOI mode: encodes the body from the view `base` (a tick and the indices visible then, or
-    /// `None` for a full snapshot) to the view `cur` of the newest frame into `out`. A baseline
-    /// whose frame left history falls back to a full snapshot, which the returned baseline
-    /// reports.
+    /// `None` for a full snapshot) to the view `cur` of the newest frame into `out`. Player
+    /// change records are encoded once per baseline per tick and shared by every client whose
+    /// view contains them. A baseline whose frame left history falls back to a full snapshot,
+    /// which the returned baseline reports.
     pub fn encode_view(
         &mut self,
         base: Option<(Tick, &[u32])>,
         cur: &[u32],
         out: &mut Vec<u8>,
     ) -> Option<Tick> {
-        let frame = self.history.back()?;
-        let base = base.and_then(|(t, idx)| Some((t, find_frame(&self.history, t)?, idx)));
+        let Replication {
+            history,
+            writer,
+            caches,
+            caches_used,
+            ..
+        } = self;
+        let frame = history.back()?;
+        let base = base.and_then(|(t, idx)| Some((t, find_frame(history, t)?, idx)));
+        writer.clear();
         match base {
-            Some((_, bf, idx)) => diff(subset(bf, idx), subset(frame, cur), &mut self.scratch),
-            None => diff(&[], subset(frame, cur), &mut self.scratch),
+            Some((t, bf, idx)) => {
+                let cache = change_cache(caches, caches_used, t, frame.entities.len());
+                let base_entities = idx.iter().map(|&i| &bf.entities[i as usize]);
+                write_changes(base_entities, subset(frame, cur), cache, writer);
+            }
+            None => write_changes([], subset(frame, cur), None, writer),
         }
-        self.scratch.checksum = subset(frame, cur).fold(0u32, |acc, e| acc.wrapping_add(e.hash));
+        let checksum = subset(frame, cur).fold(0u32, |acc, (_, e)| acc.wrapping_add(e.hash));
         out.clear();
-        encode_snapshot_body(&self.scratch, out);
+        writer.finish(checksum, out);
         base.map(|(t, _, _)| t)
     }
+}
+
+/// This tick's change cache for `baseline`, started if there is room.
+fn change_cache<'a>(
+    caches: &'a mut Vec<ChangeCache>,
+    used: &mut usize,
+    baseline: Tick,
+    entities: usize,
+) -> Option<&'a mut ChangeCache> {
+    if let Some(i) = caches[..*used].iter().position(|c| c.baseline == baseline) {
+        return Some(&mut caches[i]);
+    }
+    if *used == MAX_CACHED_BASELINES {
+        return None;
+    }
+    if caches.len() == *used {
+        caches.push(ChangeCache {
+            baseline,
+            slots: Vec::new(),
+        });
+    }
+    let cache = &mut caches[*used];
+    *used += 1;
+    cache.baseline = baseline;
+    cache.slots.clear();
+    cache.slots.resize(entities, Slot::Unknown);
+    Some(cache)
 }
 
 #[cfg(test)]
@@ -361,15 +447,41 @@ mod tests {
     }
 
     #[test]
-    fn diff_lists_each_kind_of_change() {
-        let a = [ent(1, player(1)), ent(2, player(2))];
-        let b = [ent(2, player(3)), ent(3, player(3))];
-        let mut out = SnapshotBody::default();
-        diff(&a, &b, &mut out);
-        assert_eq!(out.removed, vec![NetId(1)]);
-        assert_eq!(out.changed.len(), 1);
-        assert_eq!((out.changed[0].id, out.changed[0].dx), (NetId(2), 1));
-        assert_eq!(out.created.len(), 1);
-        assert_eq!(out.created[0].id, NetId(3));
+    fn changes_list_each_kind_and_cached_records_match_fresh_ones() {
+        let a = [ent(1, player(1)), ent(2, player(2)), ent(4, player(4))];
+        let b = [ent(2, player(3)), ent(3, player(3)), ent(4, player(4))];
+        let mut cache = ChangeCache {
+            baseline: Tick(1),
+            slots: vec![Slot::Unknown; b.len()],
+        };
+        let decode = |w: &BodyWriter| {
+            let mut body = Vec::new();
+            w.finish(7, &mut body);
+            let header = SnapshotHeader {
+                tick: Tick(2),
+                baseline: Some(Tick(1)),
+                last_input_seq: 0,
+            };
+            let mut frame = Vec::new();
+            codec::encode_snapshot_frame(&header, &body, &mut frame);
+            match codec::decode_server(&frame).expect("decodes") {
+                tickwire_protocol::ServerMsg::Snapshot(s) => s.body,
+                other => panic!("{other:?}"),
+            }
+        };
+        for pass in 0..2 {
+            // The second pass takes every record from the cache.
+            let mut w = BodyWriter::default();
+            write_changes(&a, b.iter().enumerate(), Some(&mut cache), &mut w);
+            let out = decode(&w);
+            assert_eq!(out.removed, vec![NetId(1)], "pass {pass}");
+            assert_eq!(out.changed.len(), 1);
+            assert_eq!((out.changed[0].id, out.changed[0].dx), (NetId(2), 1));
+            assert_eq!(out.created.len(), 1);
+            assert_eq!(out.created[0].id, NetId(3));
+            assert_eq!(out.checksum, 7);
+        }
+        assert!(matches!(cache.slots[0], Slot::Changed(_)));
+        assert!(matches!(cache.slots[2], Slot::Unchanged));
     }
 }

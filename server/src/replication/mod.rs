@@ -20,7 +20,7 @@ pub mod frame;
 pub mod interest;
 pub mod link;
 
-pub use frame::{FrameEntity, Replication, WorldFrame, diff};
+pub use frame::{FrameEntity, Replication, WorldFrame};
 pub use link::{
     ClientEvent, ClientId, ClientLink, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
 };
