@@ -555,3 +555,58 @@ async fn bots_play_over_wss_with_a_private_ca() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn no_hello_closes_4003() {
+    let server = start(Config {
+        hello_timeout_ms: 200,
+        ..test_config()
+    })
+    .await;
+    let (mut ws, _) = bounded("open", open(&server.ws_url(), &ConnectOptions::default()))
+        .await
+        .expect("upgrade");
+    let code = bounded("close", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, close::HELLO_TIMEOUT);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_protocol_violation_gets_a_close_frame_1002() {
+    let server = start(test_config()).await;
+    let mut tcp = TcpStream::connect(server.local_addr()).await.expect("tcp");
+    tcp.write_all(upgrade_request(&server, "").as_bytes())
+        .await
+        .expect("write");
+    // A binary frame without the mask RFC 6455 requires of clients.
+    tcp.write_all(&[0x82, 0x03, 1, 2, 3])
+        .await
+        .expect("write frame");
+    let mut bytes = Vec::new();
+    bounded("server hangs up", tcp.read_to_end(&mut bytes))
+        .await
+        .expect("read");
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("101")
+        + 4;
+    let close_frame = frames(&bytes[head_end..])
+        .into_iter()
+        .find(|(op, _)| *op == 0x8)
+        .expect("a close frame, not a dropped socket");
+    assert_eq!(
+        u16::from_be_bytes([close_frame.1[0], close_frame.1[1]]),
+        close::PROTOCOL_ERROR
+    );
+    server.shutdown().await;
+}
