@@ -5,10 +5,10 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tickwire_bots::Client;
-use tickwire_protocol::codec::{decode_server, encode_client};
-use tickwire_protocol::{ClientMsg, Input, ServerMsg, close};
+use tickwire_protocol::codec::encode_client;
+use tickwire_protocol::{ClientMsg, Input, close};
 use tickwire_server::{Server, ServerStats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -30,29 +30,6 @@ fn encoded(msg: &ClientMsg) -> Message {
     let mut buf = Vec::new();
     encode_client(msg, &mut buf);
     Message::Binary(Bytes::from(buf))
-}
-
-/// Reads a raw connection to its close frame; returns (code, reason, error message seen).
-async fn raw_close(ws: &mut Raw) -> (u16, String, Option<String>) {
-    bounded("close frame", async {
-        let mut error = None;
-        while let Some(msg) = ws.next().await {
-            match msg {
-                Ok(Message::Close(Some(f))) => {
-                    return (u16::from(f.code), f.reason.to_string(), error);
-                }
-                Ok(Message::Binary(b)) => {
-                    if let Ok(ServerMsg::Error { message, .. }) = decode_server(&b) {
-                        error = Some(message);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => panic!("connection failed before a close frame: {e}"),
-            }
-        }
-        panic!("connection ended without a close frame");
-    })
-    .await
 }
 
 async fn hello(ws: &mut Raw) {
@@ -97,7 +74,7 @@ async fn undecodable_binary_closes_1007_and_others_continue() {
     ])))
     .await
     .expect("send garbage");
-    let (code, reason, error) = raw_close(&mut ws).await;
+    let (code, reason, error) = close_frame(&mut ws).await;
     assert_eq!(code, close::INVALID_PAYLOAD);
     assert!(reason.starts_with("undecodable message"), "{reason}");
     assert!(error.is_some(), "an error message precedes the close");
@@ -107,7 +84,7 @@ async fn undecodable_binary_closes_1007_and_others_continue() {
     ws.send(Message::Binary(Bytes::from_static(&[9, 9, 9])))
         .await
         .expect("send");
-    assert_eq!(raw_close(&mut ws).await.0, close::INVALID_PAYLOAD);
+    assert_eq!(close_frame(&mut ws).await.0, close::INVALID_PAYLOAD);
 
     bystander_keeps_going(&mut bystander).await;
     assert!(ServerStats::read(&server.stats().protocol_closes) >= 2);
@@ -125,7 +102,7 @@ async fn text_frame_closes_1003() {
     ws.send(Message::text("{\"hello\":1}"))
         .await
         .expect("send text");
-    let (code, reason, _) = raw_close(&mut ws).await;
+    let (code, reason, _) = close_frame(&mut ws).await;
     assert_eq!(code, close::UNSUPPORTED_DATA);
     assert!(reason.contains("binary"), "{reason}");
 
@@ -143,7 +120,7 @@ async fn wrong_version_closes_4001_with_both_versions_named() {
     }))
     .await
     .expect("send");
-    let (code, reason, _) = raw_close(&mut ws).await;
+    let (code, reason, _) = close_frame(&mut ws).await;
     assert_eq!(code, close::VERSION_MISMATCH);
     let ours = tickwire_protocol::PROTOCOL_VERSION.to_string();
     assert!(reason.contains("999") && reason.contains(&ours), "{reason}");
@@ -159,7 +136,7 @@ async fn out_of_order_messages_close_4002() {
     ws.send(encoded(&ClientMsg::Input(Input::default())))
         .await
         .expect("send");
-    assert_eq!(raw_close(&mut ws).await.0, close::UNEXPECTED_MESSAGE);
+    assert_eq!(close_frame(&mut ws).await.0, close::UNEXPECTED_MESSAGE);
     // A second hello.
     let mut c = connect(&server, "twice").await;
     c.send(&ClientMsg::Hello {
@@ -323,7 +300,7 @@ async fn oversized_message_closes_1009() {
     ws.send(Message::Binary(Bytes::from(big)))
         .await
         .expect("send");
-    let (code, reason, _) = raw_close(&mut ws).await;
+    let (code, reason, _) = close_frame(&mut ws).await;
     assert_eq!(code, close::MESSAGE_TOO_BIG);
     assert!(reason.contains("exceeds"), "{reason}");
     bystander_keeps_going(&mut bystander).await;

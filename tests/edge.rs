@@ -175,16 +175,7 @@ async fn subprotocols_binary_json_and_unknown() {
     ws.send(Message::Binary(Bytes::from(buf)))
         .await
         .expect("send");
-    let code = bounded("close", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
-                Some(Ok(_)) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    })
-    .await;
+    let code = close_frame(&mut ws).await.0;
     assert_eq!(code, close::UNSUPPORTED_DATA);
     server.shutdown().await;
 }
@@ -566,16 +557,7 @@ async fn no_hello_closes_4003() {
     let (mut ws, _) = bounded("open", open(&server.ws_url(), &ConnectOptions::default()))
         .await
         .expect("upgrade");
-    let code = bounded("close", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
-                Some(Ok(_)) => {}
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    })
-    .await;
+    let code = close_frame(&mut ws).await.0;
     assert_eq!(code, close::HELLO_TIMEOUT);
     server.shutdown().await;
 }

@@ -72,3 +72,38 @@ pub async fn close_of(client: &mut Client) -> (Option<u16>, String) {
 pub fn is_close(e: &ClientError, code: u16) -> bool {
     matches!(e, ClientError::Closed { code: Some(c), .. } if *c == code)
 }
+
+/// Reads a raw WebSocket until its close frame; returns the code, the reason, and the message of
+/// the `ServerMsg::Error` that preceded it, if one was seen. Fails the test if the connection
+/// ends without a close frame.
+pub async fn close_frame<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> (u16, String, Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tickwire_protocol::ServerMsg;
+    use tokio_tungstenite::tungstenite::Message;
+    bounded("close frame", async {
+        let mut error = None;
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(Message::Close(Some(f))) => {
+                    return (u16::from(f.code), f.reason.to_string(), error);
+                }
+                Ok(Message::Binary(b)) => {
+                    if let Ok(ServerMsg::Error { message, .. }) =
+                        tickwire_protocol::codec::decode_server(&b)
+                    {
+                        error = Some(message);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("connection failed before a close frame: {e}"),
+            }
+        }
+        panic!("connection ended without a close frame");
+    })
+    .await
+}
