@@ -44,7 +44,7 @@ async fn routing_gives_404_and_426_and_upgrades_only_ws() {
     let host = server.local_addr();
     let r = http(
         &server,
-        &format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        &format!("GET /no-such-page HTTP/1.1\r\nHost: {host}\r\n\r\n"),
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
@@ -65,6 +65,34 @@ async fn routing_gives_404_and_426_and_upgrades_only_ws() {
     let mut c = connect(&server, "ok").await;
     snapshots(&mut c, 1).await;
     assert!(ServerStats::read(&server.stats().http_refusals) >= 3);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_browser_client_is_served_on_the_same_port() {
+    let server = start(test_config()).await;
+    let host = server.local_addr();
+    let page = http(&server, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")).await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("text/html") && page.contains("<canvas"),
+        "{page}"
+    );
+    for (path, needle) in [
+        ("/app.js", "new WebSocket("),
+        ("/protocol.js", "export function decodeServer"),
+    ] {
+        let r = http(
+            &server,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.contains("text/javascript"),
+            "{path}: {r}"
+        );
+        assert!(r.contains(needle), "{path}");
+    }
     server.shutdown().await;
 }
 

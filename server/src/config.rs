@@ -47,6 +47,8 @@ pub struct Config {
     /// Serve `GET /metrics` (Prometheus text) and `GET /healthz` on the same port as the
     /// WebSocket endpoint. Default true.
     pub telemetry_endpoints: bool,
+    /// Serve the browser client (`GET /`) on the same port. Default true.
+    pub web_client: bool,
     /// Origins (besides the server's own) allowed to open a WebSocket, matched exactly, e.g.
     /// `https://game.example`; `*` allows any. Requests with no `Origin` header (native
     /// clients, bots) are always allowed; any other origin gets HTTP 403. Default empty.
@@ -155,6 +157,7 @@ impl Default for Config {
             ws_path: "/ws".into(),
             json_protocol: true,
             telemetry_endpoints: true,
+            web_client: true,
             allowed_origins: Vec::new(),
             ping_interval_ms: 5000,
             idle_timeout_ms: 15000,

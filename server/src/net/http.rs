@@ -89,6 +89,8 @@ pub enum Endpoint {
     Metrics,
     /// `GET /healthz`: 200 while the tick loop is on schedule, 503 otherwise.
     Healthz,
+    /// A file of the browser client (`GET /`, `/app.js`, `/protocol.js`).
+    Web(&'static super::web::Asset),
 }
 
 /// What the routing decided.
@@ -111,6 +113,8 @@ pub struct Policy {
     pub json: bool,
     /// Whether `/metrics` and `/healthz` are served.
     pub telemetry: bool,
+    /// Whether the browser client is served.
+    pub web_client: bool,
     /// Who may connect from a browser.
     pub origins: OriginPolicy,
 }
@@ -121,6 +125,7 @@ impl Default for Policy {
             ws_path: "/ws".into(),
             json: true,
             telemetry: true,
+            web_client: true,
             origins: OriginPolicy::default(),
         }
     }
@@ -201,6 +206,7 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
     let endpoint = match path {
         "/metrics" if policy.telemetry => Some(Endpoint::Metrics),
         "/healthz" if policy.telemetry => Some(Endpoint::Healthz),
+        p if policy.web_client => super::web::asset(p).map(Endpoint::Web),
         _ => None,
     };
     if let Some(e) = endpoint {

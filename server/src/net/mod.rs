@@ -8,11 +8,13 @@
 //! - [`session`]: one connection from the first byte to the close.
 //! - [`rate`]: per-connection message rate limits.
 //! - [`tls`]: loading the certificate and key for `wss://`.
+//! - [`web`]: the browser client's files, embedded.
 
 pub mod http;
 pub mod listener;
 pub mod rate;
 pub mod session;
 pub mod tls;
+pub mod web;
 
 pub use listener::Server;

@@ -72,6 +72,7 @@ impl Shared {
             ws_path: config.ws_path.clone(),
             json: config.json_protocol,
             telemetry: config.telemetry_endpoints,
+            web_client: config.web_client,
             origins: http::OriginPolicy {
                 allowed: config.allowed_origins.clone(),
             },
@@ -235,6 +236,9 @@ where
                         &[],
                         &shared.telemetry.render(),
                     ),
+                    Endpoint::Web(asset) => {
+                        http::response(200, asset.content_type, &[], asset.body)
+                    }
                     Endpoint::Healthz => match shared.telemetry.health() {
                         Ok(()) => http::response(200, text, &[], "ok\n"),
                         Err(why) => http::response(503, text, &[], &format!("{why}\n")),
