@@ -1,0 +1,307 @@
+//! The browser client in a real headless Chromium, against a real server with bots: the page
+//! connects, the player moves when keys are pressed, other players are seen moving, no snapshot
+//! fails its checksum, a screenshot is saved, and closing the server shows its close code.
+//!
+//! Chromium is driven over the DevTools protocol (a WebSocket, spoken with tokio-tungstenite)
+//! on a port it picks itself. Every wait happens inside the page, as a promise that resolves
+//! when the page's state (`window.tickwire`) says so; the test only bounds it. Chromium comes
+//! from `TICKWIRE_CHROMIUM` or the PATH (`chromium`, `chromium-browser`, `google-chrome`);
+//! without one the test fails under CI (`.ci/run` installs Debian's `chromium`) and is skipped
+//! with a message elsewhere.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tickwire_bots::{SwarmConfig, run_swarm};
+use tickwire_server::{Config, VisibilityMode};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TICKWIRE_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// A DevTools connection to one page.
+struct Page {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: String,
+    next_id: u64,
+}
+
+impl Page {
+    /// Sends a command (to the page's session unless `browser`) and returns its result or its
+    /// error.
+    async fn try_call_on(
+        &mut self,
+        browser: bool,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if !browser {
+            msg["sessionId"] = json!(self.session);
+        }
+        self.ws
+            .send(Message::text(msg.to_string()))
+            .await
+            .expect("send to chromium");
+        loop {
+            let Some(Ok(Message::Text(text))) = self.ws.next().await else {
+                panic!("chromium's DevTools connection ended");
+            };
+            let reply: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
+            if reply["id"] == id {
+                return match reply.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(reply["result"].clone()),
+                };
+            }
+        }
+    }
+
+    async fn call_on(&mut self, browser: bool, method: &str, params: Value) -> Value {
+        match self.try_call_on(browser, method, params).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method} failed: {e}"),
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.call_on(false, method, params).await
+    }
+
+    /// Evaluates `expr` in the page (awaiting it if it is a promise) and returns its value.
+    async fn eval(&mut self, expr: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{expr} threw: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Resolves once `condition` (a JavaScript expression) is true in the page, checking it on
+    /// every animation frame. An evaluation cut short by a navigation (the page replacing its
+    /// JavaScript context) is simply made again in the new context.
+    async fn until(&mut self, what: &str, condition: &str) {
+        let expr = format!(
+            "new Promise(done => {{ const check = () => {{ try {{ if ({condition}) return done(true); }} catch (e) {{}} requestAnimationFrame(check); }}; check(); }})"
+        );
+        let params = json!({"expression": expr, "awaitPromise": true, "returnByValue": true});
+        bounded(what, async {
+            loop {
+                match self
+                    .try_call_on(false, "Runtime.evaluate", params.clone())
+                    .await
+                {
+                    Ok(r) if r.get("exceptionDetails").is_none() => return,
+                    Ok(r) => panic!("{what}: {r}"),
+                    Err(e) if e.to_string().contains("context") => continue,
+                    Err(e) => panic!("{what}: {e}"),
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn key(&mut self, kind: &str, key: &str, code: &str, vk: u32) {
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": kind, "key": key, "code": code, "windowsVirtualKeyCode": vk}),
+        )
+        .await;
+    }
+}
+
+/// Starts headless Chromium on a port of its choosing and opens `url` in a new page.
+async fn open_page(chromium: &PathBuf, profile: &PathBuf, url: &str) -> (Child, Page) {
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,800",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium starts");
+    let stderr = child.stderr.take().expect("piped");
+    let browser_url = bounded("chromium's DevTools address", async {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Some(line) = lines.next_line().await.expect("read chromium's stderr") {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("chromium exited without a DevTools address");
+    })
+    .await;
+    let (ws, _) = tokio_tungstenite::connect_async(browser_url.as_str())
+        .await
+        .expect("connect to chromium");
+    let mut page = Page {
+        ws,
+        session: String::new(),
+        next_id: 0,
+    };
+    let target = page
+        .call_on(true, "Target.createTarget", json!({"url": url}))
+        .await["targetId"]
+        .clone();
+    let attached = page
+        .call_on(
+            true,
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        )
+        .await;
+    page.session = attached["sessionId"]
+        .as_str()
+        .expect("a session")
+        .to_owned();
+    (child, page)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_plays_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium found: install Debian's chromium (.ci/run does) or set TICKWIRE_CHROMIUM"
+        );
+        eprintln!(
+            "skipping the browser test: no Chromium (set TICKWIRE_CHROMIUM or install chromium)"
+        );
+        return;
+    };
+    let server = start(Config {
+        visibility: VisibilityMode::Global,
+        ..test_config()
+    })
+    .await;
+    let bots = tokio::spawn(run_swarm(SwarmConfig {
+        url: server.ws_url(),
+        bots: 6,
+        duration: Duration::from_secs(30),
+        seed: 4,
+        ..SwarmConfig::default()
+    }));
+    let profile = std::env::temp_dir().join(format!("tickwire-chromium-{}", std::process::id()));
+    let url = format!("http://{}/", server.local_addr());
+    let (mut child, mut page) = open_page(&chromium, &profile, &url).await;
+
+    page.until("the page to connect", "window.tickwire && tickwire.status === 'connected' && tickwire.ownPosition && tickwire.others.length >= 6").await;
+
+    // Holding D moves our own player (as the server confirms it) to the right.
+    let x0 = page
+        .eval("tickwire.ownPosition.x")
+        .await
+        .as_f64()
+        .expect("a number");
+    page.key("keyDown", "d", "KeyD", 68).await;
+    page.until(
+        "the player to move right",
+        &format!("tickwire.ownPosition.x > {x0} + 40 || tickwire.ownPosition.x > 3900"),
+    )
+    .await;
+    page.key("keyUp", "d", "KeyD", 68).await;
+
+    // The bots are seen moving.
+    page.eval("window.__start = Object.fromEntries(tickwire.others.map(o => [o.id, o.x + ',' + o.y])); true").await;
+    page.until(
+        "another player to move",
+        "tickwire.others.some(o => window.__start[o.id] !== undefined && window.__start[o.id] !== o.x + ',' + o.y)",
+    )
+    .await;
+
+    // Every snapshot so far reproduced the server's view.
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(page.eval("tickwire.status").await, json!("connected"));
+
+    let shot = page
+        .call("Page.captureScreenshot", json!({"format": "png"}))
+        .await;
+    let png = base64_decode(shot["data"].as_str().expect("image data"));
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-client.png");
+    std::fs::write(&path, &png).expect("save the screenshot");
+    eprintln!("screenshot saved to {}", path.display());
+
+    // Closing the server: the page shows the close code and reason.
+    server.shutdown().await;
+    page.until("the page to see the close", "tickwire.status === 'closed'")
+        .await;
+    assert_eq!(page.eval("tickwire.closeCode").await, json!(1001));
+    // The HUD shows it from its next frame on.
+    page.until(
+        "the HUD to show the close",
+        "document.getElementById('closed').textContent.includes('1001')",
+    )
+    .await;
+    let shown = page
+        .eval("document.getElementById('closed').textContent")
+        .await;
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|t| t.contains("1001") && t.contains("shutting down")),
+        "{shown}"
+    );
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+
+    let _ = child.kill().await;
+    bots.abort();
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// Standard base64 (DevTools returns screenshots so).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|c| u32::from(val(*c))).collect();
+        let n = v
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, x)| acc | x << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
