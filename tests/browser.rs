@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tickwire_bots::{SwarmConfig, run_swarm};
@@ -133,7 +133,7 @@ impl Page {
 }
 
 /// Starts headless Chromium on a port of its choosing and opens `url` in a new page.
-async fn open_page(chromium: &PathBuf, profile: &PathBuf, url: &str) -> (Child, Page) {
+async fn open_page(chromium: &Path, profile: &Path, url: &str) -> (Child, Page) {
     let mut child = Command::new(chromium)
         .args([
             "--headless",
