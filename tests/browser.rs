@@ -1,6 +1,7 @@
 //! The browser client in a real headless Chromium, against a real server with bots: the page
 //! connects, the player moves when keys are pressed, other players are seen moving, no snapshot
-//! fails its checksum, a screenshot is saved, and closing the server shows its close code.
+//! fails its checksum, a screenshot is saved, closing the server shows its close code, and the
+//! Reconnect button connects again to a server back on the same address.
 //!
 //! Chromium is driven over the DevTools protocol (a WebSocket, spoken with tokio-tungstenite)
 //! on a port it picks itself. Every wait happens inside the page, as a promise that resolves
@@ -216,7 +217,8 @@ async fn the_page_plays_in_headless_chromium() {
         ..SwarmConfig::default()
     }));
     let profile = std::env::temp_dir().join(format!("tickwire-chromium-{}", std::process::id()));
-    let url = format!("http://{}/", server.local_addr());
+    let server_addr = server.local_addr();
+    let url = format!("http://{server_addr}/");
     let (mut child, mut page) = open_page(&chromium, &profile, &url).await;
 
     page.until("the page to connect", "window.tickwire && tickwire.status === 'connected' && tickwire.ownPosition && tickwire.others.length >= 6").await;
@@ -277,6 +279,23 @@ async fn the_page_plays_in_headless_chromium() {
         "{shown}"
     );
     assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+
+    // Reconnecting is a button, not a reload: a server back on the same address, one click.
+    let again = start(Config {
+        bind: server_addr,
+        visibility: VisibilityMode::Global,
+        ..test_config()
+    })
+    .await;
+    page.eval("document.getElementById('reconnect').click(); true")
+        .await;
+    page.until(
+        "the page to reconnect",
+        "tickwire.status === 'connected' && tickwire.ownPosition !== null",
+    )
+    .await;
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    again.shutdown().await;
 
     let _ = child.kill().await;
     bots.abort();
