@@ -620,3 +620,16 @@ async fn a_websocket_protocol_violation_gets_a_close_frame_1002() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431() {
+    let server = start(test_config()).await;
+    let padding = "X-Padding: ".to_owned() + &"a".repeat(9 * 1024) + "\r\n";
+    let r = http(&server, &upgrade_request(&server, &padding)).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(200)]);
+    // Too many header lines, each short, also gets 431.
+    let many: String = (0..40).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = http(&server, &upgrade_request(&server, &many)).await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(200)]);
+    server.shutdown().await;
+}
