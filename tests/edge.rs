@@ -10,7 +10,9 @@ use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tickwire_bots::client::{ConnectOptions, open, tls_config_with_ca};
 use tickwire_bots::{Client, ClientError, SwarmConfig, run_swarm};
-use tickwire_protocol::codec::{decode_server_json, encode_client, encode_client_json};
+use tickwire_protocol::codec::{
+    decode_server, decode_server_json, encode_client, encode_client_json,
+};
 use tickwire_protocol::{ClientMsg, Input, PROTOCOL_VERSION, ServerMsg, close};
 use tickwire_server::{Config, Server, ServerStats, VisibilityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -631,5 +633,74 @@ async fn an_oversized_request_head_gets_431() {
     let many: String = (0..40).map(|i| format!("X-H{i}: v\r\n")).collect();
     let r = http(&server, &upgrade_request(&server, &many)).await;
     assert!(r.starts_with("HTTP/1.1 431"), "{}", &r[..r.len().min(200)]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_join_queue_closes_1013_server_busy() {
+    let server = start(Config {
+        join_queue_len: 2,
+        ..test_config()
+    })
+    .await;
+    // With the tick loop stalled nobody is let in, so joins queue up.
+    server.set_tick_paused(true);
+    let hello = || {
+        let mut buf = Vec::new();
+        encode_client(
+            &ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                name: "queued".into(),
+            },
+            &mut buf,
+        );
+        Message::Binary(Bytes::from(buf))
+    };
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (mut ws, _) = bounded("open", open(&server.ws_url(), &ConnectOptions::default()))
+            .await
+            .expect("upgrade");
+        ws.send(hello()).await.expect("send hello");
+        clients.push(ws);
+    }
+    // The queue holds two joins and nothing drains it: exactly one of the three, whichever
+    // session got to the queue last, is refused.
+    let (refused, (code, reason, _)) = {
+        let waits = clients
+            .iter_mut()
+            .map(|ws| Box::pin(close_frame(ws)))
+            .collect::<Vec<_>>();
+        let (closed, idx, _) = bounded(
+            "one join to be refused",
+            futures_util::future::select_all(waits),
+        )
+        .await;
+        (idx, closed)
+    };
+    assert_eq!(code, close::TRY_AGAIN_LATER);
+    assert!(reason.contains("busy"), "{reason}");
+    // Once the loop runs again the two queued clients are welcomed.
+    server.set_tick_paused(false);
+    for (i, ws) in clients
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| *i != refused)
+    {
+        bounded("welcome", async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Ok(ServerMsg::Welcome(_)) = decode_server(&b) {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("client {i}: no welcome: {other:?}"),
+                }
+            }
+        })
+        .await;
+    }
     server.shutdown().await;
 }
