@@ -169,14 +169,14 @@ fn vectors() -> Value {
         client(
             "hello",
             ClientMsg::Hello {
-                version: 2,
+                version: 3,
                 name: "ab".into(),
             },
         ),
         client(
             "hello with a non-ASCII name",
             ClientMsg::Hello {
-                version: 2,
+                version: 3,
                 name: "bot-é✓".into(),
             },
         ),
@@ -214,10 +214,14 @@ fn vectors() -> Value {
                 nonce: 5_000_000_000,
             },
         ),
+        client(
+            "resync after a failed snapshot",
+            ClientMsg::Resync { tick: Tick(4_321) },
+        ),
         server(
             "welcome, global",
             ServerMsg::Welcome(Welcome {
-                version: 2,
+                version: 3,
                 player: NetId(17),
                 tick_rate_hz: 30,
                 tick: Tick(123_456),
@@ -228,7 +232,7 @@ fn vectors() -> Value {
         server(
             "welcome, aoi",
             ServerMsg::Welcome(Welcome {
-                version: 2,
+                version: 3,
                 player: NetId(1),
                 tick_rate_hz: 60,
                 tick: Tick(0),

@@ -1,21 +1,25 @@
-//! `/metrics` and `/healthz` on the real server: valid Prometheus text with the tick and phase
-//! histograms and the counters, and a health check that fails while the tick loop stalls.
+//! `/metrics` and `/healthz` on the real server's admin listener: valid Prometheus text with the
+//! tick and phase histograms, the counters and the standard process metrics, a health check
+//! that fails while the tick loop stalls, and neither on the public game port.
 
 mod common;
 
 use common::*;
 use std::collections::HashSet;
-use tickwire_server::Server;
+use tickwire_server::{Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// GETs `path`; returns the status code and the body.
+/// GETs `path` from the admin listener; returns the status code and the body.
 async fn get(server: &Server, path: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(server.local_addr()).await.expect("tcp");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        server.local_addr()
-    );
+    let admin = server.admin_addr().expect("the admin listener is on");
+    get_at(admin, path, &admin.to_string()).await
+}
+
+/// GETs `path` from `addr` with this `Host`; returns the status code and the body.
+async fn get_at(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut out = Vec::new();
     bounded("response", tcp.read_to_end(&mut out))
@@ -87,6 +91,12 @@ async fn metrics_are_valid_prometheus_text_with_the_tick_histogram() {
         "tickwire_snapshots_dropped_total",
         "tickwire_rate_limited_total",
         "tickwire_closes_total",
+        "tickwire_connections",
+        "tickwire_leaves_by_reason_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
     ] {
         assert!(names.contains(want), "{want} missing from:\n{body}");
     }
@@ -97,6 +107,44 @@ async fn metrics_are_valid_prometheus_text_with_the_tick_histogram() {
         );
     }
     assert!(body.contains("tickwire_clients 1\n"), "{body}");
+    let cpu: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("a CPU figure");
+    assert!(cpu > 0.0, "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints_are_not_on_the_game_port_and_refuse_a_rebinding_host() {
+    let server = start(test_config()).await;
+    let game = server.local_addr();
+    for path in ["/metrics", "/healthz"] {
+        let (status, body) = get_at(game, path, &game.to_string()).await;
+        assert_eq!(status, 404, "{path} on the game port: {body}");
+    }
+    let admin = server.admin_addr().expect("on");
+    let port = admin.port();
+    assert_eq!(
+        get_at(admin, "/healthz", &format!("localhost:{port}"))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = get_at(admin, "/metrics", &format!("evil.example:{port}")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("allowed_hosts"), "{body}");
+    assert_eq!(get_at(admin, "/ws", &admin.to_string()).await.0, 404);
+    server.shutdown().await;
+
+    // Off when admin_bind is empty.
+    let server = start(Config {
+        admin_bind: String::new(),
+        ..test_config()
+    })
+    .await;
+    assert_eq!(server.admin_addr(), None);
     server.shutdown().await;
 }
 

@@ -6,13 +6,13 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Position units per world unit (positions travel in half units). */
 export const POS_SCALE = 2;
 /** Angle steps per turn. */
 export const AIM_STEPS = 1024;
 
-const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping"];
+const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync"];
 const SERVER_VARIANTS = ["Welcome", "Snapshot", "Pong", "Error"];
 
 const MASK_X = 1, MASK_Y = 2, MASK_AIM = 4, MASK_HP = 8, MASK_SCORE = 16;
@@ -108,7 +108,8 @@ class Writer {
 
 // ---- client messages -------------------------------------------------------------------
 
-/** Encodes a client message (`{Hello: ...}`, `{Input: ...}`, `{Ack: ...}`, `{Ping: ...}`). */
+/** Encodes a client message (`{Hello: ...}`, `{Input: ...}`, `{Ack: ...}`, `{Ping: ...}`,
+ * `{Resync: ...}`). */
 export function encodeClient(msg) {
   const w = new Writer();
   const [name, m] = Object.entries(msg)[0];
@@ -118,6 +119,7 @@ export function encodeClient(msg) {
     case "Input": w.varint(m.seq); w.f32(m.move_x); w.f32(m.move_y); w.f32(m.aim); w.bool(m.fire); break;
     case "Ack": w.varint(m.tick); break;
     case "Ping": w.varint(m.nonce); break;
+    case "Resync": w.varint(m.tick); break;
     default: throw new Error(`unknown client message ${name}`);
   }
   return w.done();
@@ -133,6 +135,7 @@ export function decodeClient(bytes) {
     case "Input": m = { seq: r.varint(), move_x: r.f32(), move_y: r.f32(), aim: r.f32(), fire: r.bool() }; break;
     case "Ack": m = { tick: r.varint() }; break;
     case "Ping": m = { nonce: r.varint() }; break;
+    case "Resync": m = { tick: r.varint() }; break;
   }
   r.end();
   return { [name]: m };

@@ -11,7 +11,8 @@ pub const GOING_AWAY: u16 = 1001;
 pub const PROTOCOL_ERROR: u16 = 1002;
 /// A text frame arrived; the protocol is binary.
 pub const UNSUPPORTED_DATA: u16 = 1003;
-/// A binary message could not be decoded as a [`crate::ClientMsg`].
+/// A binary message could not be decoded as a [`crate::ClientMsg`], or a text frame was not
+/// valid UTF-8.
 pub const INVALID_PAYLOAD: u16 = 1007;
 /// The client broke a rule of the protocol (see the reason).
 pub const POLICY_VIOLATION: u16 = 1008;
@@ -29,5 +30,8 @@ pub const UNEXPECTED_MESSAGE: u16 = 4002;
 pub const HELLO_TIMEOUT: u16 = 4003;
 /// Nothing (not even a pong) arrived from the client within the idle timeout.
 pub const IDLE_TIMEOUT: u16 = 4004;
-/// The client read so slowly that it stayed too many snapshots behind.
+/// The client read so slowly that it skipped too many snapshots (too many in a row, or too
+/// large a fraction of a sliding window).
 pub const TOO_SLOW: u16 = 4005;
+/// The client was sent snapshots for `ack_timeout_ms` without acknowledging any of them.
+pub const NO_ACKS: u16 = 4006;

@@ -38,4 +38,4 @@ pub use tick::Tick;
 pub use view::{ApplyError, View};
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;

@@ -48,6 +48,12 @@ pub enum ClientMsg {
         /// Opaque value echoed back.
         nonce: u64,
     },
+    /// The client has dropped its replica (a snapshot failed to verify): the server forgets
+    /// every acknowledgement so far and sends the next snapshot in full.
+    Resync {
+        /// Tick of the snapshot that failed (for the server's logs).
+        tick: Tick,
+    },
 }
 
 /// One tick of player controls.

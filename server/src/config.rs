@@ -12,6 +12,27 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:7777`; use port 0 for any free port.
     pub bind: SocketAddr,
+    /// Address of the admin listener, which serves `GET /metrics` (Prometheus text) and
+    /// `GET /healthz` and nothing else; an empty string turns it off. Keep it off the public
+    /// network (scrape it from inside the host or the cluster). Default `127.0.0.1:7778`.
+    pub admin_bind: String,
+    /// Sockets open at once on the game port, in any phase (TLS, HTTP, before or after the
+    /// hello). A connection over the cap is answered `503` at once and closed, without a task or
+    /// a read; with TLS it is closed. At start-up the process raises its open-file limit toward
+    /// the hard limit and refuses to start if this cap cannot fit. Default 4096.
+    pub max_connections: usize,
+    /// Sockets open at once from one IP address, in any phase; more are answered `503` and
+    /// closed. Default 256, generous for players behind one NAT; the bot swarm spreads its
+    /// source addresses over 127.0.0.0/8 when it targets loopback, so thousands of bots from one
+    /// machine stay under it.
+    pub max_connections_per_ip: usize,
+    /// Host names (the `Host` header without its port) this server answers to as itself, besides
+    /// IP literals. A browser page is same-origin only if its `Origin` equals `Host` and `Host`
+    /// names an IP address or one of these: so a DNS-rebinding page (whose `Host` is the
+    /// attacker's name) is refused, and the admin listener refuses such a `Host` with 403.
+    /// Default `["localhost"]` (with IP literals, `http://127.0.0.1:7777/` and
+    /// `http://localhost:7777/` work out of the box); a public deployment adds its domain.
+    pub allowed_hosts: Vec<String>,
     /// Simulation ticks per second; one snapshot per client per tick. Default 30.
     pub tick_rate_hz: u16,
     /// Most players connected at once; a client over the cap is closed with 1013. Default 2048.
@@ -44,9 +65,6 @@ pub struct Config {
     /// Offer the `tickwire.v1.json` subprotocol (the same messages as JSON text frames) beside
     /// the binary `tickwire.v1`. Default true.
     pub json_protocol: bool,
-    /// Serve `GET /metrics` (Prometheus text) and `GET /healthz` on the same port as the
-    /// WebSocket endpoint. Default true.
-    pub telemetry_endpoints: bool,
     /// Serve the browser client (`GET /`) on the same port. Default true.
     pub web_client: bool,
     /// Origins (besides the server's own) allowed to open a WebSocket, matched exactly, e.g.
@@ -55,9 +73,16 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Interval between the server's WebSocket pings, in milliseconds. Default 5000.
     pub ping_interval_ms: u64,
-    /// A client that sends nothing at all (no message, no pong) for this long is closed with
-    /// 4004 and its player removed, in milliseconds. Default 15000.
+    /// A client that sends nothing the protocol expects (a message or a pong) for this long is
+    /// closed with 4004 and its player removed, in milliseconds; pings it sends do not count.
+    /// Default 15000.
     pub idle_timeout_ms: u64,
+    /// Sustained WebSocket control frames (pings and pongs) per second accepted from one
+    /// connection; more are counted as rate-limited, and `abuse_drops_per_s` of them within a
+    /// second close the connection with 1008. Default 5.
+    pub control_rate_per_s: u32,
+    /// Control frames a client may send at once above the sustained rate. Default 10.
+    pub control_burst: u32,
     /// Time one frame may take to write before the connection counts as lost (a peer that
     /// stopped reading, a half-open TCP connection), in milliseconds. Default 5000.
     pub write_timeout_ms: u64,
@@ -81,6 +106,16 @@ pub struct Config {
     /// Snapshots a client may skip in a row (its outbox full because it reads too slowly)
     /// before it is closed with 4005. Default 90 (3 s at 30 Hz).
     pub max_lag_ticks: u32,
+    /// Length of the sliding window over which skipped snapshots are counted, in ticks.
+    /// Default 150 (5 s at 30 Hz).
+    pub skip_window_ticks: u32,
+    /// Fraction of the snapshots in the sliding window a client may skip (outbox full) before
+    /// it is closed with 4005, whether the skips came in a row or spread out. Default 0.5.
+    pub max_skipped_fraction: f32,
+    /// A client that has been sent snapshots for this long without acknowledging any of the
+    /// recent ones is closed with 4006 (it would otherwise be sent full snapshots forever), in
+    /// milliseconds. Default 5000.
+    pub ack_timeout_ms: u64,
     /// PEM certificate chain; with `tls_key` the server speaks only TLS (`wss://`).
     /// Default none.
     pub tls_cert: Option<PathBuf>,
@@ -143,6 +178,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            admin_bind: "127.0.0.1:7778".into(),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            allowed_hosts: vec!["localhost".into()],
             tick_rate_hz: 30,
             max_clients: 2048,
             history_ticks: 32,
@@ -156,11 +195,12 @@ impl Default for Config {
             close_timeout_ms: 1000,
             ws_path: "/ws".into(),
             json_protocol: true,
-            telemetry_endpoints: true,
             web_client: true,
             allowed_origins: Vec::new(),
             ping_interval_ms: 5000,
             idle_timeout_ms: 15000,
+            control_rate_per_s: 5,
+            control_burst: 10,
             write_timeout_ms: 5000,
             max_write_buffer_bytes: 1024 * 1024,
             send_buffer_bytes: Some(128 * 1024),
@@ -168,6 +208,9 @@ impl Default for Config {
             input_burst: 30,
             abuse_drops_per_s: 120,
             max_lag_ticks: 90,
+            skip_window_ticks: 150,
+            max_skipped_fraction: 0.5,
+            ack_timeout_ms: 5000,
             tls_cert: None,
             tls_key: None,
             shutdown_grace_ms: 3000,
@@ -224,6 +267,22 @@ impl Config {
         if self.max_clients == 0 {
             return bad("max_clients must be at least 1");
         }
+        if self.max_connections < self.max_clients || self.max_connections_per_ip == 0 {
+            return bad(
+                "max_connections must be at least max_clients, and max_connections_per_ip at least 1",
+            );
+        }
+        self.admin_addr()?;
+        if self.control_rate_per_s == 0 || self.control_burst == 0 {
+            return bad("control_rate_per_s and control_burst must be at least 1");
+        }
+        let fraction_ok = self.max_skipped_fraction > 0.0 && self.max_skipped_fraction <= 1.0;
+        if !((1..=4096).contains(&self.skip_window_ticks) && fraction_ok) {
+            return bad("skip_window_ticks must be in 1..=4096 and max_skipped_fraction in (0, 1]");
+        }
+        if self.ack_timeout_ms == 0 {
+            return bad("ack_timeout_ms must be positive");
+        }
         if !(2..=64).contains(&self.history_ticks) {
             return bad("history_ticks must be in 2..=64");
         }
@@ -262,6 +321,25 @@ impl Config {
             return bad("game speeds and radii must be finite and positive");
         }
         Ok(())
+    }
+
+    /// The admin listener's address, or `None` when `admin_bind` is empty (turned off).
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ServerError> {
+        let text = self.admin_bind.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|_| ServerError::InvalidConfig {
+                message: format!("admin_bind {text:?} is not an address (IP:port) or empty"),
+            })
+    }
+
+    /// Ticks in `ms` milliseconds at the tick rate, rounded up, at least 1.
+    #[must_use]
+    pub fn ms_to_ticks_u64(&self, ms: u64) -> u32 {
+        self.ms_to_ticks(u32::try_from(ms).unwrap_or(u32::MAX))
     }
 
     /// The visibility announced to clients.

@@ -50,6 +50,20 @@ pub enum ServerError {
         /// Which file and why.
         message: String,
     },
+    /// The process may not open enough files for `max_connections`, even after raising its
+    /// soft limit to the hard limit.
+    #[error(
+        "max_connections {max_connections} needs about {needed} open files, but the limit is \
+         {limit} (raise `ulimit -n` or the service's LimitNOFILE, or lower max_connections)"
+    )]
+    FileLimit {
+        /// The configured cap.
+        max_connections: usize,
+        /// Files needed: the cap plus a reserve for listeners, refusals and files.
+        needed: u64,
+        /// The soft limit in force.
+        limit: u64,
+    },
     /// The tick thread could not be started.
     #[error("cannot start the tick thread: {0}")]
     TickThread(std::io::Error),

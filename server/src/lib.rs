@@ -6,11 +6,13 @@
 //! baseline) -> bounded outbox -> session -> socket.
 //!
 //! - [`config`]: the one [`Config`] struct, every limit and default.
-//! - [`net`]: the listener (accept loop, connection cap, shutdown) and one session per socket.
+//! - [`net`]: the listeners (the game port's accept loop with its connection caps, the admin
+//!   port), one session per socket, and shutdown.
 //! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
 //! - [`replication`]: world frames, their history, deltas, and the session/tick boundary.
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
+//! - [`process`]: the process's CPU time, memory and open-file limit.
 //! - [`error`]: the crate's error type.
 //! - [`headroom`]: the socket-less harness and the "how many players fit" report.
 
@@ -18,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod headroom;
 pub mod net;
+pub mod process;
 pub mod replication;
 pub mod sim;
 pub mod stats;

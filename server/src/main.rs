@@ -7,6 +7,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tickwire_server::{Config, Server};
@@ -25,6 +26,13 @@ struct Cli {
     /// Address to listen on [default: 127.0.0.1:7777].
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
+    /// Address of the admin listener (/metrics, /healthz); "" turns it off
+    /// [default: 127.0.0.1:7778].
+    #[arg(long, value_name = "ADDR")]
+    admin_bind: Option<String>,
+    /// Most sockets open at once on the game port, in any phase [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Simulation ticks (and snapshots) per second [default: 30].
     #[arg(long, value_name = "HZ")]
     tick_rate: Option<u16>,
@@ -86,6 +94,12 @@ impl Cli {
         };
         if let Some(v) = self.bind {
             cfg.bind = v;
+        }
+        if let Some(v) = self.admin_bind {
+            cfg.admin_bind = v;
+        }
+        if let Some(v) = self.max_connections {
+            cfg.max_connections = v;
         }
         if let Some(v) = self.tick_rate {
             cfg.tick_rate_hz = v;
@@ -152,8 +166,14 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // Logs go through a bounded in-memory queue to a writer thread, so no thread of the server
+    // (the tick thread least of all) blocks on a slow terminal or pipe; when the queue is full
+    // lines are dropped and counted rather than waited for. Colour only on a terminal.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(writer)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

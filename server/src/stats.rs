@@ -4,10 +4,15 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use crate::replication::LeaveReason;
+
 /// The close codes counted one by one; any other code counts as the last entry (1011).
-pub const COUNTED_CLOSE_CODES: [u16; 14] = [
-    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1013, 4001, 4002, 4003, 4004, 4005, 1011,
+pub const COUNTED_CLOSE_CODES: [u16; 15] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1013, 4001, 4002, 4003, 4004, 4005, 4006, 1011,
 ];
+
+/// The leave reasons counted, by label (see [`LeaveReason::label`]).
+pub const LEAVE_REASONS: [&str; 4] = ["peer_closed", "connection_lost", "violation", "shutdown"];
 
 /// Live counters of one server.
 #[derive(Debug, Default)]
@@ -28,6 +33,20 @@ pub struct ServerStats {
     pub joins: AtomicU64,
     /// Players that left since start.
     pub leaves: AtomicU64,
+    /// Players that left, by reason (in the order of [`LEAVE_REASONS`]).
+    leaves_by_reason: [AtomicU64; LEAVE_REASONS.len()],
+    /// Sockets open on the game port, in any phase.
+    pub connections: AtomicU64,
+    /// Connections refused at accept because `max_connections` sockets were open.
+    pub refused_connection_cap: AtomicU64,
+    /// Connections refused at accept because their address had `max_connections_per_ip` open.
+    pub refused_per_ip_cap: AtomicU64,
+    /// Peers that reset their connection (no close frame can reach them).
+    pub connections_reset: AtomicU64,
+    /// Resync requests: clients that dropped their replica after a failed snapshot.
+    pub resyncs: AtomicU64,
+    /// Clients closed for receiving snapshots without acknowledging any (4006).
+    pub no_ack_kicks: AtomicU64,
     /// Snapshot frames handed to sessions.
     pub snapshots_sent: AtomicU64,
     /// Snapshots skipped because a client's outbox was full.
@@ -83,6 +102,24 @@ impl ServerStats {
             .iter()
             .zip(&self.closes)
             .map(|(c, n)| (*c, n.load(Relaxed)))
+    }
+
+    /// Counts a player that left for `reason`.
+    pub fn record_leave(&self, reason: &LeaveReason) {
+        self.leaves.fetch_add(1, Relaxed);
+        let i = LEAVE_REASONS
+            .iter()
+            .position(|l| *l == reason.label())
+            .unwrap_or(LEAVE_REASONS.len() - 1);
+        self.leaves_by_reason[i].fetch_add(1, Relaxed);
+    }
+
+    /// Players that left so far, per reason label.
+    pub fn leaves_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        LEAVE_REASONS
+            .iter()
+            .zip(&self.leaves_by_reason)
+            .map(|(l, n)| (*l, n.load(Relaxed)))
     }
 
     /// Reads a counter.

@@ -56,7 +56,9 @@ impl Telemetry {
         let phases =
             Family::<PhaseLabel, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let lag_ticks = Gauge::<i64, AtomicI64>::default();
-        let mut registry = Registry::with_prefix("tickwire");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("tickwire");
         registry.register(
             "tick_duration_seconds",
             "Time to run one whole tick",
@@ -75,7 +77,7 @@ impl Telemetry {
         registry.register_collector(Box::new(StatsCollector(stats)));
         let period = Duration::from_secs(1) / u32::from(tick_rate_hz.max(1));
         Telemetry {
-            registry: Mutex::new(registry),
+            registry: Mutex::new(root),
             tick,
             phases,
             lag_ticks,
@@ -127,6 +129,48 @@ impl Telemetry {
     }
 }
 
+/// The standard `process_*` metrics, read at scrape time.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if let Some(cpu) = crate::process::cpu_seconds() {
+            let c = ConstCounter::new(cpu);
+            c.encode(e.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                c.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                crate::process::resident_bytes(),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                crate::process::open_files(),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                crate::process::max_files(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(v) = value {
+                let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+                g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Encodes the server's counters at scrape time, straight from their atomics.
 #[derive(Debug)]
 struct StatsCollector(Arc<ServerStats>);
@@ -156,6 +200,42 @@ impl Collector for StatsCollector {
         let s = &self.0;
         gauge(&mut e, "clients", "Players in the world", &s.clients)?;
         gauge(&mut e, "sessions", "Open WebSocket sessions", &s.sessions)?;
+        gauge(
+            &mut e,
+            "connections",
+            "Sockets open on the game port, in any phase",
+            &s.connections,
+        )?;
+        counter(
+            &mut e,
+            "connections_refused_cap",
+            "Connections refused at accept: max_connections sockets open",
+            &s.refused_connection_cap,
+        )?;
+        counter(
+            &mut e,
+            "connections_refused_per_ip",
+            "Connections refused at accept: max_connections_per_ip open from that address",
+            &s.refused_per_ip_cap,
+        )?;
+        counter(
+            &mut e,
+            "connections_reset",
+            "Peers that reset their connection",
+            &s.connections_reset,
+        )?;
+        counter(
+            &mut e,
+            "resyncs",
+            "Clients that dropped their replica after a failed snapshot and asked for a full one",
+            &s.resyncs,
+        )?;
+        counter(
+            &mut e,
+            "no_ack_kicks",
+            "Clients closed for receiving snapshots without acknowledging any",
+            &s.no_ack_kicks,
+        )?;
         let tick = ConstGauge::new(i64::from(s.tick.load(Relaxed)));
         tick.encode(e.encode_descriptor(
             "tick",
@@ -184,6 +264,19 @@ impl Collector for StatsCollector {
         )?;
         counter(&mut e, "joins", "Players that joined", &s.joins)?;
         counter(&mut e, "leaves", "Players that left", &s.leaves)?;
+        {
+            let by_reason = ConstCounter::new(0u64);
+            let mut family = e.encode_descriptor(
+                "leaves_by_reason",
+                "Players that left, by reason: peer_closed, connection_lost, violation, shutdown",
+                None,
+                by_reason.metric_type(),
+            )?;
+            for (reason, n) in s.leaves_by_reason() {
+                let labels = [("reason", reason)];
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         counter(
             &mut e,
             "snapshots_sent",

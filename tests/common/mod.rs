@@ -11,10 +11,12 @@ use tickwire_server::{Config, Server};
 /// Upper bound on any single wait in a test; reaching it fails the test instead of hanging.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A test configuration: any free port, otherwise defaults.
+/// A test configuration: any free port for the game and the admin listener, otherwise
+/// defaults.
 pub fn test_config() -> Config {
     Config {
         bind: "127.0.0.1:0".parse().expect("valid address"),
+        admin_bind: "127.0.0.1:0".into(),
         ..Config::default()
     }
 }

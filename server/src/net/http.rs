@@ -2,7 +2,11 @@
 //! WebSocket code sees the socket. A request either gets a plain HTTP answer with a status and a
 //! body that says why, or is accepted as a WebSocket upgrade with a negotiated subprotocol.
 //!
-//! Routing (all paths but the WebSocket path, `/ws` by default: 404):
+//! The admin listener routes with [`route_admin`]: `GET /metrics` and `GET /healthz` only, and
+//! only for a `Host` that is an IP literal or in `allowed_hosts` (a DNS-rebinding page gets 403).
+//!
+//! Game-port routing (all paths but the WebSocket path, `/ws` by default, and the browser
+//! client's files: 404):
 //! - `GET /ws` with valid upgrade headers: `101 Switching Protocols`.
 //! - `GET /ws` without them: `426 Upgrade Required`.
 //! - a method other than GET: `405`.
@@ -82,12 +86,13 @@ impl Refusal {
     }
 }
 
-/// A plain HTTP endpoint served on the same port.
+/// A plain HTTP endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    /// `GET /metrics`: Prometheus text.
+    /// `GET /metrics` on the admin listener: Prometheus text.
     Metrics,
-    /// `GET /healthz`: 200 while the tick loop is on schedule, 503 otherwise.
+    /// `GET /healthz` on the admin listener: 200 while the tick loop is on schedule, 503
+    /// otherwise.
     Healthz,
     /// A file of the browser client (`GET /`, `/app.js`, `/protocol.js`).
     Web(&'static super::web::Asset),
@@ -111,8 +116,6 @@ pub struct Policy {
     pub ws_path: String,
     /// Whether `tickwire.v1.json` may be negotiated.
     pub json: bool,
-    /// Whether `/metrics` and `/healthz` are served.
-    pub telemetry: bool,
     /// Whether the browser client is served.
     pub web_client: bool,
     /// Who may connect from a browser.
@@ -124,7 +127,6 @@ impl Default for Policy {
         Policy {
             ws_path: "/ws".into(),
             json: true,
-            telemetry: true,
             web_client: true,
             origins: OriginPolicy::default(),
         }
@@ -132,16 +134,29 @@ impl Default for Policy {
 }
 
 /// Who may connect from a browser.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OriginPolicy {
     /// Origins allowed besides the server's own (exact match, e.g. `https://game.example`);
     /// `*` allows any.
     pub allowed: Vec<String>,
+    /// Host names the server answers to as itself, besides IP literals (see [`host_allowed`]).
+    pub hosts: Vec<String>,
+}
+
+impl Default for OriginPolicy {
+    fn default() -> Self {
+        OriginPolicy {
+            allowed: Vec::new(),
+            hosts: vec!["localhost".into()],
+        }
+    }
 }
 
 impl OriginPolicy {
-    /// Requests with no `Origin` (native clients, bots) and same-origin requests (the Origin's
-    /// host equals the `Host` header) are always allowed.
+    /// Requests with no `Origin` (native clients, bots) are always allowed. A browser request is
+    /// allowed if its origin is listed, or if it is same-origin: the Origin's host equals the
+    /// `Host` header and that host is one the server answers to ([`host_allowed`]), so a
+    /// DNS-rebinding page, whose `Host` and `Origin` both name the attacker's domain, is not.
     #[must_use]
     pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
@@ -155,8 +170,24 @@ impl OriginPolicy {
         let origin_host = origin
             .split_once("://")
             .map(|(_, h)| h.trim_end_matches('/'));
-        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+        matches!((origin_host, host), (Some(o), Some(h))
+            if o.eq_ignore_ascii_case(h) && host_allowed(h, &self.hosts))
     }
+}
+
+/// True if a `Host` header value (with or without a port) names this server: an IP literal
+/// (`127.0.0.1`, `[::1]`), or a name in `hosts` (case-insensitive).
+#[must_use]
+pub fn host_allowed(host: &str, hosts: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok() || hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
@@ -204,8 +235,6 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
     }
     let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
     let endpoint = match path {
-        "/metrics" if policy.telemetry => Some(Endpoint::Metrics),
-        "/healthz" if policy.telemetry => Some(Endpoint::Healthz),
         p if policy.web_client => super::web::asset(p).map(Endpoint::Web),
         _ => None,
     };
@@ -303,6 +332,49 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
         protocol,
         echo_protocol: !offered.is_empty(),
     }))
+}
+
+/// Routes a request head on the admin listener: `GET /metrics` and `GET /healthz`, for a
+/// `Host` that [`host_allowed`] accepts.
+pub fn route_admin(head: &[u8], hosts: &[String]) -> Route {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Route::Refuse(Refusal::new(400, "incomplete request\n"));
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Route::Refuse(Refusal::new(431, "too many header lines\n"));
+        }
+        Err(e) => return Route::Refuse(Refusal::new(400, format!("malformed request: {e}\n"))),
+    }
+    let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+    let endpoint = match path {
+        "/metrics" => Endpoint::Metrics,
+        "/healthz" => Endpoint::Healthz,
+        _ => {
+            return Route::Refuse(Refusal::new(
+                404,
+                "not found: this admin port serves /metrics and /healthz\n",
+            ));
+        }
+    };
+    if req.method != Some("GET") {
+        let mut r = Refusal::new(405, format!("{path} only accepts GET\n"));
+        r.headers.push("Allow: GET".into());
+        return Route::Refuse(r);
+    }
+    match header(&req, "host") {
+        Some(h) if host_allowed(h, hosts) => Route::Endpoint(endpoint),
+        h => Route::Refuse(Refusal::new(
+            403,
+            format!(
+                "host {} is not one this server answers to (see allowed_hosts)\n",
+                h.unwrap_or("(none)")
+            ),
+        )),
+    }
 }
 
 fn reason_phrase(status: u16) -> &'static str {
@@ -438,26 +510,64 @@ mod tests {
     }
 
     #[test]
-    fn telemetry_endpoints() {
-        let p = Policy::default();
-        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+    fn telemetry_endpoints_are_only_on_the_admin_router() {
+        let hosts = vec!["localhost".to_owned()];
+        let get = |path: &str, host: &str| {
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+        };
         assert_eq!(
-            route(&get("/metrics"), &p),
+            route_admin(&get("/metrics", "127.0.0.1:7778"), &hosts),
             Route::Endpoint(Endpoint::Metrics)
         );
         assert_eq!(
-            route(&get("/healthz"), &p),
+            route_admin(&get("/healthz", "localhost:7778"), &hosts),
             Route::Endpoint(Endpoint::Healthz)
         );
         assert_eq!(
-            status(route(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &p)),
+            route_admin(&get("/healthz", "[::1]:7778"), &hosts),
+            Route::Endpoint(Endpoint::Healthz)
+        );
+        assert_eq!(
+            status(route_admin(
+                b"POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                &hosts
+            )),
             405
         );
-        let off = Policy {
-            telemetry: false,
-            ..Policy::default()
-        };
-        assert_eq!(status(route(&get("/metrics"), &off)), 404);
+        assert_eq!(status(route_admin(&get("/ws", "127.0.0.1"), &hosts)), 404);
+        // A DNS-rebinding page reaches us under the attacker's name.
+        assert_eq!(
+            status(route_admin(&get("/metrics", "evil.example:7778"), &hosts)),
+            403
+        );
+        // The game port no longer serves them.
+        let p = Policy::default();
+        assert_eq!(status(route(&get("/metrics", "127.0.0.1"), &p)), 404);
+        assert_eq!(status(route(&get("/healthz", "127.0.0.1"), &p)), 404);
+    }
+
+    #[test]
+    fn hosts() {
+        let hosts = vec!["localhost".to_owned(), "Game.Example".to_owned()];
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:7777",
+            "10.1.2.3:80",
+            "[::1]:7777",
+            "[::1]",
+            "localhost:7777",
+            "game.example",
+        ] {
+            assert!(host_allowed(ok, &hosts), "{ok}");
+        }
+        for bad in [
+            "evil.example:7777",
+            "localhost.evil.example",
+            "[nope]:1",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &hosts), "{bad}");
+        }
     }
 
     #[test]
@@ -506,9 +616,18 @@ mod tests {
             status(route(&req("/ws", "Origin: https://evil.example\r\n"), &p)),
             403
         );
+        // DNS rebinding: Origin and Host agree, but on a name the server does not answer to.
+        let rebinding = "GET /ws HTTP/1.1\r\nHost: evil.example:7777\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                         Origin: http://evil.example:7777\r\n\r\n";
+        assert_eq!(status(route(rebinding.as_bytes(), &p)), 403);
+        let localhost = rebinding.replace("evil.example", "localhost");
+        assert_eq!(status(route(localhost.as_bytes(), &p)), 101);
         let p = Policy {
             origins: OriginPolicy {
                 allowed: vec!["https://game.example".into()],
+                ..OriginPolicy::default()
             },
             ..Policy::default()
         };
@@ -523,6 +642,7 @@ mod tests {
         let any = Policy {
             origins: OriginPolicy {
                 allowed: vec!["*".into()],
+                ..OriginPolicy::default()
             },
             ..Policy::default()
         };

@@ -3,13 +3,16 @@
 //! Data flows: socket -> session (WebSocket upgrade, hello, decode, validate) -> the client's
 //! bounded queue to the tick thread; and the client's bounded outbox -> session -> socket.
 //!
-//! - [`listener`]: [`Server`] (start, address, shutdown) and the accept loop.
+//! - [`listener`]: [`Server`] (start, address, shutdown), the accept loop and its connection
+//!   caps.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
 //! - [`http`]: the request head, routing, and the upgrade response.
 //! - [`session`]: one connection from the first byte to the close.
 //! - [`rate`]: per-connection message rate limits.
 //! - [`tls`]: loading the certificate and key for `wss://`.
 //! - [`web`]: the browser client's files, embedded.
 
+pub mod admin;
 pub mod http;
 pub mod listener;
 pub mod rate;

@@ -57,6 +57,8 @@ pub enum Kind {
     Input,
     /// Everything else (acks, pings).
     Other,
+    /// WebSocket control frames: pings and pongs.
+    Control,
 }
 
 /// The limits of one connection.
@@ -64,6 +66,7 @@ pub enum Kind {
 pub struct Limiter {
     inputs: Bucket,
     other: Bucket,
+    control: Bucket,
     abuse_drops: u32,
     window_start: Instant,
     window_drops: u32,
@@ -78,10 +81,18 @@ impl Limiter {
         Limiter {
             inputs: Bucket::new(rate, burst, now),
             other: Bucket::new(rate, burst, now),
+            control: Bucket::new(rate, burst, now),
             abuse_drops: abuse_drops.max(1),
             window_start: now,
             window_drops: 0,
         }
+    }
+
+    /// Gives control frames their own budget: `rate` per second with `burst` saved.
+    #[must_use]
+    pub fn with_control(mut self, rate: u32, burst: u32, now: Instant) -> Limiter {
+        self.control = Bucket::new(f64::from(rate.max(1)), f64::from(burst.max(1)), now);
+        self
     }
 
     /// Decides about one message arriving at `now`.
@@ -89,6 +100,7 @@ impl Limiter {
         let bucket = match kind {
             Kind::Input => &mut self.inputs,
             Kind::Other => &mut self.other,
+            Kind::Control => &mut self.control,
         };
         if bucket.take(now) {
             return Verdict::Accept;
@@ -154,5 +166,32 @@ mod tests {
         assert_eq!(l.check(Kind::Input, t0), Verdict::Accept);
         assert_eq!(l.check(Kind::Input, t0), Verdict::Drop);
         assert_eq!(l.check(Kind::Other, t0), Verdict::Accept);
+    }
+
+    #[test]
+    fn a_control_frame_flood_is_abuse() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(60, 30, 120, t0).with_control(5, 10, t0);
+        // A ping a second is always fine.
+        for i in 0..30 {
+            assert_eq!(
+                l.check(Kind::Control, t0 + Duration::from_secs(i)),
+                Verdict::Accept
+            );
+        }
+        // Twenty thousand a second: the first ten pass, then drops, then abuse within 10 ms.
+        let t1 = t0 + Duration::from_secs(40);
+        let step = Duration::from_micros(50);
+        let verdicts: Vec<Verdict> = (0..200)
+            .map(|i| l.check(Kind::Control, t1 + step * i))
+            .collect();
+        assert!(verdicts[..10].iter().all(|v| *v == Verdict::Accept));
+        let abuse_at = verdicts
+            .iter()
+            .position(|v| *v == Verdict::Abuse)
+            .expect("the flood is closed");
+        assert!(abuse_at < 200, "{abuse_at}");
+        // Inputs keep their own budget.
+        assert_eq!(l.check(Kind::Input, t1), Verdict::Accept);
     }
 }

@@ -15,7 +15,6 @@ use crate::replication::{
     ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
 };
 use crate::stats::ServerStats;
-use crate::telemetry::Telemetry;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 use futures_util::{SinkExt, StreamExt};
@@ -35,7 +34,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::CapacityError};
+use tokio_tungstenite::tungstenite::{
+    Error as WsError, Message,
+    error::{CapacityError, ProtocolError},
+};
 use tracing::{Instrument, debug, info, info_span};
 
 /// Longest close reason a close frame can carry, in bytes (RFC 6455: 125 minus the code).
@@ -45,8 +47,7 @@ const MAX_CLOSE_REASON_BYTES: usize = 123;
 pub(crate) struct Shared {
     pub(crate) config: Config,
     joins: crossbeam_channel::Sender<JoinRequest>,
-    stats: Arc<ServerStats>,
-    telemetry: Arc<Telemetry>,
+    pub(crate) stats: Arc<ServerStats>,
     next_id: AtomicU64,
     players: AtomicUsize,
     ws_config: WebSocketConfig,
@@ -59,7 +60,6 @@ impl Shared {
         config: Config,
         joins: crossbeam_channel::Sender<JoinRequest>,
         stats: Arc<ServerStats>,
-        telemetry: Arc<Telemetry>,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
@@ -71,23 +71,27 @@ impl Shared {
         let policy = http::Policy {
             ws_path: config.ws_path.clone(),
             json: config.json_protocol,
-            telemetry: config.telemetry_endpoints,
             web_client: config.web_client,
             origins: http::OriginPolicy {
                 allowed: config.allowed_origins.clone(),
+                hosts: config.allowed_hosts.clone(),
             },
         };
         Shared {
             config,
             joins,
             stats,
-            telemetry,
             next_id: AtomicU64::new(1),
             players: AtomicUsize::new(0),
             ws_config,
             policy,
             tls,
         }
+    }
+
+    /// True if the game port speaks only TLS.
+    pub(crate) fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
     }
 
     fn ms(&self, ms: u64) -> Duration {
@@ -102,6 +106,8 @@ enum End {
     PeerClosed,
     /// The connection dropped, failed, or stopped taking our writes.
     Lost,
+    /// The peer reset the connection (or ended it without a close frame): nothing can reach it.
+    Reset,
     /// We close: code, reason, and whether it counts as the peer's fault.
     Close {
         code: u16,
@@ -133,11 +139,13 @@ impl End {
 }
 
 /// Runs one accepted TCP connection to its end. Never panics on anything the peer sends.
-pub(crate) async fn run(
+/// `_permit` holds this connection's place under the connection caps until it ends.
+pub(crate) async fn run<P: Send>(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
+    _permit: P,
 ) {
     let id = ClientId(shared.next_id.fetch_add(1, Relaxed));
     let span = info_span!("session", client = id.0, %peer);
@@ -151,10 +159,16 @@ pub(crate) async fn run(
         match shared.tls.clone() {
             None => serve(stream, deadline, id, shared, shutdown).await,
             Some(acceptor) => {
-                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve(tls, deadline, id, shared, shutdown).await,
-                    Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => debug!("TLS handshake timed out"),
+                let mut stop = shutdown.clone();
+                let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
+                tokio::select! {
+                    r = handshake => match r {
+                        Ok(Ok(tls)) => serve(tls, deadline, id, shared, shutdown).await,
+                        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => debug!("TLS handshake timed out"),
+                    },
+                    // No HTTP can be spoken before TLS is up: the connection just closes.
+                    _ = stop.changed() => debug!("shutdown during the TLS handshake"),
                 }
             }
         }
@@ -173,12 +187,32 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let upgraded = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)).await;
+    let mut stop = shutdown.clone();
+    let upgraded = tokio::select! {
+        r = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)) => Some(r),
+        _ = stop.changed() => None,
+    };
     let (protocol, leftover) = match upgraded {
-        Ok(Some(up)) => up,
-        Ok(None) => return,
-        Err(_) => {
+        Some(Ok(Some(up))) => up,
+        Some(Ok(None)) => return,
+        Some(Err(_)) => {
             debug!("handshake timed out");
+            return;
+        }
+        None => {
+            // Still in the HTTP phase: answer 503 rather than leave the request hanging.
+            let refusal = http::Refusal {
+                status: 503,
+                body: "server shutting down\n".into(),
+                headers: vec!["Retry-After: 5".into()],
+            };
+            let _ = tokio::time::timeout(shared.ms(shared.config.close_timeout_ms), async {
+                let _ = http::write_all(&mut stream, &http::refusal_response(&refusal)).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
+            ServerStats::add(&shared.stats.http_refusals, 1);
+            debug!("shutdown during the HTTP phase: 503");
             return;
         }
     };
@@ -195,6 +229,11 @@ async fn serve<S>(
         shared.config.input_rate_per_s,
         shared.config.input_burst,
         shared.config.abuse_drops_per_s,
+        now.into_std(),
+    )
+    .with_control(
+        shared.config.control_rate_per_s,
+        shared.config.control_burst,
         now.into_std(),
     );
     let mut session = Session {
@@ -230,19 +269,13 @@ where
             Route::Endpoint(endpoint) => {
                 let text = "text/plain; charset=utf-8";
                 let bytes = match endpoint {
-                    Endpoint::Metrics => http::response(
-                        200,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        &[],
-                        &shared.telemetry.render(),
-                    ),
                     Endpoint::Web(asset) => {
                         http::response(200, asset.content_type, &[], asset.body)
                     }
-                    Endpoint::Healthz => match shared.telemetry.health() {
-                        Ok(()) => http::response(200, text, &[], "ok\n"),
-                        Err(why) => http::response(503, text, &[], &format!("{why}\n")),
-                    },
+                    // The game router never yields these (they are on the admin listener).
+                    Endpoint::Metrics | Endpoint::Healthz => {
+                        http::response(404, text, &[], "not found\n")
+                    }
                 };
                 let _ = http::write_all(stream, &bytes).await;
                 let _ = stream.shutdown().await;
@@ -286,17 +319,7 @@ impl Drop for PlayerSlot<'_> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self) {
-        let leave = LeaveSlot::default();
-        let end = self.serve(&leave).await;
-        let reason = match &end {
-            End::PeerClosed => LeaveReason::PeerClosed,
-            End::Lost => LeaveReason::ConnectionLost,
-            End::Close { code, .. } if *code == close::GOING_AWAY => LeaveReason::Shutdown,
-            End::Close { code, .. } => LeaveReason::Violation { code: *code },
-        };
-        // The tick thread reads this only after it sees the event channel disconnect, which
-        // happened when `serve` returned and dropped the sender.
-        *leave.lock() = Some(reason);
+        let end = self.serve().await;
         let stats = &self.shared.stats;
         match end {
             End::PeerClosed => {
@@ -306,6 +329,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             End::Lost => {
                 info!("connection lost");
+                ServerStats::add(&stats.connections_lost, 1);
+            }
+            End::Reset => {
+                info!("connection reset by peer");
+                ServerStats::add(&stats.connections_reset, 1);
                 ServerStats::add(&stats.connections_lost, 1);
             }
             End::Close {
@@ -324,13 +352,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Hello, join, then the main loop. Returns how the session should end.
-    async fn serve(&mut self, leave: &LeaveSlot) -> End {
+    async fn serve(&mut self) -> End {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        let name = match tokio::time::timeout(shared.ms(cfg.hello_timeout_ms), self.hello()).await {
-            Err(_) => return End::violation(close::HELLO_TIMEOUT, "no hello within the timeout"),
-            Ok(Err(end)) => return end,
-            Ok(Ok(name)) => name,
+        let mut stop = self.shutdown.clone();
+        let hello = tokio::time::timeout(shared.ms(cfg.hello_timeout_ms), self.hello());
+        let name = tokio::select! {
+            r = hello => match r {
+                Err(_) => return End::violation(close::HELLO_TIMEOUT, "no hello within the timeout"),
+                Ok(Err(end)) => return end,
+                Ok(Ok(name)) => name,
+            },
+            _ = stop.changed() => return End::shutdown(),
         };
 
         if shared
@@ -345,12 +378,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.input_queue_len);
         let (outbox_tx, mut outbox) = mpsc::channel(cfg.outbox_len);
         let kick = Arc::new(Kick::default());
+        let leave = LeaveSlot::default();
         let join = JoinRequest {
             client: self.id,
             name,
             events: events_rx,
             outbox: outbox_tx,
-            leave: Arc::clone(leave),
+            leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
         };
         if shared.joins.try_send(join).is_err() {
@@ -360,9 +394,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
         }
         debug!("join requested");
-        if *self.shutdown.borrow() {
-            return End::shutdown();
-        }
+        let end = if *self.shutdown.borrow() {
+            End::shutdown()
+        } else {
+            self.play(&kick, &mut outbox, &events_tx).await
+        };
+        // The reason goes in before the sender is dropped: the tick thread reads it only after
+        // it sees the channel disconnect, so it always finds it.
+        *leave.lock() = Some(match &end {
+            End::PeerClosed => LeaveReason::PeerClosed,
+            End::Lost | End::Reset => LeaveReason::ConnectionLost,
+            End::Close { code, .. } if *code == close::GOING_AWAY => LeaveReason::Shutdown,
+            End::Close { code, .. } => LeaveReason::Violation { code: *code },
+        });
+        drop(events_tx);
+        end
+    }
+
+    /// The joined session's loop: snapshots out, messages in, pings, kicks and shutdown.
+    async fn play(
+        &mut self,
+        kick: &Kick,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+        events_tx: &crossbeam_channel::Sender<ClientEvent>,
+    ) -> End {
+        let shared = Arc::clone(&self.shared);
+        let cfg = &shared.config;
         let mut ping = tokio::time::interval(shared.ms(cfg.ping_interval_ms));
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.reset();
@@ -381,14 +438,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Some(Outgoing::Close { code, reason }) => Err(End::server(code, reason)),
                     None => Err(End::shutdown()),
                 },
-                msg = next_msg(&mut self.ws, self.protocol, &shared.stats) => {
-                    self.last_seen = Instant::now();
-                    match msg {
-                        Ok(Some(msg)) => self.handle(msg, &events_tx).await,
-                        Ok(None) => Ok(()),
-                        Err(end) => Err(end),
+                frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
+                    Ok(Incoming::Msg(msg)) => {
+                        self.last_seen = Instant::now();
+                        self.handle(msg, events_tx).await
                     }
-                }
+                    Ok(Incoming::Pong) => {
+                        self.last_seen = Instant::now();
+                        self.charge_control()
+                    }
+                    Ok(Incoming::Ping) => self.charge_control(),
+                    Err(end) => Err(end),
+                },
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() >= idle {
                         Err(End::violation(
@@ -406,12 +467,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Charges one control frame (ping or pong) to the connection's budget.
+    fn charge_control(&mut self) -> Result<(), End> {
+        match self.limiter.check(Kind::Control, std::time::Instant::now()) {
+            Verdict::Accept => Ok(()),
+            Verdict::Drop => {
+                ServerStats::add(&self.shared.stats.rate_limited, 1);
+                Ok(())
+            }
+            Verdict::Abuse => {
+                ServerStats::add(&self.shared.stats.rate_limited, 1);
+                Err(End::violation(
+                    close::POLICY_VIOLATION,
+                    "control frame rate limit exceeded (ping flood)",
+                ))
+            }
+        }
+    }
+
     /// Waits for the hello and checks it; returns the sanitized name.
     async fn hello(&mut self) -> Result<String, End> {
         loop {
-            match next_msg(&mut self.ws, self.protocol, &self.shared.stats).await? {
-                None => continue,
-                Some(ClientMsg::Hello { version, name }) => {
+            match next_frame(&mut self.ws, self.protocol, &self.shared.stats).await? {
+                Incoming::Ping | Incoming::Pong => self.charge_control()?,
+                Incoming::Msg(ClientMsg::Hello { version, name }) => {
                     if version != tickwire_protocol::PROTOCOL_VERSION {
                         return Err(End::violation(
                             close::VERSION_MISMATCH,
@@ -423,7 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                     return Ok(sanitize_name(&name));
                 }
-                Some(_) => {
+                Incoming::Msg(_) => {
                     return Err(End::violation(
                         close::UNEXPECTED_MESSAGE,
                         "the first message must be a hello",
@@ -474,6 +553,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.send_msg(&pong).await;
             }
             ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
+            ClientMsg::Resync { tick } => ClientEvent::Resync(tick),
             ClientMsg::Input(input) => match input.sanitize() {
                 Err(e) => {
                     debug!(error = %e, "input rejected");
@@ -578,51 +658,84 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-/// The next frame from the peer: `Some` message, `None` for control frames (which still show
-/// the peer is alive). Errors say how the session ends.
-async fn next_msg<S: AsyncRead + AsyncWrite + Unpin>(
+/// What the peer sent: a message, or a control frame (which the budget charges).
+enum Incoming {
+    /// A decoded message.
+    Msg(ClientMsg),
+    /// A ping (tungstenite answers it); not something the protocol expects.
+    Ping,
+    /// A pong, the answer to our ping.
+    Pong,
+}
+
+/// The next frame from the peer. Errors say how the session ends.
+async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     protocol: Subprotocol,
     stats: &ServerStats,
-) -> Result<Option<ClientMsg>, End> {
-    let Some(frame) = ws.next().await else {
-        return Err(End::Lost);
-    };
-    let undecodable = |e: tickwire_protocol::CodecError| {
-        End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
-    };
-    match (frame, protocol) {
-        (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
-            ServerStats::add(&stats.messages_in, 1);
-            ServerStats::add(&stats.bytes_in, bytes.len() as u64);
-            decode_client(&bytes).map(Some).map_err(undecodable)
-        }
-        (Ok(Message::Text(text)), Subprotocol::Json) => {
-            ServerStats::add(&stats.messages_in, 1);
-            ServerStats::add(&stats.bytes_in, text.len() as u64);
-            decode_client_json(&text).map(Some).map_err(undecodable)
-        }
-        (Ok(Message::Text(_)), Subprotocol::Binary) => Err(End::violation(
-            close::UNSUPPORTED_DATA,
-            "text frames are not supported; send binary frames (or negotiate tickwire.v1.json)",
-        )),
-        (Ok(Message::Binary(_)), Subprotocol::Json) => Err(End::violation(
-            close::UNSUPPORTED_DATA,
-            "binary frames are not supported by tickwire.v1.json; send text frames",
-        )),
-        (Ok(Message::Close(_)), _) => Err(End::PeerClosed),
-        (Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)), _) => Ok(None),
-        (Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })), _) => {
-            Err(End::violation(
-                close::MESSAGE_TOO_BIG,
-                format!("message of {size} bytes exceeds the limit of {max_size}"),
-            ))
-        }
-        (Err(WsError::Protocol(e)), _) => Err(End::violation(
-            close::PROTOCOL_ERROR,
-            format!("websocket protocol error: {e}"),
-        )),
-        (Err(_), _) => Err(End::Lost),
+) -> Result<Incoming, End> {
+    loop {
+        let Some(frame) = ws.next().await else {
+            return Err(End::Lost);
+        };
+        let undecodable = |e: tickwire_protocol::CodecError| {
+            End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
+        };
+        return match (frame, protocol) {
+            (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
+                ServerStats::add(&stats.messages_in, 1);
+                ServerStats::add(&stats.bytes_in, bytes.len() as u64);
+                decode_client(&bytes)
+                    .map(Incoming::Msg)
+                    .map_err(undecodable)
+            }
+            (Ok(Message::Text(text)), Subprotocol::Json) => {
+                ServerStats::add(&stats.messages_in, 1);
+                ServerStats::add(&stats.bytes_in, text.len() as u64);
+                decode_client_json(&text)
+                    .map(Incoming::Msg)
+                    .map_err(undecodable)
+            }
+            (Ok(Message::Text(_)), Subprotocol::Binary) => Err(End::violation(
+                close::UNSUPPORTED_DATA,
+                "text frames are not supported; send binary frames (or negotiate tickwire.v1.json)",
+            )),
+            (Ok(Message::Binary(_)), Subprotocol::Json) => Err(End::violation(
+                close::UNSUPPORTED_DATA,
+                "binary frames are not supported by tickwire.v1.json; send text frames",
+            )),
+            (Ok(Message::Close(_)), _) => Err(End::PeerClosed),
+            (Ok(Message::Ping(_)), _) => Ok(Incoming::Ping),
+            (Ok(Message::Pong(_)), _) => Ok(Incoming::Pong),
+            // Raw frames are never yielded when reading; skip one if it ever is.
+            (Ok(Message::Frame(_)), _) => continue,
+            (Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })), _) => {
+                Err(End::violation(
+                    close::MESSAGE_TOO_BIG,
+                    format!("message of {size} bytes exceeds the limit of {max_size}"),
+                ))
+            }
+            (Err(WsError::Utf8(e)), _) => Err(End::violation(
+                close::INVALID_PAYLOAD,
+                format!("text frame is not valid UTF-8: {e}"),
+            )),
+            (Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)), _) => {
+                Err(End::Reset)
+            }
+            (Err(WsError::Io(e)), _)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Err(End::Reset)
+            }
+            (Err(WsError::Protocol(e)), _) => Err(End::violation(
+                close::PROTOCOL_ERROR,
+                format!("websocket protocol error: {e}"),
+            )),
+            (Err(_), _) => Err(End::Lost),
+        };
     }
 }
 

@@ -226,6 +226,13 @@ impl Replication {
         self.history.back()
     }
 
+    /// True if an entity with this id is in any frame of the history (and so may be in some
+    /// client's baseline): the id allocator skips such ids after it wraps.
+    #[must_use]
+    pub fn holds_id(&self, id: NetId) -> bool {
+        self.history.iter().any(|f| f.index_of(id).is_some())
+    }
+
     /// The frame of `tick`, if still in history.
     #[must_use]
     pub fn frame(&self, tick: Tick) -> Option<&WorldFrame> {

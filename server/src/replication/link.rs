@@ -4,8 +4,9 @@
 //!   the client's own bounded channel, so a flooding client fills only its own queue.
 //! - tick -> session: [`Outgoing`] frames on a bounded tokio channel, written with `try_send`
 //!   so the tick never waits; when it is full the client skips that snapshot.
-//! - leaving: the session records a [`LeaveReason`] and drops its sender; the tick thread sees
-//!   the channel disconnect and removes the player.
+//! - leaving: the session writes its [`LeaveReason`] into the [`LeaveSlot`] and only then drops
+//!   its event sender; the tick thread sees the channel disconnect, so the reason is always
+//!   there when it looks.
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -26,6 +27,9 @@ pub enum ClientEvent {
     Input(Input),
     /// The client applied the snapshot of this tick.
     Ack(Tick),
+    /// The client dropped its replica after a snapshot failed to apply at this tick: forget
+    /// its acknowledgements and send it a full snapshot.
+    Resync(Tick),
 }
 
 /// What the tick thread hands to a session.
@@ -58,7 +62,22 @@ pub enum LeaveReason {
     Shutdown,
 }
 
-/// Where a session records why it ended before dropping its event sender.
+impl LeaveReason {
+    /// The label of this reason in `/metrics` and logs.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            LeaveReason::PeerClosed => "peer_closed",
+            LeaveReason::ConnectionLost => "connection_lost",
+            LeaveReason::Violation { .. } => "violation",
+            LeaveReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Where a session records why it ended; it writes the reason before it drops its event
+/// sender, so the tick thread, which reads it only after seeing the channel disconnect, always
+/// finds it.
 pub type LeaveSlot = Arc<Mutex<Option<LeaveReason>>>;
 
 /// A request from the tick thread to close a session with a code and reason. It does not go
@@ -127,6 +146,12 @@ pub struct ClientLink {
     pub kick: Arc<Kick>,
     /// Snapshots skipped in a row because the outbox was full.
     pub skipped_in_a_row: u32,
+    /// Which of the recent snapshots were skipped (a sliding window).
+    pub skips: SkipWindow,
+    /// Snapshots handed to the session since the client last acknowledged one.
+    pub sent_since_ack: u32,
+    /// The tick thread has asked the session to close.
+    pub kicked: bool,
     /// This tick's frame, between the replicate and hand-off phases, and whether it is full.
     pub pending: Option<(bytes::Bytes, bool)>,
     /// Newest tick the client acknowledged that was sent to it.
@@ -142,9 +167,10 @@ pub struct ClientLink {
 }
 
 impl ClientLink {
-    /// The link for a join request, at the current tick, remembering `history` ticks of views.
+    /// The link for a join request, at the current tick, remembering `history` ticks of views
+    /// and whether each of the last `skip_window` snapshots was skipped.
     #[must_use]
-    pub fn new(join: JoinRequest, now: Tick, history: usize) -> ClientLink {
+    pub fn new(join: JoinRequest, now: Tick, history: usize, skip_window: u32) -> ClientLink {
         ClientLink {
             client: join.client,
             events: join.events,
@@ -152,6 +178,9 @@ impl ClientLink {
             leave: join.leave,
             kick: join.kick,
             skipped_in_a_row: 0,
+            skips: SkipWindow::new(skip_window),
+            sent_since_ack: 0,
+            kicked: false,
             pending: None,
             acked: None,
             last_input_seq: 0,
@@ -216,7 +245,81 @@ impl ClientLink {
         if was_sent && newer {
             self.acked = Some(tick);
         }
+        if was_sent {
+            self.sent_since_ack = 0;
+        }
         was_sent
+    }
+
+    /// The client dropped its replica: forget its acknowledged tick and every tick sent so
+    /// far, so neither the baseline nor an ack still in flight can name a view it no longer
+    /// holds. The next snapshot is full.
+    pub fn resync(&mut self) {
+        self.acked = None;
+        self.sent_mask = 0;
+    }
+}
+
+/// Which of the last `len` snapshots of one client were skipped, as a ring of bits.
+#[derive(Debug, Clone)]
+pub struct SkipWindow {
+    bits: Vec<u64>,
+    len: u32,
+    pos: u32,
+    filled: u32,
+    skipped: u32,
+}
+
+impl SkipWindow {
+    /// An empty window of `len` snapshots (at least 1).
+    #[must_use]
+    pub fn new(len: u32) -> SkipWindow {
+        let len = len.max(1);
+        SkipWindow {
+            bits: vec![0; len.div_ceil(64) as usize],
+            len,
+            pos: 0,
+            filled: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Records one snapshot, skipped or not, pushing the oldest out of a full window.
+    pub fn record(&mut self, skipped: bool) {
+        let (word, bit) = ((self.pos / 64) as usize, self.pos % 64);
+        let old = self.bits[word] >> bit & 1 == 1;
+        if self.filled == self.len {
+            self.skipped -= u32::from(old);
+        } else {
+            self.filled += 1;
+        }
+        self.bits[word] = (self.bits[word] & !(1 << bit)) | (u64::from(skipped) << bit);
+        self.skipped += u32::from(skipped);
+        self.pos = (self.pos + 1) % self.len;
+    }
+
+    /// Skipped snapshots in the window.
+    #[must_use]
+    pub fn skipped(&self) -> u32 {
+        self.skipped
+    }
+
+    /// True once the window is full and more than `fraction` of it was skipped.
+    #[must_use]
+    pub fn exceeds(&self, fraction: f32) -> bool {
+        self.filled == self.len && self.skipped as f32 > fraction * self.len as f32
+    }
+
+    /// Length of the window.
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// True if nothing was recorded yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
     }
 }
 
@@ -238,6 +341,7 @@ mod tests {
             },
             Tick(100),
             32,
+            90,
         )
     }
 
@@ -265,6 +369,55 @@ mod tests {
         l.record_sent(Tick(101 + 70), true);
         assert!(!l.acknowledge(Tick(101)));
         assert!(l.acknowledge(Tick(171)));
+    }
+
+    #[test]
+    fn resync_forgets_the_baseline_and_acks_in_flight() {
+        let mut l = link();
+        l.record_sent(Tick(101), true);
+        l.record_sent(Tick(102), true);
+        assert!(l.acknowledge(Tick(101)));
+        l.resync();
+        assert_eq!(l.acked, None, "the next snapshot is full");
+        assert!(
+            !l.acknowledge(Tick(102)),
+            "an ack sent before the resync names a view the client dropped"
+        );
+        assert_eq!(l.acked, None);
+        l.record_sent(Tick(103), true);
+        assert!(l.acknowledge(Tick(103)));
+        assert_eq!(l.acked, Some(Tick(103)));
+    }
+
+    #[test]
+    fn skip_window_counts_spread_out_skips() {
+        let mut w = SkipWindow::new(10);
+        // One skip in three, never two in a row: 4 of the first 10.
+        for i in 0..10 {
+            w.record(i % 3 == 0);
+        }
+        assert_eq!(w.skipped(), 4);
+        assert!(w.exceeds(0.3));
+        assert!(!w.exceeds(0.4));
+        // The window slides: ten clean snapshots clear it.
+        for _ in 0..10 {
+            w.record(false);
+        }
+        assert_eq!(w.skipped(), 0);
+        // A window is judged only once full.
+        let mut w = SkipWindow::new(100);
+        for _ in 0..99 {
+            w.record(true);
+        }
+        assert!(!w.exceeds(0.5));
+        w.record(true);
+        assert!(w.exceeds(0.5));
+        // Longer than one word of bits.
+        let mut w = SkipWindow::new(150);
+        for i in 0..1000 {
+            w.record(i % 2 == 0);
+        }
+        assert_eq!(w.skipped(), 75);
     }
 
     #[test]

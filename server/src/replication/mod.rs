@@ -23,4 +23,5 @@ pub mod link;
 pub use frame::{FrameEntity, Replication, WorldFrame};
 pub use link::{
     ClientEvent, ClientId, ClientLink, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
+    SkipWindow,
 };

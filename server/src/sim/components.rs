@@ -118,22 +118,73 @@ pub struct Rules {
     pub events_per_tick: usize,
     /// Snapshots a client may skip in a row before it is closed.
     pub max_lag_ticks: u32,
+    /// Length of the sliding window of skipped snapshots, in ticks.
+    pub skip_window_ticks: u32,
+    /// Fraction of that window a client may skip before it is closed.
+    pub max_skipped_fraction: f32,
+    /// Snapshots a client may be sent without acknowledging any before it is closed.
+    pub max_unacked_snapshots: u32,
     /// Ticks of views remembered per client (the world history length).
     pub history_ticks: usize,
 }
 
-/// Allocator of network ids; ids are never reused within 2^32 allocations.
+/// Allocator of network ids. Ids count up from 1; after 2^32 - 1 allocations they wrap, and
+/// from then on an id is handed out only if no entity holds it: not one alive now, not one
+/// allocated since the last capture, and not one in any frame of the world history (so in no
+/// client's baseline window either).
 #[derive(Resource, Debug, Default)]
 pub struct NetIds {
     next: u32,
+    wrapped: bool,
+    /// Ids allocated since the last capture (after the wrap only): alive, but in no frame yet.
+    since_capture: Vec<NetId>,
 }
 
 impl NetIds {
-    /// A fresh id, never 0.
-    pub fn allocate(&mut self) -> NetId {
-        self.next = self.next.checked_add(1).unwrap_or(1);
-        NetId(self.next)
+    /// An allocator whose next id is `next + 1` (tests start it near the wrap).
+    #[must_use]
+    pub fn starting_after(next: u32) -> NetIds {
+        NetIds {
+            next,
+            ..NetIds::default()
+        }
     }
+
+    /// A fresh id, never 0 and never one that `in_history` reports in use.
+    pub fn allocate(&mut self, in_history: impl Fn(NetId) -> bool) -> NetId {
+        loop {
+            self.next = match self.next.checked_add(1) {
+                Some(n) => n,
+                None => {
+                    self.wrapped = true;
+                    1
+                }
+            };
+            let id = NetId(self.next);
+            if !self.wrapped {
+                return id;
+            }
+            // Terminates: fewer ids are in use than there are ids.
+            if !in_history(id) && !self.since_capture.contains(&id) {
+                self.since_capture.push(id);
+                return id;
+            }
+        }
+    }
+
+    /// The world was captured: every live entity is in the newest frame now.
+    pub fn captured(&mut self) {
+        self.since_capture.clear();
+    }
+}
+
+/// The fault-injection hook, and the client being starved, if any.
+#[derive(Resource, Debug)]
+pub struct FaultHooks {
+    /// Requests from the test.
+    pub faults: Arc<super::Faults>,
+    /// The client whose snapshots are withheld.
+    pub starved: Option<crate::replication::ClientId>,
 }
 
 /// The simulation's random numbers, seeded from the config.

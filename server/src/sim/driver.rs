@@ -30,6 +30,7 @@ pub struct TickLoop {
     stop: Sender<()>,
     handle: JoinHandle<()>,
     paused: Arc<AtomicBool>,
+    faults: Arc<super::Faults>,
 }
 
 impl TickLoop {
@@ -41,6 +42,7 @@ impl TickLoop {
         telemetry: Arc<Telemetry>,
     ) -> Result<TickLoop, ServerError> {
         let paused = Arc::new(AtomicBool::new(false));
+        let faults = Arc::clone(sim.faults());
         let paused_in_loop = Arc::clone(&paused);
         let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let schedule = Schedule {
@@ -65,7 +67,14 @@ impl TickLoop {
             stop,
             handle,
             paused,
+            faults,
         })
+    }
+
+    /// The fault-injection hook of the running world.
+    #[must_use]
+    pub fn faults(&self) -> &Arc<super::Faults> {
+        &self.faults
     }
 
     /// Stops running ticks until resumed, as a stalled loop would (a diagnostic hook: health

@@ -28,6 +28,7 @@ use components::*;
 use crossbeam_channel::Receiver;
 use map::Map;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tickwire_protocol::Tick;
 
@@ -57,10 +58,47 @@ impl TickTimings {
     }
 }
 
+/// Faults injected into what the tick thread sends: a hook for tests of the verifier (a bot
+/// swarm must fail, and say why, when the server misbehaves). Idle, it costs two atomic loads
+/// per tick.
+#[derive(Debug, Default)]
+pub struct Faults {
+    corrupt: AtomicU32,
+    starve: AtomicBool,
+}
+
+impl Faults {
+    /// Corrupts the checksum of the next `n` snapshots handed off (to whichever clients).
+    pub fn corrupt_checksums(&self, n: u32) {
+        self.corrupt.fetch_add(n, Relaxed);
+    }
+
+    /// Stops sending snapshots to one client (the first one handed off next tick), without
+    /// closing it or counting it as slow.
+    pub fn starve_one_client(&self) {
+        self.starve.store(true, Relaxed);
+    }
+
+    /// Takes one pending checksum corruption, if any.
+    pub(crate) fn take_corruption(&self) -> bool {
+        self.corrupt.load(Relaxed) > 0
+            && self
+                .corrupt
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    /// Takes a pending request to starve a client.
+    pub(crate) fn take_starve(&self) -> bool {
+        self.starve.load(Relaxed) && self.starve.swap(false, Relaxed)
+    }
+}
+
 /// The world and one schedule per phase.
 pub struct Sim {
     world: World,
     phases: [Schedule; PHASES.len()],
+    faults: Arc<Faults>,
 }
 
 impl Sim {
@@ -92,6 +130,9 @@ impl Sim {
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
             max_lag_ticks: config.max_lag_ticks,
+            skip_window_ticks: config.skip_window_ticks,
+            max_skipped_fraction: config.max_skipped_fraction,
+            max_unacked_snapshots: config.ms_to_ticks_u64(config.ack_timeout_ms),
             history_ticks: config.history_ticks as usize,
         });
         world.insert_resource(PlayerGrid(grid::Grid::new(
@@ -100,6 +141,11 @@ impl Sim {
         let size_q = map.size_q;
         world.insert_resource(map);
         world.insert_resource(NetIds::default());
+        let faults = Arc::new(Faults::default());
+        world.insert_resource(FaultHooks {
+            faults: Arc::clone(&faults),
+            starved: None,
+        });
         world.insert_resource(SimRng(fastrand::Rng::with_seed(config.seed)));
         world.insert_resource(Stats(stats));
         world.insert_resource(systems::Joins(joins));
@@ -130,7 +176,17 @@ impl Sim {
             phase(systems::replicate.into_configs()),
             phase(systems::hand_off.into_configs()),
         ];
-        Sim { world, phases }
+        Sim {
+            world,
+            phases,
+            faults,
+        }
+    }
+
+    /// The fault-injection hook of this world.
+    #[must_use]
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
     }
 
     /// Runs one tick: ingest, simulate, capture, replicate, hand off. Then advances the clock.
@@ -146,12 +202,8 @@ impl Sim {
         self.world.clear_trackers();
         let done = self.current_tick();
         let stats = &self.world.resource::<Stats>().0;
-        stats
-            .tick
-            .store(done.0, std::sync::atomic::Ordering::Relaxed);
-        stats
-            .ticks_total
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.tick.store(done.0, Relaxed);
+        stats.ticks_total.fetch_add(1, Relaxed);
         self.world.resource_mut::<Clock>().tick = done.next();
         TickTimings { took }
     }

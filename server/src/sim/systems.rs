@@ -52,9 +52,10 @@ pub fn ingest_joins(
     mut ids: ResMut<NetIds>,
     mut rng: ResMut<SimRng>,
     stats: Res<Stats>,
+    replication: Res<Replication>,
 ) {
     for join in joins.0.try_iter().take(rules.joins_per_tick) {
-        let id = ids.allocate();
+        let id = ids.allocate(|id| replication.holds_id(id));
         let pos = spawn_point(&map, &mut rng.0, rules.player_radius_q);
         let welcome = ServerMsg::Welcome(Welcome {
             version: PROTOCOL_VERSION,
@@ -91,7 +92,12 @@ pub fn ingest_joins(
                 cooldown_ticks: 0,
                 respawn_ticks: 0,
             },
-            Link(ClientLink::new(join, clock.tick, rules.history_ticks)),
+            Link(ClientLink::new(
+                join,
+                clock.tick,
+                rules.history_ticks,
+                rules.skip_window_ticks,
+            )),
         ));
         ServerStats::add(&stats.0.joins, 1);
         ServerStats::add(&stats.0.clients, 1);
@@ -124,6 +130,11 @@ pub fn ingest_client_events(
                         ServerStats::add(&stats.0.acks_ignored, 1);
                     }
                 }
+                Ok(ClientEvent::Resync(tick)) => {
+                    debug!(client = link.client.0, tick = tick.0, "client resyncs");
+                    link.resync();
+                    ServerStats::add(&stats.0.resyncs, 1);
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     disconnected = true;
@@ -144,7 +155,7 @@ pub fn ingest_client_events(
                 "player left"
             );
             commands.entity(entity).despawn();
-            ServerStats::add(&stats.0.leaves, 1);
+            stats.0.record_leave(&reason);
             stats
                 .0
                 .clients
@@ -181,6 +192,7 @@ pub fn fire_weapons(
     rules: Res<Rules>,
     clock: Res<Clock>,
     mut ids: ResMut<NetIds>,
+    replication: Res<Replication>,
 ) {
     let g = &rules.game;
     for (entity, net, pos, aim, mut player) in &mut players {
@@ -197,7 +209,7 @@ pub fn fire_weapons(
             continue; // Firing into a wall at point blank: the shot is absorbed.
         }
         commands.spawn((
-            Net(ids.allocate()),
+            Net(ids.allocate(|id| replication.holds_id(id))),
             Position(muzzle),
             Projectile {
                 owner: net.0,
@@ -316,7 +328,7 @@ pub fn respawn_players(
     }
 }
 
-/// Quarter units as a wire coordinate; positions stay inside the arena, which is validated to
+/// Position units as a wire coordinate; positions stay inside the arena, which is validated to
 /// fit.
 fn coord(v: i32) -> u16 {
     u16::try_from(v).unwrap_or(if v < 0 { 0 } else { u16::MAX })
@@ -325,10 +337,12 @@ fn coord(v: i32) -> u16 {
 /// Captures every replicated entity into this tick's world frame.
 pub fn capture_world(
     mut replication: ResMut<Replication>,
+    mut ids: ResMut<NetIds>,
     clock: Res<Clock>,
     players: Query<(&Net, &Position, &Aim, &Player)>,
     projectiles: Query<(&Net, &Position, &Projectile)>,
 ) {
+    ids.captured();
     let list = replication.begin(clock.tick);
     list.extend(players.iter().map(|(net, pos, aim, p)| FrameEntity {
         id: net.0,
@@ -408,13 +422,29 @@ pub fn hand_off(
     clock: Res<Clock>,
     rules: Res<Rules>,
     stats: Res<Stats>,
+    mut hooks: ResMut<FaultHooks>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
+    let starve = hooks.faults.take_starve();
     for mut link in &mut links {
         let link = &mut link.0;
-        let Some((frame, is_full)) = link.pending.take() else {
+        let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
+        if starve && hooks.starved.is_none() {
+            hooks.starved = Some(link.client);
+        }
+        if hooks.starved == Some(link.client) {
+            continue;
+        }
+        if hooks.faults.take_corruption() {
+            // The checksum is the frame's last four bytes.
+            let mut bytes = frame.to_vec();
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xff;
+            }
+            frame = Bytes::from(bytes);
+        }
         let len = frame.len() as u64;
         let ok = match link.outbox.try_send(Outgoing::Frame(frame)) {
             Ok(()) => {
@@ -431,21 +461,53 @@ pub fn hand_off(
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         };
         link.record_sent(clock.tick, ok);
+        link.skips.record(!ok);
         if ok {
             link.skipped_in_a_row = 0;
+            link.sent_since_ack += 1;
         } else {
             link.skipped_in_a_row += 1;
-            if link.skipped_in_a_row == rules.max_lag_ticks {
-                info!(client = link.client.0, "client too far behind; closing it");
+        }
+        let kick = if link.skipped_in_a_row >= rules.max_lag_ticks {
+            Some((
+                tickwire_protocol::close::TOO_SLOW,
+                format!(
+                    "too slow: {} snapshots skipped in a row",
+                    link.skipped_in_a_row
+                ),
+            ))
+        } else if link.skips.exceeds(rules.max_skipped_fraction) {
+            Some((
+                tickwire_protocol::close::TOO_SLOW,
+                format!(
+                    "too slow: {} of the last {} snapshots skipped",
+                    link.skips.skipped(),
+                    link.skips.len()
+                ),
+            ))
+        } else if link.sent_since_ack >= rules.max_unacked_snapshots {
+            Some((
+                tickwire_protocol::close::NO_ACKS,
+                format!(
+                    "no acks: {} snapshots sent without an acknowledgement",
+                    link.sent_since_ack
+                ),
+            ))
+        } else {
+            None
+        };
+        // The first kick wins; later ones are no-ops, so a lagging client is counted once.
+        if let Some((code, reason)) = kick
+            && !link.kicked
+        {
+            link.kicked = true;
+            debug!(client = link.client.0, code, %reason, "closing a client");
+            if code == tickwire_protocol::close::NO_ACKS {
+                ServerStats::add(&stats.0.no_ack_kicks, 1);
+            } else {
                 ServerStats::add(&stats.0.slow_kicks, 1);
-                link.kick.kick(
-                    tickwire_protocol::close::TOO_SLOW,
-                    format!(
-                        "too slow: {} snapshots skipped in a row",
-                        link.skipped_in_a_row
-                    ),
-                );
             }
+            link.kick.kick(code, reason);
         }
     }
     let s = &stats.0;

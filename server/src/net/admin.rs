@@ -1,0 +1,88 @@
+//! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`, on their own
+//! address (`admin_bind`, by default `127.0.0.1:7778`) so the public game port does not expose
+//! them. One short-lived task per request, at most [`MAX_ADMIN_CONNECTIONS`] at once; a request
+//! must arrive within [`ADMIN_TIMEOUT`]. Requests whose `Host` is not an IP literal or one of
+//! `allowed_hosts` get 403, so a DNS-rebinding page cannot read them through a browser.
+
+use super::http::{self, Endpoint, Head, Route};
+use crate::telemetry::Telemetry;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+/// Admin requests served at once; more wait in the kernel's accept queue.
+pub const MAX_ADMIN_CONNECTIONS: usize = 16;
+/// Time allowed to read a request and write the answer.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the admin listener until shutdown.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    telemetry: Arc<Telemetry>,
+    hosts: Vec<String>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let hosts = Arc::new(hosts);
+    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = Arc::clone(&permits).acquire_owned() => p,
+        };
+        let Ok(permit) = permit else { break };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (telemetry, hosts) = (Arc::clone(&telemetry), Arc::clone(&hosts));
+                    tasks.spawn(async move {
+                        let _ = tokio::time::timeout(ADMIN_TIMEOUT, answer(stream, &telemetry, &hosts)).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn answer(mut stream: TcpStream, telemetry: &Telemetry, hosts: &[String]) {
+    let mut buf = Vec::with_capacity(512);
+    let text = "text/plain; charset=utf-8";
+    let bytes = match http::read_head(&mut stream, &mut buf).await {
+        Ok(Head::Complete(len)) => match http::route_admin(&buf[..len], hosts) {
+            Route::Endpoint(Endpoint::Metrics) => http::response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                &[],
+                &telemetry.render(),
+            ),
+            Route::Endpoint(Endpoint::Healthz) => match telemetry.health() {
+                Ok(()) => http::response(200, text, &[], "ok\n"),
+                Err(why) => http::response(503, text, &[], &format!("{why}\n")),
+            },
+            Route::Endpoint(Endpoint::Web(_)) | Route::Upgrade(_) => {
+                http::response(404, text, &[], "not found\n")
+            }
+            Route::Refuse(r) => {
+                debug!(status = r.status, "admin request refused");
+                http::refusal_response(&r)
+            }
+        },
+        Ok(Head::TooLarge) => http::response(431, text, &[], "request head too large\n"),
+        Ok(Head::Eof) | Err(_) => return,
+    };
+    let _ = http::write_all(&mut stream, &bytes).await;
+    let _ = stream.shutdown().await;
+}
