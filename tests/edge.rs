@@ -262,30 +262,6 @@ async fn slow_handshake_is_dropped() {
     server.shutdown().await;
 }
 
-/// Parses server-to-client (unmasked) frames from raw bytes: (opcode, payload) pairs.
-fn frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while b.len() >= 2 {
-        let op = b[0] & 0x0F;
-        let (len, hdr) = match b[1] & 0x7F {
-            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => (
-                usize::try_from(u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")))
-                    .expect("fits"),
-                10,
-            ),
-            n if n < 126 => (usize::from(n), 2),
-            _ => break,
-        };
-        if b.len() < hdr + len {
-            break;
-        }
-        out.push((op, b[hdr..hdr + len].to_vec()));
-        b = &b[hdr + len..];
-    }
-    out
-}
-
 #[tokio::test]
 async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
     let server = start(Config {

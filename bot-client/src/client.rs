@@ -37,6 +37,9 @@ pub struct ConnectOptions {
     pub subprotocols: Vec<String>,
     /// `Origin` header to send, as a browser would.
     pub origin: Option<String>,
+    /// Local address to connect from (any port); `None` lets the kernel choose. The swarm
+    /// spreads its bots over 127.0.0.0/8 with this when it targets loopback.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// A TLS client configuration that trusts the CA certificates in a PEM file.
@@ -106,6 +109,11 @@ pub async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, Option<String
     };
     if let Some(n) = opts.recv_buffer_bytes {
         socket.set_recv_buffer_size(n)?;
+    }
+    if let Some(ip) = opts.source_ip
+        && ip.is_ipv4() == addr.is_ipv4()
+    {
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
     }
     let tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;

@@ -109,3 +109,114 @@ where
     })
     .await
 }
+
+/// A raw TCP connection to `addr` from `source` (any port), for tests that speak HTTP and
+/// WebSocket frames by hand.
+pub async fn tcp_from(
+    addr: std::net::SocketAddr,
+    source: std::net::IpAddr,
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    bounded("tcp connect", socket.connect(addr))
+        .await
+        .expect("tcp connect")
+}
+
+/// A WebSocket upgrade request for `/ws` on `addr`.
+pub fn raw_upgrade_request(addr: std::net::SocketAddr) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Sends an upgrade request and reads the response head; returns the status code.
+pub async fn raw_upgrade(tcp: &mut tokio::net::TcpStream, addr: std::net::SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(raw_upgrade_request(addr).as_bytes())
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    bounded("response head", async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before a response: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text}"))
+}
+
+/// A client-to-server (masked) frame with this opcode and payload (under 126 bytes).
+pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Parses server-to-client (unmasked) frames from raw bytes: (opcode, payload) pairs.
+pub fn frames(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 2 {
+        let op = b[0] & 0x0F;
+        let (len, hdr) = match b[1] & 0x7F {
+            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+            127 if b.len() >= 10 => (
+                usize::try_from(u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")))
+                    .expect("fits"),
+                10,
+            ),
+            n if n < 126 => (usize::from(n), 2),
+            _ => break,
+        };
+        if b.len() < hdr + len {
+            break;
+        }
+        out.push((op, b[hdr..hdr + len].to_vec()));
+        b = &b[hdr + len..];
+    }
+    out
+}
+
+/// Reads an upgraded raw connection until the server closes it; returns the close frame's
+/// code, or `None` if the connection ended without one.
+pub async fn raw_close_code(tcp: &mut tokio::net::TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    bounded("the server to close", async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    frames(&bytes)
+        .into_iter()
+        .find(|(op, _)| *op == 0x8)
+        .map(|(_, p)| u16::from_be_bytes([p[0], p[1]]))
+}
+
+/// Polls `cond` every 10 ms until it holds, failing the test after [`WAIT`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    bounded(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

@@ -98,6 +98,12 @@ impl Kick {
         }
     }
 
+    /// The kick requested so far, if any.
+    #[must_use]
+    pub fn reason(&self) -> Option<(u16, String)> {
+        self.reason.lock().clone()
+    }
+
     /// Waits until a kick is requested; returns its code and reason.
     pub async fn requested(&self) -> (u16, String) {
         loop {

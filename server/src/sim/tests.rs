@@ -5,7 +5,9 @@ use super::Sim;
 use super::components::{MAX_HP, Net, Player, Position, Projectile};
 use super::map::Map;
 use crate::config::Config;
-use crate::replication::{ClientEvent, ClientId, JoinRequest, LeaveReason, LeaveSlot, Outgoing};
+use crate::replication::{
+    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
+};
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
@@ -17,6 +19,7 @@ use tickwire_protocol::{Input, NetId, ServerMsg};
 use tokio::sync::mpsc;
 
 struct TestClient {
+    kick: Arc<Kick>,
     events: Option<Sender<ClientEvent>>,
     outbox: mpsc::Receiver<Outgoing>,
     leave: LeaveSlot,
@@ -72,11 +75,14 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let config = Config::default();
+        Harness::with(&Config::default())
+    }
+
+    fn with(config: &Config) -> Harness {
         let (joins, rx) = crossbeam_channel::bounded(16);
         let stats = Arc::new(ServerStats::default());
         let sim = Sim::new(
-            &config,
+            config,
             Map::load(None).expect("map"),
             rx,
             Arc::clone(&stats),
@@ -90,8 +96,13 @@ impl Harness {
     }
 
     fn join(&mut self) -> TestClient {
+        self.join_with_outbox(64)
+    }
+
+    fn join_with_outbox(&mut self, outbox_len: usize) -> TestClient {
         let (events, events_rx) = crossbeam_channel::bounded(16);
-        let (outbox_tx, outbox) = mpsc::channel(64);
+        let (outbox_tx, outbox) = mpsc::channel(outbox_len);
+        let kick = Arc::new(Kick::default());
         let leave = LeaveSlot::default();
         self.next += 1;
         self.joins
@@ -101,11 +112,12 @@ impl Harness {
                 events: events_rx,
                 outbox: outbox_tx,
                 leave: Arc::clone(&leave),
-                kick: Arc::default(),
+                kick: Arc::clone(&kick),
             })
             .expect("join queue has room");
         self.sim.tick();
         let mut c = TestClient {
+            kick,
             events: Some(events),
             outbox,
             leave,
@@ -300,4 +312,150 @@ fn clients_whose_acks_lag_several_ticks_still_get_deltas() {
         }
     }
     assert_eq!(last_baseline_age, Some(3), "deltas against the lagging ack");
+}
+
+#[test]
+fn a_client_that_skips_spread_out_snapshots_is_closed_4005() {
+    let config = Config {
+        skip_window_ticks: 60,
+        max_skipped_fraction: 0.5,
+        ..Config::default()
+    };
+    let mut h = Harness::with(&config);
+    let mut steady = h.join();
+    // An outbox of one frame, read every third tick: two skips in three, never 90 in a row.
+    let mut slow = h.join_with_outbox(1);
+    let mut kicked_at = None;
+    for t in 0..200 {
+        h.sim.tick();
+        steady.receive();
+        if t % 3 == 0 {
+            slow.receive();
+        }
+        if let Some((code, reason)) = slow.kick.reason() {
+            assert_eq!(code, tickwire_protocol::close::TOO_SLOW);
+            assert!(reason.contains("of the last 60"), "{reason}");
+            kicked_at = Some(t);
+            break;
+        }
+    }
+    let t = kicked_at.expect("closed for skipping, though never 90 in a row");
+    // The join tick is the window's first snapshot; the loop's ticks count from the second.
+    assert!(t + 2 >= 60, "judged only on a full window: {t}");
+    assert_eq!(ServerStats::read(&h.stats.slow_kicks), 1);
+    assert!(steady.kick.reason().is_none());
+}
+
+#[test]
+fn a_client_that_never_acks_is_kicked_4006_and_one_that_acks_is_not() {
+    let config = Config {
+        ack_timeout_ms: 1000,
+        ..Config::default()
+    };
+    let mut h = Harness::with(&config);
+    let mut acks = h.join();
+    let mut silent = h.join();
+    for _ in 0..40 {
+        h.sim.tick();
+        acks.receive();
+        // Read but never ack.
+        while silent.outbox.try_recv().is_ok() {}
+    }
+    let (code, reason) = silent.kick.reason().expect("kicked");
+    assert_eq!(code, tickwire_protocol::close::NO_ACKS);
+    assert!(reason.contains("no acks"), "{reason}");
+    assert!(acks.kick.reason().is_none());
+    assert_eq!(ServerStats::read(&h.stats.no_ack_kicks), 1);
+}
+
+#[test]
+fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
+    let mut h = Harness::new();
+    let mut c = h.join();
+    for _ in 0..5 {
+        h.sim.tick();
+        c.receive();
+    }
+    // The client drops its replica (as after a desync) and says so; an ack it sent before
+    // that arrives after.
+    let old = c.replica.latest().expect("view").tick;
+    c.replica.clear();
+    let events = c.events.as_ref().expect("connected");
+    events.try_send(ClientEvent::Resync(old)).expect("room");
+    events.try_send(ClientEvent::Ack(old)).expect("room");
+    h.sim.tick();
+    let mut baselines = Vec::new();
+    while let Ok(Outgoing::Frame(bytes)) = c.outbox.try_recv() {
+        if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
+            baselines.push(s.header.baseline);
+            c.replica
+                .apply(&s.header, &s.body)
+                .expect("the full snapshot applies to an empty replica");
+            c.events
+                .as_ref()
+                .expect("connected")
+                .try_send(ClientEvent::Ack(s.header.tick))
+                .expect("room");
+        }
+    }
+    assert_eq!(baselines, vec![None], "the next snapshot is full");
+    assert_eq!(ServerStats::read(&h.stats.resyncs), 1);
+    assert!(
+        ServerStats::read(&h.stats.acks_ignored) >= 1,
+        "the stale ack"
+    );
+    // Deltas resume against the full snapshot.
+    h.sim.tick();
+    c.receive();
+    h.sim.tick();
+    c.receive();
+    assert!(c.replica.latest().expect("view").tick > old);
+}
+
+#[test]
+fn ids_after_the_wrap_skip_live_entities_and_baselines() {
+    let mut h = Harness::new();
+    let mut clients = vec![h.join(), h.join(), h.join()];
+    let ids: Vec<NetId> = clients.iter().map(|c| c.player).collect();
+    assert_eq!(ids, vec![NetId(1), NetId(2), NetId(3)]);
+    for _ in 0..3 {
+        h.sim.tick();
+        for c in &mut clients {
+            c.receive();
+        }
+    }
+    // Player 2 leaves: gone from the world, but still in the baselines of the last 32 ticks.
+    let mut gone = clients.remove(1);
+    *gone.leave.lock() = Some(LeaveReason::PeerClosed);
+    gone.events = None;
+    h.sim.tick();
+    for c in &mut clients {
+        c.receive();
+    }
+    assert!(h.entity(NetId(2)).is_none());
+    // Two ids before the wrap.
+    h.sim
+        .world_mut()
+        .insert_resource(super::components::NetIds::starting_after(u32::MAX - 2));
+    for _ in 0..4 {
+        let c = h.join();
+        clients.push(c);
+        for c in &mut clients {
+            c.receive();
+        }
+    }
+    let new: Vec<u32> = clients[2..].iter().map(|c| c.player.0).collect();
+    assert_eq!(
+        new,
+        vec![u32::MAX - 1, u32::MAX, 4, 5],
+        "1 and 3 are alive and 2 is in history: the wrap skips all three"
+    );
+    // Everyone keeps verifying every snapshot (receive applies and checks each).
+    for _ in 0..10 {
+        h.sim.tick();
+        for c in &mut clients {
+            c.receive();
+        }
+    }
+    drop(gone.outbox);
 }

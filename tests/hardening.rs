@@ -1,0 +1,362 @@
+//! The edge's hardening over real sockets: connection caps before the hello (total and per
+//! address), 1007 for invalid UTF-8, control frames charged to a budget and not refreshing the
+//! idle timer, shutdown reaching every phase, leave reasons, and clients that never ack.
+
+mod common;
+
+use common::*;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tickwire_bots::Client;
+use tickwire_bots::client::ConnectOptions;
+use tickwire_protocol::codec::encode_client;
+use tickwire_protocol::{ClientMsg, PROTOCOL_VERSION, close};
+use tickwire_server::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// Reads a whole HTTP response (the server closes after it); returns status and text.
+async fn response(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
+    let mut out = Vec::new();
+    bounded("a response", tcp.read_to_end(&mut out))
+        .await
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+async fn connect_from(server: &tickwire_server::Server, source: IpAddr) -> Client {
+    let opts = ConnectOptions {
+        source_ip: Some(source),
+        ..ConnectOptions::default()
+    };
+    bounded(
+        "connect",
+        Client::connect_with(&server.ws_url(), "player", &opts),
+    )
+    .await
+    .expect("a fresh player joins")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_upgrades_cannot_lock_players_out() {
+    let server = start(Config {
+        max_clients: 16,
+        max_connections: 40,
+        max_connections_per_ip: 20,
+        hello_timeout_ms: 600_000,
+        ..test_config()
+    })
+    .await;
+    let addr = server.local_addr();
+    // One address floods idle upgrades until its cap refuses it.
+    let mut flood = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = tcp_from(addr, ip(2)).await;
+        assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+        flood.push(tcp);
+    }
+    let mut over = tcp_from(addr, ip(2)).await;
+    over.write_all(raw_upgrade_request(addr).as_bytes())
+        .await
+        .expect("write");
+    let (status, text) = response(&mut over).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("too many connections from your address"),
+        "{text}"
+    );
+    // A player from another address still joins and plays.
+    let mut player = connect_from(&server, ip(3)).await;
+    snapshots(&mut player, 3).await;
+
+    // A second address fills the total cap: now anyone new gets 503 at once, and the accept
+    // loop keeps answering.
+    for _ in 0..19 {
+        let mut tcp = tcp_from(addr, ip(4)).await;
+        assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+        flood.push(tcp);
+    }
+    for _ in 0..5 {
+        let mut refused = tcp_from(addr, ip(5)).await;
+        refused
+            .write_all(raw_upgrade_request(addr).as_bytes())
+            .await
+            .expect("write");
+        let (status, text) = response(&mut refused).await;
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("connection cap"), "{text}");
+    }
+    let stats = server.stats();
+    assert!(stats.refused_per_ip_cap.load(Relaxed) >= 1);
+    assert!(stats.refused_connection_cap.load(Relaxed) >= 5);
+    assert_eq!(stats.connections.load(Relaxed), 40);
+    // The joined player was never disturbed.
+    snapshots(&mut player, 3).await;
+    // Places come back when the flood goes away.
+    flood.truncate(10);
+    eventually("places to be released", || {
+        stats.connections.load(Relaxed) <= 31
+    })
+    .await;
+    let mut late = connect_from(&server, ip(6)).await;
+    snapshots(&mut late, 1).await;
+    drop(flood);
+    server.shutdown().await;
+}
+
+/// Upgrades a raw connection and says hello (binary), so the session is joined.
+async fn raw_joined(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut tcp = tcp_from(addr, ip(1)).await;
+    assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+    let mut hello = Vec::new();
+    encode_client(
+        &ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            name: "raw".into(),
+        },
+        &mut hello,
+    );
+    tcp.write_all(&masked_frame(0x2, &hello))
+        .await
+        .expect("hello");
+    tcp
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_1007() {
+    let server = start(test_config()).await;
+    let addr = server.local_addr();
+    for joined in [false, true] {
+        let mut tcp = if joined {
+            raw_joined(addr).await
+        } else {
+            let mut tcp = tcp_from(addr, ip(1)).await;
+            assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+            tcp
+        };
+        tcp.write_all(&masked_frame(0x1, &[b'{', 0xff, 0xfe, b'}']))
+            .await
+            .expect("write");
+        assert_eq!(
+            raw_close_code(&mut tcp).await,
+            Some(close::INVALID_PAYLOAD),
+            "joined: {joined}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_closed_1008() {
+    let server = start(test_config()).await;
+    let addr = server.local_addr();
+    for joined in [false, true] {
+        let mut tcp = if joined {
+            raw_joined(addr).await
+        } else {
+            let mut tcp = tcp_from(addr, ip(1)).await;
+            assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+            tcp
+        };
+        let ping = masked_frame(0x9, b"x");
+        let burst: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 2000)
+            .collect();
+        // The server may close before it has read everything: a failed write is fine.
+        let _ = tcp.write_all(&burst).await;
+        assert_eq!(
+            raw_close_code(&mut tcp).await,
+            Some(close::POLICY_VIOLATION),
+            "joined: {joined}"
+        );
+    }
+    assert!(server.stats().rate_limited.load(Relaxed) > 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_from_the_client_do_not_keep_a_silent_session_alive() {
+    let server = start(Config {
+        ping_interval_ms: 100,
+        idle_timeout_ms: 600,
+        ..test_config()
+    })
+    .await;
+    let mut tcp = raw_joined(server.local_addr()).await;
+    // Within the control budget (5 per second), but pings are not something the protocol
+    // expects, and this peer never answers the server's pings.
+    let (mut rd, mut wr) = tcp.split();
+    let pinger = async {
+        for _ in 0..100 {
+            if wr.write_all(&masked_frame(0x9, b"p")).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let mut bytes = Vec::new();
+    let reader = async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    bounded("the idle close", async {
+        tokio::select! {
+            _ = reader => {}
+            _ = pinger => panic!("still open after 25 s of pings"),
+        }
+    })
+    .await;
+    let code = frames(&bytes)
+        .into_iter()
+        .find(|(op, _)| *op == 0x8)
+        .map(|(_, p)| u16::from_be_bytes([p[0], p[1]]));
+    assert_eq!(code, Some(close::IDLE_TIMEOUT));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_reaches_every_phase() {
+    let server = start(Config {
+        hello_timeout_ms: 600_000,
+        handshake_timeout_ms: 600_000,
+        shutdown_grace_ms: 3000,
+        ..test_config()
+    })
+    .await;
+    let addr = server.local_addr();
+    // In the HTTP phase: half a request head.
+    let mut http = tcp_from(addr, ip(1)).await;
+    http.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Upgraded, no hello yet.
+    let mut upgraded = tcp_from(addr, ip(1)).await;
+    assert_eq!(raw_upgrade(&mut upgraded, addr).await, 101);
+    // Joined and playing.
+    let mut player = connect(&server, "p").await;
+    snapshots(&mut player, 2).await;
+    eventually("three connections", || {
+        server.stats().connections.load(Relaxed) == 3
+    })
+    .await;
+
+    let stats = std::sync::Arc::clone(server.stats());
+    let started = std::time::Instant::now();
+    let stop = tokio::spawn(server.shutdown());
+    let (status, text) = response(&mut http).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+    assert_eq!(raw_close_code(&mut upgraded).await, Some(close::GOING_AWAY));
+    let (code, reason) = close_of(&mut player).await;
+    assert_eq!(code, Some(close::GOING_AWAY), "{reason}");
+    bounded("shutdown", stop).await.expect("shutdown completes");
+    assert!(
+        started.elapsed() < Duration::from_millis(3000),
+        "within the grace period: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stats.connections.load(Relaxed), 0);
+    let reasons: Vec<_> = stats.leaves_by_reason().collect();
+    assert!(reasons.contains(&("shutdown", 1)), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_leave_arrives_with_its_reason() {
+    let server = start(test_config()).await;
+    let addr = server.local_addr();
+    // A clean close.
+    let mut a = connect(&server, "a").await;
+    snapshots(&mut a, 2).await;
+    bounded("close", a.close()).await.expect("closes");
+    // A violation: an undecodable message.
+    let mut b = connect(&server, "b").await;
+    snapshots(&mut b, 2).await;
+    b.send_raw(tokio_tungstenite::tungstenite::Message::Binary(
+        vec![0xff, 0xff, 0xff].into(),
+    ))
+    .await
+    .expect("send");
+    let (code, _) = close_of(&mut b).await;
+    assert_eq!(code, Some(close::INVALID_PAYLOAD));
+    // A dropped connection: TCP closes with no close frame.
+    let mut c = raw_joined(addr).await;
+    let mut first = [0u8; 16];
+    let n = bounded("the welcome", c.read(&mut first))
+        .await
+        .expect("read");
+    assert!(n > 0);
+    drop(c);
+    let stats = server.stats();
+    eventually("three leaves", || stats.leaves.load(Relaxed) == 3).await;
+    let reasons: Vec<_> = stats.leaves_by_reason().collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("peer_closed", 1),
+            ("connection_lost", 1),
+            ("violation", 1),
+            ("shutdown", 0)
+        ]
+    );
+    assert!(
+        stats.connections_reset.load(Relaxed) >= 1,
+        "counted as a reset"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_acks_is_closed_4006() {
+    let server = start(Config {
+        ack_timeout_ms: 500,
+        ..test_config()
+    })
+    .await;
+    let mut quiet = connect(&server, "no-acks").await;
+    let mut good = connect(&server, "acks").await;
+    // `recv` applies snapshots but sends no ack; `next_snapshot` acks.
+    let watcher = async {
+        loop {
+            match quiet.recv().await {
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+        }
+    };
+    let player = async {
+        loop {
+            good.next_snapshot()
+                .await
+                .expect("the acking client keeps playing");
+        }
+    };
+    let err = bounded("the no-ack close", async {
+        tokio::select! {
+            e = watcher => e,
+            _ = player => unreachable!(),
+        }
+    })
+    .await;
+    assert!(is_close(&err, close::NO_ACKS), "{err}");
+    assert_eq!(server.stats().no_ack_kicks.load(Relaxed), 1);
+    snapshots(&mut good, 3).await;
+    server.shutdown().await;
+}
