@@ -214,6 +214,7 @@ async fn the_page_plays_in_headless_chromium() {
         bots: 6,
         duration: Duration::from_secs(30),
         seed: 4,
+        metrics_url: server.metrics_url(),
         ..SwarmConfig::default()
     }));
     let profile = std::env::temp_dir().join(format!("tickwire-chromium-{}", std::process::id()));

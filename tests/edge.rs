@@ -407,6 +407,7 @@ async fn a_slow_reader_is_closed_4005_and_others_keep_their_rate() {
         bots: 10,
         duration: Duration::from_secs(3),
         seed: 3,
+        metrics_url: server.metrics_url(),
         ..SwarmConfig::default()
     }));
     let mut watcher = connect(&server, "watcher").await;
@@ -534,6 +535,7 @@ async fn bots_play_over_wss_with_a_private_ca() {
             tls: Some(tls),
             ..Default::default()
         },
+        metrics_url: server.metrics_url(),
         ..SwarmConfig::default()
     })
     .await;

@@ -55,6 +55,7 @@ async fn churn_and_swarm(visibility: VisibilityMode) -> Report {
         duration: Duration::from_secs(4),
         ramp_per_s: 100.0,
         seed: 7,
+        metrics_url: server.metrics_url(),
         ..SwarmConfig::default()
     }));
 

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tickwire_protocol::quant::from_q;
+use tickwire_protocol::view::ApplyError;
 use tickwire_protocol::{EntityState, Tick};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -79,12 +80,25 @@ pub struct Live {
 /// What one bot measured inside the window (and a few whole-run counts).
 #[derive(Debug)]
 pub struct BotMetrics {
-    /// Snapshots received in the window.
+    /// Its name.
+    pub name: String,
+    /// Snapshots applied and verified in the window (each a distinct, newer tick).
     pub snapshots: u64,
     /// Snapshots that did not reproduce the server's view (whole run).
     pub desyncs: u64,
-    /// Snapshots against a baseline the bot did not hold (whole run).
+    /// Snapshots against a baseline the bot did not hold, outside a recovery (whole run).
     pub missing_baselines: u64,
+    /// Snapshots not verified because the bot was recovering from a desync: deltas against a
+    /// replica it had dropped, between its resync request and the full snapshot (whole run).
+    pub unverified: u64,
+    /// Snapshots whose tick was not after the newest applied (whole run).
+    pub out_of_order: u64,
+    /// Resync requests sent after desyncs (whole run).
+    pub resyncs: u64,
+    /// Inputs sent in the window.
+    pub inputs: u64,
+    /// Server tick and arrival time of the first and the last snapshot applied in the window.
+    pub window_ticks: Option<((Tick, Instant), (Tick, Instant))>,
     /// Input round trips in the window, microseconds.
     pub rtt_us: Histogram<u64>,
     /// Payload bytes received in each second of the window.
@@ -104,11 +118,17 @@ pub struct BotMetrics {
 }
 
 impl BotMetrics {
-    fn new(seconds: usize) -> BotMetrics {
+    fn new(name: &str, seconds: usize) -> BotMetrics {
         BotMetrics {
+            name: name.to_owned(),
             snapshots: 0,
             desyncs: 0,
             missing_baselines: 0,
+            unverified: 0,
+            out_of_order: 0,
+            resyncs: 0,
+            inputs: 0,
+            window_ticks: None,
             rtt_us: Histogram::new_with_bounds(1, MAX_RTT_US, 3)
                 .expect("static histogram bounds are valid"),
             down_per_s: vec![0; seconds],
@@ -164,7 +184,7 @@ pub async fn run_bot(
     live: &Live,
     mut stop: watch::Receiver<bool>,
 ) -> BotOutcome {
-    let mut metrics = BotMetrics::new(window.seconds());
+    let mut metrics = BotMetrics::new(&params.name, window.seconds());
     let connect = Client::connect_with(&params.url, &params.name, &params.connect);
     let mut client = match tokio::time::timeout(params.connect_timeout, connect).await {
         Ok(Ok(c)) => c,
@@ -228,6 +248,8 @@ async fn drive(
     let mut blocked = false;
     let mut grace = 0u32;
     let mut moving = false;
+    // Set after a desync, until a full snapshot verifies again.
+    let mut recovering = false;
     if *stop.borrow() {
         return BotEnd::Finished;
     }
@@ -247,6 +269,9 @@ async fn drive(
                 if let Err(e) = client.send_input(input).await {
                     return dropped(e);
                 }
+                if window.second(Instant::now()).is_some() {
+                    m.inputs += 1;
+                }
                 if pending.len() == MAX_PENDING_INPUTS {
                     pending.pop_front();
                 }
@@ -265,6 +290,7 @@ async fn drive(
                         m.full_snapshots += u64::from(header.baseline.is_none());
                         match outcome {
                             Ok(()) => {
+                                recovering = false;
                                 if let Err(e) = client.ack(header.tick).await {
                                     return dropped(e);
                                 }
@@ -272,13 +298,31 @@ async fn drive(
                             Err(e) if e.is_desync() => {
                                 m.desyncs += 1;
                                 live.desyncs.fetch_add(1, Relaxed);
-                                tracing::warn!(bot = %params.name, error = %e, "desync");
-                                // Forget everything: the server falls back to a full snapshot.
+                                tracing::warn!(bot = %params.name, error = %e, "desync; resyncing");
+                                // Forget everything and ask for a full snapshot, so the next
+                                // one is verified again.
                                 client.replica.clear();
+                                if let Err(e) = client.resync(header.tick).await {
+                                    return dropped(e);
+                                }
+                                m.resyncs += 1;
+                                recovering = true;
                                 continue;
                             }
-                            Err(_) => {
+                            Err(ApplyError::MissingBaseline { .. }) if recovering => {
+                                // A delta against the replica just dropped: the documented
+                                // recovery, counted as unverified.
+                                m.unverified += 1;
+                                continue;
+                            }
+                            Err(ApplyError::OutOfOrder { .. }) => {
+                                m.out_of_order += 1;
+                                tracing::warn!(bot = %params.name, tick = header.tick.0, "snapshot out of order");
+                                continue;
+                            }
+                            Err(e) => {
                                 m.missing_baselines += 1;
+                                tracing::warn!(bot = %params.name, error = %e, "snapshot not applied");
                                 continue;
                             }
                         }
@@ -286,6 +330,11 @@ async fn drive(
                         let view = client.replica.latest().expect("a snapshot was just applied");
                         if second.is_some() {
                             m.snapshots += 1;
+                            let at = (header.tick, now);
+                            m.window_ticks = Some(match m.window_ticks {
+                                None => (at, at),
+                                Some((first, _)) => (first, at),
+                            });
                             m.visible_sum += view.entities.len() as u64;
                             m.visible_players_sum += view
                                 .entities
@@ -341,7 +390,7 @@ pub async fn run_idle(
     live: &Live,
     mut stop: watch::Receiver<bool>,
 ) -> BotOutcome {
-    let metrics = BotMetrics::new(1);
+    let metrics = BotMetrics::new(&params.name, 1);
     let (mut ws, _) = match tokio::time::timeout(
         params.connect_timeout,
         open(&params.url, &params.connect),

@@ -318,6 +318,12 @@ impl Client {
         self.send(&ClientMsg::Ack { tick }).await
     }
 
+    /// Tells the server this client dropped its replica after the snapshot of `tick` failed,
+    /// so the next snapshot is full.
+    pub async fn resync(&mut self, tick: Tick) -> Result<(), ClientError> {
+        self.send(&ClientMsg::Resync { tick }).await
+    }
+
     /// Waits for the next server message and processes it: snapshots are applied to the replica
     /// and verified. Cancel-safe: nothing is lost if the future is dropped before it completes.
     pub async fn recv(&mut self) -> Result<Event, ClientError> {

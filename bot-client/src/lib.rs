@@ -10,11 +10,14 @@
 //! - [`wander`]: the reference bot behaviour of the "arena" scenario, seeded.
 //! - [`bot`]: one bot's loop and its measurements (round trip, bytes, snapshot rate).
 //! - [`swarm`]: ramp-up, measured window, live progress, and the report.
-//! - [`report`]: the report's fields, its JSON form and its readable summary.
+//! - [`report`]: the report's fields, its JSON form, its readable summary, and why a run
+//!   failed.
+//! - [`scrape`]: the server's `/metrics`, read around the window for its CPU time.
 
 pub mod bot;
 pub mod client;
 pub mod report;
+pub mod scrape;
 pub mod swarm;
 
 /// The scenario's "wander" behaviour (it lives in the protocol crate, so the server's headless

@@ -1,6 +1,9 @@
 //! `tickwire-bots`: runs a swarm of headless bots against a Tickwire server and reports.
 //!
-//! Exits 0 only if every bot connected, none was dropped and none desynced.
+//! Exits 0 only if the run passed: every bot connected and stayed, every snapshot was applied
+//! and verified (or was part of a documented desync recovery), none arrived out of order, and
+//! every bot applied snapshots at `--min-rate-fraction` of the tick rate. Otherwise it exits 1
+//! and the summary's FAILURE lines say what was seen.
 
 use anyhow::Context;
 use clap::Parser;
@@ -46,6 +49,16 @@ struct Cli {
     /// Also run N slow readers that join and read one message per second.
     #[arg(long, value_name = "N", default_value_t = 0)]
     slow: u32,
+    /// Fraction of the tick rate every bot must apply and verify snapshots at.
+    #[arg(long, value_name = "F", default_value_t = 0.9)]
+    min_rate_fraction: f64,
+    /// The server's /metrics URL, read before and after the window for its CPU time
+    /// [default: port 7778 of a loopback server]; "" turns it off.
+    #[arg(long, value_name = "URL")]
+    metrics_url: Option<String>,
+    /// Connect every bot from 127.0.0.1 instead of spreading them over 127.0.0.0/8.
+    #[arg(long)]
+    no_spread: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     anyhow::ensure!(
         cli.duration > 0.0 && cli.duration.is_finite(),
@@ -61,6 +75,10 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(
         cli.ramp > 0.0 && cli.ramp.is_finite(),
         "--ramp must be positive"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cli.min_rate_fraction),
+        "--min-rate-fraction must be in 0..=1"
     );
     let tls = match &cli.ca {
         Some(path) => Some(tickwire_bots::client::tls_config_with_ca(path)?),
@@ -80,6 +98,9 @@ fn main() -> anyhow::Result<()> {
         },
         idle: cli.idle,
         slow_readers: cli.slow,
+        min_rate_fraction: cli.min_rate_fraction,
+        metrics_url: cli.metrics_url,
+        spread_sources: !cli.no_spread,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

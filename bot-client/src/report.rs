@@ -25,6 +25,46 @@ pub struct MeanP99 {
     pub p99: f64,
 }
 
+/// Minimum and mean of a per-bot figure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinMean {
+    /// The lowest bot's figure.
+    pub min: f64,
+    /// The mean over bots.
+    pub mean: f64,
+}
+
+impl MinMean {
+    /// Min and mean of `values` (zeros for none).
+    #[must_use]
+    pub fn of(values: &[f64]) -> MinMean {
+        if values.is_empty() {
+            return MinMean::default();
+        }
+        MinMean {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+        }
+    }
+}
+
+/// One bot's figures over the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BotRow {
+    /// The bot's name.
+    pub name: String,
+    /// Snapshots applied and verified per second (each a distinct tick).
+    pub applied_per_s: f64,
+    /// Server ticks that passed per second, from the ticks of its first and last snapshot.
+    pub ticks_elapsed_per_s: f64,
+    /// Inputs sent per second.
+    pub inputs_per_s: f64,
+    /// Desyncs, whole run.
+    pub desyncs: u64,
+    /// Snapshots left unverified while recovering from a desync, whole run.
+    pub unverified: u64,
+}
+
 /// The result of a swarm run. Rates are over the measured window, which starts once every bot
 /// has joined or failed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,12 +81,36 @@ pub struct Report {
     pub dropped: u64,
     /// Snapshots whose result differed from the server's view (checksum or structure).
     pub desyncs: u64,
-    /// Snapshots against a baseline the bot no longer held.
+    /// Snapshots against a baseline the bot no longer held, outside a desync recovery.
     pub missing_baselines: u64,
+    /// Snapshots that could not be verified because their bot was recovering from a desync
+    /// (deltas against the replica it had just dropped, before the full snapshot it asked for).
+    pub unverified_snapshots: u64,
+    /// Snapshots whose tick was not after the newest one applied.
+    pub out_of_order: u64,
+    /// Resync requests the bots sent after desyncs.
+    pub resyncs: u64,
     /// Length of the measured window, seconds.
     pub duration_s: f64,
-    /// Snapshots received per connected bot per second.
+    /// Snapshots applied and verified per connected bot per second, mean over bots.
     pub snapshots_per_bot_per_s: f64,
+    /// The lowest bot's applied-and-verified snapshots per second.
+    pub min_snapshots_per_bot_per_s: f64,
+    /// The floor every bot's applied rate must reach: `min_rate_fraction` of the tick rate.
+    pub min_rate_floor: f64,
+    /// Server ticks elapsed per second as the bots saw them (min and mean over bots).
+    pub ticks_elapsed_per_s: MinMean,
+    /// Inputs sent per bot per second (min and mean over bots).
+    pub inputs_per_bot_per_s: MinMean,
+    /// The server's CPU time over the window as a percentage of one core (from its
+    /// `/metrics`), or null if it could not be read.
+    pub server_cpu_pct: Option<f64>,
+    /// The server's CPU microseconds per connected client per tick over the window.
+    pub server_cpu_us_per_client_tick: Option<f64>,
+    /// The server's resident memory at the end of the window, bytes.
+    pub server_resident_bytes: Option<f64>,
+    /// The metrics URL read, if any.
+    pub metrics_url: Option<String>,
     /// Time from sending input seq S to the first snapshot acknowledging S.
     pub rtt_ms: Quantiles,
     /// WebSocket payload bytes received per bot per second.
@@ -76,13 +140,22 @@ pub struct Report {
     pub slow_readers: u64,
     /// How each slow reader ended.
     pub slow_reader_outcomes: Vec<String>,
+    /// Why the run failed; empty if it passed.
+    pub failures: Vec<String>,
+    /// What could not be measured, without failing the run (e.g. an unreachable default
+    /// metrics URL).
+    pub warnings: Vec<String>,
+    /// Each bot's figures over the window.
+    pub per_bot: Vec<BotRow>,
 }
 
 impl Report {
-    /// True if every bot connected and stayed, and none desynced.
+    /// True if the run passed: every bot connected and stayed, every snapshot was applied and
+    /// verified (or was part of a documented recovery), none was out of order, and every bot
+    /// applied snapshots at the floor rate. See [`Report::failures`].
     #[must_use]
     pub fn ok(&self) -> bool {
-        self.connected == self.bots && self.failed == 0 && self.dropped == 0 && self.desyncs == 0
+        self.failures.is_empty()
     }
 
     /// A readable multi-line summary.
@@ -96,6 +169,30 @@ impl Report {
             "  bots       {} asked, {} connected, {} failed, {} dropped, {} desyncs",
             self.bots, self.connected, self.failed, self.dropped, self.desyncs
         );
+        let _ = writeln!(
+            s,
+            "  verified   {:.2} snapshots/bot/s mean, {:.2} min (floor {:.1}); ticks elapsed {:.2}/s; \
+             inputs {:.2}/bot/s mean, {:.2} min",
+            self.snapshots_per_bot_per_s,
+            self.min_snapshots_per_bot_per_s,
+            self.min_rate_floor,
+            self.ticks_elapsed_per_s.mean,
+            self.inputs_per_bot_per_s.mean,
+            self.inputs_per_bot_per_s.min
+        );
+        let _ = writeln!(
+            s,
+            "  recovery   {} resyncs, {} unverified snapshots, {} out of order, {} missing baselines",
+            self.resyncs, self.unverified_snapshots, self.out_of_order, self.missing_baselines
+        );
+        let _ = match (self.server_cpu_pct, self.server_cpu_us_per_client_tick) {
+            (Some(pct), Some(us)) => writeln!(
+                s,
+                "  server     {pct:.1}% of a core, {us:.1} us CPU per client per tick, {:.1} MiB resident",
+                self.server_resident_bytes.unwrap_or(0.0) / (1024.0 * 1024.0)
+            ),
+            _ => writeln!(s, "  server     CPU not measured (no metrics URL answered)"),
+        };
         let _ = writeln!(
             s,
             "  window     {:.1} s at {} Hz, {} mode; {:.2} snapshots/bot/s",
@@ -124,14 +221,20 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  other      {} full snapshots, {} missing baselines, {} projectiles seen",
-            self.full_snapshots, self.missing_baselines, self.projectiles_seen
+            "  other      {} full snapshots, {} projectiles seen",
+            self.full_snapshots, self.projectiles_seen
         );
         for o in &self.slow_reader_outcomes {
             let _ = writeln!(s, "  slow       {o}");
         }
         for e in &self.errors {
             let _ = writeln!(s, "  error      {e}");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning    {w}");
+        }
+        for f in &self.failures {
+            let _ = writeln!(s, "  FAILURE    {f}");
         }
         s
     }

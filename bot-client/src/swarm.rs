@@ -3,7 +3,8 @@
 
 use crate::bot::{BotEnd, BotOutcome, BotParams, Live, Window, run_bot, run_idle, run_slow};
 use crate::client::ConnectOptions;
-use crate::report::{MeanP99, Quantiles, Report};
+use crate::report::{BotRow, MeanP99, MinMean, Quantiles, Report};
+use crate::scrape;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
@@ -40,6 +41,17 @@ pub struct SwarmConfig {
     pub idle: bool,
     /// Extra clients that join and then read one message per second, acking nothing.
     pub slow_readers: u32,
+    /// Fraction of the tick rate every bot must apply and verify snapshots at over the window,
+    /// or the run fails. Default 0.9.
+    pub min_rate_fraction: f64,
+    /// The server's `/metrics`, read before and after the window for its CPU time. `None`
+    /// uses the admin port (7778) of a loopback server (see
+    /// [`scrape::default_metrics_url`]); `Some("")` turns it off. An explicit URL that cannot
+    /// be read fails the run; the default only warns.
+    pub metrics_url: Option<String>,
+    /// Spread the bots' source addresses over 127.0.0.0/8 when the server is on 127.0.0.1, so
+    /// the server's per-address connection cap applies to each bot alone. Default true.
+    pub spread_sources: bool,
 }
 
 impl Default for SwarmConfig {
@@ -55,8 +67,28 @@ impl Default for SwarmConfig {
             connect: ConnectOptions::default(),
             idle: false,
             slow_readers: 0,
+            min_rate_fraction: 0.9,
+            metrics_url: None,
+            spread_sources: true,
         }
     }
+}
+
+/// A distinct loopback source address for bot `i`: 127.100.0.1 onwards, never .0 or .255.
+#[must_use]
+pub fn loopback_source(i: u32) -> std::net::IpAddr {
+    let a = 100 + (i / (250 * 250)) % 150;
+    let b = (i / 250) % 250 + 1;
+    let c = i % 250 + 1;
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, a as u8, b as u8, c as u8))
+}
+
+/// True if `url`'s host is an IPv4 loopback address (so any 127.x.y.z can reach it).
+fn targets_ipv4_loopback(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', ':']).next())
+        .and_then(|h| h.parse::<std::net::Ipv4Addr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
 }
 
 /// Runs the swarm to the end and reports.
@@ -67,13 +99,24 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     let mut bots = JoinSet::new();
     let ramp_start = tokio::time::Instant::now();
     let per_bot = Duration::from_secs_f64(1.0 / cfg.ramp_per_s.max(0.001));
+    let spread = cfg.spread_sources && targets_ipv4_loopback(&cfg.url);
+    let source = |i: u32| {
+        if spread {
+            Some(loopback_source(i))
+        } else {
+            cfg.connect.source_ip
+        }
+    };
     for i in 0..cfg.bots {
         let params = BotParams {
             url: cfg.url.clone(),
             name: format!("bot-{i}"),
             seed: cfg.seed.wrapping_add(u64::from(i)),
             connect_timeout: cfg.connect_timeout,
-            connect: cfg.connect.clone(),
+            connect: ConnectOptions {
+                source_ip: source(i),
+                ..cfg.connect.clone()
+            },
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
@@ -96,6 +139,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             connect_timeout: cfg.connect_timeout,
             connect: ConnectOptions {
                 recv_buffer_bytes: Some(4096),
+                source_ip: source(cfg.bots + i),
                 ..cfg.connect.clone()
             },
         };
@@ -126,6 +170,20 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
         tokio::time::sleep(PROGRESS_EVERY).await;
     }
 
+    let explicit_metrics = cfg.metrics_url.is_some();
+    let metrics_url = match &cfg.metrics_url {
+        Some(u) if u.is_empty() => None,
+        Some(u) => Some(u.clone()),
+        None => scrape::default_metrics_url(&cfg.url),
+    };
+    let mut scrape_errors = Vec::new();
+    let before = match &metrics_url {
+        Some(url) => scrape::scrape(url)
+            .await
+            .map_err(|e| scrape_errors.push(e))
+            .ok(),
+        None => None,
+    };
     let start = Instant::now();
     let _ = window.start.set(start);
     let snaps_at_start = live.snapshots.load(Relaxed);
@@ -147,6 +205,13 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
         tokio::time::sleep(left.min(PROGRESS_EVERY)).await;
     }
     let measured = start.elapsed().min(cfg.duration);
+    let after = match (&metrics_url, &before) {
+        (Some(url), Some(_)) => scrape::scrape(url)
+            .await
+            .map_err(|e| scrape_errors.push(e))
+            .ok(),
+        _ => None,
+    };
     bar.finish_and_clear();
     let _ = stop_tx.send(true);
 
@@ -170,10 +235,29 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     })
     .await;
     slow.abort_all();
-    let mut report = build_report(&cfg, &outcomes, measured, &window);
+    let tick_rate_hz = u16::try_from(live.tick_rate_hz.load(Relaxed)).unwrap_or(u16::MAX);
+    let mut report = build_report(&cfg, &outcomes, measured, &window, tick_rate_hz);
     report.slow_readers = u64::from(cfg.slow_readers);
     report.slow_reader_outcomes = slow_outcomes;
-    report.tick_rate_hz = u16::try_from(live.tick_rate_hz.load(Relaxed)).unwrap_or(u16::MAX);
+    report.tick_rate_hz = tick_rate_hz;
+    report.metrics_url.clone_from(&metrics_url);
+    if let (Some(b), Some(a)) = (&before, &after) {
+        if let Some(cost) = scrape::cost(b, a) {
+            report.server_cpu_pct = Some(cost.cpu_pct);
+            report.server_cpu_us_per_client_tick = Some(cost.cpu_us_per_client_tick);
+            report.server_resident_bytes = cost.resident_bytes;
+        } else {
+            scrape_errors.push("the server ran no ticks with clients during the window".into());
+        }
+    }
+    for e in scrape_errors {
+        let line = format!("server metrics: {e}");
+        if explicit_metrics {
+            report.failures.push(line);
+        } else {
+            report.warnings.push(line);
+        }
+    }
     report.mode = if live.aoi.load(Relaxed) == 1 {
         "aoi"
     } else {
@@ -188,6 +272,7 @@ fn build_report(
     outcomes: &[BotOutcome],
     measured: Duration,
     window: &Window,
+    tick_rate_hz: u16,
 ) -> Report {
     let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
     let mut down = Vec::new();
@@ -199,6 +284,7 @@ fn build_report(
         duration_s: measured.as_secs_f64(),
         ..Report::default()
     };
+    let mut rows: Vec<BotRow> = Vec::with_capacity(outcomes.len());
     let mut snapshots = 0u64;
     let mut visible = 0u64;
     let mut visible_players = 0u64;
@@ -221,6 +307,24 @@ fn build_report(
         r.connected += 1;
         r.desyncs += m.desyncs;
         r.missing_baselines += m.missing_baselines;
+        r.unverified_snapshots += m.unverified;
+        r.out_of_order += m.out_of_order;
+        r.resyncs += m.resyncs;
+        let secs = measured.as_secs_f64().max(1e-9);
+        let ticks_elapsed_per_s = match m.window_ticks {
+            Some(((t0, at0), (t1, at1))) if at1 > at0 => {
+                f64::from(t1.since(t0).max(0)) / at1.duration_since(at0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        rows.push(BotRow {
+            name: m.name.clone(),
+            applied_per_s: m.snapshots as f64 / secs,
+            ticks_elapsed_per_s,
+            inputs_per_s: m.inputs as f64 / secs,
+            desyncs: m.desyncs,
+            unverified: m.unverified,
+        });
         r.full_snapshots += m.full_snapshots;
         r.projectiles_seen += m.projectiles_seen;
         snapshots += m.snapshots;
@@ -262,7 +366,74 @@ fn build_report(
     }
     r.down_bytes_per_bot_per_s = mean_p99(&mut down);
     r.up_bytes_per_bot_per_s = mean_p99(&mut up);
+    let applied: Vec<f64> = rows.iter().map(|b| b.applied_per_s).collect();
+    r.min_snapshots_per_bot_per_s = MinMean::of(&applied).min;
+    r.ticks_elapsed_per_s = MinMean::of(
+        &rows
+            .iter()
+            .map(|b| b.ticks_elapsed_per_s)
+            .collect::<Vec<_>>(),
+    );
+    r.inputs_per_bot_per_s = MinMean::of(&rows.iter().map(|b| b.inputs_per_s).collect::<Vec<_>>());
+    r.min_rate_floor = cfg.min_rate_fraction * f64::from(tick_rate_hz);
+    rows.sort_by(|a, b| a.applied_per_s.total_cmp(&b.applied_per_s));
+    r.failures = failures(cfg, &r, &rows, tick_rate_hz);
+    r.per_bot = rows;
     r
+}
+
+/// Every reason the run fails, each with what was seen.
+fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -> Vec<String> {
+    let mut f = Vec::new();
+    if r.bots == 0 {
+        f.push("no bots ran".to_owned());
+    }
+    if r.failed > 0 {
+        f.push(format!("{} of {} bots could not connect", r.failed, r.bots));
+    }
+    if r.dropped > 0 {
+        f.push(format!("{} bots were dropped before the end", r.dropped));
+    }
+    if r.desyncs > 0 {
+        f.push(format!(
+            "{} desyncs: snapshots whose result did not match the server's checksum \
+             ({} resyncs, {} snapshots unverified while recovering)",
+            r.desyncs, r.resyncs, r.unverified_snapshots
+        ));
+    }
+    if r.missing_baselines > 0 {
+        f.push(format!(
+            "{} snapshots named a baseline their bot did not hold (not during a recovery)",
+            r.missing_baselines
+        ));
+    }
+    if r.out_of_order > 0 {
+        f.push(format!("{} snapshots arrived out of order", r.out_of_order));
+    }
+    if !cfg.idle {
+        let below: Vec<&BotRow> = rows
+            .iter()
+            .filter(|b| b.applied_per_s < r.min_rate_floor)
+            .collect();
+        if !below.is_empty() {
+            let names: Vec<String> = below
+                .iter()
+                .take(5)
+                .map(|b| format!("{} {:.1}/s", b.name, b.applied_per_s))
+                .collect();
+            f.push(format!(
+                "{} bots applied fewer verified snapshots than the floor of {:.1}/s ({:.0}% of \
+                 {} Hz): {}{}",
+                below.len(),
+                r.min_rate_floor,
+                cfg.min_rate_fraction * 100.0,
+                tick_rate_hz,
+                names.join(", "),
+                if below.len() > 5 { ", ..." } else { "" }
+            ));
+        }
+    }
+    f
 }
 
 fn note_error(errors: &mut Vec<String>, why: &str) {

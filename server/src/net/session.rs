@@ -593,7 +593,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 debug!(error = %e, "write failed");
-                Err(End::Lost)
+                Err(if is_reset(&e) { End::Reset } else { End::Lost })
             }
             Err(_) => {
                 debug!("write timed out");
@@ -719,23 +719,27 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
                 close::INVALID_PAYLOAD,
                 format!("text frame is not valid UTF-8: {e}"),
             )),
-            (Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)), _) => {
-                Err(End::Reset)
-            }
-            (Err(WsError::Io(e)), _)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                Err(End::Reset)
-            }
+            (Err(e), _) if is_reset(&e) => Err(End::Reset),
             (Err(WsError::Protocol(e)), _) => Err(End::violation(
                 close::PROTOCOL_ERROR,
                 format!("websocket protocol error: {e}"),
             )),
             (Err(_), _) => Err(End::Lost),
         };
+    }
+}
+
+/// True if the peer reset the connection or went away without a close frame.
+fn is_reset(e: &WsError) -> bool {
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
     }
 }
 

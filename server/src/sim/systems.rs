@@ -425,13 +425,12 @@ pub fn hand_off(
     mut hooks: ResMut<FaultHooks>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
-    let starve = hooks.faults.take_starve();
     for mut link in &mut links {
         let link = &mut link.0;
         let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
-        if starve && hooks.starved.is_none() {
+        if hooks.starved.is_none() && hooks.faults.take_starve() {
             hooks.starved = Some(link.client);
         }
         if hooks.starved == Some(link.client) {
