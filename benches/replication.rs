@@ -1,21 +1,40 @@
 //! The parts of replication, one client at a time, at 100, 500, 1000 and 2000 clients in
 //! `global` and `aoi` visibility:
-//! - `encode`: the delta from one client's view a tick ago to its view now, built and encoded
-//!   (in `global` mode without the per-tick sharing, so this is the cost the first client with
-//!   a given baseline pays);
-//! - `memcpy`: copying the same number of bytes, so encode can be read as a ratio of it;
+//! - `encode/global`: the delta from one client's view a tick ago to its view now, built and
+//!   encoded without the per-tick sharing (the cost the first client with a given baseline
+//!   pays; later clients with that baseline share the bytes);
+//! - `encode_cold/aoi`: the same for one client's own view with this tick's per-baseline cache
+//!   of change records cleared before every iteration (the first client of a baseline);
+//! - `encode_warm/aoi`: with the cache filled (every later client of that baseline, which
+//!   copies the records of players it shares with earlier clients);
 //! - `decode`: the client decoding that frame.
 //!
-//! The world comes from the headless harness after its warm-up; the frame is checked to decode
-//! to a snapshot with the expected number of changes before timing.
+//! Each is reported per visible entity: criterion's throughput is the number of entities in the
+//! client's view, so its "elements/s" reads as entities per second, and the printed line gives
+//! nanoseconds and bytes per visible entity. The world comes from the headless harness after
+//! its verified warm-up; the frame is checked to decode, and to apply to a replica holding the
+//! baseline with the server's checksum, before timing.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tickwire_protocol::codec::{decode_server, encode_snapshot_frame};
+use tickwire_protocol::view::{Replica, View};
 use tickwire_protocol::{ServerMsg, SnapshotHeader};
 use tickwire_server::headroom::Harness;
+use tickwire_server::replication::Replication;
 use tickwire_server::{Config, VisibilityMode};
+
+/// Mean time of `f` over a fixed number of runs, for the printed per-entity line (criterion's
+/// own estimate is the one to quote; this only puts ns per entity next to it).
+fn mean_ns(mut f: impl FnMut()) -> f64 {
+    const RUNS: u32 = 2000;
+    let t0 = Instant::now();
+    for _ in 0..RUNS {
+        f();
+    }
+    t0.elapsed().as_nanos() as f64 / f64::from(RUNS)
+}
 
 fn replication(c: &mut Criterion) {
     let mut group = c.benchmark_group("replication");
@@ -33,31 +52,48 @@ fn replication(c: &mut Criterion) {
             };
             let mut h = Harness::new(&config, n);
             let player = h.first_player().expect("client 0 was welcomed");
-            // Client 0's view one tick ago, then now.
+            // Client 0's view one tick ago (as a frame and as a replica view), then now.
             let mut before = Vec::new();
-            let t0 = {
+            let (t0, base_view) = {
                 let mut r = h.replication();
-                let t = r.latest().expect("a frame").tick;
                 if r.per_client_views() {
                     r.visible_set(player, &mut before);
                 }
-                t
+                let frame = r.latest().expect("a frame");
+                let mut view = View {
+                    tick: frame.tick,
+                    ..View::default()
+                };
+                let all: Vec<u32> = (0..frame.entities.len() as u32).collect();
+                let indices = if r.per_client_views() { &before } else { &all };
+                for &i in indices {
+                    let e = &frame.entities[i as usize];
+                    view.entities.insert(e.id, e.state);
+                }
+                (frame.tick, view)
             };
             h.step();
             let mut r = h.replication();
             let mut now = Vec::new();
-            if r.per_client_views() {
+            let aoi = r.per_client_views();
+            if aoi {
                 r.visible_set(player, &mut now);
             }
             let tick = r.latest().expect("a frame").tick;
-            let mut body = Vec::new();
-            let encode = |r: &mut tickwire_server::replication::Replication, out: &mut Vec<u8>| {
-                if r.per_client_views() {
+            let visible = if aoi {
+                now.len()
+            } else {
+                r.latest().expect("a frame").entities.len()
+            };
+            let encode = |r: &mut Replication, out: &mut Vec<u8>| {
+                if aoi {
                     r.encode_view(Some((t0, &before)), &now, out);
                 } else {
                     r.encode_global(Some(t0), out);
                 }
             };
+            let mut body = Vec::new();
+            r.clear_change_caches();
             encode(&mut r, &mut body);
             let header = SnapshotHeader {
                 tick,
@@ -70,24 +106,77 @@ fn replication(c: &mut Criterion) {
                 panic!("not a snapshot");
             };
             assert!(!s.body.changed.is_empty(), "players moved in a tick");
-            group.throughput(Throughput::Bytes(frame.len() as u64));
-            group.bench_with_input(BenchmarkId::new(format!("encode/{mode}"), n), &n, |b, _| {
-                let mut out = Vec::with_capacity(body.len());
-                b.iter(|| encode(&mut r, black_box(&mut out)));
-            });
-            group.bench_with_input(BenchmarkId::new(format!("memcpy/{mode}"), n), &n, |b, _| {
-                let mut out = vec![0u8; body.len()];
-                b.iter(|| out.copy_from_slice(black_box(&body)));
-            });
+            // The frame is right: applied to the baseline view it reproduces the checksum.
+            let mut replica = Replica::new();
+            let full = SnapshotHeader {
+                tick: t0,
+                baseline: None,
+                last_input_seq: 0,
+            };
+            let mut seed = tickwire_protocol::SnapshotBody {
+                created: base_view
+                    .entities
+                    .iter()
+                    .map(|(id, state)| tickwire_protocol::EntityUpdate {
+                        id: *id,
+                        state: *state,
+                    })
+                    .collect(),
+                changed: Vec::new(),
+                removed: Vec::new(),
+                checksum: 0,
+            };
+            seed.checksum = base_view.checksum();
+            replica.apply(&full, &seed).expect("the baseline view");
+            replica
+                .apply(&s.header, &s.body)
+                .expect("the timed frame reproduces the server's view");
+
+            group.throughput(Throughput::Elements(visible as u64));
+            if aoi {
+                group.bench_with_input(BenchmarkId::new("encode_cold/aoi", n), &n, |b, _| {
+                    let mut out = Vec::with_capacity(body.len());
+                    b.iter(|| {
+                        r.clear_change_caches();
+                        encode(&mut r, black_box(&mut out));
+                    });
+                });
+                group.bench_with_input(BenchmarkId::new("encode_warm/aoi", n), &n, |b, _| {
+                    let mut out = Vec::with_capacity(body.len());
+                    encode(&mut r, &mut out);
+                    b.iter(|| encode(&mut r, black_box(&mut out)));
+                });
+            } else {
+                group.bench_with_input(BenchmarkId::new("encode/global", n), &n, |b, _| {
+                    let mut out = Vec::with_capacity(body.len());
+                    b.iter(|| encode(&mut r, black_box(&mut out)));
+                });
+            }
             group.bench_with_input(BenchmarkId::new(format!("decode/{mode}"), n), &n, |b, _| {
                 b.iter(|| decode_server(black_box(&frame)).expect("decodes"));
             });
+            let mut out = Vec::with_capacity(body.len());
+            let cold = mean_ns(|| {
+                r.clear_change_caches();
+                encode(&mut r, black_box(&mut out));
+            });
+            let warm = mean_ns(|| encode(&mut r, black_box(&mut out)));
+            let decode = mean_ns(|| {
+                black_box(decode_server(black_box(&frame)).expect("decodes"));
+            });
+            let per = |ns: f64| ns / visible.max(1) as f64;
             eprintln!(
-                "replication/{mode}/{n}: frame {} bytes, {} changed, {} created, {} removed",
+                "replication/{mode}/{n}: {visible} visible entities, frame {} bytes ({:.2} bytes \
+                 per visible entity), {} changed, {} created, {} removed; ns per visible entity: \
+                 encode cold {:.1}, warm {:.1}, decode {:.1}",
                 frame.len(),
+                frame.len() as f64 / visible.max(1) as f64,
                 s.body.changed.len(),
                 s.body.created.len(),
-                s.body.removed.len()
+                s.body.removed.len(),
+                per(cold),
+                per(warm),
+                per(decode),
             );
         }
     }

@@ -1,14 +1,22 @@
 //! One full server tick with no sockets, at 100, 500, 1000 and 2000 clients in the arena
 //! scenario, in `global` and `aoi` visibility: inputs ingested, simulation, world captured, and
-//! every client's delta built, encoded and handed to its outbox. Only the tick is timed; the
-//! harness feeds inputs and acks, empties the outboxes and verifies client 0's replica outside
-//! the measurement (see `tickwire_server::headroom::Harness`). Bytes per client per tick are
+//! every client's delta built, encoded and handed to its outbox (waking the waker each fake
+//! session registered). Only the tick is timed; the harness feeds inputs and acks (lagging 1 to
+//! 3 ticks) and empties the outboxes outside the measurement.
+//!
+//! Checking run: before timing, the harness's 90 warm-up ticks and [`CHECK_TICKS`] more decode
+//! every client's every frame, apply it to that client's replica and match the server's
+//! checksum (see `tickwire_server::headroom::Harness`); the count is printed and asserted. The
+//! timed iterations then run the same code without the checks. Bytes per client per tick are
 //! printed beside each size.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
-use tickwire_server::headroom::Harness;
+use tickwire_server::headroom::{Harness, WARMUP_TICKS};
 use tickwire_server::{Config, VisibilityMode};
+
+/// Verified ticks after the warm-up, before timing.
+const CHECK_TICKS: usize = 30;
 
 fn tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("tick");
@@ -24,6 +32,16 @@ fn tick(c: &mut Criterion) {
                 ..Config::default()
             };
             let mut h = Harness::new(&config, n);
+            for _ in 0..CHECK_TICKS {
+                h.step();
+            }
+            // Every client got and verified a snapshot each tick after its join.
+            let checked = h.verified;
+            assert!(
+                checked >= (n * (WARMUP_TICKS + CHECK_TICKS - 2)) as u64,
+                "only {checked} snapshots verified"
+            );
+            h.stop_verifying();
             group.bench_with_input(BenchmarkId::new(mode, n), &n, |b, _| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
@@ -38,7 +56,8 @@ fn tick(c: &mut Criterion) {
                 });
             });
             eprintln!(
-                "tick/{mode}/{n}: {} entities in client 0's view, {:.0} bytes per client per tick",
+                "tick/{mode}/{n}: {checked} snapshots verified first; {} entities in client 0's \
+                 view, {:.0} bytes per client per tick",
                 h.visible_to_first(),
                 h.bytes_last_tick as f64 / n as f64
             );

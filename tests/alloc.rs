@@ -18,7 +18,7 @@ fn allocations_per_client_per_tick(visibility: VisibilityMode, n: usize) -> (f64
         visibility,
         ..Config::default()
     };
-    let mut h = Harness::new(&config, n);
+    let mut h = Harness::new_unverified(&config, n);
     let mut blocks = 0u64;
     for _ in 0..TICKS {
         h.feed();

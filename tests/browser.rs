@@ -246,9 +246,26 @@ async fn the_page_plays_in_headless_chromium() {
     )
     .await;
 
-    // Every snapshot so far reproduced the server's view.
+    // Every snapshot so far reproduced the server's view: none failed to apply, for any
+    // reason, and nothing in the page threw.
     assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
+    assert_eq!(page.eval("tickwire.errors").await, json!(0));
     assert_eq!(page.eval("tickwire.status").await, json!("connected"));
+
+    // The page applies snapshots at the tick rate: at least 27 per second over 3 s, timed by
+    // the page's own clock.
+    let sample = "[tickwire.applied, performance.now()]";
+    let a = page.eval(sample).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the measurement window, not a wait
+    let b = page.eval(sample).await;
+    let count = |v: &serde_json::Value, i: usize| v[i].as_f64().expect("a number");
+    let rate = (count(&b, 0) - count(&a, 0)) / ((count(&b, 1) - count(&a, 1)) / 1000.0);
+    assert!(
+        rate >= 27.0,
+        "the page applied {rate:.1} snapshots per second"
+    );
+    assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
 
     let shot = page
         .call("Page.captureScreenshot", json!({"format": "png"}))
@@ -280,6 +297,7 @@ async fn the_page_plays_in_headless_chromium() {
         "{shown}"
     );
     assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
 
     // Reconnecting is a button, not a reload: a server back on the same address, one click.
     let again = start(Config {

@@ -23,6 +23,8 @@ function freshState() {
     ws: null, status: "connecting", welcome: null, replica: new Replica(), seq: 0, pending: [],
     predicted: null, views: [], pings: new Map(), rttMs: null, mismatches: 0, closeCode: null,
     closeReason: "", lastError: "", timers: [], bytesWindow: [], snapshotTimes: [],
+    // Every snapshot that could not be applied, for any reason (and undecodable messages).
+    unapplied: 0, applied: 0, recovering: false,
   };
 }
 
@@ -91,7 +93,9 @@ function connect() {
     try {
       msg = decodeServer(bytes);
     } catch (e) {
+      s.unapplied += 1;
       s.lastError = `undecodable message: ${e.message}`;
+      console.error(s.lastError);
       return;
     }
     if (msg.Welcome) onWelcome(msg.Welcome);
@@ -126,12 +130,21 @@ function onSnapshot(snap, now) {
   try {
     view = s.replica.apply(snap.header, snap.body);
   } catch (e) {
-    if (/checksum|not in the baseline|already exists|does not apply/.test(e.message)) {
-      s.mismatches += 1;
-      s.replica.clear(); // The server falls back to a full snapshot once our baseline ages out.
+    s.unapplied += 1;
+    s.lastError = `snapshot ${snap.header.tick} not applied: ${e.message}`;
+    if (/checksum/.test(e.message)) s.mismatches += 1;
+    // Deltas that follow a failure are against the replica we drop here: they fail too, and
+    // count, until the full snapshot we ask for arrives.
+    if (!s.recovering) {
+      console.error(s.lastError);
+      s.recovering = true;
+      s.replica.clear();
+      send({ Resync: { tick: snap.header.tick } });
     }
     return;
   }
+  s.recovering = false;
+  s.applied += 1;
   send({ Ack: { tick: snap.header.tick } });
   s.snapshotTimes.push(now);
   s.views.push({ tick: view.tick, at: now, entities: view.entities });
@@ -272,6 +285,8 @@ function updateHud(now) {
   const bytes = s.bytesWindow.reduce((n, [, b]) => n + b, 0);
   $("bytes").textContent = `${(bytes / 1024).toFixed(1)} KiB/s`;
   $("mismatches").textContent = s.mismatches;
+  $("unapplied").textContent = s.unapplied;
+  $("errors").textContent = pageErrors;
   const closed = s.status === "closed";
   $("closed").textContent = closed ? `closed: ${s.closeCode} ${s.closeReason}` : "";
   $("reconnect").style.display = closed || s.status === "error" ? "block" : "none";
@@ -289,12 +304,23 @@ $("reconnect").addEventListener("click", connect);
 
 // ---- the debug hook --------------------------------------------------------------------------
 
+// Exceptions anywhere in the page count, and show, rather than vanish into the console.
+let pageErrors = 0;
+addEventListener("error", () => { pageErrors += 1; });
+addEventListener("unhandledrejection", () => { pageErrors += 1; });
+
 window.tickwire = {
   get status() { return s.status; },
   get closeCode() { return s.closeCode; },
   get closeReason() { return s.closeReason; },
   get tick() { const v = s.replica.latest(); return v ? v.tick : null; },
   get mismatches() { return s.mismatches; },
+  /** Snapshots (and messages) that could not be applied, for any reason. */
+  get unapplied() { return s.unapplied; },
+  /** Snapshots applied and verified since this connection opened. */
+  get applied() { return s.applied; },
+  /** Uncaught exceptions and rejections in the page. */
+  get errors() { return pageErrors; },
   get snapshotsPerSecond() { return s.snapshotTimes.length; },
   /** Our player as the server last confirmed it, in world units. */
   get ownPosition() { const me = own(); return me ? { x: me.x / POS_SCALE, y: me.y / POS_SCALE, hp: me.hp } : null; },

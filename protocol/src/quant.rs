@@ -22,7 +22,7 @@ pub fn to_q(v: f32) -> i32 {
     (v * POS_SCALE).round() as i32
 }
 
-/// Quarter units to world units (exact).
+/// Position units (half world units) to world units (exact).
 #[must_use]
 pub fn from_q(q: i32) -> f32 {
     q as f32 / POS_SCALE
@@ -61,7 +61,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_round_trip_at_quarter_precision() {
+    fn positions_round_trip_at_half_unit_precision() {
         assert_eq!(to_q(1.0), 2);
         assert_eq!(to_q(0.25), 1); // Ties round away from zero.
         assert_eq!(from_q(to_q(1234.5)), 1234.5);

@@ -3,9 +3,19 @@
 //!
 //! A [`Harness`] runs the real simulation and replication with N clients that have no sockets:
 //! each tick they send one "wander" input and ack a snapshot from 1 to 3 ticks earlier (as over
-//! a network), and their outboxes are emptied. Client 0's snapshots go through a replica and
-//! are verified, so a run cannot look fast while producing wrong deltas. The criterion bench
-//! `tick` and the `tickwire-server headroom` command both use it.
+//! a network), and their outboxes are emptied. While verification is on (always during the
+//! warm-up; in the headroom command for every measured tick too) every client's frames are
+//! decoded and applied to that client's own replica and checked against the server's checksum,
+//! at every lag in use, so deltas against 2- and 3-tick-old baselines and change records
+//! shared through the per-baseline cache are all checked; a run cannot look fast while
+//! producing wrong deltas. The criterion bench `tick` and the `tickwire-server headroom` command
+//! both use it.
+//!
+//! What the socket-less hand-off leaves out: each fake client registers a waker on its outbox
+//! (as a session waiting in `recv` does), so hand-off pays the wake-up call, but the waker only
+//! counts, where the real one schedules the session's task on the runtime and may unpark a
+//! network thread (a futex call); and no bytes are written to sockets. Those costs are on the
+//! network threads, not the tick thread, and show up in live runs (see `docs/PERFORMANCE.md`).
 
 use crate::config::{Config, VisibilityMode};
 use crate::replication::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
@@ -18,6 +28,8 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 use tickwire_protocol::codec::decode_server;
 use tickwire_protocol::scenario::Wander;
@@ -36,26 +48,56 @@ struct FakeClient {
     /// Ticks of acknowledgement lag (1..=3).
     lag: usize,
     received: VecDeque<Tick>,
+    replica: Replica,
+    player: Option<tickwire_protocol::NetId>,
+}
+
+/// A waker that counts its wake-ups (standing in for a session task's waker).
+#[derive(Debug, Default)]
+struct CountingWaker(AtomicU64);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Relaxed);
+    }
 }
 
 /// N socket-less clients around a real simulation.
 pub struct Harness {
     sim: Sim,
     clients: Vec<FakeClient>,
-    replica: Replica,
-    first_player: Option<tickwire_protocol::NetId>,
+    waker: Arc<CountingWaker>,
+    verify: bool,
+    /// Snapshots verified so far (decoded, applied to the client's replica, checksum matched).
+    pub verified: u64,
     /// Payload bytes handed to all clients in the last tick.
     pub bytes_last_tick: u64,
 }
 
 impl Harness {
     /// A world with `n` clients joined and warmed up, using `config` (its bind address and
-    /// network settings are ignored).
+    /// network settings are ignored). Every client's frames are verified during the warm-up;
+    /// verification stays on until [`Harness::stop_verifying`].
     ///
     /// # Panics
-    /// If the embedded map is invalid or client 0's replica ever disagrees with the server.
+    /// If the embedded map is invalid or any client's replica disagrees with the server.
     #[must_use]
     pub fn new(config: &Config, n: usize) -> Harness {
+        Harness::build(config, n, true)
+    }
+
+    /// [`Harness::new`] without verifying anything, for tests that count something else (the
+    /// allocation test) and must not pay for `n` replicas under an instrumented allocator.
+    #[must_use]
+    pub fn new_unverified(config: &Config, n: usize) -> Harness {
+        Harness::build(config, n, false)
+    }
+
+    fn build(config: &Config, n: usize, verify: bool) -> Harness {
         let map = Map::load(config.map.as_deref()).expect("the map loads");
         let (join_tx, join_rx) = crossbeam_channel::bounded(n.max(1));
         let sim = Sim::new(config, map, join_rx, Arc::new(ServerStats::default()));
@@ -79,13 +121,16 @@ impl Harness {
                 wander: Wander::new(config.seed.wrapping_add(i as u64), config.tick_rate_hz),
                 lag: 1 + i % 3,
                 received: VecDeque::with_capacity(4),
+                replica: Replica::new(),
+                player: None,
             });
         }
         let mut h = Harness {
             sim,
             clients,
-            replica: Replica::new(),
-            first_player: None,
+            waker: Arc::new(CountingWaker::default()),
+            verify,
+            verified: 0,
             bytes_last_tick: 0,
         };
         for _ in 0..WARMUP_TICKS {
@@ -112,13 +157,22 @@ impl Harness {
         self.sim.tick()
     }
 
-    /// Empties every outbox (not part of the tick); client 0's frames are verified.
+    /// Stops verifying frames (for benches that time many more ticks than they check). There
+    /// is no way back: replicas that missed frames cannot verify later deltas.
+    pub fn stop_verifying(&mut self) {
+        self.verify = false;
+    }
+
+    /// Empties every outbox (not part of the tick), verifying every frame while verification
+    /// is on, then registers each client's waker on its outbox again.
     ///
     /// # Panics
-    /// If client 0's replica disagrees with the server.
+    /// If a client's replica disagrees with the server.
     pub fn drain(&mut self) {
         let tick = self.sim.current_tick().minus(1);
         self.bytes_last_tick = 0;
+        let waker = Waker::from(Arc::clone(&self.waker));
+        let mut cx = Context::from_waker(&waker);
         for (i, c) in self.clients.iter_mut().enumerate() {
             let mut got = false;
             while let Ok(out) = c.outbox.try_recv() {
@@ -127,16 +181,22 @@ impl Harness {
                 };
                 self.bytes_last_tick += bytes.len() as u64;
                 got = true;
-                if i == 0 {
-                    match decode_server(&bytes).expect("frames decode") {
-                        ServerMsg::Snapshot(s) => {
-                            self.replica
-                                .apply(&s.header, &s.body)
-                                .expect("client 0's replica matches the server");
+                if !self.verify && c.player.is_some() {
+                    continue;
+                }
+                match decode_server(&bytes).expect("frames decode") {
+                    ServerMsg::Snapshot(s) if self.verify => {
+                        if let Err(e) = c.replica.apply(&s.header, &s.body) {
+                            panic!(
+                                "client {i} (ack lag {}) disagrees with the server at tick {} \
+                                 (baseline {:?}): {e}",
+                                c.lag, s.header.tick, s.header.baseline
+                            );
                         }
-                        ServerMsg::Welcome(w) => self.first_player = Some(w.player),
-                        _ => {}
+                        self.verified += 1;
                     }
+                    ServerMsg::Welcome(w) => c.player = Some(w.player),
+                    _ => {}
                 }
             }
             // Every frame drained now belongs to the tick just run.
@@ -146,7 +206,15 @@ impl Harness {
                 }
                 c.received.push_back(tick);
             }
+            // As a session waiting in `recv` would: the next `try_send` wakes it.
+            let _ = c.outbox.poll_recv(&mut cx);
         }
+    }
+
+    /// Wake-ups hand-off has made so far.
+    #[must_use]
+    pub fn wakeups(&self) -> u64 {
+        self.waker.0.load(Relaxed)
     }
 
     /// Feed, tick, drain; returns the tick's timings.
@@ -160,7 +228,7 @@ impl Harness {
     /// The player of client 0 (known once its welcome was drained).
     #[must_use]
     pub fn first_player(&self) -> Option<tickwire_protocol::NetId> {
-        self.first_player
+        self.clients.first().and_then(|c| c.player)
     }
 
     /// The replication state, for benches that time one part of it.
@@ -168,10 +236,19 @@ impl Harness {
         self.sim.world_mut().resource_mut()
     }
 
-    /// Entities in client 0's view.
-    #[must_use]
-    pub fn visible_to_first(&self) -> usize {
-        self.replica.latest().map_or(0, |v| v.entities.len())
+    /// Entities in client 0's view now, as the server computes it.
+    pub fn visible_to_first(&mut self) -> usize {
+        let Some(player) = self.first_player() else {
+            return 0;
+        };
+        let mut r = self.replication();
+        if r.per_client_views() {
+            let mut v = Vec::new();
+            r.visible_set(player, &mut v);
+            v.len()
+        } else {
+            r.latest().map_or(0, |f| f.entities.len())
+        }
     }
 
     /// Number of clients.
@@ -218,6 +295,8 @@ pub struct Row {
     pub budget_used_p99: f64,
     /// Snapshot bytes per client per tick (last tick).
     pub bytes_per_client_per_tick: f64,
+    /// Snapshots verified (every client's, warm-up and measured ticks).
+    pub snapshots_verified: u64,
 }
 
 /// The headroom report.
@@ -268,6 +347,7 @@ pub fn measure(config: &Config, clients: usize, ticks: usize) -> Row {
         tick,
         budget_used_p99: tick.p99_ms / budget_ms,
         bytes_per_client_per_tick: h.bytes_last_tick as f64 / clients.max(1) as f64,
+        snapshots_verified: h.verified,
     }
 }
 
@@ -313,8 +393,8 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            " {:>24} {:>8} {:>9}",
-            "tick p50/p99/max", "budget", "B/client"
+            " {:>24} {:>8} {:>9} {:>9}",
+            "tick p50/p99/max", "budget", "B/client", "verified"
         );
         for r in &self.rows {
             let _ = write!(s, "{:>8} {:>8}", r.clients, r.visible_entities);
@@ -328,10 +408,11 @@ impl Report {
             let q = &r.tick;
             let _ = writeln!(
                 s,
-                " {:>24} {:>7.1}% {:>9.0}",
+                " {:>24} {:>7.1}% {:>9.0} {:>9}",
                 format!("{:.3}/{:.3}/{:.3}", q.p50_ms, q.p99_ms, q.max_ms),
                 r.budget_used_p99 * 100.0,
-                r.bytes_per_client_per_tick
+                r.bytes_per_client_per_tick,
+                r.snapshots_verified
             );
         }
         let _ = match self.max_clients_under_fraction {
@@ -362,6 +443,16 @@ mod tests {
         assert_eq!(report.rows[0].clients, 5);
         assert_eq!(report.rows[0].phases.len(), PHASES.len());
         assert!(report.rows.iter().all(|r| r.tick.max_ms > 0.0));
+        // Every client's every snapshot was verified: 5 clients over 90 + 20 ticks.
+        assert!(report.rows[0].snapshots_verified >= 5 * 100, "{report:?}");
+        let mut h = Harness::new(&config, 3);
+        let before = h.wakeups();
+        h.step();
+        assert_eq!(
+            h.wakeups() - before,
+            3,
+            "hand-off wakes each waiting session"
+        );
         // Tiny worlds fit any sane budget; the verdict is the larger count.
         assert_eq!(report.max_clients_under_fraction, Some(10));
         let table = report.table();

@@ -445,7 +445,8 @@ pub enum Head {
     TooLarge,
 }
 
-/// Reads until the end of the request head (a blank line), into `buf`.
+/// Reads until the end of the request head (a blank line), into `buf`. A head (blank line
+/// included) longer than [`MAX_HEAD_BYTES`] is refused without reading further.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
@@ -453,9 +454,13 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     let mut chunk = [0u8; 1024];
     loop {
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Ok(Head::Complete(pos + 4));
+            return Ok(if pos + 4 <= MAX_HEAD_BYTES {
+                Head::Complete(pos + 4)
+            } else {
+                Head::TooLarge
+            });
         }
-        if buf.len() > MAX_HEAD_BYTES {
+        if buf.len() >= MAX_HEAD_BYTES {
             return Ok(Head::TooLarge);
         }
         let n = stream.read(&mut chunk).await?;
@@ -695,6 +700,28 @@ mod tests {
         };
         assert_eq!(status(route(&req("/game", ""), &p)), 101);
         assert_eq!(status(route(&req("/ws", ""), &p)), 404);
+    }
+
+    #[tokio::test]
+    async fn the_head_limit_is_exact() {
+        let head = |len: usize| {
+            let mut h = b"GET /ws HTTP/1.1\r\nX: ".to_vec();
+            h.resize(len - 4, b'a');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        for (len, fits) in [(MAX_HEAD_BYTES, true), (MAX_HEAD_BYTES + 1, false)] {
+            let bytes = head(len);
+            let mut buf = Vec::new();
+            let got = read_head(&mut bytes.as_slice(), &mut buf)
+                .await
+                .expect("reads");
+            match got {
+                Head::Complete(n) => assert!(fits && n == len, "{len}"),
+                Head::TooLarge => assert!(!fits, "{len}"),
+                Head::Eof => panic!("eof"),
+            }
+        }
     }
 
     #[test]

@@ -281,6 +281,12 @@ impl Replication {
         self.writer.finish(cur.checksum, out);
     }
 
+    /// Forgets this tick's cached change records, so the next [`Replication::encode_view`]
+    /// encodes every record afresh (benches time the cold and the warm case).
+    pub fn clear_change_caches(&mut self) {
+        self.caches_used = 0;
+    }
+
     /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
     /// player `own` sees now, and returns that frame's tick.
     pub fn visible_set(&mut self, own: NetId, visible: &mut Vec<u32>) -> Option<Tick> {

@@ -61,7 +61,7 @@ pub struct Projectile {
     pub owner_entity: Entity,
     /// Where it was at `born`, position units.
     pub origin: IVec2,
-    /// Quarter units per tick.
+    /// Position units (half world units) per tick.
     pub velocity: IVec2,
     /// The tick it was fired.
     pub born: Tick,
