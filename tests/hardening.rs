@@ -132,18 +132,22 @@ async fn raw_joined(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     tcp
 }
 
+/// An upgraded raw connection, joined (hello sent) or not.
+async fn raw_session(addr: std::net::SocketAddr, joined: bool) -> tokio::net::TcpStream {
+    if joined {
+        return raw_joined(addr).await;
+    }
+    let mut tcp = tcp_from(addr, ip(1)).await;
+    assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+    tcp
+}
+
 #[tokio::test]
 async fn invalid_utf8_in_a_text_frame_closes_1007() {
     let server = start(test_config()).await;
     let addr = server.local_addr();
     for joined in [false, true] {
-        let mut tcp = if joined {
-            raw_joined(addr).await
-        } else {
-            let mut tcp = tcp_from(addr, ip(1)).await;
-            assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
-            tcp
-        };
+        let mut tcp = raw_session(addr, joined).await;
         tcp.write_all(&masked_frame(0x1, &[b'{', 0xff, 0xfe, b'}']))
             .await
             .expect("write");
@@ -161,13 +165,7 @@ async fn a_ping_flood_is_closed_1008() {
     let server = start(test_config()).await;
     let addr = server.local_addr();
     for joined in [false, true] {
-        let mut tcp = if joined {
-            raw_joined(addr).await
-        } else {
-            let mut tcp = tcp_from(addr, ip(1)).await;
-            assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
-            tcp
-        };
+        let mut tcp = raw_session(addr, joined).await;
         let ping = masked_frame(0x9, b"x");
         let burst: Vec<u8> = ping
             .iter()

@@ -53,16 +53,13 @@ impl Server {
         config.validate()?;
         let admin_bind = config.admin_addr()?;
         let limit = crate::process::raise_file_limit(config.max_connections)?;
-        if limit.now != limit.before {
-            info!(
-                before = limit.before,
-                now = limit.now,
-                hard = limit.hard,
-                "raised the open-file limit"
-            );
-        } else {
-            debug!(limit = limit.now, hard = limit.hard, "open-file limit");
-        }
+        info!(
+            soft = limit.now,
+            was = limit.before,
+            hard = limit.hard,
+            needed = config.max_connections as u64 + crate::process::FILE_RESERVE,
+            "open-file limit"
+        );
         let map = Map::load(config.map.as_deref())?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
