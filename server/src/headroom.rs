@@ -17,8 +17,8 @@
 //! network thread (a futex call); and no bytes are written to sockets. Those costs are on the
 //! network threads, not the tick thread, and show up in live runs (see `docs/PERFORMANCE.md`).
 
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot};
 use crate::config::{Config, VisibilityMode};
-use crate::replication::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
 use crate::sim::map::Map;
 use crate::sim::{PHASES, Sim, TickTimings};
 use crate::stats::ServerStats;
@@ -47,7 +47,7 @@ pub const CHECK_TICKS: usize = 30;
 
 struct FakeClient {
     events: Sender<ClientEvent>,
-    outbox: mpsc::Receiver<Outgoing>,
+    outbox: mpsc::Receiver<bytes::Bytes>,
     wander: Wander,
     /// Ticks of acknowledgement lag (1..=3).
     lag: usize,
@@ -184,10 +184,7 @@ impl Harness {
         let mut cx = Context::from_waker(&waker);
         for (i, c) in self.clients.iter_mut().enumerate() {
             let mut got = false;
-            while let Ok(out) = c.outbox.try_recv() {
-                let Outgoing::Frame(bytes) = out else {
-                    continue;
-                };
+            while let Ok(bytes) = c.outbox.try_recv() {
                 self.bytes_last_tick += bytes.len() as u64;
                 got = true;
                 if !self.verify && c.player.is_some() {

@@ -5,28 +5,33 @@
 //! thread (ingest, simulate) -> [`replication`] (delta per client against its acknowledged
 //! baseline) -> bounded outbox -> session -> socket.
 //!
+//! - [`server`]: [`Server`], the composition root: start (validate, bind, spawn) and shutdown.
 //! - [`config`]: the one [`Config`] struct, every limit and default.
+//! - [`boundary`]: the contract between sessions and the tick thread (joins, client events,
+//!   frames, kicks, leave reasons).
 //! - [`net`]: the listeners (the game port's accept loop with its connection caps, the admin
 //!   port), one session per socket, and shutdown.
 //! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
-//! - [`replication`]: world frames, their history, deltas, and the session/tick boundary.
+//! - [`replication`]: world frames, their history, deltas, interest, and per-client state.
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
 //! - [`error`]: the crate's error type.
 //! - [`headroom`]: the socket-less harness and the "how many players fit" report.
 
+pub mod boundary;
 pub mod config;
 pub mod error;
 pub mod headroom;
 pub mod net;
 pub mod process;
 pub mod replication;
+pub mod server;
 pub mod sim;
 pub mod stats;
 pub mod telemetry;
 
 pub use config::{Config, GameConfig, VisibilityMode};
 pub use error::ServerError;
-pub use net::Server;
+pub use server::Server;
 pub use stats::ServerStats;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::replication::LeaveReason;
+use crate::boundary::LeaveReason;
 
 /// The close codes counted one by one; any other code counts as the last entry (1011).
 pub const COUNTED_CLOSE_CODES: [u16; 15] = [

@@ -3,8 +3,7 @@
 //! Data flows: socket -> session (WebSocket upgrade, hello, decode, validate) -> the client's
 //! bounded queue to the tick thread; and the client's bounded outbox -> session -> socket.
 //!
-//! - [`listener`]: [`Server`] (start, address, shutdown), the accept loop and its connection
-//!   caps.
+//! - [`listener`]: the game port's accept loop and its connection caps.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
 //! - [`http`]: the request head, routing, and the upgrade response.
 //! - [`session`]: one connection from the first byte to the close.
@@ -19,5 +18,3 @@ pub mod rate;
 pub mod session;
 pub mod tls;
 pub mod web;
-
-pub use listener::Server;

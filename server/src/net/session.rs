@@ -10,10 +10,8 @@
 
 use super::http::{self, Endpoint, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
 use crate::config::Config;
-use crate::replication::{
-    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
-};
 use crate::stats::ServerStats;
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
@@ -415,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn play(
         &mut self,
         kick: &Kick,
-        outbox: &mut mpsc::Receiver<Outgoing>,
+        outbox: &mut mpsc::Receiver<Bytes>,
         events_tx: &crossbeam_channel::Sender<ClientEvent>,
     ) -> End {
         let shared = Arc::clone(&self.shared);
@@ -431,11 +429,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 (code, reason) = kick.requested() => Err(End::server(code, reason)),
                 out = outbox.recv() => match out {
                     // A peer that stopped reading blocks this write: a kick must still get through.
-                    Some(Outgoing::Frame(bytes)) => tokio::select! {
+                    Some(bytes) => tokio::select! {
                         r = self.send_encoded(bytes) => r,
                         (code, reason) = kick.requested() => Err(End::server(code, reason)),
                     },
-                    Some(Outgoing::Close { code, reason }) => Err(End::server(code, reason)),
                     None => Err(End::shutdown()),
                 },
                 frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {

@@ -1,138 +1,14 @@
-//! The boundary between one client's session (async, tokio) and the tick thread.
-//!
-//! - session -> tick: [`JoinRequest`] once on a shared bounded channel, then [`ClientEvent`]s on
-//!   the client's own bounded channel, so a flooding client fills only its own queue.
-//! - tick -> session: [`Outgoing`] frames on a bounded tokio channel, written with `try_send`
-//!   so the tick never waits; when it is full the client skips that snapshot.
-//! - leaving: the session writes its [`LeaveReason`] into the [`LeaveSlot`] and only then drops
-//!   its event sender; the tick thread sees the channel disconnect, so the reason is always
-//!   there when it looks.
+//! Per-client replication state on the tick thread: the channels of one client (see
+//! [`crate::boundary`]), what it acknowledged, which ticks were sent to it, which it skipped, and
+//! in `aoi` mode what it saw at recent ticks.
 
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot};
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::{Input, Tick};
+use tickwire_protocol::Tick;
 use tokio::sync::mpsc;
-
-/// Identifies one connection for its whole life (used in logs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientId(pub u64);
-
-/// What a session forwards to the tick thread.
-#[derive(Debug, Clone, Copy)]
-pub enum ClientEvent {
-    /// A validated input.
-    Input(Input),
-    /// The client applied the snapshot of this tick.
-    Ack(Tick),
-    /// The client dropped its replica after a snapshot failed to apply at this tick: forget
-    /// its acknowledgements and send it a full snapshot.
-    Resync(Tick),
-}
-
-/// What the tick thread hands to a session.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// One encoded [`tickwire_protocol::ServerMsg`], sent as one binary frame.
-    Frame(Bytes),
-    /// Close the connection with this code and reason.
-    Close {
-        /// WebSocket close code.
-        code: u16,
-        /// Reason sent in the close frame.
-        reason: String,
-    },
-}
-
-/// Why a player left the world.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaveReason {
-    /// The client closed the connection.
-    PeerClosed,
-    /// The connection failed (reset, I/O error, EOF without a close frame).
-    ConnectionLost,
-    /// The server closed the connection because of what the client sent.
-    Violation {
-        /// The close code used.
-        code: u16,
-    },
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl LeaveReason {
-    /// The label of this reason in `/metrics` and logs.
-    #[must_use]
-    pub fn label(&self) -> &'static str {
-        match self {
-            LeaveReason::PeerClosed => "peer_closed",
-            LeaveReason::ConnectionLost => "connection_lost",
-            LeaveReason::Violation { .. } => "violation",
-            LeaveReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Where a session records why it ended; it writes the reason before it drops its event
-/// sender, so the tick thread, which reads it only after seeing the channel disconnect, always
-/// finds it.
-pub type LeaveSlot = Arc<Mutex<Option<LeaveReason>>>;
-
-/// A request from the tick thread to close a session with a code and reason. It does not go
-/// through the outbox, which is full exactly when a slow client must be closed.
-#[derive(Debug, Default)]
-pub struct Kick {
-    reason: Mutex<Option<(u16, String)>>,
-    notify: tokio::sync::Notify,
-}
-
-impl Kick {
-    /// Asks the session to close; the first request wins.
-    pub fn kick(&self, code: u16, reason: String) {
-        let mut slot = self.reason.lock();
-        if slot.is_none() {
-            *slot = Some((code, reason));
-            self.notify.notify_one();
-        }
-    }
-
-    /// The kick requested so far, if any.
-    #[must_use]
-    pub fn reason(&self) -> Option<(u16, String)> {
-        self.reason.lock().clone()
-    }
-
-    /// Waits until a kick is requested; returns its code and reason.
-    pub async fn requested(&self) -> (u16, String) {
-        loop {
-            if let Some(r) = self.reason.lock().clone() {
-                return r;
-            }
-            // notify_one stores a permit when nobody waits, so a kick between the check above
-            // and this await is not lost.
-            self.notify.notified().await;
-        }
-    }
-}
-
-/// A session asking the tick thread to create its player.
-#[derive(Debug)]
-pub struct JoinRequest {
-    /// The connection.
-    pub client: ClientId,
-    /// Sanitized display name.
-    pub name: String,
-    /// The client's inputs and acks.
-    pub events: Receiver<ClientEvent>,
-    /// Frames for the client; the welcome is the first.
-    pub outbox: mpsc::Sender<Outgoing>,
-    /// Set by the session before it lets go of `events`.
-    pub leave: LeaveSlot,
-    /// Lets the tick thread close the session.
-    pub kick: Arc<Kick>,
-}
 
 /// Number of recent ticks whose "sent" bit a [`ClientLink`] remembers.
 const SENT_WINDOW: i32 = 64;
@@ -145,7 +21,7 @@ pub struct ClientLink {
     /// Inputs and acks from the session.
     pub events: Receiver<ClientEvent>,
     /// Frames to the session.
-    pub outbox: mpsc::Sender<Outgoing>,
+    pub outbox: mpsc::Sender<Bytes>,
     /// Why the session ended, once it has.
     pub leave: LeaveSlot,
     /// Closes the session from the tick thread.
@@ -159,7 +35,7 @@ pub struct ClientLink {
     /// The tick thread has asked the session to close.
     pub kicked: bool,
     /// This tick's frame, between the replicate and hand-off phases, and whether it is full.
-    pub pending: Option<(bytes::Bytes, bool)>,
+    pub pending: Option<(Bytes, bool)>,
     /// Newest tick the client acknowledged that was sent to it.
     pub acked: Option<Tick>,
     /// Sequence number of the latest input applied.

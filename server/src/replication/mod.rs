@@ -7,8 +7,8 @@
 //! baseline per tick and shared between clients), prefixes the client's own header and hands the
 //! frame to the client's session without waiting.
 //!
-//! - [`link`]: the channels between one session and the tick thread, and the per-client
-//!   replication state (acknowledged tick, ticks sent).
+//! - [`link`]: the per-client replication state (the client's channels from
+//!   [`crate::boundary`], acknowledged tick, ticks sent and skipped, recent views).
 //! - [`frame`]: world frames, their history, and delta building.
 //! - [`interest`]: the grid that finds each client's visible set in `aoi` mode.
 //!
@@ -21,7 +21,4 @@ pub mod interest;
 pub mod link;
 
 pub use frame::{FrameEntity, Replication, WorldFrame};
-pub use link::{
-    ClientEvent, ClientId, ClientLink, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
-    SkipWindow,
-};
+pub use link::{ClientLink, SkipWindow};

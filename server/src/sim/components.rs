@@ -82,13 +82,11 @@ impl Projectile {
 #[derive(Component)]
 pub struct Link(pub ClientLink);
 
-/// The tick being simulated and the length of a tick.
+/// The tick being simulated.
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct Clock {
     /// The tick being simulated.
     pub tick: Tick,
-    /// Seconds per tick.
-    pub dt: f32,
 }
 
 /// Gameplay constants, with durations converted to ticks and lengths to position units.
@@ -184,7 +182,7 @@ pub struct FaultHooks {
     /// Requests from the test.
     pub faults: Arc<super::Faults>,
     /// The client whose snapshots are withheld.
-    pub starved: Option<crate::replication::ClientId>,
+    pub starved: Option<crate::boundary::ClientId>,
 }
 
 /// The simulation's random numbers, seeded from the config.

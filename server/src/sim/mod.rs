@@ -20,8 +20,9 @@ pub mod systems;
 #[cfg(test)]
 mod tests;
 
+use crate::boundary::JoinRequest;
 use crate::config::Config;
-use crate::replication::{JoinRequest, Replication};
+use crate::replication::Replication;
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use components::*;
@@ -111,10 +112,7 @@ impl Sim {
         stats: Arc<ServerStats>,
     ) -> Sim {
         let mut world = World::new();
-        world.insert_resource(Clock {
-            tick: Tick(0),
-            dt: config.tick_seconds(),
-        });
+        world.insert_resource(Clock { tick: Tick(0) });
         let q = tickwire_protocol::quant::POS_SCALE;
         let dt = config.tick_seconds();
         world.insert_resource(Rules {

@@ -8,9 +8,8 @@
 
 use super::components::*;
 use super::map::Map;
-use crate::replication::{
-    ClientEvent, ClientLink, FrameEntity, LeaveReason, Outgoing, Replication,
-};
+use crate::boundary::{ClientEvent, LeaveReason};
+use crate::replication::{ClientLink, FrameEntity, Replication};
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
@@ -29,7 +28,7 @@ const SPAWN_ATTEMPTS: u32 = 256;
 
 /// Join requests from sessions.
 #[derive(Resource)]
-pub struct Joins(pub Receiver<crate::replication::JoinRequest>);
+pub struct Joins(pub Receiver<crate::boundary::JoinRequest>);
 
 fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: i32) -> IVec2 {
     map.random_free_position(rng, r, SPAWN_ATTEMPTS)
@@ -77,7 +76,7 @@ pub fn ingest_joins(
         encode_server(&welcome, &mut buf);
         // A fresh outbox has room; if the session is already gone the send fails and the player
         // is removed next tick when its event channel reports the disconnect.
-        let _ = join.outbox.try_send(Outgoing::Frame(Bytes::from(buf)));
+        let _ = join.outbox.try_send(Bytes::from(buf));
         info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
         commands.spawn((
             Net(id),
@@ -445,7 +444,7 @@ pub fn hand_off(
             frame = Bytes::from(bytes);
         }
         let len = frame.len() as u64;
-        let ok = match link.outbox.try_send(Outgoing::Frame(frame)) {
+        let ok = match link.outbox.try_send(frame) {
             Ok(()) => {
                 sent += 1;
                 bytes_out += len;

@@ -4,10 +4,8 @@
 use super::Sim;
 use super::components::{MAX_HP, Net, Player, Position, Projectile};
 use super::map::Map;
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
 use crate::config::Config;
-use crate::replication::{
-    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing,
-};
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
@@ -21,7 +19,7 @@ use tokio::sync::mpsc;
 struct TestClient {
     kick: Arc<Kick>,
     events: Option<Sender<ClientEvent>>,
-    outbox: mpsc::Receiver<Outgoing>,
+    outbox: mpsc::Receiver<bytes::Bytes>,
     leave: LeaveSlot,
     replica: Replica,
     player: NetId,
@@ -44,10 +42,7 @@ impl TestClient {
     /// Applies every queued frame to the replica (verifying it) and acks the newest.
     fn receive(&mut self) {
         let mut newest = None;
-        while let Ok(out) = self.outbox.try_recv() {
-            let Outgoing::Frame(bytes) = out else {
-                continue;
-            };
+        while let Ok(bytes) = self.outbox.try_recv() {
             self.frames += 1;
             match decode_server(&bytes).expect("decodes") {
                 ServerMsg::Welcome(w) => self.player = w.player,
@@ -292,10 +287,7 @@ fn clients_whose_acks_lag_several_ticks_still_get_deltas() {
     let mut last_baseline_age = None;
     for _ in 0..40 {
         h.sim.tick();
-        while let Ok(out) = c.outbox.try_recv() {
-            let Outgoing::Frame(bytes) = out else {
-                continue;
-            };
+        while let Ok(bytes) = c.outbox.try_recv() {
             if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
                 c.replica
                     .apply(&s.header, &s.body)
@@ -385,7 +377,7 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     events.try_send(ClientEvent::Ack(old)).expect("room");
     h.sim.tick();
     let mut baselines = Vec::new();
-    while let Ok(Outgoing::Frame(bytes)) = c.outbox.try_recv() {
+    while let Ok(bytes) = c.outbox.try_recv() {
         if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
             baselines.push(s.header.baseline);
             c.replica
