@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tickwire_bots::{Report, SwarmConfig, run_swarm};
 use tickwire_server::Server;
@@ -27,7 +26,7 @@ async fn swarm_with(fault: impl FnOnce(&Server)) -> Report {
     }));
     let stats = std::sync::Arc::clone(server.stats());
     eventually("every bot to join", || {
-        stats.clients.load(Relaxed) == u64::from(BOTS)
+        stats.clients.get() == i64::from(BOTS)
     })
     .await;
     fault(&server);

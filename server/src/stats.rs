@@ -1,130 +1,243 @@
-//! Counters shared between the tick thread, the sessions and whoever watches the server
-//! (the stats log line, tests, later a metrics endpoint). All are relaxed atomics: each is an
-//! independent count, never used to order other memory.
-
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+//! Every counter and gauge of one server, declared once: each field's one-line doc is also its
+//! `# HELP` text in `/metrics`, and [`ServerStats::register`] puts them all in the registry under
+//! their metric names. They are prometheus-client's own types (atomics inside, shared by
+//! cloning), updated from the tick thread and the sessions and read by scrapes, the stats log
+//! line and tests. Each is an independent relaxed count, never used to order other memory.
 
 use crate::boundary::LeaveReason;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-/// The close codes counted one by one; any other code counts as the last entry (1011).
+/// The close codes counted one by one; any other code is counted as `other`.
 pub const COUNTED_CLOSE_CODES: [u16; 15] = [
-    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1013, 4001, 4002, 4003, 4004, 4005, 4006, 1011,
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4002, 4003, 4004, 4005, 4006,
 ];
 
 /// The leave reasons counted, by label (see [`LeaveReason::label`]).
 pub const LEAVE_REASONS: [&str; 4] = ["peer_closed", "connection_lost", "violation", "shutdown"];
 
-/// Live counters of one server.
-#[derive(Debug, Default)]
-pub struct ServerStats {
-    /// The tick the simulation last completed.
-    pub tick: AtomicU32,
-    /// Ticks run since start.
-    pub ticks_total: AtomicU64,
-    /// Ticks that finished after their deadline.
-    pub overruns: AtomicU64,
-    /// Ticks skipped because the loop fell more than `max_catchup_ticks` behind.
-    pub skipped_ticks: AtomicU64,
-    /// Players in the world.
-    pub clients: AtomicU64,
-    /// Sessions open (upgraded WebSocket connections, joined or not).
-    pub sessions: AtomicU64,
-    /// Players that joined since start.
-    pub joins: AtomicU64,
-    /// Players that left since start.
-    pub leaves: AtomicU64,
-    /// Players that left, by reason (in the order of [`LEAVE_REASONS`]).
-    leaves_by_reason: [AtomicU64; LEAVE_REASONS.len()],
-    /// Sockets open on the game port, in any phase.
-    pub connections: AtomicU64,
-    /// Connections refused at accept because `max_connections` sockets were open.
-    pub refused_connection_cap: AtomicU64,
-    /// Connections refused at accept because their address had `max_connections_per_ip` open.
-    pub refused_per_ip_cap: AtomicU64,
-    /// Peers that reset their connection (no close frame can reach them).
-    pub connections_reset: AtomicU64,
-    /// Resync requests: clients that dropped their replica after a failed snapshot.
-    pub resyncs: AtomicU64,
-    /// Clients closed for receiving snapshots without acknowledging any (4006).
-    pub no_ack_kicks: AtomicU64,
-    /// Snapshot frames handed to sessions.
-    pub snapshots_sent: AtomicU64,
-    /// Snapshots skipped because a client's outbox was full.
-    pub snapshots_dropped: AtomicU64,
-    /// Full (non-delta) snapshots among those sent.
-    pub full_snapshots: AtomicU64,
-    /// Snapshot payload bytes handed to sessions.
-    pub bytes_out: AtomicU64,
-    /// Payload bytes received from clients.
-    pub bytes_in: AtomicU64,
-    /// Inputs accepted by sessions.
-    pub inputs_received: AtomicU64,
-    /// Inputs rejected as invalid (non-finite values, stale sequence numbers).
-    pub inputs_rejected: AtomicU64,
-    /// Inputs and acks dropped because a client's queue to the tick thread was full.
-    pub inputs_dropped: AtomicU64,
-    /// Acks that named a tick never sent to that client, or too old to use.
-    pub acks_ignored: AtomicU64,
-    /// Connections closed by the server because of something the peer sent.
-    pub protocol_closes: AtomicU64,
-    /// Messages dropped by the per-connection rate limit.
-    pub rate_limited: AtomicU64,
-    /// Clients closed for staying too many snapshots behind.
-    pub slow_kicks: AtomicU64,
-    /// Messages received from clients (binary or text frames).
-    pub messages_in: AtomicU64,
-    /// Sessions that ended without a close handshake (reset, EOF, write timeout).
-    pub connections_lost: AtomicU64,
-    /// Sessions that ended with a close frame, by code (see [`COUNTED_CLOSE_CODES`]).
-    closes: [AtomicU64; COUNTED_CLOSE_CODES.len()],
-    /// HTTP requests answered with an error status instead of an upgrade.
-    pub http_refusals: AtomicU64,
+/// The label of a close counted by code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabel {
+    code: &'static str,
+}
+
+/// The label of a leave counted by reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaveLabel {
+    reason: &'static str,
+}
+
+/// The close codes as label values, in the order of [`COUNTED_CLOSE_CODES`].
+const CLOSE_CODE_LABELS: [&str; 15] = [
+    "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1013", "4001", "4002", "4003",
+    "4004", "4005", "4006",
+];
+
+macro_rules! server_stats {
+    (
+        counters { $( #[doc = $chelp:literal] $cfield:ident => $cname:literal, )* }
+        gauges { $( #[doc = $ghelp:literal] $gfield:ident => $gname:literal, )* }
+    ) => {
+        /// Live counters and gauges of one server (metric names in `/metrics` carry the
+        /// `tickwire_` prefix, and counters the `_total` suffix).
+        #[derive(Debug, Default)]
+        pub struct ServerStats {
+            $( #[doc = $chelp] pub $cfield: Counter, )*
+            $( #[doc = $ghelp] pub $gfield: Gauge, )*
+            closes: Family<CloseLabel, Counter>,
+            leaves_by_reason: Family<LeaveLabel, Counter>,
+        }
+
+        impl ServerStats {
+            /// Registers every counter and gauge, with its name and help text, in `registry`.
+            pub fn register(&self, registry: &mut Registry) {
+                // Every labelled series exists from the start, at zero.
+                for code in CLOSE_CODE_LABELS.iter().copied().chain(["other"]) {
+                    let _ = self.closes.get_or_create(&CloseLabel { code });
+                }
+                for reason in LEAVE_REASONS {
+                    let _ = self.leaves_by_reason.get_or_create(&LeaveLabel { reason });
+                }
+                $( registry.register($cname, $chelp.trim(), self.$cfield.clone()); )*
+                $( registry.register($gname, $ghelp.trim(), self.$gfield.clone()); )*
+                registry.register(
+                    "closes",
+                    "Connections the server closed, by WebSocket close code",
+                    self.closes.clone(),
+                );
+                registry.register(
+                    "leaves_by_reason",
+                    "Players that left, by reason: peer_closed, connection_lost, violation, shutdown",
+                    self.leaves_by_reason.clone(),
+                );
+            }
+        }
+    };
+}
+
+server_stats! {
+    counters {
+        /// Ticks run
+        ticks_total => "ticks",
+        /// Ticks that ended after their deadline
+        overruns => "tick_overruns",
+        /// Ticks skipped to catch up after an overload
+        skipped_ticks => "ticks_skipped",
+        /// Players that joined
+        joins => "joins",
+        /// Players that left
+        leaves => "leaves",
+        /// Connections refused at accept: max_connections sockets open
+        refused_connection_cap => "connections_refused_cap",
+        /// Connections refused at accept: max_connections_per_ip open from that address
+        refused_per_ip_cap => "connections_refused_per_ip",
+        /// Peers that reset their connection (no close frame can reach them)
+        connections_reset => "connections_reset",
+        /// Clients that dropped their replica after a failed snapshot and asked for a full one
+        resyncs => "resyncs",
+        /// Clients closed for receiving snapshots without acknowledging any (4006)
+        no_ack_kicks => "no_ack_kicks",
+        /// Snapshot frames handed to sessions
+        snapshots_sent => "snapshots_sent",
+        /// Snapshots skipped because a client's outbox was full
+        snapshots_dropped => "snapshots_dropped",
+        /// Full (non-delta) snapshots sent
+        full_snapshots => "full_snapshots",
+        /// Snapshot payload bytes handed to sessions
+        bytes_out => "bytes_out",
+        /// Payload bytes received from clients
+        bytes_in => "bytes_in",
+        /// Messages received from clients (binary or text frames)
+        messages_in => "messages_in",
+        /// Inputs accepted
+        inputs_received => "inputs_received",
+        /// Inputs rejected as invalid (non-finite values, stale sequence numbers)
+        inputs_rejected => "inputs_rejected",
+        /// Inputs and acks dropped because a client's queue to the tick thread was full
+        inputs_dropped => "inputs_dropped",
+        /// Acks naming a tick never sent to that client
+        acks_ignored => "acks_ignored",
+        /// Connections closed because of something the peer sent
+        protocol_closes => "protocol_closes",
+        /// Messages and control frames dropped by the per-connection rate limits
+        rate_limited => "rate_limited",
+        /// Clients closed for reading too slowly (4005)
+        slow_kicks => "slow_kicks",
+        /// Sessions that ended without a close handshake (reset, EOF, write timeout)
+        connections_lost => "connections_lost",
+        /// HTTP requests refused
+        http_refusals => "http_refusals",
+    }
+    gauges {
+        /// The last completed tick
+        tick => "tick",
+        /// Players in the world
+        clients => "clients",
+        /// Open WebSocket sessions (upgraded, joined or not)
+        sessions => "sessions",
+        /// Sockets open on the game port, in any phase
+        connections => "connections",
+    }
 }
 
 impl ServerStats {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
-    }
-
     /// Counts a session that ended with close `code`.
     pub fn record_close(&self, code: u16) {
-        let i = COUNTED_CLOSE_CODES
+        let label = COUNTED_CLOSE_CODES
             .iter()
             .position(|c| *c == code)
-            .unwrap_or(COUNTED_CLOSE_CODES.len() - 1);
-        self.closes[i].fetch_add(1, Relaxed);
+            .map_or("other", |i| CLOSE_CODE_LABELS[i]);
+        self.closes.get_or_create(&CloseLabel { code: label }).inc();
     }
 
-    /// Sessions ended per close code so far.
-    pub fn closes_by_code(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+    /// Sessions the server closed with `code` so far.
+    #[must_use]
+    pub fn closes_with(&self, code: u16) -> u64 {
         COUNTED_CLOSE_CODES
             .iter()
-            .zip(&self.closes)
-            .map(|(c, n)| (*c, n.load(Relaxed)))
+            .position(|c| *c == code)
+            .map_or(0, |i| {
+                self.closes
+                    .get_or_create(&CloseLabel {
+                        code: CLOSE_CODE_LABELS[i],
+                    })
+                    .get()
+            })
     }
 
     /// Counts a player that left for `reason`.
     pub fn record_leave(&self, reason: &LeaveReason) {
-        self.leaves.fetch_add(1, Relaxed);
-        let i = LEAVE_REASONS
-            .iter()
-            .position(|l| *l == reason.label())
-            .unwrap_or(LEAVE_REASONS.len() - 1);
-        self.leaves_by_reason[i].fetch_add(1, Relaxed);
+        self.leaves.inc();
+        self.leaves_by_reason
+            .get_or_create(&LeaveLabel {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
-    /// Players that left so far, per reason label.
+    /// Players that left so far, per reason label (every reason, in the order of
+    /// [`LEAVE_REASONS`]).
     pub fn leaves_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        LEAVE_REASONS
-            .iter()
-            .zip(&self.leaves_by_reason)
-            .map(|(l, n)| (*l, n.load(Relaxed)))
+        LEAVE_REASONS.iter().map(|&reason| {
+            let n = self
+                .leaves_by_reason
+                .get_or_create(&LeaveLabel { reason })
+                .get();
+            (reason, n)
+        })
     }
 
-    /// Reads a counter.
+    /// The last completed tick.
     #[must_use]
-    pub fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Relaxed)
+    pub fn last_tick(&self) -> u32 {
+        u32::try_from(self.tick.get()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_registered_once_with_its_help() {
+        let stats = ServerStats::default();
+        stats.joins.inc_by(3);
+        stats.clients.set(2);
+        stats.record_close(4005);
+        stats.record_close(4999);
+        stats.record_leave(&LeaveReason::PeerClosed);
+        let mut registry = Registry::with_prefix("tickwire");
+        stats.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains("# HELP tickwire_joins Players that joined.\n"),
+            "{text}"
+        );
+        assert!(text.contains("tickwire_joins_total 3\n"), "{text}");
+        assert!(text.contains("tickwire_clients 2\n"), "{text}");
+        assert!(
+            text.contains("tickwire_closes_total{code=\"4005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickwire_closes_total{code=\"other\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tickwire_leaves_by_reason_total{reason=\"peer_closed\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE tickwire_joins ").count(), 1);
+        assert!(
+            text.contains("tickwire_closes_total{code=\"1001\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(stats.closes_with(4005), 1);
+        assert_eq!(stats.leaves.get(), 1);
     }
 }

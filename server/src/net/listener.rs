@@ -2,11 +2,13 @@
 //!
 //! The accept loop never waits for a session: after each `accept` it takes a place under
 //! `max_connections` and under `max_connections_per_ip` for the peer's address, without
-//! waiting. A connection that finds no place is answered `503` with a reason in one
-//! non-blocking write (nothing for a TLS listener, where no HTTP can be spoken yet) and closed
-//! at once, with no task spawned and nothing read but what is already buffered, so a flood of
-//! connections costs the server a few syscalls each and never stalls the loop. The place is
-//! held by the session until its socket closes, whatever phase it reached.
+//! waiting. A connection that finds no place is answered `503` with a reason (nothing for a TLS
+//! listener, where no HTTP can be spoken yet). Up to [`MAX_LINGERING_REFUSALS`] refusals at a
+//! time get a small task that sends the answer, half-closes, and reads what the peer still
+//! sends for at most [`REFUSAL_LINGER`], so that the peer's request arriving after the close
+//! cannot turn it into a reset that destroys the answer; beyond that, during a flood, a refusal
+//! is one non-blocking write and a close, costing a few syscalls. Either way the loop never
+//! stalls. The place is held by the session until its socket closes, whatever phase it reached.
 
 use super::session::{self, Shared};
 use crate::stats::ServerStats;
@@ -14,7 +16,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -23,6 +24,13 @@ use tracing::{debug, warn};
 
 /// Longest pause after a failed `accept` (for example when out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Refusals answered with a lingering close at once; more are answered and closed at once.
+/// Their sockets come out of the open-file reserve (`process::FILE_RESERVE`).
+pub const MAX_LINGERING_REFUSALS: usize = 32;
+/// How long a lingering refusal waits for the peer to finish sending and close.
+pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes a lingering refusal reads (and discards) from the peer.
+const REFUSAL_READ_LIMIT: usize = 16 * 1024;
 
 /// The places under the connection caps.
 struct Caps {
@@ -48,7 +56,7 @@ impl Drop for Place {
                 map.remove(&self.ip);
             }
         }
-        self.caps.stats.connections.fetch_sub(1, Relaxed);
+        self.caps.stats.connections.dec();
     }
 }
 
@@ -56,19 +64,19 @@ impl Caps {
     /// A place for a connection from `ip`, or why there is none.
     fn take(self: &Arc<Caps>, ip: IpAddr) -> Result<Place, &'static str> {
         let Ok(total) = Arc::clone(&self.total).try_acquire_owned() else {
-            ServerStats::add(&self.stats.refused_connection_cap, 1);
+            self.stats.refused_connection_cap.inc();
             return Err("server at its connection cap; try again later\n");
         };
         {
             let mut map = self.per_ip.lock();
             let n = map.entry(ip).or_insert(0);
             if *n >= self.per_ip_max {
-                ServerStats::add(&self.stats.refused_per_ip_cap, 1);
+                self.stats.refused_per_ip_cap.inc();
                 return Err("too many connections from your address; try again later\n");
             }
             *n += 1;
         }
-        ServerStats::add(&self.stats.connections, 1);
+        self.stats.connections.inc();
         Ok(Place {
             _total: total,
             ip,
@@ -77,22 +85,45 @@ impl Caps {
     }
 }
 
+fn refusal_bytes(why: &str) -> Vec<u8> {
+    super::http::refusal_response(&super::http::Refusal {
+        status: 503,
+        body: why.to_owned(),
+        headers: vec!["Retry-After: 1".into()],
+    })
+}
+
 /// Answers a connection over a cap with 503 and closes it, without waiting for anything.
 fn refuse_now(stream: TcpStream, why: &str, tls: bool) {
     if !tls {
-        let body = super::http::refusal_response(&super::http::Refusal {
-            status: 503,
-            body: why.to_owned(),
-            headers: vec!["Retry-After: 1".into()],
-        });
         // A fresh socket's send buffer takes the whole answer; if not, the peer gets less.
-        let _ = stream.try_write(&body);
+        let _ = stream.try_write(&refusal_bytes(why));
         // Reading what the peer already sent lets the close be a FIN, not a reset that could
         // discard our answer before the peer reads it.
         let mut sink = [0u8; 2048];
         while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
     }
     drop(stream);
+}
+
+/// Answers a connection over a cap with 503, half-closes, and reads (discarding, bounded in
+/// bytes and time) until the peer closes too: a clean close the peer can read the answer from.
+async fn refuse_lingering(mut stream: TcpStream, why: &'static str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        stream.write_all(&refusal_bytes(why)).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 2048];
+        let mut read = 0;
+        while read < REFUSAL_READ_LIMIT {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// Accepts connections until shutdown, then waits (at most `shutdown_grace_ms`) for every
@@ -109,6 +140,7 @@ pub(crate) async fn accept_loop(
         stats: Arc::clone(&shared.stats),
     });
     let tls = shared.tls_enabled();
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let mut sessions = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -125,7 +157,15 @@ pub(crate) async fn accept_loop(
                         }
                         Err(why) => {
                             debug!(%peer, reason = why.trim_end(), "connection refused at accept");
-                            refuse_now(stream, why, tls);
+                            match Arc::clone(&lingering).try_acquire_owned() {
+                                Ok(permit) if !tls => {
+                                    tokio::spawn(async move {
+                                        refuse_lingering(stream, why).await;
+                                        drop(permit);
+                                    });
+                                }
+                                _ => refuse_now(stream, why, tls),
+                            }
                         }
                     }
                 }

@@ -209,7 +209,7 @@ async fn serve<S>(
                 let _ = stream.shutdown().await;
             })
             .await;
-            ServerStats::add(&shared.stats.http_refusals, 1);
+            shared.stats.http_refusals.inc();
             debug!("shutdown during the HTTP phase: 503");
             return;
         }
@@ -221,7 +221,7 @@ async fn serve<S>(
         Some(shared.ws_config),
     )
     .await;
-    ServerStats::add(&shared.stats.sessions, 1);
+    shared.stats.sessions.inc();
     let now = Instant::now();
     let limiter = Limiter::new(
         shared.config.input_rate_per_s,
@@ -245,7 +245,7 @@ async fn serve<S>(
         limiter,
     };
     session.run().await;
-    shared.stats.sessions.fetch_sub(1, Relaxed);
+    shared.stats.sessions.dec();
 }
 
 /// Reads and routes the request; answers refusals itself. Returns the subprotocol and any
@@ -288,7 +288,7 @@ where
         },
         Ok(Head::Eof) | Err(_) => return None,
     };
-    ServerStats::add(&shared.stats.http_refusals, 1);
+    shared.stats.http_refusals.inc();
     debug!(status = refusal.status, "request refused");
     let _ = http::write_all(stream, &http::refusal_response(&refusal)).await;
     let _ = stream.shutdown().await;
@@ -327,12 +327,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             End::Lost => {
                 info!("connection lost");
-                ServerStats::add(&stats.connections_lost, 1);
+                stats.connections_lost.inc();
             }
             End::Reset => {
                 info!("connection reset by peer");
-                ServerStats::add(&stats.connections_reset, 1);
-                ServerStats::add(&stats.connections_lost, 1);
+                stats.connections_reset.inc();
+                stats.connections_lost.inc();
             }
             End::Close {
                 code,
@@ -341,7 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             } => {
                 stats.record_close(code);
                 if violation {
-                    ServerStats::add(&self.shared.stats.protocol_closes, 1);
+                    self.shared.stats.protocol_closes.inc();
                 }
                 info!(code, %reason, "closing");
                 self.close(code, &reason).await;
@@ -469,11 +469,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match self.limiter.check(Kind::Control, std::time::Instant::now()) {
             Verdict::Accept => Ok(()),
             Verdict::Drop => {
-                ServerStats::add(&self.shared.stats.rate_limited, 1);
+                self.shared.stats.rate_limited.inc();
                 Ok(())
             }
             Verdict::Abuse => {
-                ServerStats::add(&self.shared.stats.rate_limited, 1);
+                self.shared.stats.rate_limited.inc();
                 Err(End::violation(
                     close::POLICY_VIOLATION,
                     "control frame rate limit exceeded (ping flood)",
@@ -524,11 +524,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match self.limiter.check(kind, std::time::Instant::now()) {
             Verdict::Accept => {}
             Verdict::Drop => {
-                ServerStats::add(&stats.rate_limited, 1);
+                stats.rate_limited.inc();
                 return Ok(());
             }
             Verdict::Abuse => {
-                ServerStats::add(&stats.rate_limited, 1);
+                stats.rate_limited.inc();
                 return Err(End::violation(
                     close::POLICY_VIOLATION,
                     "input rate limit exceeded",
@@ -545,7 +545,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ClientMsg::Ping { nonce } => {
                 let pong = ServerMsg::Pong {
                     nonce,
-                    tick: Tick(stats.tick.load(Relaxed)),
+                    tick: Tick(stats.last_tick()),
                 };
                 return self.send_msg(&pong).await;
             }
@@ -554,7 +554,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ClientMsg::Input(input) => match input.sanitize() {
                 Err(e) => {
                     debug!(error = %e, "input rejected");
-                    ServerStats::add(&stats.inputs_rejected, 1);
+                    stats.inputs_rejected.inc();
                     return Ok(());
                 }
                 Ok(input) if input.seq <= self.last_seq => {
@@ -563,12 +563,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         last = self.last_seq,
                         "stale input sequence rejected"
                     );
-                    ServerStats::add(&stats.inputs_rejected, 1);
+                    stats.inputs_rejected.inc();
                     return Ok(());
                 }
                 Ok(input) => {
                     self.last_seq = input.seq;
-                    ServerStats::add(&stats.inputs_received, 1);
+                    stats.inputs_received.inc();
                     ClientEvent::Input(input)
                 }
             },
@@ -576,7 +576,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         match events.try_send(event) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                ServerStats::add(&stats.inputs_dropped, 1);
+                stats.inputs_dropped.inc();
                 Ok(())
             }
             Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
@@ -680,15 +680,15 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
         };
         return match (frame, protocol) {
             (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
-                ServerStats::add(&stats.messages_in, 1);
-                ServerStats::add(&stats.bytes_in, bytes.len() as u64);
+                stats.messages_in.inc();
+                stats.bytes_in.inc_by(bytes.len() as u64);
                 decode_client(&bytes)
                     .map(Incoming::Msg)
                     .map_err(undecodable)
             }
             (Ok(Message::Text(text)), Subprotocol::Json) => {
-                ServerStats::add(&stats.messages_in, 1);
-                ServerStats::add(&stats.bytes_in, text.len() as u64);
+                stats.messages_in.inc();
+                stats.bytes_in.inc_by(text.len() as u64);
                 decode_client_json(&text)
                     .map(Incoming::Msg)
                     .map_err(undecodable)

@@ -120,7 +120,7 @@ fn run(
         .expect("static histogram bounds are valid");
     let start = Instant::now();
     let mut window_start = start;
-    let mut window_bytes = ServerStats::read(&stats.bytes_out);
+    let mut window_bytes = stats.bytes_out.get();
     let mut window_overruns = 0u64;
     let mut n: u64 = 0;
     info!(tick_rate_hz = schedule.tick_rate_hz, "tick loop started");
@@ -140,14 +140,14 @@ fn run(
         let mut lag = 0;
         if now > deadline {
             window_overruns += 1;
-            ServerStats::add(&stats.overruns, 1);
+            stats.overruns.inc();
             let behind =
                 (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz) / 1_000_000_000;
             let behind = u64::try_from(behind).unwrap_or(u64::MAX);
             lag = behind;
             if behind > schedule.max_catchup_ticks {
                 n += behind;
-                ServerStats::add(&stats.skipped_ticks, behind);
+                stats.skipped_ticks.inc_by(behind);
                 deadline = start + schedule.offset(n);
                 warn!(skipped = behind, "tick loop fell behind; skipping ticks");
             }
@@ -155,17 +155,17 @@ fn run(
         telemetry.record_tick(&timings, lag);
         if now.duration_since(window_start) >= schedule.stats_interval {
             let secs = now.duration_since(window_start).as_secs_f64();
-            let bytes = ServerStats::read(&stats.bytes_out);
+            let bytes = stats.bytes_out.get();
             let ms = |us: u64| us as f64 / 1000.0;
             info!(
-                clients = ServerStats::read(&stats.clients),
-                tick = stats.tick.load(Relaxed),
+                clients = stats.clients.get(),
+                tick = stats.last_tick(),
                 tick_p50_ms = ms(hist.value_at_quantile(0.5)),
                 tick_p99_ms = ms(hist.value_at_quantile(0.99)),
                 tick_max_ms = ms(hist.max()),
                 overruns = window_overruns,
                 bytes_out_per_s = ((bytes - window_bytes) as f64 / secs).round(),
-                snapshots_dropped = ServerStats::read(&stats.snapshots_dropped),
+                snapshots_dropped = stats.snapshots_dropped.get(),
                 "stats"
             );
             hist.reset();

@@ -200,8 +200,8 @@ impl Sim {
         self.world.clear_trackers();
         let done = self.current_tick();
         let stats = &self.world.resource::<Stats>().0;
-        stats.tick.store(done.0, Relaxed);
-        stats.ticks_total.fetch_add(1, Relaxed);
+        stats.tick.set(i64::from(done.0));
+        stats.ticks_total.inc();
         self.world.resource_mut::<Clock>().tick = done.next();
         TickTimings { took }
     }

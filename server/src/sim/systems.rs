@@ -10,7 +10,6 @@ use super::components::*;
 use super::map::Map;
 use crate::boundary::{ClientEvent, LeaveReason};
 use crate::replication::{ClientLink, FrameEntity, Replication};
-use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -98,8 +97,8 @@ pub fn ingest_joins(
                 rules.skip_window_ticks,
             )),
         ));
-        ServerStats::add(&stats.0.joins, 1);
-        ServerStats::add(&stats.0.clients, 1);
+        stats.0.joins.inc();
+        stats.0.clients.inc();
     }
 }
 
@@ -126,13 +125,13 @@ pub fn ingest_client_events(
                 }
                 Ok(ClientEvent::Ack(tick)) => {
                     if !link.acknowledge(tick) {
-                        ServerStats::add(&stats.0.acks_ignored, 1);
+                        stats.0.acks_ignored.inc();
                     }
                 }
                 Ok(ClientEvent::Resync(tick)) => {
                     debug!(client = link.client.0, tick = tick.0, "client resyncs");
                     link.resync();
-                    ServerStats::add(&stats.0.resyncs, 1);
+                    stats.0.resyncs.inc();
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
@@ -155,10 +154,7 @@ pub fn ingest_client_events(
             );
             commands.entity(entity).despawn();
             stats.0.record_leave(&reason);
-            stats
-                .0
-                .clients
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            stats.0.clients.dec();
         }
     }
 }
@@ -501,18 +497,18 @@ pub fn hand_off(
             link.kicked = true;
             debug!(client = link.client.0, code, %reason, "closing a client");
             if code == tickwire_protocol::close::NO_ACKS {
-                ServerStats::add(&stats.0.no_ack_kicks, 1);
+                stats.0.no_ack_kicks.inc();
             } else {
-                ServerStats::add(&stats.0.slow_kicks, 1);
+                stats.0.slow_kicks.inc();
             }
             link.kick.kick(code, reason);
         }
     }
     let s = &stats.0;
-    ServerStats::add(&s.snapshots_sent, sent);
-    ServerStats::add(&s.snapshots_dropped, dropped);
-    ServerStats::add(&s.full_snapshots, full);
-    ServerStats::add(&s.bytes_out, bytes_out);
+    s.snapshots_sent.inc_by(sent);
+    s.snapshots_dropped.inc_by(dropped);
+    s.full_snapshots.inc_by(full);
+    s.bytes_out.inc_by(bytes_out);
     if dropped > 0 {
         debug!(
             dropped,
