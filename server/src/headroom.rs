@@ -17,12 +17,12 @@
 //! network thread (a futex call); and no bytes are written to sockets. Those costs are on the
 //! network threads, not the tick thread, and show up in live runs (see `docs/PERFORMANCE.md`).
 
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot};
+use crate::boundary::{ClientEvent, ClientId};
 use crate::config::{Config, VisibilityMode};
+use crate::harness::SimClient;
 use crate::sim::map::Map;
 use crate::sim::{PHASES, Sim, TickTimings};
 use crate::stats::ServerStats;
-use crossbeam_channel::Sender;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -31,11 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
-use tickwire_protocol::codec::decode_server;
+use tickwire_protocol::Tick;
 use tickwire_protocol::scenario::Wander;
 use tickwire_protocol::view::Replica;
-use tickwire_protocol::{ServerMsg, Tick};
-use tokio::sync::mpsc;
 
 /// Ticks run after the clients join and before measuring, so projectiles, deaths and
 /// respawns are in steady state.
@@ -46,14 +44,11 @@ pub const WARMUP_TICKS: usize = 90;
 pub const CHECK_TICKS: usize = 30;
 
 struct FakeClient {
-    events: Sender<ClientEvent>,
-    outbox: mpsc::Receiver<bytes::Bytes>,
+    client: SimClient,
     wander: Wander,
     /// Ticks of acknowledgement lag (1..=3).
     lag: usize,
     received: VecDeque<Tick>,
-    replica: Replica,
-    player: Option<tickwire_protocol::NetId>,
 }
 
 /// A waker that counts its wake-ups (standing in for a session task's waker).
@@ -107,26 +102,18 @@ impl Harness {
         let sim = Sim::new(config, map, join_rx, Arc::new(ServerStats::default()));
         let mut clients = Vec::with_capacity(n);
         for i in 0..n {
-            let (events, events_rx) = crossbeam_channel::bounded(config.input_queue_len);
-            let (outbox_tx, outbox) = mpsc::channel(config.outbox_len);
-            join_tx
-                .send(JoinRequest {
-                    client: ClientId(i as u64),
-                    name: format!("sim-{i}"),
-                    events: events_rx,
-                    outbox: outbox_tx,
-                    leave: LeaveSlot::default(),
-                    kick: Arc::new(Kick::default()),
-                })
-                .expect("the join queue holds n");
+            let (client, join) = SimClient::new(
+                ClientId(i as u64),
+                &format!("sim-{i}"),
+                config.input_queue_len,
+                config.outbox_len,
+            );
+            join_tx.send(join).expect("the join queue holds n");
             clients.push(FakeClient {
-                events,
-                outbox,
+                client,
                 wander: Wander::new(config.seed.wrapping_add(i as u64), config.tick_rate_hz),
                 lag: 1 + i % 3,
                 received: VecDeque::with_capacity(4),
-                replica: Replica::new(),
-                player: None,
             });
         }
         let mut h = Harness {
@@ -146,12 +133,11 @@ impl Harness {
     /// Sends each client's input and lagged ack (not part of the tick).
     pub fn feed(&mut self) {
         for c in &mut self.clients {
-            let _ = c
-                .events
-                .try_send(ClientEvent::Input(c.wander.next_input(false)));
+            c.client
+                .send(ClientEvent::Input(c.wander.next_input(false)));
             if c.received.len() >= c.lag {
                 let t = c.received[c.received.len() - c.lag];
-                let _ = c.events.try_send(ClientEvent::Ack(t));
+                c.client.send(ClientEvent::Ack(t));
             }
         }
     }
@@ -168,7 +154,7 @@ impl Harness {
         // The replicas are no use now; drop them so their memory (views of every entity, per
         // client) does not sit in the heap the timed ticks allocate from.
         for c in &mut self.clients {
-            c.replica = Replica::new();
+            c.client.replica = Replica::new();
         }
     }
 
@@ -183,37 +169,25 @@ impl Harness {
         let waker = Waker::from(Arc::clone(&self.waker));
         let mut cx = Context::from_waker(&waker);
         for (i, c) in self.clients.iter_mut().enumerate() {
-            let mut got = false;
-            while let Ok(bytes) = c.outbox.try_recv() {
-                self.bytes_last_tick += bytes.len() as u64;
-                got = true;
-                if !self.verify && c.player.is_some() {
-                    continue;
-                }
-                match decode_server(&bytes).expect("frames decode") {
-                    ServerMsg::Snapshot(s) if self.verify => {
-                        if let Err(e) = c.replica.apply(&s.header, &s.body) {
-                            panic!(
-                                "client {i} (ack lag {}) disagrees with the server at tick {} \
-                                 (baseline {:?}): {e}",
-                                c.lag, s.header.tick, s.header.baseline
-                            );
-                        }
-                        self.verified += 1;
-                    }
-                    ServerMsg::Welcome(w) => c.player = Some(w.player),
-                    _ => {}
-                }
-            }
+            let before = c.client.verified;
+            let got = match c.client.receive(self.verify) {
+                Ok(got) => got,
+                Err(e) => panic!(
+                    "client {i} (ack lag {}) disagrees with the server: {e}",
+                    c.lag
+                ),
+            };
+            self.verified += c.client.verified - before;
+            self.bytes_last_tick += got.bytes;
             // Every frame drained now belongs to the tick just run.
-            if got {
+            if got.frames > 0 {
                 if c.received.len() == 4 {
                     c.received.pop_front();
                 }
                 c.received.push_back(tick);
             }
             // As a session waiting in `recv` would: the next `try_send` wakes it.
-            let _ = c.outbox.poll_recv(&mut cx);
+            c.client.wait_for_frames(&mut cx);
         }
     }
 
@@ -234,7 +208,10 @@ impl Harness {
     /// The player of client 0 (known once its welcome was drained).
     #[must_use]
     pub fn first_player(&self) -> Option<tickwire_protocol::NetId> {
-        self.clients.first().and_then(|c| c.player)
+        self.clients
+            .first()
+            .map(|c| c.client.player)
+            .filter(|p| p.0 != 0)
     }
 
     /// The replication state, for benches that time one part of it.

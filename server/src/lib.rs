@@ -17,11 +17,14 @@
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
 //! - [`error`]: the crate's error type.
-//! - [`headroom`]: the socket-less harness and the "how many players fit" report.
+//! - [`harness`]: a socket-less client of the simulation, shared by tests, benches and headroom.
+//! - [`headroom`]: N socket-less clients around a real simulation, and the "how many players
+//!   fit" report.
 
 pub mod boundary;
 pub mod config;
 pub mod error;
+pub mod harness;
 pub mod headroom;
 pub mod net;
 pub mod process;

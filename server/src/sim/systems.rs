@@ -116,12 +116,12 @@ pub fn ingest_client_events(
         for _ in 0..rules.events_per_tick {
             match link.events.try_recv() {
                 Ok(ClientEvent::Input(input)) => {
-                    // Sessions only forward increasing sequence numbers; keep the newest.
-                    if input.seq > link.last_input_seq {
-                        link.last_input_seq = input.seq;
-                        player.fire_pressed |= input.fire;
-                        player.input = input;
-                    }
+                    // Sessions forward only strictly increasing sequence numbers, in order
+                    // (that rule lives in the session alone): the last one drained is the
+                    // newest.
+                    link.last_input_seq = input.seq;
+                    player.fire_pressed |= input.fire;
+                    player.input = input;
                 }
                 Ok(ClientEvent::Ack(tick)) => {
                     if !link.acknowledge(tick) {

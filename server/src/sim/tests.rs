@@ -4,59 +4,30 @@
 use super::Sim;
 use super::components::{MAX_HP, Net, Player, Position, Projectile};
 use super::map::Map;
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, LeaveReason};
 use crate::config::Config;
+use crate::harness::SimClient;
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
 use glam::{IVec2, Vec2};
 use std::sync::Arc;
 use tickwire_protocol::codec::decode_server;
-use tickwire_protocol::view::Replica;
 use tickwire_protocol::{Input, NetId, ServerMsg};
-use tokio::sync::mpsc;
 
-struct TestClient {
-    kick: Arc<Kick>,
-    events: Option<Sender<ClientEvent>>,
-    outbox: mpsc::Receiver<bytes::Bytes>,
-    leave: LeaveSlot,
-    replica: Replica,
-    player: NetId,
-    seq: u32,
-    frames: usize,
+type TestClient = SimClient;
+
+/// What the tests do with a client after each tick.
+trait ReceiveAndAck {
+    /// Applies every queued frame to the replica (verifying it) and acks the newest snapshot.
+    fn receive_and_ack(&mut self);
 }
 
-impl TestClient {
-    fn send(&mut self, input: Input) {
-        self.seq += 1;
-        let events = self.events.as_ref().expect("connected");
-        events
-            .try_send(ClientEvent::Input(Input {
-                seq: self.seq,
-                ..input
-            }))
-            .expect("queue has room");
-    }
-
-    /// Applies every queued frame to the replica (verifying it) and acks the newest.
-    fn receive(&mut self) {
-        let mut newest = None;
-        while let Ok(bytes) = self.outbox.try_recv() {
-            self.frames += 1;
-            match decode_server(&bytes).expect("decodes") {
-                ServerMsg::Welcome(w) => self.player = w.player,
-                ServerMsg::Snapshot(s) => {
-                    self.replica
-                        .apply(&s.header, &s.body)
-                        .expect("replica matches the server");
-                    newest = Some(s.header.tick);
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        if let (Some(t), Some(events)) = (newest, &self.events) {
-            let _ = events.try_send(ClientEvent::Ack(t));
+impl ReceiveAndAck for SimClient {
+    fn receive_and_ack(&mut self) {
+        let got = self.receive(true).expect("replica matches the server");
+        if let Some(t) = got.newest {
+            self.send(ClientEvent::Ack(t));
         }
     }
 }
@@ -95,33 +66,16 @@ impl Harness {
     }
 
     fn join_with_outbox(&mut self, outbox_len: usize) -> TestClient {
-        let (events, events_rx) = crossbeam_channel::bounded(16);
-        let (outbox_tx, outbox) = mpsc::channel(outbox_len);
-        let kick = Arc::new(Kick::default());
-        let leave = LeaveSlot::default();
         self.next += 1;
-        self.joins
-            .try_send(JoinRequest {
-                client: ClientId(self.next),
-                name: format!("t{}", self.next),
-                events: events_rx,
-                outbox: outbox_tx,
-                leave: Arc::clone(&leave),
-                kick: Arc::clone(&kick),
-            })
-            .expect("join queue has room");
+        let (mut c, join) = SimClient::new(
+            ClientId(self.next),
+            &format!("t{}", self.next),
+            16,
+            outbox_len,
+        );
+        self.joins.try_send(join).expect("join queue has room");
         self.sim.tick();
-        let mut c = TestClient {
-            kick,
-            events: Some(events),
-            outbox,
-            leave,
-            replica: Replica::new(),
-            player: NetId(0),
-            seq: 0,
-            frames: 0,
-        };
-        c.receive();
+        c.receive_and_ack();
         assert_ne!(c.player, NetId(0), "welcomed");
         c
     }
@@ -169,14 +123,14 @@ fn shots_damage_kill_score_and_the_dead_respawn() {
     let mut died_at = None;
     for tick in 0..400 {
         // A holds still, aims east and presses fire every tick; B does nothing.
-        a.send(Input {
+        a.send_input(Input {
             aim: 0.0,
             fire: true,
             ..Input::default()
         });
         h.sim.tick();
-        a.receive();
-        b.receive();
+        a.receive_and_ack();
+        b.receive_and_ack();
         saw_projectile |= h.projectile_count() > 0;
         let (_, victim) = h.player(b.player);
         if died_at.is_none() && victim.hp == 0 {
@@ -211,12 +165,12 @@ fn walls_stop_players_flush() {
     // West of the central cross's vertical bar (x 1900..2100, y 1500..2500).
     h.place(c.player, Vec2::new(1700.0, 1700.0));
     for _ in 0..90 {
-        c.send(Input {
+        c.send_input(Input {
             move_x: 1.0,
             ..Input::default()
         });
         h.sim.tick();
-        c.receive();
+        c.receive_and_ack();
     }
     let (pos, _) = h.player(c.player);
     assert_eq!(
@@ -248,7 +202,7 @@ fn a_closed_session_removes_its_player_with_its_reason() {
     assert!(h.entity(stays.player).is_some());
     assert_eq!(h.stats.leaves.get(), 1);
     h.sim.tick();
-    stays.receive();
+    stays.receive_and_ack();
     let view = stays.replica.latest().expect("view");
     assert!(
         !view.entities.contains_key(&leaves.player),
@@ -268,10 +222,10 @@ fn a_client_that_stops_reading_skips_snapshots_and_catches_up() {
     }
     assert!(h.stats.snapshots_dropped.get() > 0);
     // Reading again: every queued frame applies, then deltas resume.
-    c.receive();
+    c.receive_and_ack();
     for _ in 0..5 {
         h.sim.tick();
-        c.receive();
+        c.receive_and_ack();
     }
     let latest = c.replica.latest().expect("view").tick;
     assert_eq!(latest, h.sim.current_tick().minus(1));
@@ -320,9 +274,9 @@ fn a_client_that_skips_spread_out_snapshots_is_closed_4005() {
     let mut kicked_at = None;
     for t in 0..200 {
         h.sim.tick();
-        steady.receive();
+        steady.receive_and_ack();
         if t % 3 == 0 {
-            slow.receive();
+            slow.receive_and_ack();
         }
         if let Some((code, reason)) = slow.kick.reason() {
             assert_eq!(code, tickwire_protocol::close::TOO_SLOW);
@@ -349,7 +303,7 @@ fn a_client_that_never_acks_is_kicked_4006_and_one_that_acks_is_not() {
     let mut silent = h.join();
     for _ in 0..40 {
         h.sim.tick();
-        acks.receive();
+        acks.receive_and_ack();
         // Read but never ack.
         while silent.outbox.try_recv().is_ok() {}
     }
@@ -366,7 +320,7 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     let mut c = h.join();
     for _ in 0..5 {
         h.sim.tick();
-        c.receive();
+        c.receive_and_ack();
     }
     // The client drops its replica (as after a desync) and says so; an ack it sent before
     // that arrives after.
@@ -395,9 +349,9 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     assert!(h.stats.acks_ignored.get() >= 1, "the stale ack");
     // Deltas resume against the full snapshot.
     h.sim.tick();
-    c.receive();
+    c.receive_and_ack();
     h.sim.tick();
-    c.receive();
+    c.receive_and_ack();
     assert!(c.replica.latest().expect("view").tick > old);
 }
 
@@ -410,7 +364,7 @@ fn ids_after_the_wrap_skip_live_entities_and_baselines() {
     for _ in 0..3 {
         h.sim.tick();
         for c in &mut clients {
-            c.receive();
+            c.receive_and_ack();
         }
     }
     // Player 2 leaves: gone from the world, but still in the baselines of the last 32 ticks.
@@ -419,7 +373,7 @@ fn ids_after_the_wrap_skip_live_entities_and_baselines() {
     gone.events = None;
     h.sim.tick();
     for c in &mut clients {
-        c.receive();
+        c.receive_and_ack();
     }
     assert!(h.entity(NetId(2)).is_none());
     // Two ids before the wrap.
@@ -430,7 +384,7 @@ fn ids_after_the_wrap_skip_live_entities_and_baselines() {
         let c = h.join();
         clients.push(c);
         for c in &mut clients {
-            c.receive();
+            c.receive_and_ack();
         }
     }
     let new: Vec<u32> = clients[2..].iter().map(|c| c.player.0).collect();
@@ -443,7 +397,7 @@ fn ids_after_the_wrap_skip_live_entities_and_baselines() {
     for _ in 0..10 {
         h.sim.tick();
         for c in &mut clients {
-            c.receive();
+            c.receive_and_ack();
         }
     }
     drop(gone.outbox);

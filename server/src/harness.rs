@@ -1,0 +1,177 @@
+//! A socket-less client of the simulation: the session's side of the [`crate::boundary`] with
+//! no socket behind it. The simulation tests, the headroom command and the benches all drive
+//! the world through it, so there is one way to join, send, receive and verify without a network.
+
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use std::sync::Arc;
+use std::task::Context;
+use tickwire_protocol::codec::decode_server;
+use tickwire_protocol::view::Replica;
+use tickwire_protocol::{Input, NetId, ServerMsg, Tick};
+use tokio::sync::mpsc;
+
+/// One client with no socket: its channels to the tick thread and, when it verifies, a replica.
+#[derive(Debug)]
+pub struct SimClient {
+    /// Its events to the tick thread; `None` once disconnected.
+    pub events: Option<Sender<ClientEvent>>,
+    /// Frames from the tick thread.
+    pub outbox: mpsc::Receiver<Bytes>,
+    /// Where it writes its leave reason before disconnecting.
+    pub leave: LeaveSlot,
+    /// Kicks from the tick thread.
+    pub kick: Arc<Kick>,
+    /// Its view of the world, built from the snapshots it verified.
+    pub replica: Replica,
+    /// The player it controls; `NetId(0)` (never allocated) until its welcome is received.
+    pub player: NetId,
+    /// Frames received so far.
+    pub frames: usize,
+    /// Snapshots verified so far (applied to the replica, checksum matched).
+    pub verified: u64,
+    seq: u32,
+}
+
+/// What one [`SimClient::receive`] drained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Frames drained.
+    pub frames: usize,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// The tick of the newest snapshot among them.
+    pub newest: Option<Tick>,
+}
+
+impl SimClient {
+    /// A client and the join request that brings it into the world, with an event queue of
+    /// `queue_len` and an outbox of `outbox_len` frames.
+    #[must_use]
+    pub fn new(
+        id: ClientId,
+        name: &str,
+        queue_len: usize,
+        outbox_len: usize,
+    ) -> (SimClient, JoinRequest) {
+        let (events, events_rx) = crossbeam_channel::bounded(queue_len.max(1));
+        let (outbox_tx, outbox) = mpsc::channel(outbox_len.max(1));
+        let leave = LeaveSlot::default();
+        let kick = Arc::new(Kick::default());
+        let join = JoinRequest {
+            client: id,
+            name: name.to_owned(),
+            events: events_rx,
+            outbox: outbox_tx,
+            leave: Arc::clone(&leave),
+            kick: Arc::clone(&kick),
+        };
+        let client = SimClient {
+            events: Some(events),
+            outbox,
+            leave,
+            kick,
+            replica: Replica::new(),
+            player: NetId(0),
+            frames: 0,
+            verified: 0,
+            seq: 0,
+        };
+        (client, join)
+    }
+
+    /// Queues an event for the tick thread; false if the queue is full or disconnected.
+    pub fn send(&self, event: ClientEvent) -> bool {
+        self.events
+            .as_ref()
+            .is_some_and(|e| e.try_send(event).is_ok())
+    }
+
+    /// Queues an input with the next sequence number (the one in `input` is replaced).
+    pub fn send_input(&mut self, input: Input) -> bool {
+        self.seq += 1;
+        self.send(ClientEvent::Input(Input {
+            seq: self.seq,
+            ..input
+        }))
+    }
+
+    /// Drains every frame: reads the welcome, and when `verify` is set applies each snapshot to
+    /// the replica and checks it against the server's checksum.
+    ///
+    /// # Errors
+    /// A frame that does not decode, or a snapshot that does not apply, with what went wrong.
+    pub fn receive(&mut self, verify: bool) -> Result<Received, String> {
+        let mut got = Received::default();
+        while let Ok(bytes) = self.outbox.try_recv() {
+            got.frames += 1;
+            got.bytes += bytes.len() as u64;
+            self.frames += 1;
+            if !verify && self.player != NetId(0) {
+                continue;
+            }
+            match decode_server(&bytes).map_err(|e| format!("undecodable frame: {e}"))? {
+                ServerMsg::Welcome(w) => self.player = w.player,
+                ServerMsg::Snapshot(s) => {
+                    got.newest = Some(s.header.tick);
+                    if verify {
+                        self.replica.apply(&s.header, &s.body).map_err(|e| {
+                            format!(
+                                "snapshot of tick {} (baseline {:?}) does not apply: {e}",
+                                s.header.tick, s.header.baseline
+                            )
+                        })?;
+                        self.verified += 1;
+                    }
+                }
+                other => return Err(format!("unexpected message {other:?}")),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Registers `cx`'s waker on the outbox, as a session waiting for its next frame does, so
+    /// the tick thread's next `try_send` wakes it. Call it right after [`SimClient::receive`]
+    /// emptied the outbox.
+    ///
+    /// # Panics
+    /// If a frame is waiting (it would be lost).
+    pub fn wait_for_frames(&mut self, cx: &mut Context<'_>) {
+        let waiting = self.outbox.poll_recv(cx);
+        assert!(
+            !matches!(waiting, std::task::Poll::Ready(Some(_))),
+            "wait_for_frames is called on an emptied outbox"
+        );
+    }
+
+    /// Ends the session as a closing one does: the reason first, then the channel.
+    pub fn disconnect(&mut self, reason: LeaveReason) {
+        *self.leave.lock() = Some(reason);
+        self.events = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_increase_and_a_disconnected_client_sends_nothing() {
+        let (mut c, join) = SimClient::new(ClientId(1), "c", 4, 4);
+        assert!(c.send_input(Input::default()));
+        assert!(c.send_input(Input::default()));
+        let seqs: Vec<u32> = join
+            .events
+            .try_iter()
+            .map(|e| match e {
+                ClientEvent::Input(i) => i.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, vec![1, 2]);
+        c.disconnect(LeaveReason::PeerClosed);
+        assert!(!c.send(ClientEvent::Ack(Tick(1))));
+        assert_eq!(*join.leave.lock(), Some(LeaveReason::PeerClosed));
+    }
+}
