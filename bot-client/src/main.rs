@@ -2,7 +2,7 @@
 //!
 //! Exits 0 only if the run passed: every bot connected and stayed, every snapshot was applied
 //! and verified (or was part of a documented desync recovery), none arrived out of order, and
-//! every bot applied snapshots at `--min-rate-fraction` of the tick rate. Otherwise it exits 1
+//! every bot applied snapshots and sent inputs at `--min-rate-fraction` of the tick rate. Otherwise it exits 1
 //! and the summary's FAILURE lines say what was seen.
 
 use anyhow::Context;
@@ -49,7 +49,8 @@ struct Cli {
     /// Also run N slow readers that join and read one message per second.
     #[arg(long, value_name = "N", default_value_t = 0)]
     slow: u32,
-    /// Fraction of the tick rate every bot must apply and verify snapshots at.
+    /// Fraction of the tick rate every bot must apply and verify snapshots at, and send inputs
+    /// at.
     #[arg(long, value_name = "F", default_value_t = 0.9)]
     min_rate_fraction: f64,
     /// The server's /metrics URL, read before and after the window for its CPU time

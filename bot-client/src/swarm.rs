@@ -41,8 +41,8 @@ pub struct SwarmConfig {
     pub idle: bool,
     /// Extra clients that join and then read one message per second, acking nothing.
     pub slow_readers: u32,
-    /// Fraction of the tick rate every bot must apply and verify snapshots at over the window,
-    /// or the run fails. Default 0.9.
+    /// Fraction of the tick rate every bot must apply and verify snapshots at, and send inputs
+    /// at, over the window, or the run fails. Default 0.9.
     pub min_rate_fraction: f64,
     /// The server's `/metrics`, read before and after the window for its CPU time. `None`
     /// uses the admin port (7778) of a loopback server (see
@@ -432,6 +432,29 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
                 if below.len() > 5 { ", ..." } else { "" }
             ));
         }
+        // The scenario sends one input per tick: bots too starved of CPU to do that are not
+        // running it, whatever they received.
+        let slow: Vec<&BotRow> = rows
+            .iter()
+            .filter(|b| b.inputs_per_s < r.min_rate_floor)
+            .collect();
+        if !slow.is_empty() {
+            let mut names: Vec<&BotRow> = slow.clone();
+            names.sort_by(|a, b| a.inputs_per_s.total_cmp(&b.inputs_per_s));
+            let names: Vec<String> = names
+                .iter()
+                .take(5)
+                .map(|b| format!("{} {:.1}/s", b.name, b.inputs_per_s))
+                .collect();
+            f.push(format!(
+                "{} bots sent fewer inputs than the floor of {:.1}/s (the scenario sends one per \
+                 tick; the bots may be starved of CPU): {}{}",
+                slow.len(),
+                r.min_rate_floor,
+                names.join(", "),
+                if slow.len() > 5 { ", ..." } else { "" }
+            ));
+        }
     }
     f
 }
@@ -457,7 +480,45 @@ fn mean_p99(samples: &mut [u64]) -> MeanP99 {
 
 #[cfg(test)]
 mod tests {
-    use super::mean_p99;
+    use super::*;
+
+    fn row(name: &str, applied: f64, inputs: f64) -> BotRow {
+        BotRow {
+            name: name.into(),
+            applied_per_s: applied,
+            ticks_elapsed_per_s: 30.0,
+            inputs_per_s: inputs,
+            desyncs: 0,
+            unverified: 0,
+        }
+    }
+
+    #[test]
+    fn starved_bots_fail_the_run_by_name_on_either_rate() {
+        let cfg = SwarmConfig::default();
+        let r = Report {
+            bots: 3,
+            connected: 3,
+            min_rate_floor: 27.0,
+            ..Report::default()
+        };
+        let rows = [
+            row("bot-0", 30.0, 30.0),
+            row("bot-1", 29.9, 1.6),
+            row("bot-2", 12.0, 30.0),
+        ];
+        let f = failures(&cfg, &r, &rows, 30);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].contains("verified snapshots") && f[0].contains("bot-2 12.0/s"),
+            "{f:?}"
+        );
+        assert!(
+            f[1].contains("inputs") && f[1].contains("bot-1 1.6/s"),
+            "{f:?}"
+        );
+        assert!(failures(&cfg, &r, &rows[..1], 30).is_empty());
+    }
 
     #[test]
     fn mean_and_p99() {
