@@ -13,6 +13,7 @@
 //!   port), one session per socket, and shutdown.
 //! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
 //! - [`replication`]: world frames, their history, deltas, interest, and per-client state.
+//! - [`spatial`]: the one spatial grid (players for hit tests, entities for interest).
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
@@ -31,6 +32,7 @@ pub mod process;
 pub mod replication;
 pub mod server;
 pub mod sim;
+pub mod spatial;
 pub mod stats;
 pub mod telemetry;
 

@@ -5,6 +5,7 @@
 //! order without sorting.
 
 use super::frame::WorldFrame;
+use crate::spatial::CellGrid;
 use glam::IVec2;
 use tickwire_protocol::quant::to_q;
 
@@ -15,11 +16,8 @@ const CELLS_PER_RADIUS: i32 = 2;
 #[derive(Debug)]
 pub struct Interest {
     radius_q: i64,
-    cell_q: i32,
-    cols: i32,
-    rows: i32,
-    /// Per cell: entity index and position, inline so a query scans memory in order.
-    cells: Vec<Vec<(u32, IVec2)>>,
+    /// Entity indices of the indexed frame, with their positions.
+    grid: CellGrid<u32>,
     /// One bit per entity of the indexed frame, for the query in progress.
     seen: Vec<u64>,
 }
@@ -29,34 +27,18 @@ impl Interest {
     #[must_use]
     pub fn new(radius: f32, size_q: IVec2) -> Interest {
         let radius_q = to_q(radius).max(1);
-        let cell_q = (radius_q / CELLS_PER_RADIUS).max(1);
-        let cols = (size_q.x / cell_q + 1).max(1);
-        let rows = (size_q.y / cell_q + 1).max(1);
         Interest {
             radius_q: i64::from(radius_q),
-            cell_q,
-            cols,
-            rows,
-            cells: (0..cols * rows).map(|_| Vec::new()).collect(),
+            grid: CellGrid::new(size_q, radius_q / CELLS_PER_RADIUS),
             seen: Vec::new(),
         }
     }
 
-    fn cell(&self, p: IVec2) -> (i32, i32) {
-        (
-            (p.x / self.cell_q).clamp(0, self.cols - 1),
-            (p.y / self.cell_q).clamp(0, self.rows - 1),
-        )
-    }
-
     /// Rebuilds the grid for `frame` (keeps every cell's capacity).
     pub fn index(&mut self, frame: &WorldFrame) {
-        for c in &mut self.cells {
-            c.clear();
-        }
+        self.grid.clear();
         for (i, e) in frame.entities.iter().enumerate() {
-            let (cx, cy) = self.cell(e.pos);
-            self.cells[(cy * self.cols + cx) as usize].push((i as u32, e.pos));
+            self.grid.insert(i as u32, e.pos);
         }
         self.seen.clear();
         self.seen.resize(frame.entities.len().div_ceil(64), 0);
@@ -67,23 +49,23 @@ impl Interest {
     pub fn query(&mut self, frame: &WorldFrame, own: usize, out: &mut Vec<u32>) {
         out.clear();
         let center = frame.entities[own].pos;
-        let (cx, cy) = self.cell(center);
         let r2 = self.radius_q * self.radius_q;
-        let k = CELLS_PER_RADIUS;
+        // The cells within CELLS_PER_RADIUS of the centre's cell, as a box.
+        let reach = IVec2::splat(CELLS_PER_RADIUS * self.grid.cell_q());
         let (mut lo, mut hi) = (usize::MAX, 0usize);
-        for y in (cy - k).max(0)..=(cy + k).min(self.rows - 1) {
-            for x in (cx - k).max(0)..=(cx + k).min(self.cols - 1) {
-                for &(i, pos) in &self.cells[(y * self.cols + x) as usize] {
+        let seen = &mut self.seen;
+        self.grid
+            .for_each_cell(center - reach, center + reach, |cell| {
+                for &(i, pos) in cell {
                     let d = (pos - center).as_i64vec2();
                     if d.length_squared() <= r2 {
                         let w = i as usize / 64;
-                        self.seen[w] |= 1u64 << (i % 64);
+                        seen[w] |= 1u64 << (i % 64);
                         lo = lo.min(w);
                         hi = hi.max(w);
                     }
                 }
-            }
-        }
+            });
         // The player itself is at distance 0, so lo..=hi is never empty.
         for w in lo..=hi.max(lo) {
             let mut bits = std::mem::take(&mut self.seen[w]);

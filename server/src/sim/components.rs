@@ -194,5 +194,5 @@ pub struct SimRng(pub fastrand::Rng);
 pub struct Stats(pub Arc<ServerStats>);
 
 /// Live players by grid cell, rebuilt each tick for projectile hits.
-#[derive(Resource, Default)]
-pub struct PlayerGrid(pub super::grid::Grid);
+#[derive(Resource)]
+pub struct PlayerGrid(pub crate::spatial::CellGrid<Entity>);

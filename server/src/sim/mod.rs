@@ -9,12 +9,10 @@
 //! - [`components`]: components and resources.
 //! - [`systems`]: the systems, in schedule order.
 //! - [`map`]: the arena, its walls and collision queries.
-//! - [`grid`]: a uniform grid of players for hit tests.
 //! - [`driver`]: the thread that runs ticks on drift-free deadlines.
 
 pub mod components;
 pub mod driver;
-pub mod grid;
 pub mod map;
 pub mod systems;
 #[cfg(test)]
@@ -133,8 +131,9 @@ impl Sim {
             max_unacked_snapshots: config.ms_to_ticks_u64(config.ack_timeout_ms),
             history_ticks: config.history_ticks as usize,
         });
-        world.insert_resource(PlayerGrid(grid::Grid::new(
-            map.width, map.height, GRID_CELL,
+        world.insert_resource(PlayerGrid(crate::spatial::CellGrid::new(
+            map.size_q,
+            tickwire_protocol::quant::to_q(GRID_CELL),
         )));
         let size_q = map.size_q;
         world.insert_resource(map);

@@ -223,7 +223,7 @@ pub fn index_players(mut grid: ResMut<PlayerGrid>, players: Query<(Entity, &Posi
     grid.0.clear();
     for (e, pos, player) in &players {
         if player.alive() {
-            grid.0.insert(e, world(pos.0));
+            grid.0.insert(e, pos.0);
         }
     }
 }
@@ -265,16 +265,23 @@ pub fn move_projectiles(
             from.min(to) - Vec2::splat(reach),
             from.max(to) + Vec2::splat(reach),
         );
+        let to_q = |v: Vec2, round: fn(f32) -> f32| {
+            IVec2::new(round(v.x * POS_SCALE) as i32, round(v.y * POS_SCALE) as i32)
+        };
         let mut hit: Option<(f32, Entity)> = None;
-        for (target, tpos) in grid.0.query(lo, hi) {
-            if target == proj.owner_entity || segment_distance(from, to, tpos) > reach {
-                continue;
-            }
-            let along = from.distance_squared(tpos);
-            if hit.is_none_or(|(best, _)| along < best) {
-                hit = Some((along, target));
-            }
-        }
+        grid.0
+            .for_each_cell(to_q(lo, f32::floor), to_q(hi, f32::ceil), |cell| {
+                for &(target, tq) in cell {
+                    let tpos = world(tq);
+                    if target == proj.owner_entity || segment_distance(from, to, tpos) > reach {
+                        continue;
+                    }
+                    let along = from.distance_squared(tpos);
+                    if hit.is_none_or(|(best, _)| along < best) {
+                        hit = Some((along, target));
+                    }
+                }
+            });
         if let Some((_, target)) = hit
             && let Ok((victim_net, mut victim)) = players.get_mut(target)
             && victim.alive()
