@@ -28,11 +28,36 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// Longest tick duration recorded, in microseconds (60 s).
+const MAX_RECORDED_US: u64 = 60_000_000;
+
+/// The one record of tick durations: every tick since start, in microseconds, and a copy of it
+/// as it stood when the current stats window began. `/metrics` renders its buckets; the stats
+/// log line reads quantiles of the window (the difference of the two).
+#[derive(Debug)]
+struct TickRecord {
+    all: hdrhistogram::Histogram<u64>,
+    window_start: hdrhistogram::Histogram<u64>,
+}
+
+/// Tick durations over one stats window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickWindow {
+    /// Ticks in the window.
+    pub ticks: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+}
+
 /// Live telemetry of one server.
 #[derive(Debug)]
 pub struct Telemetry {
     registry: Mutex<Registry>,
-    tick: Histogram,
+    tick: Arc<Mutex<TickRecord>>,
     phases: Family<PhaseLabel, Histogram>,
     lag_ticks: Gauge<i64, AtomicI64>,
     start: Instant,
@@ -52,18 +77,19 @@ impl Telemetry {
     /// Telemetry for a loop at `tick_rate_hz` that may fall `max_lag_ticks` behind.
     #[must_use]
     pub fn new(stats: Arc<ServerStats>, tick_rate_hz: u16, max_lag_ticks: u32) -> Telemetry {
-        let tick = histogram();
+        let empty = hdrhistogram::Histogram::<u64>::new_with_bounds(1, MAX_RECORDED_US, 3)
+            .expect("static histogram bounds are valid");
+        let tick = Arc::new(Mutex::new(TickRecord {
+            all: empty.clone(),
+            window_start: empty,
+        }));
         let phases =
             Family::<PhaseLabel, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let lag_ticks = Gauge::<i64, AtomicI64>::default();
         let mut root = Registry::default();
         root.register_collector(Box::new(ProcessCollector));
         let registry = root.sub_registry_with_prefix("tickwire");
-        registry.register(
-            "tick_duration_seconds",
-            "Time to run one whole tick",
-            tick.clone(),
-        );
+        registry.register_collector(Box::new(TickCollector(Arc::clone(&tick))));
         registry.register(
             "tick_phase_duration_seconds",
             "Time spent in each phase of a tick: ingest, simulate, capture, replicate, handoff",
@@ -90,7 +116,10 @@ impl Telemetry {
 
     /// Records one tick: its phase timings and how far behind schedule the loop is after it.
     pub fn record_tick(&self, t: &TickTimings, lag_ticks: u64) {
-        self.tick.observe(t.total().as_secs_f64());
+        let us = u64::try_from(t.total().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.tick.lock().all.saturating_record(us);
         for (phase, d) in t.phases() {
             self.phases
                 .get_or_create(&PhaseLabel { phase })
@@ -100,6 +129,23 @@ impl Telemetry {
             .set(i64::try_from(lag_ticks).unwrap_or(i64::MAX));
         let now = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_tick_end_ns.store(now, Relaxed);
+    }
+
+    /// The tick durations since the last call (or since start), and starts a new window.
+    pub fn take_window(&self) -> TickWindow {
+        let mut guard = self.tick.lock();
+        let record = &mut *guard;
+        let mut window = record.all.clone();
+        // `all` only grows, so the difference never underflows.
+        let _ = window.subtract(&record.window_start);
+        record.window_start.clone_from(&record.all);
+        let ms = |us: u64| us as f64 / 1000.0;
+        TickWindow {
+            ticks: window.len(),
+            p50_ms: ms(window.value_at_quantile(0.5)),
+            p99_ms: ms(window.value_at_quantile(0.99)),
+            max_ms: ms(window.max()),
+        }
     }
 
     /// `Ok` while the loop is on schedule; otherwise why not.
@@ -126,6 +172,37 @@ impl Telemetry {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry.lock());
         out
+    }
+}
+
+/// `tick_duration_seconds` as a Prometheus histogram, with the buckets of [`BUCKETS`], from the
+/// one tick record (the sum is approximate to the record's 3 significant digits).
+#[derive(Debug)]
+struct TickCollector(Arc<Mutex<TickRecord>>);
+
+impl Collector for TickCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = {
+            let record = self.0.lock();
+            let h = &record.all;
+            let mut buckets = Vec::with_capacity(BUCKETS.len() + 1);
+            let mut below = 0u64;
+            for bound in BUCKETS {
+                let upto = h.count_between(0, (bound * 1e6) as u64);
+                buckets.push((bound, upto - below));
+                below = upto;
+            }
+            buckets.push((f64::INFINITY, h.len() - below));
+            (h.mean() * h.len() as f64 / 1e6, h.len(), buckets)
+        };
+        let mut metric = e.encode_descriptor(
+            "tick_duration_seconds",
+            "Time to run one whole tick",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        metric
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -168,5 +245,56 @@ impl Collector for ProcessCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::PHASES;
+
+    fn tick_of(ms: u64) -> TickTimings {
+        let mut took = [Duration::ZERO; PHASES.len()];
+        took[0] = Duration::from_millis(ms);
+        TickTimings { took }
+    }
+
+    #[test]
+    fn one_tick_record_serves_metrics_and_the_stats_window() {
+        let t = Telemetry::new(Arc::new(ServerStats::default()), 30, 3);
+        for ms in [1, 1, 3, 20] {
+            t.record_tick(&tick_of(ms), 0);
+        }
+        let w = t.take_window();
+        assert_eq!(w.ticks, 4);
+        assert!((w.max_ms - 20.0).abs() < 0.1, "{w:?}");
+        assert!((w.p50_ms - 1.0).abs() < 0.01, "{w:?}");
+        // The next window holds only what came after.
+        t.record_tick(&tick_of(5), 0);
+        let w = t.take_window();
+        assert_eq!(w.ticks, 1);
+        assert!((w.max_ms - 5.0).abs() < 0.01, "{w:?}");
+        // /metrics counts every tick since start, cumulatively per bucket.
+        let text = t.render();
+        for (le, n) in [
+            ("0.001", 2),
+            ("0.004", 3),
+            ("0.008", 4),
+            ("0.0333", 5),
+            ("+Inf", 5),
+        ] {
+            let line = format!("tickwire_tick_duration_seconds_bucket{{le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        assert!(
+            text.contains("tickwire_tick_duration_seconds_count 5\n"),
+            "{text}"
+        );
+        let sum: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tickwire_tick_duration_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("a sum");
+        assert!((sum - 0.030).abs() < 0.0001, "{sum}");
     }
 }

@@ -14,16 +14,12 @@ use crate::error::ServerError;
 use crate::stats::ServerStats;
 use crate::telemetry::Telemetry;
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-
-/// Longest tick duration the histogram records, in microseconds (60 s).
-const MAX_RECORDED_US: u64 = 60_000_000;
 
 /// The running tick thread.
 pub struct TickLoop {
@@ -116,8 +112,6 @@ fn run(
     stop: &crossbeam_channel::Receiver<()>,
 ) {
     let period = schedule.offset(1);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, MAX_RECORDED_US, 3)
-        .expect("static histogram bounds are valid");
     let start = Instant::now();
     let mut window_start = start;
     let mut window_bytes = stats.bytes_out.get();
@@ -132,8 +126,6 @@ fn run(
             }
         }
         let timings = sim.tick();
-        let took = timings.total();
-        hist.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1));
         n += 1;
         let mut deadline = start + schedule.offset(n);
         let now = Instant::now();
@@ -156,19 +148,18 @@ fn run(
         if now.duration_since(window_start) >= schedule.stats_interval {
             let secs = now.duration_since(window_start).as_secs_f64();
             let bytes = stats.bytes_out.get();
-            let ms = |us: u64| us as f64 / 1000.0;
+            let window = telemetry.take_window();
             info!(
                 clients = stats.clients.get(),
                 tick = stats.last_tick(),
-                tick_p50_ms = ms(hist.value_at_quantile(0.5)),
-                tick_p99_ms = ms(hist.value_at_quantile(0.99)),
-                tick_max_ms = ms(hist.max()),
+                tick_p50_ms = window.p50_ms,
+                tick_p99_ms = window.p99_ms,
+                tick_max_ms = window.max_ms,
                 overruns = window_overruns,
                 bytes_out_per_s = ((bytes - window_bytes) as f64 / secs).round(),
                 snapshots_dropped = stats.snapshots_dropped.get(),
                 "stats"
             );
-            hist.reset();
             window_start = now;
             window_bytes = bytes;
             window_overruns = 0;
