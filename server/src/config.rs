@@ -21,6 +21,18 @@ pub struct Config {
     /// a read; with TLS it is closed. At start-up the process raises its open-file limit toward
     /// the hard limit and refuses to start if this cap cannot fit. Default 4096.
     pub max_connections: usize,
+    /// Refusals at the connection caps answered with a lingering close at once (the 503 is
+    /// sent, the socket half-closed, and what the peer still sends read and discarded for at
+    /// most `refusal_linger_ms`, so the answer is not lost to a reset); beyond this, a refusal
+    /// is one write and a close. Their sockets come out of the open-file reserve. Default 32.
+    pub max_lingering_refusals: usize,
+    /// How long a lingering refusal waits for the peer, in milliseconds. Default 1000.
+    pub refusal_linger_ms: u64,
+    /// Requests the admin listener serves at once; more wait in the kernel's accept queue.
+    /// Default 16.
+    pub admin_max_connections: usize,
+    /// Time an admin request may take to arrive and be answered, in milliseconds. Default 5000.
+    pub admin_timeout_ms: u64,
     /// Sockets open at once from one IP address, in any phase; more are answered `503` and
     /// closed. Default 256, generous for players behind one NAT; the bot swarm spreads its
     /// source addresses over 127.0.0.0/8 when it targets loopback, so thousands of bots from one
@@ -181,6 +193,10 @@ impl Default for Config {
             admin_bind: "127.0.0.1:7778".into(),
             max_connections: 4096,
             max_connections_per_ip: 256,
+            max_lingering_refusals: 32,
+            refusal_linger_ms: 1000,
+            admin_max_connections: 16,
+            admin_timeout_ms: 5000,
             allowed_hosts: vec!["localhost".into()],
             tick_rate_hz: 30,
             max_clients: 2048,
@@ -273,6 +289,12 @@ impl Config {
             );
         }
         self.admin_addr()?;
+        if self.max_lingering_refusals > 48 || self.admin_max_connections == 0 {
+            return bad(
+                "max_lingering_refusals must be at most 48 (they use the open-file reserve) and \
+                 admin_max_connections at least 1",
+            );
+        }
         if self.control_rate_per_s == 0 || self.control_burst == 0 {
             return bad("control_rate_per_s and control_burst must be at least 1");
         }

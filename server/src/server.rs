@@ -83,6 +83,8 @@ impl Server {
                 listener,
                 Arc::clone(&telemetry),
                 config.allowed_hosts.clone(),
+                config.admin_max_connections,
+                std::time::Duration::from_millis(config.admin_timeout_ms),
                 shutdown_rx.clone(),
             ))
         });

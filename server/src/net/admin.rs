@@ -1,7 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`, on their own
 //! address (`admin_bind`, by default `127.0.0.1:7778`) so the public game port does not expose
-//! them. One short-lived task per request, at most [`MAX_ADMIN_CONNECTIONS`] at once; a request
-//! must arrive within [`ADMIN_TIMEOUT`]. Requests whose `Host` is not an IP literal or one of
+//! them. One short-lived task per request, at most `admin_max_connections` at once; a request
+//! must arrive and be answered within `admin_timeout_ms`. Requests whose `Host` is not an IP literal or one of
 //! `allowed_hosts` get 403, so a DNS-rebinding page cannot read them through a browser.
 
 use super::http::{self, Endpoint, Head, Route};
@@ -14,20 +14,17 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-/// Admin requests served at once; more wait in the kernel's accept queue.
-pub const MAX_ADMIN_CONNECTIONS: usize = 16;
-/// Time allowed to read a request and write the answer.
-pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Serves the admin listener until shutdown.
 pub(crate) async fn serve(
     listener: TcpListener,
     telemetry: Arc<Telemetry>,
     hosts: Vec<String>,
+    max_connections: usize,
+    timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let hosts = Arc::new(hosts);
-    let permits = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -41,7 +38,7 @@ pub(crate) async fn serve(
                 Ok((stream, _)) => {
                     let (telemetry, hosts) = (Arc::clone(&telemetry), Arc::clone(&hosts));
                     tasks.spawn(async move {
-                        let _ = tokio::time::timeout(ADMIN_TIMEOUT, answer(stream, &telemetry, &hosts)).await;
+                        let _ = tokio::time::timeout(timeout, answer(stream, &telemetry, &hosts)).await;
                         drop(permit);
                     });
                 }

@@ -3,9 +3,9 @@
 //! The accept loop never waits for a session: after each `accept` it takes a place under
 //! `max_connections` and under `max_connections_per_ip` for the peer's address, without
 //! waiting. A connection that finds no place is answered `503` with a reason (nothing for a TLS
-//! listener, where no HTTP can be spoken yet). Up to [`MAX_LINGERING_REFUSALS`] refusals at a
+//! listener, where no HTTP can be spoken yet). Up to `max_lingering_refusals` refusals at a
 //! time get a small task that sends the answer, half-closes, and reads what the peer still
-//! sends for at most [`REFUSAL_LINGER`], so that the peer's request arriving after the close
+//! sends for at most `refusal_linger_ms`, so that the peer's request arriving after the close
 //! cannot turn it into a reset that destroys the answer; beyond that, during a flood, a refusal
 //! is one non-blocking write and a close, costing a few syscalls. Either way the loop never
 //! stalls. The place is held by the session until its socket closes, whatever phase it reached.
@@ -24,11 +24,6 @@ use tracing::{debug, warn};
 
 /// Longest pause after a failed `accept` (for example when out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
-/// Refusals answered with a lingering close at once; more are answered and closed at once.
-/// Their sockets come out of the open-file reserve (`process::FILE_RESERVE`).
-pub const MAX_LINGERING_REFUSALS: usize = 32;
-/// How long a lingering refusal waits for the peer to finish sending and close.
-pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a lingering refusal reads (and discards) from the peer.
 const REFUSAL_READ_LIMIT: usize = 16 * 1024;
 
@@ -108,9 +103,9 @@ fn refuse_now(stream: TcpStream, why: &str, tls: bool) {
 
 /// Answers a connection over a cap with 503, half-closes, and reads (discarding, bounded in
 /// bytes and time) until the peer closes too: a clean close the peer can read the answer from.
-async fn refuse_lingering(mut stream: TcpStream, why: &'static str) {
+async fn refuse_lingering(mut stream: TcpStream, why: &'static str, linger: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+    let _ = tokio::time::timeout(linger, async {
         stream.write_all(&refusal_bytes(why)).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 2048];
@@ -140,7 +135,8 @@ pub(crate) async fn accept_loop(
         stats: Arc::clone(&shared.stats),
     });
     let tls = shared.tls_enabled();
-    let lingering = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
+    let lingering = Arc::new(Semaphore::new(shared.config.max_lingering_refusals));
+    let linger = Duration::from_millis(shared.config.refusal_linger_ms);
     let mut sessions = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -160,7 +156,7 @@ pub(crate) async fn accept_loop(
                             match Arc::clone(&lingering).try_acquire_owned() {
                                 Ok(permit) if !tls => {
                                     tokio::spawn(async move {
-                                        refuse_lingering(stream, why).await;
+                                        refuse_lingering(stream, why, linger).await;
                                         drop(permit);
                                     });
                                 }
