@@ -110,6 +110,33 @@ async fn a_flood_of_idle_upgrades_cannot_lock_players_out() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn past_the_lingering_refusals_a_refusal_is_one_write_and_a_close() {
+    let server = start(Config {
+        max_connections: 2,
+        max_clients: 2,
+        max_lingering_refusals: 0,
+        hello_timeout_ms: 600_000,
+        ..test_config()
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tcp_from(addr, ip(2)).await;
+        assert_eq!(raw_upgrade(&mut tcp, addr).await, 101);
+        held.push(tcp);
+    }
+    // A client that has sent nothing yet still reads the answer (nothing unread, so a FIN).
+    let mut refused = tcp_from(addr, ip(3)).await;
+    let (status, text) = response(&mut refused).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("Retry-After: 1"), "{text}");
+    assert_eq!(server.stats().refused_connection_cap.get(), 1);
+    drop(held);
+    server.shutdown().await;
+}
+
 /// Upgrades a raw connection and says hello (binary), so the session is joined.
 async fn raw_joined(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let mut tcp = tcp_from(addr, ip(1)).await;

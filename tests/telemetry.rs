@@ -203,3 +203,34 @@ async fn healthz_fails_while_the_tick_loop_stalls() {
     snapshots(&mut c, 2).await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_a_bounded_number_at_once_and_times_out_idle_ones() {
+    let server = start(Config {
+        admin_max_connections: 1,
+        admin_timeout_ms: 300,
+        ..test_config()
+    })
+    .await;
+    let admin = server.admin_addr().expect("on");
+    // A holds the only place and says nothing; B asks for /healthz behind it, so B cannot be
+    // answered before A's 300 ms are up (a lower bound: a loaded machine only adds to it).
+    let started = std::time::Instant::now();
+    let mut a = TcpStream::connect(admin).await.expect("tcp");
+    let b = tokio::spawn(async move { get_at(admin, "/healthz", &admin.to_string()).await });
+    let mut rest = Vec::new();
+    bounded(
+        "the idle admin connection to time out",
+        a.read_to_end(&mut rest),
+    )
+    .await
+    .expect("closed, not reset");
+    assert!(rest.is_empty(), "no answer to no request");
+    let (status, _) = bounded("B's answer", b).await.expect("task");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "B was served only once A's place was free"
+    );
+    server.shutdown().await;
+}

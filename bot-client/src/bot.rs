@@ -93,8 +93,6 @@ pub struct BotMetrics {
     pub unverified: u64,
     /// Snapshots whose tick was not after the newest applied (whole run).
     pub out_of_order: u64,
-    /// Resync requests sent after desyncs (whole run).
-    pub resyncs: u64,
     /// Inputs sent in the window.
     pub inputs: u64,
     /// Server tick and arrival time of the first and the last snapshot applied in the window.
@@ -126,7 +124,6 @@ impl BotMetrics {
             missing_baselines: 0,
             unverified: 0,
             out_of_order: 0,
-            resyncs: 0,
             inputs: 0,
             window_ticks: None,
             rtt_us: Histogram::new_with_bounds(1, MAX_RTT_US, 3)
@@ -305,7 +302,6 @@ async fn drive(
                                 if let Err(e) = client.resync(header.tick).await {
                                     return dropped(e);
                                 }
-                                m.resyncs += 1;
                                 recovering = true;
                                 continue;
                             }

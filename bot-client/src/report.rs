@@ -88,8 +88,6 @@ pub struct Report {
     pub unverified_snapshots: u64,
     /// Snapshots whose tick was not after the newest one applied.
     pub out_of_order: u64,
-    /// Resync requests the bots sent after desyncs.
-    pub resyncs: u64,
     /// Length of the measured window, seconds.
     pub duration_s: f64,
     /// Snapshots applied and verified per connected bot per second, mean over bots.
@@ -182,8 +180,9 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  recovery   {} resyncs, {} unverified snapshots, {} out of order, {} missing baselines",
-            self.resyncs, self.unverified_snapshots, self.out_of_order, self.missing_baselines
+            "  recovery   {} unverified snapshots (after desyncs, each resynced), {} out of order, \
+             {} missing baselines",
+            self.unverified_snapshots, self.out_of_order, self.missing_baselines
         );
         let _ = match (self.server_cpu_pct, self.server_cpu_us_per_client_tick) {
             (Some(pct), Some(us)) => writeln!(

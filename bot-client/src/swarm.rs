@@ -309,7 +309,6 @@ fn build_report(
         r.missing_baselines += m.missing_baselines;
         r.unverified_snapshots += m.unverified;
         r.out_of_order += m.out_of_order;
-        r.resyncs += m.resyncs;
         let secs = measured.as_secs_f64().max(1e-9);
         let ticks_elapsed_per_s = match m.window_ticks {
             Some(((t0, at0), (t1, at1))) if at1 > at0 => {
@@ -397,8 +396,8 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
     if r.desyncs > 0 {
         f.push(format!(
             "{} desyncs: snapshots whose result did not match the server's checksum \
-             ({} resyncs, {} snapshots unverified while recovering)",
-            r.desyncs, r.resyncs, r.unverified_snapshots
+             (each followed by a resync; {} snapshots unverified while recovering)",
+            r.desyncs, r.unverified_snapshots
         ));
     }
     if r.missing_baselines > 0 {
@@ -411,52 +410,45 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
         f.push(format!("{} snapshots arrived out of order", r.out_of_order));
     }
     if !cfg.idle {
-        let below: Vec<&BotRow> = rows
-            .iter()
-            .filter(|b| b.applied_per_s < r.min_rate_floor)
-            .collect();
-        if !below.is_empty() {
-            let names: Vec<String> = below
-                .iter()
-                .take(5)
-                .map(|b| format!("{} {:.1}/s", b.name, b.applied_per_s))
-                .collect();
+        let floor = r.min_rate_floor;
+        let pct = cfg.min_rate_fraction * 100.0;
+        if let Some(names) = below_floor(rows, floor, |b| b.applied_per_s) {
             f.push(format!(
-                "{} bots applied fewer verified snapshots than the floor of {:.1}/s ({:.0}% of \
-                 {} Hz): {}{}",
-                below.len(),
-                r.min_rate_floor,
-                cfg.min_rate_fraction * 100.0,
-                tick_rate_hz,
-                names.join(", "),
-                if below.len() > 5 { ", ..." } else { "" }
+                "{names}: fewer verified snapshots applied than the floor of {floor:.1}/s \
+                 ({pct:.0}% of {tick_rate_hz} Hz)"
             ));
         }
         // The scenario sends one input per tick: bots too starved of CPU to do that are not
         // running it, whatever they received.
-        let slow: Vec<&BotRow> = rows
-            .iter()
-            .filter(|b| b.inputs_per_s < r.min_rate_floor)
-            .collect();
-        if !slow.is_empty() {
-            let mut names: Vec<&BotRow> = slow.clone();
-            names.sort_by(|a, b| a.inputs_per_s.total_cmp(&b.inputs_per_s));
-            let names: Vec<String> = names
-                .iter()
-                .take(5)
-                .map(|b| format!("{} {:.1}/s", b.name, b.inputs_per_s))
-                .collect();
+        if let Some(names) = below_floor(rows, floor, |b| b.inputs_per_s) {
             f.push(format!(
-                "{} bots sent fewer inputs than the floor of {:.1}/s (the scenario sends one per \
-                 tick; the bots may be starved of CPU): {}{}",
-                slow.len(),
-                r.min_rate_floor,
-                names.join(", "),
-                if slow.len() > 5 { ", ..." } else { "" }
+                "{names}: fewer inputs sent than the floor of {floor:.1}/s (the scenario sends \
+                 one per tick; the bots may be starved of CPU)"
             ));
         }
     }
     f
+}
+
+/// "N bots (lowest first: name rate/s, ...)" for the bots whose `rate` is under `floor`, or
+/// `None` if there are none.
+fn below_floor(rows: &[BotRow], floor: f64, rate: impl Fn(&BotRow) -> f64) -> Option<String> {
+    let mut below: Vec<&BotRow> = rows.iter().filter(|b| rate(b) < floor).collect();
+    if below.is_empty() {
+        return None;
+    }
+    below.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let names: Vec<String> = below
+        .iter()
+        .take(5)
+        .map(|b| format!("{} {:.1}/s", b.name, rate(b)))
+        .collect();
+    let more = if below.len() > 5 { ", ..." } else { "" };
+    Some(format!(
+        "{} bots (lowest first: {}{more})",
+        below.len(),
+        names.join(", ")
+    ))
 }
 
 fn note_error(errors: &mut Vec<String>, why: &str) {

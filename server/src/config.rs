@@ -358,12 +358,6 @@ impl Config {
             })
     }
 
-    /// Ticks in `ms` milliseconds at the tick rate, rounded up, at least 1.
-    #[must_use]
-    pub fn ms_to_ticks_u64(&self, ms: u64) -> u32 {
-        self.ms_to_ticks(u32::try_from(ms).unwrap_or(u32::MAX))
-    }
-
     /// The visibility announced to clients.
     #[must_use]
     pub fn visibility(&self) -> tickwire_protocol::Visibility {
@@ -383,8 +377,11 @@ impl Config {
 
     /// A duration in milliseconds as a whole number of ticks, at least 1.
     #[must_use]
-    pub fn ms_to_ticks(&self, ms: u32) -> u32 {
-        let ticks = (u64::from(ms) * u64::from(self.tick_rate_hz)).div_ceil(1000);
+    pub fn ms_to_ticks(&self, ms: impl Into<u64>) -> u32 {
+        let ticks = ms
+            .into()
+            .saturating_mul(u64::from(self.tick_rate_hz))
+            .div_ceil(1000);
         u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
     }
 }
@@ -407,8 +404,10 @@ mod tests {
     #[test]
     fn ms_to_ticks_rounds_up() {
         let cfg = Config::default();
-        assert_eq!(cfg.ms_to_ticks(1000), 30);
-        assert_eq!(cfg.ms_to_ticks(250), 8);
-        assert_eq!(cfg.ms_to_ticks(0), 1);
+        assert_eq!(cfg.ms_to_ticks(1000u32), 30);
+        assert_eq!(cfg.ms_to_ticks(250u32), 8);
+        assert_eq!(cfg.ms_to_ticks(0u32), 1);
+        assert_eq!(cfg.ms_to_ticks(5000u64), 150);
+        assert_eq!(cfg.ms_to_ticks(u64::MAX), u32::MAX);
     }
 }

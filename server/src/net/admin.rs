@@ -4,7 +4,7 @@
 //! must arrive and be answered within `admin_timeout_ms`. Requests whose `Host` is not an IP literal or one of
 //! `allowed_hosts` get 403, so a DNS-rebinding page cannot read them through a browser.
 
-use super::http::{self, Endpoint, Head, Route};
+use super::http::{self, AdminEndpoint, Head};
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,20 +59,17 @@ async fn answer(mut stream: TcpStream, telemetry: &Telemetry, hosts: &[String]) 
     let text = "text/plain; charset=utf-8";
     let bytes = match http::read_head(&mut stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route_admin(&buf[..len], hosts) {
-            Route::Endpoint(Endpoint::Metrics) => http::response(
+            Ok(AdminEndpoint::Metrics) => http::response(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
                 &[],
                 &telemetry.render(),
             ),
-            Route::Endpoint(Endpoint::Healthz) => match telemetry.health() {
+            Ok(AdminEndpoint::Healthz) => match telemetry.health() {
                 Ok(()) => http::response(200, text, &[], "ok\n"),
                 Err(why) => http::response(503, text, &[], &format!("{why}\n")),
             },
-            Route::Endpoint(Endpoint::Web(_)) | Route::Upgrade(_) => {
-                http::response(404, text, &[], "not found\n")
-            }
-            Route::Refuse(r) => {
+            Err(r) => {
                 debug!(status = r.status, "admin request refused");
                 http::refusal_response(&r)
             }

@@ -86,25 +86,22 @@ impl Refusal {
     }
 }
 
-/// A plain HTTP endpoint.
+/// An endpoint of the admin listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `GET /metrics` on the admin listener: Prometheus text.
+pub enum AdminEndpoint {
+    /// `GET /metrics`: Prometheus text.
     Metrics,
-    /// `GET /healthz` on the admin listener: 200 while the tick loop is on schedule, 503
-    /// otherwise.
+    /// `GET /healthz`: 200 while the tick loop is on schedule, 503 otherwise.
     Healthz,
-    /// A file of the browser client (`GET /`, `/app.js`, `/protocol.js`).
-    Web(&'static super::web::Asset),
 }
 
-/// What the routing decided.
+/// What the game port's routing decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     /// Upgrade to WebSocket.
     Upgrade(Upgrade),
-    /// Serve an HTTP endpoint.
-    Endpoint(Endpoint),
+    /// Serve a file of the browser client (`GET /`, `/app.js`, `/protocol.js`).
+    Asset(&'static super::web::Asset),
     /// Answer with an error status and close.
     Refuse(Refusal),
 }
@@ -221,30 +218,45 @@ pub fn route(head: &[u8], policy: &Policy) -> Route {
     }
 }
 
+/// Parses a complete request head; a malformed one is refused.
+fn parse<'h, 'b>(
+    head: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<httparse::Request<'h, 'b>, Refusal> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Ok(req),
+        Ok(httparse::Status::Partial) => Err(Refusal::new(400, "incomplete request\n")),
+        Err(httparse::Error::TooManyHeaders) => Err(Refusal::new(431, "too many header lines\n")),
+        Err(e) => Err(Refusal::new(400, format!("malformed request: {e}\n"))),
+    }
+}
+
+/// The request's path without its query.
+fn path_of<'a>(req: &httparse::Request<'_, 'a>) -> &'a str {
+    req.path.unwrap_or("").split('?').next().unwrap_or("")
+}
+
+/// 405 unless the method is GET.
+fn only_get(req: &httparse::Request<'_, '_>, path: &str) -> Result<(), Refusal> {
+    if req.method == Some("GET") {
+        return Ok(());
+    }
+    let mut r = Refusal::new(405, format!("{path} only accepts GET\n"));
+    r.headers.push("Allow: GET".into());
+    Err(r)
+}
+
 fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
     let ws_path = policy.ws_path.as_str();
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(Refusal::new(400, "incomplete request\n")),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refusal::new(431, "too many header lines\n"));
-        }
-        Err(e) => return Err(Refusal::new(400, format!("malformed request: {e}\n"))),
-    }
-    let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
-    let endpoint = match path {
-        p if policy.web_client => super::web::asset(p).map(Endpoint::Web),
-        _ => None,
-    };
-    if let Some(e) = endpoint {
-        if req.method != Some("GET") {
-            let mut r = Refusal::new(405, format!("{path} only accepts GET\n"));
-            r.headers.push("Allow: GET".into());
-            return Err(r);
-        }
-        return Ok(Route::Endpoint(e));
+    let req = parse(head, &mut headers)?;
+    let path = path_of(&req);
+    if policy.web_client
+        && let Some(asset) = super::web::asset(path)
+    {
+        only_get(&req, path)?;
+        return Ok(Route::Asset(asset));
     }
     if path != ws_path {
         return Err(Refusal::new(
@@ -336,38 +348,24 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
 
 /// Routes a request head on the admin listener: `GET /metrics` and `GET /healthz`, for a
 /// `Host` that [`host_allowed`] accepts.
-pub fn route_admin(head: &[u8], hosts: &[String]) -> Route {
+pub fn route_admin(head: &[u8], hosts: &[String]) -> Result<AdminEndpoint, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => {
-            return Route::Refuse(Refusal::new(400, "incomplete request\n"));
-        }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Route::Refuse(Refusal::new(431, "too many header lines\n"));
-        }
-        Err(e) => return Route::Refuse(Refusal::new(400, format!("malformed request: {e}\n"))),
-    }
-    let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+    let req = parse(head, &mut headers)?;
+    let path = path_of(&req);
     let endpoint = match path {
-        "/metrics" => Endpoint::Metrics,
-        "/healthz" => Endpoint::Healthz,
+        "/metrics" => AdminEndpoint::Metrics,
+        "/healthz" => AdminEndpoint::Healthz,
         _ => {
-            return Route::Refuse(Refusal::new(
+            return Err(Refusal::new(
                 404,
                 "not found: this admin port serves /metrics and /healthz\n",
             ));
         }
     };
-    if req.method != Some("GET") {
-        let mut r = Refusal::new(405, format!("{path} only accepts GET\n"));
-        r.headers.push("Allow: GET".into());
-        return Route::Refuse(r);
-    }
+    only_get(&req, path)?;
     match header(&req, "host") {
-        Some(h) if host_allowed(h, hosts) => Route::Endpoint(endpoint),
-        h => Route::Refuse(Refusal::new(
+        Some(h) if host_allowed(h, hosts) => Ok(endpoint),
+        h => Err(Refusal::new(
             403,
             format!(
                 "host {} is not one this server answers to (see allowed_hosts)\n",
@@ -495,7 +493,7 @@ mod tests {
     fn status(r: Route) -> u16 {
         match r {
             Route::Upgrade(_) => 101,
-            Route::Endpoint(_) => 200,
+            Route::Asset(_) => 200,
             Route::Refuse(e) => e.status,
         }
     }
@@ -520,31 +518,28 @@ mod tests {
         let get = |path: &str, host: &str| {
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
         };
+        let admin_status =
+            |head: &[u8]| route_admin(head, &hosts).map_or_else(|r| r.status, |_| 200);
         assert_eq!(
             route_admin(&get("/metrics", "127.0.0.1:7778"), &hosts),
-            Route::Endpoint(Endpoint::Metrics)
+            Ok(AdminEndpoint::Metrics)
         );
         assert_eq!(
             route_admin(&get("/healthz", "localhost:7778"), &hosts),
-            Route::Endpoint(Endpoint::Healthz)
+            Ok(AdminEndpoint::Healthz)
         );
         assert_eq!(
             route_admin(&get("/healthz", "[::1]:7778"), &hosts),
-            Route::Endpoint(Endpoint::Healthz)
+            Ok(AdminEndpoint::Healthz)
         );
         assert_eq!(
-            status(route_admin(
-                b"POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                &hosts
-            )),
+            admin_status(b"POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
             405
         );
-        assert_eq!(status(route_admin(&get("/ws", "127.0.0.1"), &hosts)), 404);
+        assert_eq!(admin_status(&get("/ws", "127.0.0.1")), 404);
+        assert_eq!(admin_status(b"garbage\r\n\r\n"), 400);
         // A DNS-rebinding page reaches us under the attacker's name.
-        assert_eq!(
-            status(route_admin(&get("/metrics", "evil.example:7778"), &hosts)),
-            403
-        );
+        assert_eq!(admin_status(&get("/metrics", "evil.example:7778")), 403);
         // The game port no longer serves them.
         let p = Policy::default();
         assert_eq!(status(route(&get("/metrics", "127.0.0.1"), &p)), 404);

@@ -8,7 +8,7 @@
 //! world. A peer that breaks a rule gets a [`ServerMsg::Error`] and a close frame with a code
 //! from [`close`] and a reason.
 
-use super::http::{self, Endpoint, Head, Route, Subprotocol};
+use super::http::{self, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
 use crate::config::Config;
@@ -204,13 +204,9 @@ async fn serve<S>(
                 body: "server shutting down\n".into(),
                 headers: vec!["Retry-After: 5".into()],
             };
-            let _ = tokio::time::timeout(shared.ms(shared.config.close_timeout_ms), async {
-                let _ = http::write_all(&mut stream, &http::refusal_response(&refusal)).await;
-                let _ = stream.shutdown().await;
-            })
-            .await;
-            shared.stats.http_refusals.inc();
-            debug!("shutdown during the HTTP phase: 503");
+            let timeout = shared.ms(shared.config.close_timeout_ms);
+            let _ =
+                tokio::time::timeout(timeout, refuse(&mut stream, &refusal, &shared.stats)).await;
             return;
         }
     };
@@ -264,17 +260,8 @@ where
                 debug!(protocol = up.protocol.name(), "upgraded");
                 return Some((up.protocol, buf.split_off(len)));
             }
-            Route::Endpoint(endpoint) => {
-                let text = "text/plain; charset=utf-8";
-                let bytes = match endpoint {
-                    Endpoint::Web(asset) => {
-                        http::response(200, asset.content_type, &[], asset.body)
-                    }
-                    // The game router never yields these (they are on the admin listener).
-                    Endpoint::Metrics | Endpoint::Healthz => {
-                        http::response(404, text, &[], "not found\n")
-                    }
-                };
+            Route::Asset(asset) => {
+                let bytes = http::response(200, asset.content_type, &[], asset.body);
                 let _ = http::write_all(stream, &bytes).await;
                 let _ = stream.shutdown().await;
                 return None;
@@ -288,11 +275,20 @@ where
         },
         Ok(Head::Eof) | Err(_) => return None,
     };
-    shared.stats.http_refusals.inc();
-    debug!(status = refusal.status, "request refused");
-    let _ = http::write_all(stream, &http::refusal_response(&refusal)).await;
-    let _ = stream.shutdown().await;
+    refuse(stream, &refusal, &shared.stats).await;
     None
+}
+
+/// Answers a request with a refusal, counts it, and closes the stream for writing.
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    refusal: &http::Refusal,
+    stats: &ServerStats,
+) {
+    stats.http_refusals.inc();
+    debug!(status = refusal.status, "request refused");
+    let _ = http::write_all(stream, &http::refusal_response(refusal)).await;
+    let _ = stream.shutdown().await;
 }
 
 struct Session<S> {
@@ -466,19 +462,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Charges one control frame (ping or pong) to the connection's budget.
     fn charge_control(&mut self) -> Result<(), End> {
-        match self.limiter.check(Kind::Control, std::time::Instant::now()) {
-            Verdict::Accept => Ok(()),
-            Verdict::Drop => {
-                self.shared.stats.rate_limited.inc();
-                Ok(())
-            }
-            Verdict::Abuse => {
-                self.shared.stats.rate_limited.inc();
-                Err(End::violation(
-                    close::POLICY_VIOLATION,
-                    "control frame rate limit exceeded (ping flood)",
-                ))
-            }
+        self.charge(Kind::Control).map(|_| ())
+    }
+
+    /// Charges one message or frame to its budget: `Ok(true)` to handle it, `Ok(false)` to
+    /// drop it (counted), or the 1008 close once the drops amount to abuse.
+    fn charge(&mut self, kind: Kind) -> Result<bool, End> {
+        let verdict = self.limiter.check(kind, std::time::Instant::now());
+        if verdict != Verdict::Accept {
+            self.shared.stats.rate_limited.inc();
+        }
+        match verdict {
+            Verdict::Accept => Ok(true),
+            Verdict::Drop => Ok(false),
+            Verdict::Abuse => Err(End::violation(
+                close::POLICY_VIOLATION,
+                match kind {
+                    Kind::Control => "control frame rate limit exceeded (ping flood)",
+                    Kind::Input | Kind::Other => "input rate limit exceeded",
+                },
+            )),
         }
     }
 
@@ -521,19 +524,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         } else {
             Kind::Other
         };
-        match self.limiter.check(kind, std::time::Instant::now()) {
-            Verdict::Accept => {}
-            Verdict::Drop => {
-                stats.rate_limited.inc();
-                return Ok(());
-            }
-            Verdict::Abuse => {
-                stats.rate_limited.inc();
-                return Err(End::violation(
-                    close::POLICY_VIOLATION,
-                    "input rate limit exceeded",
-                ));
-            }
+        if !self.charge(kind)? {
+            return Ok(());
         }
         let event = match msg {
             ClientMsg::Hello { .. } => {
@@ -671,58 +663,59 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     protocol: Subprotocol,
     stats: &ServerStats,
 ) -> Result<Incoming, End> {
-    loop {
-        let Some(frame) = ws.next().await else {
-            return Err(End::Lost);
-        };
-        let undecodable = |e: tickwire_protocol::CodecError| {
-            End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
-        };
-        return match (frame, protocol) {
-            (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
-                stats.messages_in.inc();
-                stats.bytes_in.inc_by(bytes.len() as u64);
-                decode_client(&bytes)
-                    .map(Incoming::Msg)
-                    .map_err(undecodable)
-            }
-            (Ok(Message::Text(text)), Subprotocol::Json) => {
-                stats.messages_in.inc();
-                stats.bytes_in.inc_by(text.len() as u64);
-                decode_client_json(&text)
-                    .map(Incoming::Msg)
-                    .map_err(undecodable)
-            }
-            (Ok(Message::Text(_)), Subprotocol::Binary) => Err(End::violation(
-                close::UNSUPPORTED_DATA,
-                "text frames are not supported; send binary frames (or negotiate tickwire.v1.json)",
-            )),
-            (Ok(Message::Binary(_)), Subprotocol::Json) => Err(End::violation(
-                close::UNSUPPORTED_DATA,
-                "binary frames are not supported by tickwire.v1.json; send text frames",
-            )),
-            (Ok(Message::Close(_)), _) => Err(End::PeerClosed),
-            (Ok(Message::Ping(_)), _) => Ok(Incoming::Ping),
-            (Ok(Message::Pong(_)), _) => Ok(Incoming::Pong),
-            // Raw frames are never yielded when reading; skip one if it ever is.
-            (Ok(Message::Frame(_)), _) => continue,
-            (Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })), _) => {
-                Err(End::violation(
-                    close::MESSAGE_TOO_BIG,
-                    format!("message of {size} bytes exceeds the limit of {max_size}"),
-                ))
-            }
-            (Err(WsError::Utf8(e)), _) => Err(End::violation(
-                close::INVALID_PAYLOAD,
-                format!("text frame is not valid UTF-8: {e}"),
-            )),
-            (Err(e), _) if is_reset(&e) => Err(End::Reset),
-            (Err(WsError::Protocol(e)), _) => Err(End::violation(
-                close::PROTOCOL_ERROR,
-                format!("websocket protocol error: {e}"),
-            )),
-            (Err(_), _) => Err(End::Lost),
-        };
+    let Some(frame) = ws.next().await else {
+        return Err(End::Lost);
+    };
+    let undecodable = |e: tickwire_protocol::CodecError| {
+        End::violation(close::INVALID_PAYLOAD, format!("undecodable message: {e}"))
+    };
+    match (frame, protocol) {
+        (Ok(Message::Binary(bytes)), Subprotocol::Binary) => {
+            stats.messages_in.inc();
+            stats.bytes_in.inc_by(bytes.len() as u64);
+            decode_client(&bytes)
+                .map(Incoming::Msg)
+                .map_err(undecodable)
+        }
+        (Ok(Message::Text(text)), Subprotocol::Json) => {
+            stats.messages_in.inc();
+            stats.bytes_in.inc_by(text.len() as u64);
+            decode_client_json(&text)
+                .map(Incoming::Msg)
+                .map_err(undecodable)
+        }
+        (Ok(Message::Text(_)), Subprotocol::Binary) => Err(End::violation(
+            close::UNSUPPORTED_DATA,
+            "text frames are not supported; send binary frames (or negotiate tickwire.v1.json)",
+        )),
+        (Ok(Message::Binary(_)), Subprotocol::Json) => Err(End::violation(
+            close::UNSUPPORTED_DATA,
+            "binary frames are not supported by tickwire.v1.json; send text frames",
+        )),
+        (Ok(Message::Close(_)), _) => Err(End::PeerClosed),
+        (Ok(Message::Ping(_)), _) => Ok(Incoming::Ping),
+        (Ok(Message::Pong(_)), _) => Ok(Incoming::Pong),
+        // tungstenite never yields raw frames when reading; treat one as a protocol error.
+        (Ok(Message::Frame(_)), _) => Err(End::violation(
+            close::PROTOCOL_ERROR,
+            "websocket protocol error: unexpected raw frame",
+        )),
+        (Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })), _) => {
+            Err(End::violation(
+                close::MESSAGE_TOO_BIG,
+                format!("message of {size} bytes exceeds the limit of {max_size}"),
+            ))
+        }
+        (Err(WsError::Utf8(e)), _) => Err(End::violation(
+            close::INVALID_PAYLOAD,
+            format!("text frame is not valid UTF-8: {e}"),
+        )),
+        (Err(e), _) if is_reset(&e) => Err(End::Reset),
+        (Err(WsError::Protocol(e)), _) => Err(End::violation(
+            close::PROTOCOL_ERROR,
+            format!("websocket protocol error: {e}"),
+        )),
+        (Err(_), _) => Err(End::Lost),
     }
 }
 

@@ -8,6 +8,7 @@ use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tickwire_protocol::Tick;
+use tickwire_protocol::close::{NO_ACKS, TOO_SLOW};
 use tokio::sync::mpsc;
 
 /// Number of recent ticks whose "sent" bit a [`ClientLink`] remembers.
@@ -27,13 +28,13 @@ pub struct ClientLink {
     /// Closes the session from the tick thread.
     pub kick: Arc<Kick>,
     /// Snapshots skipped in a row because the outbox was full.
-    pub skipped_in_a_row: u32,
+    skipped_in_a_row: u32,
     /// Which of the recent snapshots were skipped (a sliding window).
-    pub skips: SkipWindow,
+    skips: SkipWindow,
     /// Snapshots handed to the session since the client last acknowledged one.
-    pub sent_since_ack: u32,
-    /// The tick thread has asked the session to close.
-    pub kicked: bool,
+    sent_since_ack: u32,
+    /// The link has already asked for the session to be closed.
+    closing: bool,
     /// This tick's frame, between the replicate and hand-off phases, and whether it is full.
     pub pending: Option<(Bytes, bool)>,
     /// Newest tick the client acknowledged that was sent to it.
@@ -49,10 +50,10 @@ pub struct ClientLink {
 }
 
 impl ClientLink {
-    /// The link for a join request, at the current tick, remembering `history` ticks of views
-    /// and whether each of the last `skip_window` snapshots was skipped.
+    /// The link for a join request, at the current tick, remembering `history` ticks of views,
+    /// and judging the client's pace by `limits`.
     #[must_use]
-    pub fn new(join: JoinRequest, now: Tick, history: usize, skip_window: u32) -> ClientLink {
+    pub fn new(join: JoinRequest, now: Tick, history: usize, limits: &LagLimits) -> ClientLink {
         ClientLink {
             client: join.client,
             events: join.events,
@@ -60,9 +61,9 @@ impl ClientLink {
             leave: join.leave,
             kick: join.kick,
             skipped_in_a_row: 0,
-            skips: SkipWindow::new(skip_window),
+            skips: SkipWindow::new(limits.skip_window),
             sent_since_ack: 0,
-            kicked: false,
+            closing: false,
             pending: None,
             acked: None,
             last_input_seq: 0,
@@ -98,6 +99,52 @@ impl ClientLink {
             .rev()
             .find(|(t, _)| *t == tick)
             .map(|(_, v)| v.as_slice())
+    }
+
+    /// Records the hand-off of the snapshot of `tick` (`sent`, or skipped because the outbox
+    /// was full) and judges the client's pace: the first time it skipped too many snapshots
+    /// (in a row, or over the window) or was sent too many without acking any, returns the
+    /// close code and reason; never again after that.
+    pub fn handed_off(
+        &mut self,
+        tick: Tick,
+        sent: bool,
+        limits: &LagLimits,
+    ) -> Option<(u16, String)> {
+        self.record_sent(tick, sent);
+        self.skips.record(!sent);
+        if sent {
+            self.skipped_in_a_row = 0;
+            self.sent_since_ack += 1;
+        } else {
+            self.skipped_in_a_row += 1;
+        }
+        if self.closing {
+            return None;
+        }
+        let close = if self.skipped_in_a_row >= limits.max_in_a_row {
+            let n = self.skipped_in_a_row;
+            (
+                TOO_SLOW,
+                format!("too slow: {n} snapshots skipped in a row"),
+            )
+        } else if self.skips.exceeds(limits.max_skipped_fraction) {
+            let (n, of) = (self.skips.skipped(), self.skips.len());
+            (
+                TOO_SLOW,
+                format!("too slow: {n} of the last {of} snapshots skipped"),
+            )
+        } else if self.sent_since_ack >= limits.max_unacked {
+            let n = self.sent_since_ack;
+            (
+                NO_ACKS,
+                format!("no acks: {n} snapshots sent without an acknowledgement"),
+            )
+        } else {
+            return None;
+        };
+        self.closing = true;
+        Some(close)
     }
 
     /// Records whether the snapshot of `tick` was handed to the session.
@@ -142,7 +189,22 @@ impl ClientLink {
     }
 }
 
-/// Which of the last `len` snapshots of one client were skipped, as a ring of bits.
+/// How far behind a client may fall before it is closed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LagLimits {
+    /// Snapshots skipped in a row (4005).
+    pub max_in_a_row: u32,
+    /// Length of the sliding window of hand-offs, in snapshots.
+    pub skip_window: u32,
+    /// Fraction of the window that may be skipped (4005).
+    pub max_skipped_fraction: f32,
+    /// Snapshots sent without an ack (4006).
+    pub max_unacked: u32,
+}
+
+/// Which of the last `len` snapshots of one client were skipped, as a ring of bits. (The sent
+/// bits kept for acks answer another question: "was tick T sent?", by tick, for 64 ticks; this
+/// counts skips over a configurable number of hand-offs.)
 #[derive(Debug, Clone)]
 pub struct SkipWindow {
     bits: Vec<u64>,
@@ -223,7 +285,12 @@ mod tests {
             },
             Tick(100),
             32,
-            90,
+            &LagLimits {
+                max_in_a_row: 90,
+                skip_window: 150,
+                max_skipped_fraction: 0.5,
+                max_unacked: 150,
+            },
         )
     }
 

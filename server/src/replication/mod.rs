@@ -21,4 +21,4 @@ pub mod interest;
 pub mod link;
 
 pub use frame::{FrameEntity, Replication, WorldFrame};
-pub use link::{ClientLink, SkipWindow};
+pub use link::{ClientLink, LagLimits, SkipWindow};

@@ -114,14 +114,8 @@ pub struct Rules {
     pub joins_per_tick: usize,
     /// Client messages handled per client per tick at most (the queue length).
     pub events_per_tick: usize,
-    /// Snapshots a client may skip in a row before it is closed.
-    pub max_lag_ticks: u32,
-    /// Length of the sliding window of skipped snapshots, in ticks.
-    pub skip_window_ticks: u32,
-    /// Fraction of that window a client may skip before it is closed.
-    pub max_skipped_fraction: f32,
-    /// Snapshots a client may be sent without acknowledging any before it is closed.
-    pub max_unacked_snapshots: u32,
+    /// How far behind a client may fall before it is closed.
+    pub lag: crate::replication::LagLimits,
     /// Ticks of views remembered per client (the world history length).
     pub history_ticks: usize,
 }

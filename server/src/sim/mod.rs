@@ -78,18 +78,30 @@ impl Faults {
         self.starve.store(true, Relaxed);
     }
 
-    /// Takes one pending checksum corruption, if any.
-    pub(crate) fn take_corruption(&self) -> bool {
-        self.corrupt.load(Relaxed) > 0
-            && self
-                .corrupt
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                .is_ok()
+    /// Takes every pending checksum corruption (give back what is not used with
+    /// [`Faults::return_corruptions`]).
+    pub(crate) fn take_corruptions(&self) -> u32 {
+        if self.corrupt.load(Relaxed) == 0 {
+            return 0;
+        }
+        self.corrupt.swap(0, Relaxed)
     }
 
-    /// Takes a pending request to starve a client.
-    pub(crate) fn take_starve(&self) -> bool {
-        self.starve.load(Relaxed) && self.starve.swap(false, Relaxed)
+    /// Gives back corruptions taken but not used this tick.
+    pub(crate) fn return_corruptions(&self, n: u32) {
+        if n > 0 {
+            self.corrupt.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// True while a request to starve a client is pending.
+    pub(crate) fn starve_requested(&self) -> bool {
+        self.starve.load(Relaxed)
+    }
+
+    /// The pending request to starve a client has been carried out.
+    pub(crate) fn starve_taken(&self) {
+        self.starve.store(false, Relaxed);
     }
 }
 
@@ -125,10 +137,12 @@ impl Sim {
             tick_rate_hz: config.tick_rate_hz,
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
-            max_lag_ticks: config.max_lag_ticks,
-            skip_window_ticks: config.skip_window_ticks,
-            max_skipped_fraction: config.max_skipped_fraction,
-            max_unacked_snapshots: config.ms_to_ticks_u64(config.ack_timeout_ms),
+            lag: crate::replication::LagLimits {
+                max_in_a_row: config.max_lag_ticks,
+                skip_window: config.skip_window_ticks,
+                max_skipped_fraction: config.max_skipped_fraction,
+                max_unacked: config.ms_to_ticks(config.ack_timeout_ms),
+            },
             history_ticks: config.history_ticks as usize,
         });
         world.insert_resource(PlayerGrid(crate::spatial::CellGrid::new(

@@ -94,7 +94,7 @@ pub fn ingest_joins(
                 join,
                 clock.tick,
                 rules.history_ticks,
-                rules.skip_window_ticks,
+                &rules.lag,
             )),
         ));
         stats.0.joins.inc();
@@ -427,18 +427,24 @@ pub fn hand_off(
     mut hooks: ResMut<FaultHooks>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
+    // Fault injection (tests only): two relaxed loads per tick when idle.
+    let mut starve = hooks.starved.is_none() && hooks.faults.starve_requested();
+    let mut corrupt = hooks.faults.take_corruptions();
     for mut link in &mut links {
         let link = &mut link.0;
         let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
-        if hooks.starved.is_none() && hooks.faults.take_starve() {
+        if starve {
+            starve = false;
+            hooks.faults.starve_taken();
             hooks.starved = Some(link.client);
         }
         if hooks.starved == Some(link.client) {
             continue;
         }
-        if hooks.faults.take_corruption() {
+        if corrupt > 0 {
+            corrupt -= 1;
             // The checksum is the frame's last four bytes.
             let mut bytes = frame.to_vec();
             if let Some(last) = bytes.last_mut() {
@@ -461,47 +467,7 @@ pub fn hand_off(
             // The session is gone; the player is removed when its event queue disconnects.
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
         };
-        link.record_sent(clock.tick, ok);
-        link.skips.record(!ok);
-        if ok {
-            link.skipped_in_a_row = 0;
-            link.sent_since_ack += 1;
-        } else {
-            link.skipped_in_a_row += 1;
-        }
-        let kick = if link.skipped_in_a_row >= rules.max_lag_ticks {
-            Some((
-                tickwire_protocol::close::TOO_SLOW,
-                format!(
-                    "too slow: {} snapshots skipped in a row",
-                    link.skipped_in_a_row
-                ),
-            ))
-        } else if link.skips.exceeds(rules.max_skipped_fraction) {
-            Some((
-                tickwire_protocol::close::TOO_SLOW,
-                format!(
-                    "too slow: {} of the last {} snapshots skipped",
-                    link.skips.skipped(),
-                    link.skips.len()
-                ),
-            ))
-        } else if link.sent_since_ack >= rules.max_unacked_snapshots {
-            Some((
-                tickwire_protocol::close::NO_ACKS,
-                format!(
-                    "no acks: {} snapshots sent without an acknowledgement",
-                    link.sent_since_ack
-                ),
-            ))
-        } else {
-            None
-        };
-        // The first kick wins; later ones are no-ops, so a lagging client is counted once.
-        if let Some((code, reason)) = kick
-            && !link.kicked
-        {
-            link.kicked = true;
+        if let Some((code, reason)) = link.handed_off(clock.tick, ok, &rules.lag) {
             debug!(client = link.client.0, code, %reason, "closing a client");
             if code == tickwire_protocol::close::NO_ACKS {
                 stats.0.no_ack_kicks.inc();
@@ -511,6 +477,7 @@ pub fn hand_off(
             link.kick.kick(code, reason);
         }
     }
+    hooks.faults.return_corruptions(corrupt);
     let s = &stats.0;
     s.snapshots_sent.inc_by(sent);
     s.snapshots_dropped.inc_by(dropped);
