@@ -14,8 +14,16 @@
 //! - [`checksum`]: the hash of a client's view of the world, used to detect desyncs.
 //! - [`view`]: a client's replica of the world and how a snapshot delta is applied to it.
 //! - [`input`]: validation of player input, shared by the server (enforcing) and clients.
+//! - [`schema`]: a game's schema (components, fields, encodings, delta modes, input, static
+//!   records) and the [`schema::Replicate`] trait a game implements for its types.
+//! - [`state`]: entity state as schema words, its hash and the view checksum.
+//! - [`bits`]: bit-level writing and reading.
+//! - [`body`]: the schema-driven snapshot body: written by servers, applied by clients.
+//! - [`replica`]: a client's replica of any game, fed by snapshot bodies and verified.
 //! - [`close`]: the WebSocket close codes the server uses, with their meaning.
 
+pub mod bits;
+pub mod body;
 pub mod checksum;
 pub mod close;
 pub mod codec;
@@ -23,7 +31,10 @@ pub mod delta;
 pub mod input;
 pub mod msg;
 pub mod quant;
+pub mod replica;
 pub mod scenario;
+pub mod schema;
+pub mod state;
 pub mod tick;
 pub mod view;
 

@@ -94,6 +94,50 @@ pub(crate) fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
         .expect("messages are well formed: snapshot lists sorted by id");
 }
 
+/// Appends bincode's standard unsigned varint of `v` (see `docs/PROTOCOL.md`): written by hand
+/// because snapshot bodies are assembled from parts, where a call into bincode per count costs
+/// more than the count. Tests hold it to bincode's own encoding.
+pub(crate) fn varint_into(v: u64, out: &mut Vec<u8>) {
+    if v < 251 {
+        out.push(v as u8);
+    } else if v <= u64::from(u16::MAX) {
+        out.push(0xFB);
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+    } else if v <= u64::from(u32::MAX) {
+        out.push(0xFC);
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+    } else {
+        out.push(0xFD);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Reads a varint written by [`varint_into`] from the start of `bytes`: the value and the bytes
+/// it took. A longer form than needed is refused, so every value has one encoding.
+pub(crate) fn varint_from(bytes: &[u8]) -> Option<(u64, usize)> {
+    let (&first, rest) = bytes.split_first()?;
+    let (v, len, min) = match first {
+        0..=250 => return Some((u64::from(first), 1)),
+        0xFB => (
+            u64::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?)),
+            3,
+            251,
+        ),
+        0xFC => (
+            u64::from(u32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            5,
+            1 << 16,
+        ),
+        0xFD => (
+            u64::from_le_bytes(rest.get(..8)?.try_into().ok()?),
+            9,
+            1 << 32,
+        ),
+        _ => return None,
+    };
+    (v >= min).then_some((v, len))
+}
+
 /// Decodes a client message, refusing anything over [`MAX_CLIENT_MSG_BYTES`].
 pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
     decode_bounded(bytes, MAX_CLIENT_MSG_BYTES, CLIENT_CFG)
@@ -242,6 +286,31 @@ mod tests {
         encode_server(&whole, &mut buf);
         assert_eq!(decode_server(&buf).expect("decodes"), whole);
         buf
+    }
+
+    #[test]
+    fn hand_written_varints_match_bincode() {
+        for v in [
+            0u64,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            1 << 32,
+            u64::MAX,
+        ] {
+            let mut ours = Vec::new();
+            varint_into(v, &mut ours);
+            let mut theirs = Vec::new();
+            encode_into(&v, &mut theirs);
+            assert_eq!(ours, theirs, "{v}");
+            assert_eq!(varint_from(&ours), Some((v, ours.len())));
+        }
+        assert_eq!(varint_from(&[0xFB, 3, 0]), None, "not minimal");
+        assert_eq!(varint_from(&[0xFC, 3]), None, "short");
+        assert_eq!(varint_from(&[0xFE]), None, "u128 is not used");
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! Bit-level writing and reading for snapshot bodies and inputs.
+//!
+//! Bits fill each byte from its least significant bit up, bytes in order; a value of `n` bits
+//! is written least significant bit first. The last byte is padded with zero bits, and a
+//! reader refuses padding that is not zero. Written by hand because no maintained crate offers
+//! this exact layout (the JavaScript SDK mirrors it in a few lines) and the hot path wants no
+//! per-value dispatch.
+
+/// Appends bits to a byte buffer.
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    /// Bits held in `acc`, always below 8 between calls.
+    held: u32,
+}
+
+impl BitWriter {
+    /// An empty writer.
+    #[must_use]
+    pub fn new() -> BitWriter {
+        BitWriter::default()
+    }
+
+    /// Empties the writer, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.acc = 0;
+        self.held = 0;
+    }
+
+    /// Bits written so far.
+    #[must_use]
+    pub fn bit_len(&self) -> usize {
+        self.bytes.len() * 8 + self.held as usize
+    }
+
+    /// Writes the low `n` bits of `v` (`n` up to 32; higher bits of `v` are ignored).
+    #[inline]
+    pub fn put(&mut self, v: u64, n: u32) {
+        debug_assert!(n <= 32);
+        if n == 0 {
+            return;
+        }
+        let v = v & ((1u64 << n) - 1);
+        self.acc |= v << self.held;
+        self.held += n;
+        while self.held >= 8 {
+            self.bytes.push(self.acc as u8);
+            self.acc >>= 8;
+            self.held -= 8;
+        }
+    }
+
+    /// Writes `v >= 1` as an Elias gamma code: `k` zero bits, a one bit, then the low `k` bits
+    /// of `v`, where `2^k <= v < 2^(k+1)`. 1 takes 1 bit, 2-3 take 3, 4-7 take 5.
+    #[inline]
+    pub fn gamma(&mut self, v: u64) {
+        debug_assert!((1..=1 << 33).contains(&v));
+        let k = 63 - v.leading_zeros();
+        if k < 16 {
+            // The zeros, the one and the low bits in one go.
+            self.put((1 | ((v & ((1 << k) - 1)) << 1)) << k, 2 * k + 1);
+        } else {
+            self.put(0, k);
+            self.put(1, 1);
+            let low = v & ((1 << k) - 1);
+            self.put(low & 0xFFFF, 16);
+            self.put(low >> 16, k - 16);
+        }
+    }
+
+    /// Appends the first `bits` bits of another writer's output.
+    pub fn append(&mut self, other: &BitWriter) {
+        for b in &other.bytes {
+            self.put(u64::from(*b), 8);
+        }
+        self.put(other.acc, other.held);
+    }
+
+    /// Pads to a whole byte with zero bits and appends the bytes to `out`.
+    pub fn finish_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+        if self.held > 0 {
+            out.push(self.acc as u8);
+        }
+    }
+}
+
+/// Why bits could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBits;
+
+/// Reads bits written by [`BitWriter`].
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `bytes`.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> BitReader<'a> {
+        BitReader { bytes, pos: 0 }
+    }
+
+    /// Bits left.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() * 8 - self.pos
+    }
+
+    /// Reads `n` bits (up to 32).
+    #[inline]
+    pub fn get(&mut self, n: u32) -> Result<u64, OutOfBits> {
+        debug_assert!(n <= 32);
+        if n as usize > self.remaining() {
+            return Err(OutOfBits);
+        }
+        let mut v = 0u64;
+        let mut got = 0;
+        while got < n {
+            let byte = self.bytes[self.pos / 8];
+            let off = (self.pos % 8) as u32;
+            let take = (8 - off).min(n - got);
+            let bits = (u64::from(byte) >> off) & ((1 << take) - 1);
+            v |= bits << got;
+            got += take;
+            self.pos += take as usize;
+        }
+        Ok(v)
+    }
+
+    /// Reads an Elias gamma code (see [`BitWriter::gamma`]); codes of more than 33 significant
+    /// bits are refused.
+    pub fn gamma(&mut self) -> Result<u64, OutOfBits> {
+        let mut k = 0;
+        while self.get(1)? == 0 {
+            k += 1;
+            if k > 33 {
+                return Err(OutOfBits);
+            }
+        }
+        let low = if k > 16 {
+            let lo = self.get(16)?;
+            lo | self.get(k - 16)? << 16
+        } else {
+            self.get(k)?
+        };
+        Ok(1 << k | low)
+    }
+
+    /// Skips the zero padding to the next whole byte and returns the rest; padding that is
+    /// not zero is an error.
+    pub fn finish(mut self) -> Result<&'a [u8], OutOfBits> {
+        let pad = (8 - self.pos % 8) % 8;
+        if self.get(pad as u32)? != 0 {
+            return Err(OutOfBits);
+        }
+        Ok(&self.bytes[self.pos / 8..])
+    }
+}
+
+/// Zigzag: 0, -1, 1, -2, ... as 0, 1, 2, 3, ...
+#[must_use]
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+#[must_use]
+#[inline]
+pub fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_gamma_codes_round_trip() {
+        let mut w = BitWriter::new();
+        let gammas = [
+            1u64,
+            2,
+            3,
+            7,
+            8,
+            65_535,
+            65_536,
+            1 << 20,
+            u64::from(u32::MAX) + 1,
+        ];
+        w.put(5, 3);
+        for g in gammas {
+            w.gamma(g);
+        }
+        w.put(0xABCD_EF01, 32);
+        w.put(1, 1);
+        assert_eq!(
+            w.bit_len(),
+            3 + 1 + 3 + 3 + 5 + 7 + 31 + 33 + 41 + 65 + 32 + 1
+        );
+        let mut out = Vec::new();
+        w.finish_into(&mut out);
+        let mut r = BitReader::new(&out);
+        assert_eq!(r.get(3), Ok(5));
+        for g in gammas {
+            assert_eq!(r.gamma(), Ok(g));
+        }
+        assert_eq!(r.get(32), Ok(0xABCD_EF01));
+        assert_eq!(r.get(1), Ok(1));
+        assert_eq!(r.finish(), Ok(&[][..]));
+    }
+
+    #[test]
+    fn layout_is_lsb_first_and_padding_must_be_zero() {
+        let mut w = BitWriter::new();
+        w.put(1, 1);
+        w.gamma(2); // 0, 1, then low bit 0
+        w.put(0b11, 2);
+        let mut out = Vec::new();
+        w.finish_into(&mut out);
+        assert_eq!(out, vec![0b0011_0101]);
+        let bad = [0b1011_0101u8];
+        let mut r = BitReader::new(&bad);
+        r.get(6).expect("bits");
+        assert_eq!(r.finish(), Err(OutOfBits));
+        let mut r = BitReader::new(&[0u8; 5]);
+        assert_eq!(r.gamma(), Err(OutOfBits), "a code of all zeros ends");
+    }
+
+    #[test]
+    fn appending_keeps_bit_alignment() {
+        let mut rec = BitWriter::new();
+        rec.put(0x1F3, 9);
+        let mut w = BitWriter::new();
+        w.put(1, 3);
+        w.append(&rec);
+        w.append(&rec);
+        let mut out = Vec::new();
+        w.finish_into(&mut out);
+        let mut r = BitReader::new(&out);
+        assert_eq!(r.get(3), Ok(1));
+        assert_eq!(r.get(9), Ok(0x1F3));
+        assert_eq!(r.get(9), Ok(0x1F3));
+    }
+
+    #[test]
+    fn zigzag_round_trips() {
+        for v in [
+            0i64,
+            -1,
+            1,
+            -2,
+            63,
+            -64,
+            i64::from(i32::MIN),
+            i64::from(u32::MAX),
+        ] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
+    }
+}

@@ -1,0 +1,621 @@
+//! The snapshot body, driven by the game's schema (see `docs/PROTOCOL.md`, "Snapshot body").
+//!
+//! A body turns a client's baseline view into its view at the snapshot's tick:
+//!
+//! ```text
+//! varint created_count, varint changed_count, varint removed_count   (bincode varints)
+//! bits:  created:  gamma(id gap), component mask (one bit per component type),
+//!                  then every field of those components in full
+//!        changed:  gamma(id gap), 1 bit "same field mask as the previous change",
+//!                  else the field mask (one bit per field of the entity), then each changed
+//!                  field: in full (Absolute) or a flag bit and a small difference (Diff,
+//!                  AngleDiff; flag 0: in full)
+//!        removed:  gamma(id gap)
+//!        zero bits to a whole byte
+//! u32 checksum (little-endian) of the whole view after applying
+//! ```
+//!
+//! Ids in each list are ascending; the first gap is the id itself. An entity whose component
+//! mask changed is removed and created again. Decoding a changed record needs the entity's
+//! component mask, so a body is decoded *against* the baseline view ([`apply_body`]).
+
+use crate::bits::{BitReader, BitWriter, OutOfBits, unzigzag, zigzag};
+use crate::msg::NetId;
+use crate::schema::{Delta, Encoding, Field, GameSchema, fixed};
+use crate::state::{EntityState, fields_of};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Why a body could not be applied to a view: each means the client and server disagree, or
+/// the bytes are not a body.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// The bytes end early, a count or gap is malformed, or padding is not zero.
+    #[error("malformed snapshot body")]
+    Malformed,
+    /// A created entity already exists.
+    #[error("created entity {0:?} already exists")]
+    DuplicateCreate(NetId),
+    /// A changed or removed entity is not in the baseline.
+    #[error("entity {0:?} is not in the baseline")]
+    UnknownEntity(NetId),
+    /// A value is outside its field's range, or a mask names what the schema lacks.
+    #[error("entity {0:?}: a value does not fit the schema")]
+    BadValue(NetId),
+}
+
+impl From<OutOfBits> for BodyError {
+    fn from(_: OutOfBits) -> Self {
+        BodyError::Malformed
+    }
+}
+
+/// Writes one value in full.
+fn write_full(w: &mut BitWriter, enc: &Encoding, words: &[i64]) {
+    match *enc {
+        Encoding::VarUInt | Encoding::EntityRef => w.gamma(words[0] as u64 + 1),
+        Encoding::VarInt => w.gamma(zigzag(words[0]) + 1),
+        Encoding::Str { max_bytes } => {
+            let len = words[0] as usize;
+            w.put(len as u64, crate::schema::bits_for(u64::from(max_bytes)));
+            for i in 0..len {
+                w.put((words[1 + i / 4] as u64) >> (8 * (i % 4)), 8);
+            }
+        }
+        _ => {
+            let (lo, _) = enc.range();
+            let bits = enc.fixed_bits().unwrap_or(32);
+            w.put((words[0] - lo) as u64, bits);
+        }
+    }
+}
+
+/// Reads one value in full into `out`, checking its range.
+fn read_full(r: &mut BitReader<'_>, enc: &Encoding, out: &mut Vec<i64>) -> Result<bool, OutOfBits> {
+    let (lo, hi) = enc.range();
+    let v = match *enc {
+        Encoding::VarUInt | Encoding::EntityRef => r.gamma()? as i64 - 1,
+        Encoding::VarInt => unzigzag(r.gamma()? - 1),
+        Encoding::Str { max_bytes } => {
+            let len = r.get(crate::schema::bits_for(u64::from(max_bytes)))? as usize;
+            let mut bytes = vec![0u8; usize::from(max_bytes).div_ceil(4) * 4];
+            for b in bytes.iter_mut().take(len.min(usize::from(max_bytes))) {
+                *b = r.get(8)? as u8;
+            }
+            out.push(len as i64);
+            for c in bytes.chunks_exact(4) {
+                out.push(i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            }
+            let n = 1 + usize::from(max_bytes).div_ceil(4);
+            return Ok(enc.check(&out[out.len() - n..]));
+        }
+        _ => r.get(enc.fixed_bits().unwrap_or(32))? as i64 + lo,
+    };
+    out.push(v);
+    Ok((lo..=hi).contains(&v))
+}
+
+/// The small difference of a change, if the field's delta mode has one and it fits.
+fn small_diff(f: &Field, old: i64, new: i64) -> Option<(u64, u32)> {
+    let (d, bits) = match (f.delta, f.encoding) {
+        (Delta::Diff { bits }, _) => (new - old, bits),
+        (Delta::AngleDiff { bits }, Encoding::Angle { steps }) => {
+            (fixed::turn(old, new, steps), bits)
+        }
+        _ => return None,
+    };
+    // A changed field's difference is never 0, so zigzag(d) - 1 gains one value.
+    let z = zigzag(d).checked_sub(1)?;
+    (z < 1 << bits).then_some((z, u32::from(bits)))
+}
+
+/// One field's change as written in a changed record.
+fn write_change(w: &mut BitWriter, f: &Field, old: &[i64], new: &[i64]) {
+    match f.delta {
+        Delta::Absolute => write_full(w, &f.encoding, new),
+        Delta::Diff { .. } | Delta::AngleDiff { .. } => match small_diff(f, old[0], new[0]) {
+            Some((z, bits)) => {
+                w.put(1, 1);
+                w.put(z, bits);
+            }
+            None => {
+                w.put(0, 1);
+                write_full(w, &f.encoding, new);
+            }
+        },
+    }
+}
+
+/// One entity's change record without its id gap and mask header: encoded once per entity and
+/// baseline, then written into the body of every client that needs it.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedChange {
+    /// Which of the entity's fields changed.
+    mask: u64,
+    /// Fields the entity has.
+    fields: u8,
+    payload: BitWriter,
+}
+
+impl EncodedChange {
+    /// The change from `old` to `new` words of an entity with component mask `mask`, or
+    /// `None` if no field changed.
+    #[must_use]
+    pub fn new(schema: &GameSchema, mask: u32, old: &[i64], new: &[i64]) -> Option<EncodedChange> {
+        let mut c = EncodedChange::default();
+        c.encode(schema, mask, old, new).then_some(c)
+    }
+
+    /// Encodes into this record (reusing its buffer); false if no field changed.
+    pub fn encode(&mut self, schema: &GameSchema, mask: u32, old: &[i64], new: &[i64]) -> bool {
+        self.payload.clear();
+        self.mask = 0;
+        let mut at = 0;
+        let mut n = 0u8;
+        for (i, f) in fields_of(schema, mask).enumerate() {
+            let len = f.words();
+            let (o, v) = (&old[at..at + len], &new[at..at + len]);
+            if o != v {
+                self.mask |= 1 << i;
+                write_change(&mut self.payload, f, o, v);
+            }
+            at += len;
+            n = i as u8 + 1;
+        }
+        self.fields = n;
+        self.mask != 0
+    }
+}
+
+/// Builds a body from its parts, each list in ascending id order, so that a server can
+/// assemble each client's body from records it encoded once ([`EncodedChange`]).
+#[derive(Debug, Default)]
+pub struct BodyWriter {
+    lists: [BitWriter; 3],
+    counts: [u32; 3],
+    prev: [u32; 3],
+    /// The previous change's field mask and field count.
+    prev_change: Option<(u64, u8)>,
+}
+
+const CREATED: usize = 0;
+const CHANGED: usize = 1;
+const REMOVED: usize = 2;
+
+impl BodyWriter {
+    /// Empties the writer, keeping its buffers.
+    pub fn clear(&mut self) {
+        for l in &mut self.lists {
+            l.clear();
+        }
+        self.counts = [0; 3];
+        self.prev = [0; 3];
+        self.prev_change = None;
+    }
+
+    /// Writes the gap from the previous id of `list`.
+    ///
+    /// # Panics
+    /// If ids are not strictly increasing within a list (a bug in the caller's merge walk).
+    fn gap(&mut self, list: usize, id: NetId) {
+        let gap =
+            id.0.checked_sub(self.prev[list])
+                .filter(|g| *g > 0)
+                .expect("snapshot lists are written in ascending id order, without id 0");
+        self.prev[list] = id.0;
+        self.counts[list] += 1;
+        self.lists[list].gamma(u64::from(gap));
+    }
+
+    /// Adds an entity to `created`.
+    pub fn created(&mut self, schema: &GameSchema, id: NetId, state: &EntityState) {
+        self.gap(CREATED, id);
+        let w = &mut self.lists[CREATED];
+        w.put(u64::from(state.mask), schema.components.len() as u32);
+        let mut at = 0;
+        for f in fields_of(schema, state.mask) {
+            let len = f.words();
+            write_full(w, &f.encoding, &state.words[at..at + len]);
+            at += len;
+        }
+    }
+
+    /// Adds an entity's change to `changed`.
+    pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
+        self.gap(CHANGED, id);
+        let w = &mut self.lists[CHANGED];
+        if self.prev_change == Some((c.mask, c.fields)) {
+            w.put(1, 1);
+        } else {
+            w.put(0, 1);
+            let n = u32::from(c.fields);
+            w.put(c.mask & 0xFFFF_FFFF, n.min(32));
+            w.put(c.mask >> 32, n.saturating_sub(32));
+            self.prev_change = Some((c.mask, c.fields));
+        }
+        w.append(&c.payload);
+    }
+
+    /// Adds an entity to `removed`.
+    pub fn removed(&mut self, id: NetId) {
+        self.gap(REMOVED, id);
+    }
+
+    /// Appends the finished body, with `checksum`, to `out`.
+    pub fn finish(&self, checksum: u32, out: &mut Vec<u8>) {
+        for n in self.counts {
+            crate::codec::varint_into(u64::from(n), out);
+        }
+        let mut all = BitWriter::new();
+        for l in &self.lists {
+            all.append(l);
+        }
+        all.finish_into(out);
+        out.extend_from_slice(&checksum.to_le_bytes());
+    }
+}
+
+/// Writes the body that turns `base` into `cur` (a merge walk): the reference encoder, used by
+/// clients' tests, golden vectors and tools; the server has its own walk with shared records.
+pub fn write_diff(
+    schema: &GameSchema,
+    base: &BTreeMap<NetId, EntityState>,
+    cur: &BTreeMap<NetId, EntityState>,
+    checksum: u32,
+    out: &mut Vec<u8>,
+) {
+    let mut w = BodyWriter::default();
+    let mut rec = EncodedChange::default();
+    for (id, s) in cur {
+        match base.get(id) {
+            Some(old) if old.mask == s.mask => {
+                if rec.encode(schema, s.mask, &old.words, &s.words) {
+                    w.changed(*id, &rec);
+                }
+            }
+            // Replaced (removed below) or new.
+            _ => w.created(schema, *id, s),
+        }
+    }
+    // Gone, or replaced (written as created in the walk above): ascending, like the base.
+    for (id, old) in base {
+        if cur.get(id).is_none_or(|s| s.mask != old.mask) {
+            w.removed(*id);
+        }
+    }
+    w.finish(checksum, out);
+}
+
+/// Applies a body to `view` (a copy of the baseline view, or empty for a full snapshot) and
+/// returns the checksum the server sent. On error `view` is left part-way and must be dropped.
+pub fn apply_body(
+    schema: &GameSchema,
+    view: &mut BTreeMap<NetId, EntityState>,
+    bytes: &[u8],
+) -> Result<u32, BodyError> {
+    let mut counts = [0u32; 3];
+    let mut rest = bytes;
+    for c in &mut counts {
+        let (v, used) = crate::codec::varint_from(rest).ok_or(BodyError::Malformed)?;
+        *c = u32::try_from(v).map_err(|_| BodyError::Malformed)?;
+        rest = &rest[used..];
+    }
+    let mut r = BitReader::new(rest);
+    // Every record takes at least one bit: a forged count cannot make us loop or allocate.
+    if counts.iter().map(|c| *c as usize).sum::<usize>() > r.remaining() {
+        return Err(BodyError::Malformed);
+    }
+    let next = |r: &mut BitReader<'_>, prev: &mut u32| -> Result<NetId, BodyError> {
+        let gap = u32::try_from(r.gamma()?).map_err(|_| BodyError::Malformed)?;
+        *prev = prev.checked_add(gap).ok_or(BodyError::Malformed)?;
+        Ok(NetId(*prev))
+    };
+    let ncomp = schema.components.len() as u32;
+
+    let mut created = Vec::with_capacity(counts[CREATED] as usize);
+    let mut prev = 0;
+    for _ in 0..counts[CREATED] {
+        let id = next(&mut r, &mut prev)?;
+        let mask = r.get(ncomp)? as u32;
+        let mut words = Vec::new();
+        for f in fields_of(schema, mask) {
+            if !read_full(&mut r, &f.encoding, &mut words)? {
+                return Err(BodyError::BadValue(id));
+            }
+        }
+        created.push((id, EntityState { mask, words }));
+    }
+
+    let mut prev = 0;
+    let mut prev_mask: Option<(u64, usize)> = None;
+    for _ in 0..counts[CHANGED] {
+        let id = next(&mut r, &mut prev)?;
+        let state = view.get_mut(&id).ok_or(BodyError::UnknownEntity(id))?;
+        let nfields = fields_of(schema, state.mask).count();
+        let mask = if r.get(1)? == 1 {
+            match prev_mask {
+                Some((m, n)) if n == nfields => m,
+                _ => return Err(BodyError::Malformed),
+            }
+        } else {
+            let n = nfields as u32;
+            let m = r.get(n.min(32))? | r.get(n.saturating_sub(32))? << 32;
+            prev_mask = Some((m, nfields));
+            m
+        };
+        if mask == 0 {
+            return Err(BodyError::Malformed);
+        }
+        let mut at = 0;
+        let mut scratch = Vec::new();
+        for (i, f) in fields_of(schema, state.mask).enumerate() {
+            let len = f.words();
+            if mask & (1 << i) != 0 {
+                scratch.clear();
+                let ok = match f.delta {
+                    Delta::Diff { bits } | Delta::AngleDiff { bits } if r.get(1)? == 1 => {
+                        let z = r.get(u32::from(bits))? + 1;
+                        let old = state.words[at];
+                        let v = match f.encoding {
+                            Encoding::Angle { steps } => {
+                                (old + unzigzag(z)).rem_euclid(i64::from(steps))
+                            }
+                            _ => old + unzigzag(z),
+                        };
+                        scratch.push(v);
+                        f.encoding.check(&scratch)
+                    }
+                    _ => read_full(&mut r, &f.encoding, &mut scratch)?,
+                };
+                if !ok {
+                    return Err(BodyError::BadValue(id));
+                }
+                state.words[at..at + len].copy_from_slice(&scratch);
+            }
+            at += len;
+        }
+    }
+
+    let mut prev = 0;
+    for _ in 0..counts[REMOVED] {
+        let id = next(&mut r, &mut prev)?;
+        view.remove(&id).ok_or(BodyError::UnknownEntity(id))?;
+    }
+    for (id, state) in created {
+        if view.insert(id, state).is_some() {
+            return Err(BodyError::DuplicateCreate(id));
+        }
+    }
+    let tail = r.finish()?;
+    let checksum: [u8; 4] = tail.try_into().map_err(|_| BodyError::Malformed)?;
+    Ok(u32::from_le_bytes(checksum))
+}
+
+/// Writes a record's words in full, field after field, padded to a whole byte: the form of an
+/// input's fields.
+pub fn write_record(fields: &[Field], words: &[i64], out: &mut Vec<u8>) {
+    let mut w = BitWriter::new();
+    let mut at = 0;
+    for f in fields {
+        let len = f.words();
+        write_full(&mut w, &f.encoding, &words[at..at + len]);
+        at += len;
+    }
+    w.finish_into(out);
+}
+
+/// Reads a record written by [`write_record`] into `out`, checking every value against its
+/// field; the bytes must hold exactly the record.
+pub fn read_record(fields: &[Field], bytes: &[u8], out: &mut Vec<i64>) -> Result<(), BodyError> {
+    let mut r = BitReader::new(bytes);
+    for f in fields {
+        if !read_full(&mut r, &f.encoding, out)? {
+            return Err(BodyError::BadValue(NetId(0)));
+        }
+    }
+    if r.finish()?.is_empty() {
+        Ok(())
+    } else {
+        Err(BodyError::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ComponentSchema, str_words};
+    use crate::state::view_checksum;
+
+    pub(crate) fn schema() -> GameSchema {
+        GameSchema {
+            game: "test".into(),
+            components: vec![
+                ComponentSchema {
+                    name: "Body".into(),
+                    fields: vec![
+                        Field::new(
+                            "x",
+                            Encoding::Fixed {
+                                scale: 2.0,
+                                min: 0,
+                                max: 8000,
+                            },
+                        )
+                        .delta(Delta::Diff { bits: 6 }),
+                        Field::new(
+                            "y",
+                            Encoding::Fixed {
+                                scale: 2.0,
+                                min: 0,
+                                max: 8000,
+                            },
+                        )
+                        .delta(Delta::Diff { bits: 6 }),
+                        Field::new("aim", Encoding::Angle { steps: 1024 })
+                            .delta(Delta::AngleDiff { bits: 5 }),
+                        Field::new("hp", Encoding::UInt { max: 100 }),
+                        Field::new("score", Encoding::VarUInt).delta(Delta::Diff { bits: 2 }),
+                    ],
+                },
+                ComponentSchema {
+                    name: "Tag".into(),
+                    fields: vec![
+                        Field::new("name", Encoding::Str { max_bytes: 8 }),
+                        Field::new("owner", Encoding::EntityRef),
+                        Field::new("on", Encoding::Bool),
+                        Field::new("v", Encoding::VarInt),
+                        Field::new(
+                            "t",
+                            Encoding::Int {
+                                min: -300,
+                                max: 300,
+                            },
+                        )
+                        .delta(Delta::Diff { bits: 3 }),
+                    ],
+                },
+            ],
+            input: vec![],
+            statics: vec![],
+        }
+    }
+
+    fn body(x: i64, aim: i64, hp: i64, score: i64) -> EntityState {
+        EntityState {
+            mask: 1,
+            words: vec![x, 100, aim, hp, score],
+        }
+    }
+
+    fn tag(name: &str, v: i64) -> EntityState {
+        let mut words = Vec::new();
+        str_words(name, 8, &mut words);
+        words.extend([3, 1, v, -299]);
+        EntityState { mask: 2, words }
+    }
+
+    fn both() -> EntityState {
+        let mut s = body(1, 2, 3, 4);
+        s.mask = 3;
+        s.words.extend(tag("x", 0).words);
+        s
+    }
+
+    fn round_trip(
+        s: &GameSchema,
+        base: &BTreeMap<NetId, EntityState>,
+        cur: &BTreeMap<NetId, EntityState>,
+    ) -> usize {
+        let mut out = Vec::new();
+        write_diff(s, base, cur, view_checksum(cur), &mut out);
+        let mut view = base.clone();
+        let sum = apply_body(s, &mut view, &out).expect("applies");
+        assert_eq!(&view, cur);
+        assert_eq!(sum, view_checksum(cur));
+        out.len()
+    }
+
+    #[test]
+    fn every_encoding_and_delta_mode_round_trips() {
+        let s = schema();
+        s.validate().expect("valid");
+        let base = BTreeMap::from([
+            (NetId(1), body(10, 1020, 100, 7)),
+            (NetId(2), tag("héllo", -5)),
+            (NetId(3), body(8000, 0, 0, 0)),
+            (NetId(9), both()),
+        ]);
+        let full = round_trip(&s, &BTreeMap::new(), &base);
+        assert!(full > 10);
+        let mut cur = base.clone();
+        cur.insert(NetId(1), body(42, 4, 99, 4_000_000_000)); // Small x diff, wrap, abs.
+        cur.insert(NetId(2), tag("", i64::from(i32::MIN)));
+        cur.insert(NetId(3), body(0, 512, 0, 1)); // Big jump: in full.
+        cur.remove(&NetId(9));
+        cur.insert(NetId(70_000), body(5, 5, 5, 5));
+        round_trip(&s, &base, &cur);
+        // A mask change replaces the entity.
+        let mut replaced = cur.clone();
+        replaced.insert(NetId(2), body(1, 1, 1, 1));
+        round_trip(&s, &cur, &replaced);
+    }
+
+    #[test]
+    fn moving_entities_cost_under_three_bytes_each() {
+        let s = schema();
+        let base: BTreeMap<_, _> = (1..=200)
+            .map(|i| (NetId(i), body(i64::from(i) * 10, 0, 100, 0)))
+            .collect();
+        let cur: BTreeMap<_, _> = (1..=200)
+            .map(|i| (NetId(i), body(i64::from(i) * 10 + 16, 8, 100, 0)))
+            .collect();
+        let len = round_trip(&s, &base, &cur);
+        // 200 records of 1 (gap) + 1 (same mask) + 7 + 6 bits, plus counts and checksum.
+        assert!(len <= 200 * 15 / 8 + 12, "{len} bytes");
+    }
+
+    #[test]
+    fn records_round_trip_and_are_checked() {
+        let s = schema();
+        let fields = &s.components[1].fields;
+        let words = tag("ab", 77).words;
+        let mut bytes = Vec::new();
+        write_record(fields, &words, &mut bytes);
+        let mut back = Vec::new();
+        read_record(fields, &bytes, &mut back).expect("reads");
+        assert_eq!(back, words);
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(read_record(fields, &long, &mut Vec::new()).is_err());
+        assert!(read_record(fields, &bytes[..bytes.len() - 1], &mut Vec::new()).is_err());
+        // Int -300..=300 is 10 bits: 1000 is out of range.
+        let t = &s.components[1].fields[4..];
+        let mut w = BitWriter::new();
+        w.put(1000, 10);
+        let mut raw = Vec::new();
+        w.finish_into(&mut raw);
+        assert!(read_record(t, &raw, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused() {
+        let s = schema();
+        let base = BTreeMap::from([(NetId(1), body(10, 0, 100, 0))]);
+        let cur = BTreeMap::from([(NetId(1), body(11, 0, 100, 0))]);
+        let mut good = Vec::new();
+        write_diff(&s, &base, &cur, 7, &mut good);
+        for cut in 0..good.len() {
+            let mut v = base.clone();
+            assert!(apply_body(&s, &mut v, &good[..cut]).is_err(), "cut {cut}");
+        }
+        let mut v = base.clone();
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(apply_body(&s, &mut v, &long), Err(BodyError::Malformed));
+        // A forged count far beyond the bytes.
+        let mut v = base.clone();
+        assert_eq!(
+            apply_body(
+                &s,
+                &mut v,
+                &[0xFC, 0xFF, 0xFF, 0xFF, 0x0F, 0, 0, 0, 0, 0, 0]
+            ),
+            Err(BodyError::Malformed)
+        );
+        // A change to an entity the view lacks.
+        let mut empty = BTreeMap::new();
+        assert_eq!(
+            apply_body(&s, &mut empty, &good),
+            Err(BodyError::UnknownEntity(NetId(1)))
+        );
+        // Every single-bit flip is either refused or yields a different checksum input.
+        for i in 0..(good.len() - 4) * 8 {
+            let mut bad = good.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let mut v = base.clone();
+            if apply_body(&s, &mut v, &bad).is_ok() {
+                assert_ne!(v, cur, "bit {i} flipped yet the same view");
+            }
+        }
+    }
+}
