@@ -7,7 +7,8 @@
 //!   of change records cleared before every iteration (the first client of a baseline);
 //! - `encode_warm/aoi`: with the cache filled (every later client of that baseline, which
 //!   copies the records of players it shares with earlier clients);
-//! - `decode`: the client decoding that frame.
+//! - `decode`: the client decoding that frame and applying it to a copy of its baseline view
+//!   (decoding needs the baseline: a changed entity's fields come from its component set).
 //!
 //! Each is reported per visible entity: criterion's throughput is the number of entities in the
 //! client's view, so its "elements/s" reads as entities per second, and the printed line gives
@@ -17,10 +18,11 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tickwire_protocol::body::{apply_body, counts, write_diff};
 use tickwire_protocol::codec::{decode_server, encode_snapshot_frame};
-use tickwire_protocol::view::{Replica, View};
-use tickwire_protocol::{ServerMsg, SnapshotHeader};
+use tickwire_protocol::{EntityState, Replica, ServerMsg, SnapshotHeader, View};
 use tickwire_server::headroom::Harness;
 use tickwire_server::replication::Replication;
 use tickwire_server::{Config, VisibilityMode};
@@ -50,7 +52,8 @@ fn replication(c: &mut Criterion) {
                 visibility,
                 ..Config::default()
             };
-            let mut h = Harness::new(&config, n);
+            let work = tickwire::find("").expect("the arena").workload();
+            let mut h = Harness::new(&config, &work, n);
             let player = h.first_player().expect("client 0 was welcomed");
             // Client 0's view one tick ago (as a frame and as a replica view), then now.
             let mut before = Vec::new();
@@ -68,12 +71,17 @@ fn replication(c: &mut Criterion) {
                 let indices = if r.per_client_views() { &before } else { &all };
                 for &i in indices {
                     let e = &frame.entities[i as usize];
-                    view.entities.insert(e.id, e.state);
+                    let state = EntityState {
+                        mask: e.mask,
+                        words: frame.words_of(e).to_vec(),
+                    };
+                    view.entities.insert(e.id, state);
                 }
                 (frame.tick, view)
             };
             h.step();
             let mut r = h.replication();
+            let schema = Arc::clone(r.schema());
             let mut now = Vec::new();
             let aoi = r.per_client_views();
             if aoi {
@@ -105,28 +113,23 @@ fn replication(c: &mut Criterion) {
             let ServerMsg::Snapshot(s) = decode_server(&frame).expect("the frame decodes") else {
                 panic!("not a snapshot");
             };
-            assert!(!s.body.changed.is_empty(), "players moved in a tick");
+            let [created, changed, removed] = counts(&s.body).expect("counts");
+            assert!(changed > 0, "players moved in a tick");
             // The frame is right: applied to the baseline view it reproduces the checksum.
-            let mut replica = Replica::new();
+            let mut replica = Replica::new(Arc::clone(&schema));
             let full = SnapshotHeader {
                 tick: t0,
                 baseline: None,
                 last_input_seq: 0,
             };
-            let mut seed = tickwire_protocol::SnapshotBody {
-                created: base_view
-                    .entities
-                    .iter()
-                    .map(|(id, state)| tickwire_protocol::EntityUpdate {
-                        id: *id,
-                        state: *state,
-                    })
-                    .collect(),
-                changed: Vec::new(),
-                removed: Vec::new(),
-                checksum: 0,
-            };
-            seed.checksum = base_view.checksum();
+            let mut seed = Vec::new();
+            write_diff(
+                &schema,
+                &Default::default(),
+                &base_view.entities,
+                base_view.checksum(),
+                &mut seed,
+            );
             replica.apply(&full, &seed).expect("the baseline view");
             replica
                 .apply(&s.header, &s.body)
@@ -152,8 +155,17 @@ fn replication(c: &mut Criterion) {
                     b.iter(|| encode(&mut r, black_box(&mut out)));
                 });
             }
+            let decode = || {
+                let ServerMsg::Snapshot(s) = decode_server(black_box(&frame)).expect("decodes")
+                else {
+                    unreachable!("checked above")
+                };
+                let mut view = base_view.entities.clone();
+                apply_body(&schema, &mut view, &s.body).expect("applies");
+                view
+            };
             group.bench_with_input(BenchmarkId::new(format!("decode/{mode}"), n), &n, |b, _| {
-                b.iter(|| decode_server(black_box(&frame)).expect("decodes"));
+                b.iter(decode);
             });
             let mut out = Vec::with_capacity(body.len());
             let cold = mean_ns(|| {
@@ -162,7 +174,7 @@ fn replication(c: &mut Criterion) {
             });
             let warm = mean_ns(|| encode(&mut r, black_box(&mut out)));
             let decode = mean_ns(|| {
-                black_box(decode_server(black_box(&frame)).expect("decodes"));
+                black_box(decode());
             });
             let per = |ns: f64| ns / visible.max(1) as f64;
             eprintln!(
@@ -171,9 +183,9 @@ fn replication(c: &mut Criterion) {
                  encode cold {:.1}, warm {:.1}, decode {:.1}",
                 frame.len(),
                 frame.len() as f64 / visible.max(1) as f64,
-                s.body.changed.len(),
-                s.body.created.len(),
-                s.body.removed.len(),
+                changed,
+                created,
+                removed,
                 per(cold),
                 per(warm),
                 per(decode),

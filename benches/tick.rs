@@ -28,7 +28,8 @@ fn tick(c: &mut Criterion) {
                 visibility,
                 ..Config::default()
             };
-            let mut h = Harness::new(&config, n);
+            let work = tickwire::find("").expect("the arena").workload();
+            let mut h = Harness::new(&config, &work, n);
             for _ in 0..CHECK_TICKS {
                 h.step();
             }

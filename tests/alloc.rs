@@ -18,7 +18,8 @@ fn allocations_per_client_per_tick(visibility: VisibilityMode, n: usize) -> (f64
         visibility,
         ..Config::default()
     };
-    let mut h = Harness::new_unverified(&config, n);
+    let work = tickwire::find("").expect("the arena").workload();
+    let mut h = Harness::new_unverified(&config, &work, n);
     let mut blocks = 0u64;
     for _ in 0..TICKS {
         h.feed();

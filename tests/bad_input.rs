@@ -6,9 +6,11 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use futures_util::SinkExt;
+use tickwire_arena::components::{ArenaInput, Position, Rules, world};
 use tickwire_bots::Client;
+use tickwire_protocol::body::write_record;
 use tickwire_protocol::codec::encode_client;
-use tickwire_protocol::{ClientMsg, Input, close};
+use tickwire_protocol::{ClientMsg, InputMsg, Replicate, close};
 use tickwire_server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -133,7 +135,7 @@ async fn out_of_order_messages_close_4002() {
     let server = start(test_config()).await;
     // An input before any hello.
     let mut ws = raw(&server).await;
-    ws.send(encoded(&ClientMsg::Input(Input::default())))
+    ws.send(encoded(&ClientMsg::Input(InputMsg::default())))
         .await
         .expect("send");
     assert_eq!(close_frame(&mut ws).await.0, close::UNEXPECTED_MESSAGE);
@@ -151,6 +153,26 @@ async fn out_of_order_messages_close_4002() {
     server.shutdown().await;
 }
 
+/// Sends an input message with raw fields and a chosen sequence number.
+async fn send_raw_input(c: &mut Client, seq: u32, fields: Vec<u8>) {
+    c.send(&ClientMsg::Input(InputMsg {
+        seq,
+        ack: None,
+        fields,
+    }))
+    .await
+    .expect("send");
+}
+
+/// The fields of an arena input.
+fn arena_fields(c: &Client, input: ArenaInput) -> Vec<u8> {
+    let mut words = Vec::new();
+    input.write(&mut words);
+    let mut out = Vec::new();
+    write_record(&c.welcome.schema.input, &words, &mut out);
+    out
+}
+
 #[tokio::test]
 async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     let server = start(test_config()).await;
@@ -159,67 +181,53 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
     snapshots(&mut c, 2).await;
     let me = c.welcome.player;
     let dt = 1.0 / f32::from(c.welcome.tick_rate_hz);
-    let speed = c.welcome.arena.player_speed;
+    let rules: Rules = c.welcome.statics::<Rules>().next().expect("rules");
     snapshots(&mut bystander, 1).await;
-    let bystander_start = *bystander.own_state().expect("own state");
+    let bystander_start = bystander.own::<Position>().expect("own position");
 
-    // Non-finite values: rejected, the player stays put with finite coordinates.
-    let start = *c.own_state().expect("own state");
-    for (i, bad) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY]
+    // Fields that do not fit the schema: too short, too long, a value out of range (move_x
+    // is -127..=127 in 8 bits, so 0xFF is 128). Rejected; the player stays put.
+    let start = c.own::<Position>().expect("own position");
+    let good = arena_fields(&c, ArenaInput::new(glam::Vec2::X, 0.0, false));
+    let mut long = good.clone();
+    long.push(0);
+    let mut out_of_range = good.clone();
+    out_of_range[0] = 0xFF;
+    for (i, fields) in [vec![], good[..2].to_vec(), long, out_of_range]
         .into_iter()
         .enumerate()
     {
-        let seq = 1 + i as u32 * 3;
-        for input in [
-            Input {
-                seq,
-                move_x: bad,
-                ..Input::default()
-            },
-            Input {
-                seq: seq + 1,
-                move_y: bad,
-                ..Input::default()
-            },
-            Input {
-                seq: seq + 2,
-                aim: bad,
-                ..Input::default()
-            },
-        ] {
-            c.send_input(input).await.expect("send");
-        }
+        send_raw_input(&mut c, 1 + i as u32, fields).await;
     }
     let h = snapshots(&mut c, 6).await;
-    let now = *c.own_state().expect("own state");
     assert_eq!(
-        (now.x, now.y),
-        (start.x, start.y),
-        "non-finite input moved the player"
+        c.own::<Position>(),
+        Some(start),
+        "a malformed input moved the player"
     );
     assert_eq!(h.last_input_seq, 0, "rejected inputs are not acknowledged");
-    assert!(server.stats().inputs_rejected.get() >= 9);
+    assert!(server.stats().inputs_rejected.get() >= 4);
 
-    // A move vector of length 1000 is clamped to length 1: at most one speed step per tick.
-    c.send_input(Input {
-        seq: 100,
-        move_x: 600.0,
-        move_y: 800.0,
-        ..Input::default()
-    })
-    .await
-    .expect("send");
-    let from = *c.own_state().expect("own state");
+    // The longest move vector the schema allows (127, 127: length 1.41) is scaled to
+    // length 1: at most one speed step per tick.
+    let corner = ArenaInput {
+        move_x: 127,
+        move_y: 127,
+        aim: 0,
+        fire: false,
+    };
+    let fields = arena_fields(&c, corner);
+    send_raw_input(&mut c, 100, fields).await;
+    let from = c.own::<Position>().expect("own position");
     let from_tick = c.replica.latest().expect("view").tick;
     let h = until_input_applied(&mut c, 100).await;
     let h2 = snapshots(&mut c, 10).await;
-    let to = *c.own_state().expect("own state");
+    let to = c.own::<Position>().expect("own position");
     let ticks = h2.tick.since(from_tick) as f32;
-    let q = |v: u16| tickwire_protocol::quant::from_q(i32::from(v));
-    let moved = ((q(to.x) - q(from.x)).powi(2) + (q(to.y) - q(from.y)).powi(2)).sqrt();
+    let moved = world(to.0).distance(world(from.0));
     // Each tick's step is rounded to whole position units: at most 0.36 units longer.
     assert!(
-        moved <= (speed * dt + 0.4) * ticks,
+        moved <= (rules.player_speed * dt + 0.4) * ticks,
         "moved {moved} in {ticks} ticks"
     );
     assert!(moved > 0.0, "a clamped input still moves");
@@ -227,38 +235,23 @@ async fn unfair_inputs_are_rejected_or_clamped_never_trusted() {
 
     // A sequence number going backwards is ignored: stop (seq 200), then a stale "move"
     // (seq 150) that must not be applied.
-    c.send_input(Input {
-        seq: 200,
-        ..Input::default()
-    })
-    .await
-    .expect("send");
-    c.send_input(Input {
-        seq: 150,
-        move_x: 1.0,
-        ..Input::default()
-    })
-    .await
-    .expect("send");
+    let stop = arena_fields(&c, ArenaInput::default());
+    send_raw_input(&mut c, 200, stop).await;
+    let go = arena_fields(&c, ArenaInput::new(glam::Vec2::X, 0.0, false));
+    send_raw_input(&mut c, 150, go).await;
     let h = until_input_applied(&mut c, 200).await;
-    let still = *c.own_state().expect("own state");
+    let still = c.own::<Position>().expect("own position");
     let after = snapshots(&mut c, 6).await;
-    let later = *c.own_state().expect("own state");
     assert_eq!(
         after.last_input_seq, 200,
         "acknowledged sequence never goes back"
     );
-    assert_eq!(
-        (later.x, later.y),
-        (still.x, still.y),
-        "stale input was applied"
-    );
+    assert_eq!(c.own::<Position>(), Some(still), "stale input was applied");
     assert!(after.tick > h.tick);
 
     // Only its own player moved: the bystander, who sent nothing, is where it was.
     snapshot_at_least(&mut bystander, after.tick).await;
-    let b = bystander.own_state().expect("own state");
-    assert_eq!((b.x, b.y), (bystander_start.x, bystander_start.y));
+    assert_eq!(bystander.own::<Position>(), Some(bystander_start));
     assert_ne!(bystander.welcome.player, me);
     server.shutdown().await;
 }

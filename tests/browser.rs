@@ -215,6 +215,7 @@ async fn the_page_plays_in_headless_chromium() {
         duration: Duration::from_secs(30),
         seed: 4,
         metrics_url: server.metrics_url(),
+        behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     }));
     let profile = std::env::temp_dir().join(format!("tickwire-chromium-{}", std::process::id()));

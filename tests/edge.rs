@@ -8,12 +8,13 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
+use tickwire_arena::components::ArenaInput;
 use tickwire_bots::client::{ConnectOptions, open, tls_config_with_ca};
 use tickwire_bots::{Client, ClientError, SwarmConfig, run_swarm};
 use tickwire_protocol::codec::{
     decode_server, decode_server_json, encode_client, encode_client_json,
 };
-use tickwire_protocol::{ClientMsg, Input, PROTOCOL_VERSION, ServerMsg, close};
+use tickwire_protocol::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close};
 use tickwire_server::{Config, Server, VisibilityMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -81,8 +82,8 @@ async fn the_browser_client_is_served_on_the_same_port() {
         "{page}"
     );
     for (path, needle) in [
-        ("/app.js", "new WebSocket("),
-        ("/protocol.js", "export function decodeServer"),
+        ("/app.js", "new TickwireClient("),
+        ("/sdk/tickwire.js", "export function decodeServer"),
     ] {
         let r = http(
             &server,
@@ -176,6 +177,7 @@ async fn subprotocols_binary_json_and_unknown() {
         .await
         .expect("send");
     let mut welcomed = None;
+    let mut welcome = None;
     let mut snapshot = None;
     bounded("json welcome and snapshot", async {
         while snapshot.is_none() {
@@ -183,7 +185,10 @@ async fn subprotocols_binary_json_and_unknown() {
                 panic!("expected text frames");
             };
             match decode_server_json(&t).expect("valid JSON message") {
-                ServerMsg::Welcome(w) => welcomed = Some(w.player),
+                ServerMsg::Welcome(w) => {
+                    welcomed = Some(w.player);
+                    welcome = Some(w);
+                }
                 ServerMsg::Snapshot(s) => snapshot = Some(s),
                 _ => {}
             }
@@ -192,7 +197,13 @@ async fn subprotocols_binary_json_and_unknown() {
     .await;
     let me = welcomed.expect("welcome before snapshots");
     let s = snapshot.expect("snapshot");
-    assert!(s.body.created.iter().any(|u| u.id == me));
+    // The body is opaque bytes in JSON too; decoded against the schema it holds the player.
+    let welcome = welcome.expect("welcome");
+    let mut replica = tickwire_protocol::Replica::new(std::sync::Arc::new(welcome.schema));
+    let view = replica
+        .apply(&s.header, &s.body)
+        .expect("the full snapshot verifies");
+    assert!(view.entities.contains_key(&me));
     let ack = ClientMsg::Ack {
         tick: s.header.tick,
     };
@@ -309,8 +320,8 @@ async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
                 .entities
                 .iter()
                 .filter(|(id, s)| {
-                    **id != bystander.welcome.player
-                        && matches!(s, tickwire_protocol::EntityState::Player(_))
+                    let own = view.entities.get(&bystander.welcome.player).map(|o| o.mask);
+                    **id != bystander.welcome.player && Some(s.mask) == own
                 })
                 .map(|(id, _)| *id)
                 .collect();
@@ -354,13 +365,8 @@ async fn input_floods_are_dropped_then_closed_1008() {
     // A burst of 50 inputs at once: the burst allowance (30) passes, the rest is dropped and
     // counted, and the connection stays.
     let mut c = connect(&server, "bursty").await;
-    for seq in 1..=50 {
-        c.send_input(Input {
-            seq,
-            ..Input::default()
-        })
-        .await
-        .expect("send");
+    for _ in 1..=50 {
+        c.input(&ArenaInput::default()).await.expect("send");
     }
     snapshots(&mut c, 3).await;
     let limited = server.stats().rate_limited.get();
@@ -368,14 +374,8 @@ async fn input_floods_are_dropped_then_closed_1008() {
 
     // Hundreds at once (far beyond 10x the tick rate for a second): closed with 1008.
     let mut f = connect(&server, "flooder").await;
-    for seq in 1..=600 {
-        if f.send_input(Input {
-            seq,
-            ..Input::default()
-        })
-        .await
-        .is_err()
-        {
+    for _ in 1..=600 {
+        if f.input(&ArenaInput::default()).await.is_err() {
             break;
         }
     }
@@ -408,6 +408,7 @@ async fn a_slow_reader_is_closed_4005_and_others_keep_their_rate() {
         duration: Duration::from_secs(3),
         seed: 3,
         metrics_url: server.metrics_url(),
+        behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     }));
     let mut watcher = connect(&server, "watcher").await;
@@ -539,6 +540,7 @@ async fn bots_play_over_wss_with_a_private_ca() {
         // A debug build on a shared 2-core machine: the floor guards against starved bots,
         // not against a slow test machine (release runs use the default 0.9).
         min_rate_fraction: 0.5,
+        behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     })
     .await;

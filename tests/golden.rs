@@ -1,17 +1,32 @@
-//! Golden byte vectors for every message type, written by the Rust codec to
-//! `tests/golden/vectors.json`, and the JavaScript codec (`assets/web/protocol.js`) checked
-//! against them by node (`tests/js/codec.test.mjs`): decode to the same message, re-encode to
-//! the same bytes, and apply snapshots with the same checksums.
+//! Golden vectors, written by the Rust codec to `tests/golden/vectors.json`, and the JavaScript
+//! SDK (`sdk/js/tickwire.js`) checked against them by node (`tests/js/codec.test.mjs`):
 //!
-//! The committed vectors must match what the codec writes now; after an intended format change,
-//! regenerate them with `TICKWIRE_BLESS=1 cargo test --test golden`.
+//! - every message type: decode to the same message, re-encode to the same bytes;
+//! - a synthetic schema that uses every field encoding and delta mode: a body applies to its
+//!   baseline and re-encodes byte for byte;
+//! - each bundled game, recorded from the real simulation: its welcome (schema and static
+//!   data), a run of snapshots a client received (each applied to the JavaScript replica with
+//!   the server's checksum, giving the same view as the Rust replica, and re-encoded from the
+//!   two views to the same body bytes), and inputs encoded from the schema.
+//!
+//! The committed vectors must match what the code writes now; after an intended change to the
+//! format or a game, regenerate them with `TICKWIRE_BLESS=1 cargo test --test golden`.
 
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use tickwire_protocol::codec::{encode_client, encode_server};
-use tickwire_protocol::view::View;
+use std::sync::Arc;
+use tickwire_protocol::behaviour::BotView;
+use tickwire_protocol::body::{write_diff, write_record};
+use tickwire_protocol::codec::{decode_server, encode_client, encode_server};
+use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field, str_words};
+use tickwire_protocol::state::{Entities, view_checksum};
 use tickwire_protocol::*;
+use tickwire_server::boundary::{ClientEvent, ClientId};
+use tickwire_server::harness::SimClient;
+use tickwire_server::sim::Sim;
+use tickwire_server::{Config, ServerStats, VisibilityMode};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,285 +48,223 @@ fn server(note: &str, m: ServerMsg) -> Value {
     json!({"direction": "server", "note": note, "json": serde_json::to_value(&m).expect("json"), "hex": hex(&b)})
 }
 
-fn player(x: u16, y: u16, aim: u16, hp: u8, score: u32) -> EntityState {
-    EntityState::Player(PlayerState {
-        x,
-        y,
-        aim,
-        hp,
-        score,
-    })
+fn view_json(entities: &Entities) -> Value {
+    entities
+        .iter()
+        .map(|(id, s)| json!([id.0, s.mask, s.words]))
+        .collect()
 }
 
-fn projectile(x: u16, y: u16, vx: i16, vy: i16, born: u32, owner: u32) -> EntityState {
-    EntityState::Projectile(ProjectileState {
-        x,
-        y,
-        vx,
-        vy,
-        born: Tick(born),
-        owner: NetId(owner),
-    })
-}
-
-fn snapshot(tick: u32, baseline: Option<u32>, seq: u32, body: SnapshotBody) -> ServerMsg {
-    ServerMsg::Snapshot(Snapshot {
-        header: SnapshotHeader {
-            tick: Tick(tick),
-            baseline: baseline.map(Tick),
-            last_input_seq: seq,
-        },
-        body,
-    })
-}
-
-fn arena(walls: Vec<Rect>) -> ArenaInfo {
-    ArenaInfo {
-        width: 4000.0,
-        height: 4000.0,
-        walls,
-        player_radius: 16.0,
-        projectile_radius: 4.0,
-        player_speed: 250.0,
-        projectile_speed: 900.0,
-    }
-}
-
-fn created(id: u32, state: EntityState) -> EntityUpdate {
-    EntityUpdate {
-        id: NetId(id),
-        state,
-    }
-}
-
-/// A full snapshot and a delta against it, with the checksums a server would send.
-fn replica_sequence() -> Vec<Value> {
-    let full: Vec<_> = vec![
-        created(1, player(100, 200, 0, 100, 0)),
-        created(2, player(4000, 4000, 1000, 75, 3)),
-        created(9, projectile(110, 200, 120, -3, 10, 1)),
-    ];
-    let view = |entities: &[(u32, EntityState)]| View {
-        tick: Tick(0),
-        entities: entities.iter().map(|(i, s)| (NetId(*i), *s)).collect(),
-    };
-    let v10 = view(&full.iter().map(|u| (u.id.0, u.state)).collect::<Vec<_>>());
-    let mut b1 = Vec::new();
-    encode_server(
-        &snapshot(
-            10,
-            None,
-            3,
-            SnapshotBody {
-                created: full,
-                changed: vec![],
-                removed: vec![],
-                checksum: v10.checksum(),
-            },
-        ),
-        &mut b1,
-    );
-    // Tick 12 against 10: player 1 moves and turns (compact), player 2 is hit (masked), the
-    // projectile is gone and a new one appears.
-    let v12 = view(&[
-        (1, player(130, 190, 16, 100, 0)),
-        (2, player(4000, 4000, 1000, 50, 3)),
-        (12, projectile(150, 190, 120, 0, 12, 1)),
-    ]);
-    let mut b2 = Vec::new();
-    encode_server(
-        &snapshot(
-            12,
-            Some(10),
-            5,
-            SnapshotBody {
-                created: vec![created(12, projectile(150, 190, 120, 0, 12, 1))],
-                changed: vec![
-                    PlayerDelta {
-                        id: NetId(1),
-                        dx: 30,
-                        dy: -10,
-                        daim: 16,
-                        hp: None,
-                        score: None,
-                    },
-                    PlayerDelta {
-                        id: NetId(2),
-                        hp: Some(50),
-                        ..PlayerDelta::default()
-                    },
+/// A schema with every encoding and delta mode, and a diff that exercises each.
+fn synthetic() -> Value {
+    let schema = GameSchema {
+        game: "synthetic".into(),
+        components: vec![
+            ComponentSchema {
+                name: "Body".into(),
+                fields: vec![
+                    Field::new(
+                        "x",
+                        Encoding::Fixed {
+                            scale: 2.0,
+                            min: -100,
+                            max: 8000,
+                        },
+                    )
+                    .delta(Delta::Diff { bits: 6 }),
+                    Field::new("aim", Encoding::Angle { steps: 1024 })
+                        .delta(Delta::AngleDiff { bits: 5 }),
+                    Field::new("hp", Encoding::UInt { max: 100 }),
+                    Field::new("score", Encoding::VarUInt).delta(Delta::Diff { bits: 2 }),
                 ],
-                removed: vec![NetId(9)],
-                checksum: v12.checksum(),
             },
-        ),
-        &mut b2,
+            ComponentSchema {
+                name: "Tag".into(),
+                fields: vec![
+                    Field::new("name", Encoding::Str { max_bytes: 10 }),
+                    Field::new("owner", Encoding::EntityRef),
+                    Field::new("on", Encoding::Bool),
+                    Field::new("v", Encoding::VarInt).delta(Delta::Diff { bits: 3 }),
+                    Field::new(
+                        "t",
+                        Encoding::Int {
+                            min: -300,
+                            max: 300,
+                        },
+                    ),
+                ],
+            },
+        ],
+        input: vec![],
+        statics: vec![],
+    };
+    schema.validate().expect("valid");
+    let body = |x: i64, aim: i64, hp: i64, score: i64| EntityState {
+        mask: 1,
+        words: vec![x, aim, hp, score],
+    };
+    let tag = |name: &str, v: i64| {
+        let mut words = Vec::new();
+        str_words(name, 10, &mut words);
+        words.extend([7, 1, v, -300]);
+        EntityState { mask: 2, words }
+    };
+    let mut both = body(-100, 1, 2, 3);
+    both.mask = 3;
+    both.words.extend(tag("ünï", 0).words);
+    let base: Entities = BTreeMap::from([
+        (NetId(1), body(10, 1020, 100, 7)),
+        (NetId(2), tag("héllo", -5)),
+        (NetId(3), body(8000, 0, 0, 0)),
+        (NetId(9), both),
+        (NetId(300), tag("", 1)),
+    ]);
+    let mut cur = base.clone();
+    cur.insert(NetId(1), body(42, 4, 99, 4_000_000_000));
+    cur.insert(NetId(2), tag("bye", i64::from(i32::MIN)));
+    cur.insert(NetId(3), body(-100, 512, 0, 1));
+    cur.remove(&NetId(9));
+    cur.insert(NetId(300), body(1, 2, 3, 4)); // Replaced: its components changed.
+    cur.insert(NetId(70_000), tag("new", 3));
+    let mut full = Vec::new();
+    write_diff(
+        &schema,
+        &BTreeMap::new(),
+        &base,
+        view_checksum(&base),
+        &mut full,
     );
-    vec![Value::String(hex(&b1)), Value::String(hex(&b2))]
+    let mut delta = Vec::new();
+    write_diff(&schema, &base, &cur, view_checksum(&cur), &mut delta);
+    json!({
+        "schema": schema,
+        "base": view_json(&base),
+        "cur": view_json(&cur),
+        "full_hex": hex(&full),
+        "delta_hex": hex(&delta),
+    })
+}
+
+/// Records what client 0 of three bots received from `game` over `ticks` ticks: the welcome,
+/// then each snapshot frame with the view it produced, acking two ticks late so deltas use
+/// older baselines too; and a few inputs.
+fn game(name: &str, ticks: usize) -> Value {
+    let bundled = tickwire::find(name).expect("bundled");
+    let config = Config {
+        visibility: VisibilityMode::Global,
+        seed: 7,
+        ..Config::default()
+    };
+    let (tx, rx) = crossbeam_channel::bounded(8);
+    let mut sim = Sim::new(&config, &bundled.game, rx, Arc::new(ServerStats::default()))
+        .expect("the game builds");
+    let mut clients: Vec<SimClient> = (0..3)
+        .map(|i| {
+            let (c, join) = SimClient::new(ClientId(i), &format!("bot-{i}"), 16, 256);
+            tx.send(join).expect("room");
+            c
+        })
+        .collect();
+    let mut behaviours: Vec<Option<Box<dyn behaviour::Behaviour>>> = (0..3).map(|_| None).collect();
+    let mut frames = Vec::new();
+    let mut inputs = Vec::new();
+    let mut welcome = Value::Null;
+    let mut applied: Vec<Vec<Tick>> = vec![Vec::new(); 3];
+    for _ in 0..ticks {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let Some(w) = c.welcome.clone() else {
+                continue;
+            };
+            let b = behaviours[i].get_or_insert_with(|| (bundled.behaviour)(100 + i as u64, &w));
+            let mut words = Vec::new();
+            let view = BotView {
+                welcome: &w,
+                view: c.replica.as_ref().and_then(|r| r.latest()),
+            };
+            b.next_input(&view, &mut words);
+            let ack = applied[i].iter().rev().nth(1).copied();
+            if i == 0 && inputs.len() < 8 {
+                let mut fields = Vec::new();
+                write_record(&w.schema.input, &words, &mut fields);
+                inputs.push(json!({"words": words, "hex": hex(&fields)}));
+            }
+            c.send_input(&words, ack);
+        }
+        sim.tick();
+        for (i, c) in clients.iter_mut().enumerate() {
+            while let Ok(bytes) = c.outbox.try_recv() {
+                match decode_server(&bytes).expect("decodes") {
+                    ServerMsg::Welcome(w) => {
+                        if i == 0 {
+                            welcome = json!({
+                                "json": serde_json::to_value(ServerMsg::Welcome(w.clone())).expect("json"),
+                                "hex": hex(&bytes),
+                            });
+                        }
+                        c.player = w.player;
+                        c.replica = Some(Replica::new(Arc::new(w.schema.clone())));
+                        c.welcome = Some(w);
+                    }
+                    ServerMsg::Snapshot(s) => {
+                        let replica = c.replica.as_mut().expect("welcomed");
+                        let view = replica.apply(&s.header, &s.body).expect("verifies");
+                        applied[i].push(s.header.tick);
+                        if i == 0 {
+                            frames.push(json!({
+                                "hex": hex(&bytes),
+                                "view": view_json(&view.entities),
+                            }));
+                        }
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            if let Some(t) = applied[i].iter().rev().nth(1) {
+                c.send(ClientEvent::Ack(*t));
+            }
+        }
+    }
+    json!({"welcome": welcome, "snapshots": frames, "inputs": inputs})
 }
 
 fn vectors() -> Value {
-    let walls = vec![
-        Rect {
-            min_x: 1900.0,
-            min_y: 1500.0,
-            max_x: 2100.0,
-            max_y: 2500.0,
-        },
-        Rect {
-            min_x: 600.5,
-            min_y: 600.0,
-            max_x: 1100.0,
-            max_y: 700.25,
-        },
-    ];
     let messages = vec![
         client(
             "hello",
             ClientMsg::Hello {
-                version: 3,
-                name: "ab".into(),
+                version: PROTOCOL_VERSION,
+                name: "héllo".into(),
             },
         ),
         client(
-            "hello with a non-ASCII name",
-            ClientMsg::Hello {
-                version: 3,
-                name: "bot-é✓".into(),
-            },
-        ),
-        client(
-            "input, firing",
-            ClientMsg::Input(Input {
-                seq: 7,
-                move_x: 1.0,
-                move_y: -0.5,
-                aim: 0.0,
-                fire: true,
+            "input with an ack riding on it",
+            ClientMsg::Input(InputMsg {
+                seq: 300,
+                ack: Some(Tick(70_000)),
+                fields: vec![0x12, 0x34, 0x56],
             }),
         ),
         client(
-            "input, large seq",
-            ClientMsg::Input(Input {
-                seq: 70_000,
-                move_x: 0.6,
-                move_y: 0.8,
-                aim: 3.25,
-                fire: false,
+            "input without an ack",
+            ClientMsg::Input(InputMsg {
+                seq: 1,
+                ack: None,
+                fields: vec![0],
             }),
         ),
-        client(
-            "ack with a 3-byte varint",
-            ClientMsg::Ack { tick: Tick(300) },
-        ),
-        client(
-            "ping with a 5-byte varint",
-            ClientMsg::Ping { nonce: 70_000 },
-        ),
-        client(
-            "ping with a 9-byte varint",
-            ClientMsg::Ping {
-                nonce: 5_000_000_000,
-            },
-        ),
-        client(
-            "resync after a failed snapshot",
-            ClientMsg::Resync { tick: Tick(4_321) },
-        ),
+        client("ack", ClientMsg::Ack { tick: Tick(65_536) }),
+        client("ping", ClientMsg::Ping { nonce: 1 << 40 }),
+        client("resync", ClientMsg::Resync { tick: Tick(250) }),
         server(
-            "welcome, global",
-            ServerMsg::Welcome(Welcome {
-                version: 3,
-                player: NetId(17),
-                tick_rate_hz: 30,
-                tick: Tick(123_456),
-                arena: arena(walls.clone()),
-                visibility: Visibility::Global,
-            }),
-        ),
-        server(
-            "welcome, aoi",
-            ServerMsg::Welcome(Welcome {
-                version: 3,
-                player: NetId(1),
-                tick_rate_hz: 60,
-                tick: Tick(0),
-                arena: arena(vec![]),
-                visibility: Visibility::Aoi { radius: 800.0 },
-            }),
-        ),
-        server(
-            "full snapshot",
-            snapshot(
-                100,
-                None,
-                0,
-                SnapshotBody {
-                    created: vec![
-                        created(1, player(100, 200, 1023, 100, 0)),
-                        created(300, player(65_535, 0, 0, 0, 70_000)),
-                        created(301, projectile(7, 8, -120, 125, 99, 300)),
-                    ],
-                    changed: vec![],
-                    removed: vec![],
-                    checksum: 0xfeed_f00d,
+            "snapshot frame (opaque body)",
+            ServerMsg::Snapshot(Snapshot {
+                header: SnapshotHeader {
+                    tick: Tick(1000),
+                    baseline: Some(Tick(998)),
+                    last_input_seq: 70_000,
                 },
-            ),
-        ),
-        server(
-            "delta: compact, far gap, masked, removals",
-            snapshot(
-                70_000,
-                Some(69_998),
-                1_000_000,
-                SnapshotBody {
-                    created: vec![created(500, projectile(1000, 1000, 0, -126, 69_999, 2))],
-                    changed: vec![
-                        PlayerDelta {
-                            id: NetId(2),
-                            dx: 33,
-                            dy: -33,
-                            daim: 16,
-                            hp: None,
-                            score: None,
-                        },
-                        PlayerDelta {
-                            id: NetId(9),
-                            dx: -64,
-                            dy: 63,
-                            daim: -32,
-                            hp: None,
-                            score: None,
-                        },
-                        PlayerDelta {
-                            id: NetId(200),
-                            dx: 1,
-                            dy: 1,
-                            daim: 0,
-                            hp: None,
-                            score: None,
-                        },
-                        PlayerDelta {
-                            id: NetId(201),
-                            dx: 0,
-                            dy: 0,
-                            daim: 5,
-                            hp: None,
-                            score: None,
-                        },
-                        PlayerDelta {
-                            id: NetId(203),
-                            dx: 500,
-                            dy: -70_000,
-                            daim: -512,
-                            hp: Some(0),
-                            score: Some(4_000_000_000),
-                        },
-                    ],
-                    removed: vec![NetId(3), NetId(4), NetId(100_000)],
-                    checksum: 1,
-                },
-            ),
+                body: vec![0, 0, 0, 1, 2, 3, 4],
+            }),
         ),
         server(
             "pong",
@@ -324,20 +277,29 @@ fn vectors() -> Value {
             "error",
             ServerMsg::Error {
                 code: 4001,
-                message: "unsupported protocol version 1; this server speaks 2".into(),
+                message: "unsupported protocol version 1; this server speaks 4".into(),
             },
         ),
     ];
+    let games: serde_json::Map<String, Value> = tickwire::bundled()
+        .iter()
+        .map(|b| (b.game.name().to_owned(), game(b.game.name(), 40)))
+        .collect();
     json!({
         "about": "Golden vectors of the Tickwire protocol, written by tests/golden.rs; see docs/PROTOCOL.md.",
         "protocol_version": PROTOCOL_VERSION,
+        "hashes": [
+            {"id": 1, "mask": 1, "words": [4, 8, 256], "hash": 0x76f1_a890u32},
+            {"id": 9, "mask": 3, "words": [-120, 4_000_000_000u32], "hash": 0x8a8d_75dau32},
+        ],
         "messages": messages,
-        "replica": replica_sequence(),
+        "synthetic": synthetic(),
+        "games": games,
     })
 }
 
 #[test]
-fn golden_vectors_are_current_and_the_javascript_codec_matches_them() {
+fn golden_vectors_are_current_and_the_javascript_sdk_matches_them() {
     let path = root().join("tests/golden/vectors.json");
     let text = serde_json::to_string_pretty(&vectors()).expect("serializes") + "\n";
     if std::env::var_os("TICKWIRE_BLESS").is_some() {
@@ -346,8 +308,8 @@ fn golden_vectors_are_current_and_the_javascript_codec_matches_them() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == text,
-        "{} is out of date with the codec; if the change is intended, regenerate it with \
-         TICKWIRE_BLESS=1 cargo test --test golden",
+        "{} is out of date with the codec or a game; if the change is intended, regenerate \
+         it with TICKWIRE_BLESS=1 cargo test --test golden",
         path.display()
     );
 
@@ -360,7 +322,7 @@ fn golden_vectors_are_current_and_the_javascript_codec_matches_them() {
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the JavaScript codec disagrees with the Rust one:\n{report}\n{}",
+        "the JavaScript SDK disagrees with the Rust codec:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(report.contains("# fail 0"), "{report}");

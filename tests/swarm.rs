@@ -55,6 +55,7 @@ async fn churn_and_swarm(visibility: VisibilityMode) -> Report {
         ramp_per_s: 100.0,
         seed: 7,
         metrics_url: server.metrics_url(),
+        behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     }));
 
@@ -80,7 +81,7 @@ async fn churn_and_swarm(visibility: VisibilityMode) -> Report {
         report.summary()
     );
     assert!(
-        report.projectiles_seen > 24,
+        report.entities_created > 24,
         "projectiles must spawn: {}",
         report.summary()
     );

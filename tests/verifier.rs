@@ -23,6 +23,7 @@ async fn swarm_with(fault: impl FnOnce(&Server)) -> (Report, u64) {
         // A debug build on a shared 2-core machine: the floor here guards against starved
         // bots, not against a slow test machine (release runs use the default 0.9).
         min_rate_fraction: 0.5,
+        behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     }));
     let stats = std::sync::Arc::clone(server.stats());

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use glam::Vec2;
+use tickwire_arena::components::{ArenaInput, POS_SCALE, Position, Shot, world};
 use tickwire_bots::Client;
-use tickwire_protocol::quant::{POS_SCALE, from_q};
-use tickwire_protocol::{EntityState, Input, NetId, ProjectileState, Tick, Visibility};
+use tickwire_protocol::{NetId, Tick, Visibility};
 use tickwire_server::{Config, VisibilityMode};
 
 const RADIUS: f32 = 250.0;
@@ -23,8 +23,7 @@ fn open_map() -> std::path::PathBuf {
 }
 
 fn pos(c: &Client) -> Vec2 {
-    let p = c.own_state().expect("own player");
-    Vec2::new(from_q(i32::from(p.x)), from_q(i32::from(p.y)))
+    world(c.own::<Position>().expect("own player").0)
 }
 
 fn sees(c: &Client, id: NetId) -> bool {
@@ -35,15 +34,9 @@ fn sees(c: &Client, id: NetId) -> bool {
 
 /// One step of the scenario: `walker` moves along `dir` (or stands), then every client reads
 /// (and verifies, and acks) its next snapshot. Returns the tick reached.
-async fn step(walker: &mut Client, seq: &mut u32, dir: Vec2, others: &mut [&mut Client]) -> Tick {
-    *seq += 1;
+async fn step(walker: &mut Client, dir: Vec2, others: &mut [&mut Client]) -> Tick {
     walker
-        .send_input(Input {
-            seq: *seq,
-            move_x: dir.x,
-            move_y: dir.y,
-            ..Input::default()
-        })
+        .input(&ArenaInput::new(dir, 0.0, false))
         .await
         .expect("send");
     let h = walker
@@ -56,9 +49,8 @@ async fn step(walker: &mut Client, seq: &mut u32, dir: Vec2, others: &mut [&mut 
     h.tick
 }
 
-fn projectile_at(p: &ProjectileState, tick: Tick) -> Vec2 {
-    let (x, y) = p.position_at(tick);
-    Vec2::new(x as f32, y as f32) / POS_SCALE
+fn projectile_at(p: &Shot, tick: Tick) -> Vec2 {
+    p.position_at(tick).as_vec2() / POS_SCALE
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +58,7 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
     let server = start(Config {
         visibility: VisibilityMode::Aoi,
         aoi_radius: RADIUS,
-        map: Some(open_map()),
+        games: arena_map(open_map()),
         seed: 5,
         ..test_config()
     })
@@ -76,7 +68,6 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
     assert_eq!(a.welcome.visibility, Visibility::Aoi { radius: RADIUS });
     snapshots(&mut a, 1).await;
     snapshots(&mut b, 1).await;
-    let mut seq = 0;
 
     bounded(
         "the walker enters, leaves and enters the watcher's view",
@@ -86,7 +77,7 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
                 // radius then, and must not have been one tick's walk earlier.
                 while !sees(&a, b.welcome.player) {
                     let dir = (pos(&a) - pos(&b)).normalize_or_zero();
-                    step(&mut b, &mut seq, dir, &mut [&mut a]).await;
+                    step(&mut b, dir, &mut [&mut a]).await;
                 }
                 let d = pos(&a).distance(pos(&b));
                 assert!(
@@ -98,7 +89,7 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
                     let away = (pos(&b) - pos(&a)).normalize_or_zero();
                     // Walls of the arena: turn along them rather than stop.
                     let dir = if away == Vec2::ZERO { Vec2::X } else { away };
-                    step(&mut b, &mut seq, dir, &mut [&mut a]).await;
+                    step(&mut b, dir, &mut [&mut a]).await;
                 }
                 let d = pos(&a).distance(pos(&b));
                 assert!(
@@ -122,7 +113,7 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
     bounded("the walker moves away", async {
         while pos(&a).distance(pos(&b)) < 2.0 * RADIUS + 30.0 {
             let dir = (corner - pos(&b)).normalize_or_zero();
-            step(&mut b, &mut seq, dir, &mut [&mut a]).await;
+            step(&mut b, dir, &mut [&mut a]).await;
         }
     })
     .await;
@@ -130,25 +121,22 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
     // enters the walker's.
     let target = pos(&b);
     let aim = (target - pos(&a)).to_angle();
-    a.send_input(Input {
-        seq: 1,
-        aim,
-        fire: true,
-        ..Input::default()
-    })
-    .await
-    .expect("send");
-    let mut fired: Option<(NetId, ProjectileState)> = None;
+    a.input(&ArenaInput::new(Vec2::ZERO, aim, true))
+        .await
+        .expect("send");
+    let mut fired: Option<(NetId, Shot)> = None;
     let mut left_watcher = false;
     let mut entered_walker = false;
     bounded("the projectile crosses from one view to the other", async {
         while !(left_watcher && entered_walker) {
-            step(&mut b, &mut seq, Vec2::ZERO, &mut [&mut a]).await;
+            step(&mut b, Vec2::ZERO, &mut [&mut a]).await;
             let view_a = a.replica.latest().expect("view");
             if fired.is_none() {
-                fired = view_a.entities.iter().find_map(|(id, s)| match s {
-                    EntityState::Projectile(p) if p.owner == a.welcome.player => Some((*id, *p)),
-                    _ => None,
+                let schema = a.replica.schema();
+                fired = view_a.entities.iter().find_map(|(id, s)| {
+                    s.get::<Shot>(schema)
+                        .filter(|p| p.owner == a.welcome.player)
+                        .map(|p| (*id, p))
                 });
             }
             let Some((id, proj)) = fired else { continue };
@@ -158,7 +146,13 @@ async fn entities_enter_and_leave_at_the_aoi_edge_without_desyncs() {
                 left_watcher = true;
             }
             let view_b = b.replica.latest().expect("view");
-            if !entered_walker && let Some(EntityState::Projectile(p)) = view_b.entities.get(&id) {
+            if !entered_walker
+                && let Some(p) = view_b
+                    .entities
+                    .get(&id)
+                    .and_then(|s| s.get::<Shot>(b.replica.schema()))
+            {
+                let p = &p;
                 assert_eq!(*p, proj, "the same static state in both views");
                 assert!(
                     p.born < view_b.tick,

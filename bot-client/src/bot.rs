@@ -1,26 +1,20 @@
-//! One bot: a [`Client`] driven by [`Wander`], measuring what the scenario reports.
+//! One bot: a [`Client`] driven by its game's [`Behaviour`], measuring what the scenario
+//! reports.
 
 use crate::client::{Client, ClientError, ConnectOptions, Event, open};
-use crate::wander::Wander;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use tickwire_protocol::quant::from_q;
-use tickwire_protocol::view::ApplyError;
-use tickwire_protocol::{EntityState, Tick};
+use tickwire_protocol::behaviour::{Behaviour, BehaviourFactory, BotView};
+use tickwire_protocol::{ApplyError, Tick};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 /// Inputs whose send time is remembered for the round trip; older ones are forgotten.
 const MAX_PENDING_INPUTS: usize = 256;
-/// Inputs after a turn caused by a block during which the bot does not look for blocks again
-/// (the server has not seen the new direction yet).
-const BLOCK_GRACE_INPUTS: u32 = 8;
-/// Fraction of the commanded distance below which the bot counts itself blocked.
-const BLOCKED_FRACTION: f32 = 0.5;
 /// Largest round trip the histogram records, microseconds (60 s).
 const MAX_RTT_US: u64 = 60_000_000;
 
@@ -103,11 +97,12 @@ pub struct BotMetrics {
     pub down_per_s: Vec<u64>,
     /// Payload bytes sent in each second of the window.
     pub up_per_s: Vec<u64>,
-    /// Projectiles the bot saw created (whole run).
-    pub projectiles_seen: u64,
+    /// Entities the bot saw created (whole run).
+    pub entities_created: u64,
     /// Sum of replica sizes over snapshots in the window, for the mean visible count.
     pub visible_sum: u64,
-    /// Sum of the players in the replica over snapshots in the window.
+    /// Sum of the players (entities with the components of the bot's own player) in the
+    /// replica over snapshots in the window.
     pub visible_players_sum: u64,
     /// Payload bytes of the snapshots counted in `snapshots`.
     pub snapshot_bytes: u64,
@@ -130,7 +125,7 @@ impl BotMetrics {
                 .expect("static histogram bounds are valid"),
             down_per_s: vec![0; seconds],
             up_per_s: vec![0; seconds],
-            projectiles_seen: 0,
+            entities_created: 0,
             visible_sum: 0,
             visible_players_sum: 0,
             snapshot_bytes: 0,
@@ -172,6 +167,29 @@ pub struct BotParams {
     pub connect_timeout: Duration,
     /// TLS and socket options.
     pub connect: ConnectOptions,
+    /// Behaviours by game name; the bot uses the one for `game`, or for the game the server
+    /// announces.
+    pub behaviours: Vec<(String, BehaviourFactory)>,
+    /// The game whose behaviour to use; `None`: the one the server announces.
+    pub game: Option<String>,
+}
+
+impl BotParams {
+    /// The behaviour for a server running `announced`.
+    fn behaviour(&self, announced: &str) -> Result<BehaviourFactory, String> {
+        let want = self.game.as_deref().unwrap_or(announced);
+        self.behaviours
+            .iter()
+            .find(|(name, _)| name == want)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.behaviours.iter().map(|(n, _)| n.as_str()).collect();
+                format!(
+                    "no bot behaviour for game {want:?} (the server plays {announced:?}; known: {})",
+                    known.join(", ")
+                )
+            })
+    }
 }
 
 /// Runs one bot until `stop` turns true or its connection ends.
@@ -194,11 +212,25 @@ pub async fn run_bot(
             );
         }
     };
+    let factory = match params.behaviour(&client.welcome.schema.game) {
+        Ok(f) => f,
+        Err(why) => return failed(live, metrics, why),
+    };
     live.connected.fetch_add(1, Relaxed);
     live.tick_rate_hz
         .store(u64::from(client.welcome.tick_rate_hz), Relaxed);
     live.aoi.store(u64::from(client.mode() == "aoi"), Relaxed);
-    let end = drive(&mut client, &params, window, live, &mut metrics, &mut stop).await;
+    let mut behaviour = factory(params.seed, &client.welcome);
+    let end = drive(
+        &mut client,
+        &mut *behaviour,
+        &params,
+        window,
+        live,
+        &mut metrics,
+        &mut stop,
+    )
+    .await;
     match end {
         BotEnd::Finished => {
             // A clean close; its failure would not change any measurement.
@@ -220,15 +252,9 @@ fn failed(live: &Live, metrics: BotMetrics, why: String) -> BotOutcome {
     }
 }
 
-/// Last known state of the bot's own player, for block detection.
-struct Motion {
-    tick: Tick,
-    x: f32,
-    y: f32,
-}
-
 async fn drive(
     client: &mut Client,
+    behaviour: &mut dyn Behaviour,
     params: &BotParams,
     window: &Window,
     live: &Live,
@@ -236,15 +262,10 @@ async fn drive(
     stop: &mut watch::Receiver<bool>,
 ) -> BotEnd {
     let hz = client.welcome.tick_rate_hz.max(1);
-    let speed = client.welcome.arena.player_speed;
-    let mut wander = Wander::new(params.seed, hz);
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(hz)));
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut pending: VecDeque<(u32, Instant)> = VecDeque::new();
-    let mut last_motion: Option<Motion> = None;
-    let mut blocked = false;
-    let mut grace = 0u32;
-    let mut moving = false;
+    let mut words = Vec::new();
     // Set after a desync, until a full snapshot verifies again.
     let mut recovering = false;
     if *stop.borrow() {
@@ -256,23 +277,24 @@ async fn drive(
         tokio::select! {
             _ = stop.changed() => return BotEnd::Finished,
             _ = interval.tick() => {
-                let input = wander.next_input(blocked && grace == 0);
-                if blocked && grace == 0 {
-                    grace = BLOCK_GRACE_INPUTS;
-                }
-                grace = grace.saturating_sub(1);
-                blocked = false;
-                moving = input.move_x != 0.0 || input.move_y != 0.0;
-                if let Err(e) = client.send_input(input).await {
-                    return dropped(e);
-                }
+                words.clear();
+                let view = BotView {
+                    welcome: &client.welcome,
+                    view: client.replica.latest(),
+                };
+                behaviour.next_input(&view, &mut words);
+                // The newest snapshot's acknowledgement rides on the input.
+                let seq = match client.send_input(&words).await {
+                    Ok(seq) => seq,
+                    Err(e) => return dropped(e),
+                };
                 if window.second(Instant::now()).is_some() {
                     m.inputs += 1;
                 }
                 if pending.len() == MAX_PENDING_INPUTS {
                     pending.pop_front();
                 }
-                pending.push_back((input.seq, Instant::now()));
+                pending.push_back((seq, Instant::now()));
             }
             event = client.recv() => {
                 let event = match event {
@@ -286,12 +308,8 @@ async fn drive(
                         live.snapshots.fetch_add(1, Relaxed);
                         m.full_snapshots += u64::from(header.baseline.is_none());
                         match outcome {
-                            Ok(()) => {
-                                recovering = false;
-                                if let Err(e) = client.ack(header.tick).await {
-                                    return dropped(e);
-                                }
-                            }
+                            // Acknowledged on the next input.
+                            Ok(()) => recovering = false,
                             Err(e) if e.is_desync() => {
                                 m.desyncs += 1;
                                 live.desyncs.fetch_add(1, Relaxed);
@@ -322,7 +340,7 @@ async fn drive(
                                 continue;
                             }
                         }
-                        m.projectiles_seen += counts.created_projectiles as u64;
+                        m.entities_created += counts.created as u64;
                         let view = client.replica.latest().expect("a snapshot was just applied");
                         if second.is_some() {
                             m.snapshots += 1;
@@ -332,10 +350,13 @@ async fn drive(
                                 Some((first, _)) => (first, at),
                             });
                             m.visible_sum += view.entities.len() as u64;
+                            // Players: entities of the same kind (component set) as the bot's
+                            // own.
+                            let own = view.entities.get(&client.welcome.player).map(|s| s.mask);
                             m.visible_players_sum += view
                                 .entities
                                 .values()
-                                .filter(|s| matches!(s, EntityState::Player(_)))
+                                .filter(|s| Some(s.mask) == own)
                                 .count() as u64;
                             m.snapshot_bytes += client.bytes_down - down_before;
                         }
@@ -348,22 +369,6 @@ async fn drive(
                                 let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
                                 m.rtt_us.saturating_record(us.max(1));
                             }
-                        }
-                        if let Some(me) = client.own_state() {
-                            let alive = me.hp > 0;
-                            let (mx, my) = (from_q(i32::from(me.x)), from_q(i32::from(me.y)));
-                            if let Some(prev) = &last_motion
-                                && alive
-                                && moving
-                            {
-                                let ticks = header.tick.since(prev.tick).max(1) as f32;
-                                let expected = speed * ticks / f32::from(hz);
-                                let moved = ((mx - prev.x).powi(2) + (my - prev.y).powi(2)).sqrt();
-                                if moved < BLOCKED_FRACTION * expected {
-                                    blocked = true;
-                                }
-                            }
-                            last_motion = alive.then_some(Motion { tick: header.tick, x: mx, y: my });
                         }
                     }
                     Event::Pong { .. } => {}

@@ -5,11 +5,11 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
+use tickwire_protocol::body::write_record;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
-use tickwire_protocol::view::{ApplyError, Replica};
 use tickwire_protocol::{
-    ClientMsg, EntityState, Input, PROTOCOL_VERSION, PlayerState, ServerMsg, SnapshotHeader, Tick,
-    Welcome,
+    ApplyError, ClientMsg, GameSchema, InputMsg, NetId, PROTOCOL_VERSION, Replica, Replicate,
+    ServerMsg, SnapshotHeader, Tick, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpSocket;
@@ -217,8 +217,6 @@ pub struct SnapshotCounts {
     pub changed: usize,
     /// Entities removed.
     pub removed: usize,
-    /// Projectiles among the created entities.
-    pub created_projectiles: usize,
 }
 
 /// A connected, welcomed client.
@@ -226,8 +224,13 @@ pub struct Client {
     ws: Ws,
     /// The server's welcome.
     pub welcome: Welcome,
-    /// The client's view of the world, verified against the server's checksums.
+    /// The client's view of the world, decoded through the game's schema and verified
+    /// against the server's checksums.
     pub replica: Replica,
+    /// Sequence number of the last input sent.
+    pub seq: u32,
+    /// The newest snapshot tick applied, and whether it has been acknowledged yet.
+    applied: Option<(Tick, bool)>,
     /// WebSocket payload bytes received.
     pub bytes_down: u64,
     /// WebSocket payload bytes sent.
@@ -253,21 +256,16 @@ impl Client {
             ws,
             welcome: Welcome {
                 version: 0,
-                player: Default::default(),
+                player: NetId(0),
                 tick_rate_hz: 0,
                 tick: Tick(0),
-                arena: tickwire_protocol::ArenaInfo {
-                    width: 0.0,
-                    height: 0.0,
-                    walls: Vec::new(),
-                    player_radius: 0.0,
-                    projectile_radius: 0.0,
-                    player_speed: 0.0,
-                    projectile_speed: 0.0,
-                },
                 visibility: tickwire_protocol::Visibility::Global,
+                schema: GameSchema::default(),
+                statics: Vec::new(),
             },
-            replica: Replica::new(),
+            replica: Replica::new(Arc::new(GameSchema::default())),
+            seq: 0,
+            applied: None,
             bytes_down: 0,
             bytes_up: 0,
             last_error: None,
@@ -281,6 +279,7 @@ impl Client {
             .await?;
         match client.next_server_msg().await? {
             ServerMsg::Welcome(w) => {
+                client.replica = Replica::new(Arc::new(w.schema.clone()));
                 client.welcome = w;
                 Ok(client)
             }
@@ -308,14 +307,51 @@ impl Client {
         Ok(())
     }
 
-    /// Sends an input.
-    pub async fn send_input(&mut self, input: Input) -> Result<(), ClientError> {
-        self.send(&ClientMsg::Input(input)).await
+    /// Sends an input (its words, a record of the schema's input) with the next sequence
+    /// number; the acknowledgement of the newest snapshot applied rides on it if it has not
+    /// been sent yet. Returns the sequence number.
+    pub async fn send_input(&mut self, words: &[i64]) -> Result<u32, ClientError> {
+        let mut fields = Vec::new();
+        write_record(&self.welcome.schema.input, words, &mut fields);
+        self.seq += 1;
+        let ack = match self.applied {
+            Some((tick, false)) => {
+                self.applied = Some((tick, true));
+                Some(tick)
+            }
+            _ => None,
+        };
+        let seq = self.seq;
+        self.send(&ClientMsg::Input(InputMsg { seq, ack, fields }))
+            .await?;
+        Ok(seq)
     }
 
-    /// Acknowledges a snapshot tick.
+    /// Sends the game's typed input ([`Client::send_input`]).
+    pub async fn input<I: Replicate>(&mut self, input: &I) -> Result<u32, ClientError> {
+        let mut words = Vec::new();
+        input.write(&mut words);
+        self.send_input(&words).await
+    }
+
+    /// Acknowledges a snapshot tick on its own (a client with no input to send; otherwise the
+    /// acknowledgement rides on the next input).
     pub async fn ack(&mut self, tick: Tick) -> Result<(), ClientError> {
+        if let Some((t, sent)) = &mut self.applied
+            && *t == tick
+        {
+            *sent = true;
+        }
         self.send(&ClientMsg::Ack { tick }).await
+    }
+
+    /// Acknowledges the newest snapshot applied, unless that was done already (by an input or
+    /// an earlier call).
+    pub async fn ack_latest(&mut self) -> Result<(), ClientError> {
+        match self.applied {
+            Some((tick, false)) => self.ack(tick).await,
+            _ => Ok(()),
+        }
     }
 
     /// Tells the server this client dropped its replica after the snapshot of `tick` failed,
@@ -329,18 +365,17 @@ impl Client {
     pub async fn recv(&mut self) -> Result<Event, ClientError> {
         match self.next_server_msg().await? {
             ServerMsg::Snapshot(s) => {
+                let [created, changed, removed] =
+                    tickwire_protocol::body::counts(&s.body).unwrap_or_default();
                 let counts = SnapshotCounts {
-                    created: s.body.created.len(),
-                    changed: s.body.changed.len(),
-                    removed: s.body.removed.len(),
-                    created_projectiles: s
-                        .body
-                        .created
-                        .iter()
-                        .filter(|u| matches!(u.state, EntityState::Projectile(_)))
-                        .count(),
+                    created: created as usize,
+                    changed: changed as usize,
+                    removed: removed as usize,
                 };
                 let outcome = self.replica.apply(&s.header, &s.body).map(|_| ());
+                if outcome.is_ok() {
+                    self.applied = Some((s.header.tick, false));
+                }
                 Ok(Event::Snapshot {
                     header: s.header,
                     counts,
@@ -375,13 +410,10 @@ impl Client {
         }
     }
 
-    /// This client's own player as the replica sees it.
+    /// Component `C` of this client's own player, as the replica sees it.
     #[must_use]
-    pub fn own_state(&self) -> Option<&PlayerState> {
-        match self.replica.latest()?.entities.get(&self.welcome.player)? {
-            EntityState::Player(p) => Some(p),
-            EntityState::Projectile(_) => None,
-        }
+    pub fn own<C: Replicate>(&self) -> Option<C> {
+        self.replica.get::<C>(self.welcome.player)
     }
 
     /// `"global"` or `"aoi"`, as the server announced.

@@ -1,13 +1,14 @@
 //! Tickwire client library and headless bot swarm.
 //!
-//! Data flows: [`client::Client`] connects, says hello and reads the welcome; each snapshot it
-//! receives is applied to its [`tickwire_protocol::view::Replica`] and verified against the
-//! server's checksum, and the caller acks it. A [`bot`] drives one client with the scenario's
-//! "wander" behaviour and measures it; [`swarm`] runs many bots and folds their measurements
-//! into a [`report::Report`].
+//! Data flows: [`client::Client`] connects, says hello and reads the welcome (with the game's
+//! schema); each snapshot it receives is decoded through the schema into its
+//! [`tickwire_protocol::Replica`] and verified against the server's checksum, and its
+//! acknowledgement rides on the next input. A [`bot`] drives one client with its game's
+//! [`tickwire_protocol::behaviour::Behaviour`] and measures it; [`swarm`] runs many bots and
+//! folds their measurements into a [`report::Report`]. Nothing here knows a game: the stock
+//! `tickwire-bots` binary passes the behaviours of the games it bundles.
 //!
 //! - [`client`]: one connection: hello/welcome, inputs, snapshots applied and verified, acks.
-//! - [`wander`]: the reference bot behaviour of the "arena" scenario, seeded.
 //! - [`bot`]: one bot's loop and its measurements (round trip, bytes, snapshot rate).
 //! - [`swarm`]: ramp-up, measured window, live progress, and the report.
 //! - [`report`]: the report's fields, its JSON form, its readable summary, and why a run
@@ -19,12 +20,6 @@ pub mod client;
 pub mod report;
 pub mod scrape;
 pub mod swarm;
-
-/// The scenario's "wander" behaviour (it lives in the protocol crate, so the server's headless
-/// harness uses the same one).
-pub mod wander {
-    pub use tickwire_protocol::scenario::Wander;
-}
 
 pub use client::{Client, ClientError, Event};
 pub use report::Report;

@@ -119,15 +119,17 @@ pub struct Report {
     pub mode: String,
     /// Mean number of entities in a bot's replica.
     pub visible_entities_per_bot: f64,
-    /// Mean number of players in a bot's replica.
+    /// Mean number of players (entities with the same components as the bot's own player)
+    /// in a bot's replica.
     pub visible_players_per_bot: f64,
-    /// Snapshot payload bytes per visible player per snapshot (players are the moving
-    /// entities that deltas carry; projectiles cost bytes only when they appear and vanish).
+    /// Snapshot payload bytes per visible player per snapshot (players are the entities that
+    /// change every tick and that deltas carry; in the arena, projectiles cost bytes only when
+    /// they appear and vanish).
     pub bytes_per_visible_player_per_snapshot: f64,
     /// Full (non-delta) snapshots received, all bots, whole run.
     pub full_snapshots: u64,
-    /// Projectile creations seen, all bots, whole run.
-    pub projectiles_seen: u64,
+    /// Entity creations seen, all bots, whole run.
+    pub entities_created: u64,
     /// Seed of the bots' behaviour.
     pub seed: u64,
     /// Tick rate announced by the server.
@@ -220,8 +222,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  other      {} full snapshots, {} projectiles seen",
-            self.full_snapshots, self.projectiles_seen
+            "  other      {} full snapshots, {} entities created",
+            self.full_snapshots, self.entities_created
         );
         for o in &self.slow_reader_outcomes {
             let _ = writeln!(s, "  slow       {o}");

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
+use tickwire_protocol::behaviour::BehaviourFactory;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -52,6 +53,10 @@ pub struct SwarmConfig {
     /// Spread the bots' source addresses over 127.0.0.0/8 when the server is on 127.0.0.1, so
     /// the server's per-address connection cap applies to each bot alone. Default true.
     pub spread_sources: bool,
+    /// Bot behaviours by game name (the stock binary passes its games'). Default none.
+    pub behaviours: Vec<(String, BehaviourFactory)>,
+    /// The game whose behaviour the bots use; `None`: the game the server announces.
+    pub game: Option<String>,
 }
 
 impl Default for SwarmConfig {
@@ -70,6 +75,8 @@ impl Default for SwarmConfig {
             min_rate_fraction: 0.9,
             metrics_url: None,
             spread_sources: true,
+            behaviours: Vec::new(),
+            game: None,
         }
     }
 }
@@ -117,6 +124,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
                 source_ip: source(i),
                 ..cfg.connect.clone()
             },
+            behaviours: cfg.behaviours.clone(),
+            game: cfg.game.clone(),
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
@@ -142,6 +151,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
                 source_ip: source(cfg.bots + i),
                 ..cfg.connect.clone()
             },
+            behaviours: Vec::new(),
+            game: None,
         };
         slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }
@@ -325,7 +336,7 @@ fn build_report(
             unverified: m.unverified,
         });
         r.full_snapshots += m.full_snapshots;
-        r.projectiles_seen += m.projectiles_seen;
+        r.entities_created += m.entities_created;
         snapshots += m.snapshots;
         visible += m.visible_sum;
         visible_players += m.visible_players_sum;

@@ -172,6 +172,8 @@ impl EncodedChange {
 #[derive(Debug, Default)]
 pub struct BodyWriter {
     lists: [BitWriter; 3],
+    /// The three lists joined, reused between bodies.
+    joined: BitWriter,
     counts: [u32; 3],
     prev: [u32; 3],
     /// The previous change's field mask and field count.
@@ -207,15 +209,15 @@ impl BodyWriter {
         self.lists[list].gamma(u64::from(gap));
     }
 
-    /// Adds an entity to `created`.
-    pub fn created(&mut self, schema: &GameSchema, id: NetId, state: &EntityState) {
+    /// Adds an entity to `created`: its component mask and words.
+    pub fn created(&mut self, schema: &GameSchema, id: NetId, mask: u32, words: &[i64]) {
         self.gap(CREATED, id);
         let w = &mut self.lists[CREATED];
-        w.put(u64::from(state.mask), schema.components.len() as u32);
+        w.put(u64::from(mask), schema.components.len() as u32);
         let mut at = 0;
-        for f in fields_of(schema, state.mask) {
+        for f in fields_of(schema, mask) {
             let len = f.words();
-            write_full(w, &f.encoding, &state.words[at..at + len]);
+            write_full(w, &f.encoding, &words[at..at + len]);
             at += len;
         }
     }
@@ -242,15 +244,15 @@ impl BodyWriter {
     }
 
     /// Appends the finished body, with `checksum`, to `out`.
-    pub fn finish(&self, checksum: u32, out: &mut Vec<u8>) {
+    pub fn finish(&mut self, checksum: u32, out: &mut Vec<u8>) {
         for n in self.counts {
             crate::codec::varint_into(u64::from(n), out);
         }
-        let mut all = BitWriter::new();
+        self.joined.clear();
         for l in &self.lists {
-            all.append(l);
+            self.joined.append(l);
         }
-        all.finish_into(out);
+        self.joined.finish_into(out);
         out.extend_from_slice(&checksum.to_le_bytes());
     }
 }
@@ -274,7 +276,7 @@ pub fn write_diff(
                 }
             }
             // Replaced (removed below) or new.
-            _ => w.created(schema, *id, s),
+            _ => w.created(schema, *id, s.mask, &s.words),
         }
     }
     // Gone, or replaced (written as created in the walk above): ascending, like the base.
@@ -284,6 +286,19 @@ pub fn write_diff(
         }
     }
     w.finish(checksum, out);
+}
+
+/// How many entities a body creates, changes and removes (read from its first bytes).
+#[must_use]
+pub fn counts(bytes: &[u8]) -> Option<[u32; 3]> {
+    let mut out = [0u32; 3];
+    let mut rest = bytes;
+    for c in &mut out {
+        let (v, used) = crate::codec::varint_from(rest)?;
+        *c = u32::try_from(v).ok()?;
+        rest = &rest[used..];
+    }
+    Some(out)
 }
 
 /// Applies a body to `view` (a copy of the baseline view, or empty for a full snapshot) and

@@ -1,8 +1,9 @@
-//! Validation of what a client sends: a fair client's input passes unchanged, anything else is
-//! clamped into range or rejected.
+//! Validation of what a client sends, against the game's input schema: the server enforces it
+//! in the session before anything reaches the game, and clients use the same rules.
 
-use crate::msg::Input;
-use std::f32::consts::PI;
+use crate::body::read_record;
+use crate::msg::InputMsg;
+use crate::schema::{GameSchema, MAX_INPUT_WORDS, Replicate};
 use thiserror::Error;
 
 /// Longest display name accepted in a hello, in bytes.
@@ -11,9 +12,9 @@ pub const MAX_NAME_BYTES: usize = 32;
 /// Why an input was rejected.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum InputError {
-    /// A move or aim value was NaN or infinite.
-    #[error("input {seq} has a non-finite value")]
-    NonFinite {
+    /// The fields are not a record of the input schema, or a value is out of its range.
+    #[error("input {seq} does not fit the game's input schema")]
+    Malformed {
         /// Sequence number of the input.
         seq: u32,
     },
@@ -27,41 +28,65 @@ pub enum InputError {
     },
 }
 
-impl Input {
-    /// Checks the values: rejects non-finite numbers, scales a move vector longer than 1 back to
-    /// length 1 and wraps the aim angle into `[-pi, pi)`.
-    pub fn sanitize(self) -> Result<Input, InputError> {
-        if !(self.move_x.is_finite() && self.move_y.is_finite() && self.aim.is_finite()) {
-            return Err(InputError::NonFinite { seq: self.seq });
+/// An input's words, checked against the schema; fixed size, so it moves through channels and
+/// components without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct InputWords {
+    len: u8,
+    words: [i64; MAX_INPUT_WORDS],
+}
+
+impl Default for InputWords {
+    fn default() -> Self {
+        InputWords {
+            len: 0,
+            words: [0; MAX_INPUT_WORDS],
         }
-        let len_sq = self.move_x * self.move_x + self.move_y * self.move_y;
-        let (move_x, move_y) = if len_sq > 1.0 {
-            // Scale by the larger component first so that huge values cannot overflow to inf.
-            let m = self.move_x.abs().max(self.move_y.abs());
-            let (x, y) = (self.move_x / m, self.move_y / m);
-            let len = (x * x + y * y).sqrt();
-            (x / len, y / len)
-        } else {
-            (self.move_x, self.move_y)
-        };
-        Ok(Input {
-            move_x,
-            move_y,
-            aim: wrap_angle(self.aim),
-            ..self
-        })
     }
 }
 
-/// Wraps an angle in radians into `[-pi, pi)`.
-#[must_use]
-pub fn wrap_angle(a: f32) -> f32 {
-    if (-PI..PI).contains(&a) {
-        return a;
+impl InputWords {
+    /// The words.
+    #[must_use]
+    pub fn words(&self) -> &[i64] {
+        &self.words[..usize::from(self.len)]
     }
-    let w = (a + PI).rem_euclid(2.0 * PI) - PI;
-    // rem_euclid can round up to exactly 2*pi for values just below a multiple of it.
-    if w >= PI { -PI } else { w }
+
+    /// The input as the game's type.
+    #[must_use]
+    pub fn get<I: Replicate>(&self) -> I {
+        I::read(self.words())
+    }
+
+    /// Words from a slice (at most [`MAX_INPUT_WORDS`]; the rest is cut).
+    #[must_use]
+    pub fn from_words(words: &[i64]) -> InputWords {
+        let mut w = InputWords::default();
+        let n = words.len().min(MAX_INPUT_WORDS);
+        w.words[..n].copy_from_slice(&words[..n]);
+        w.len = n as u8;
+        w
+    }
+}
+
+/// Checks an input against the schema and the last sequence number accepted: its fields must
+/// decode as exactly one record of the input schema with every value in range (an integer
+/// encoding has no NaN), and its sequence number must increase.
+pub fn validate_input(
+    schema: &GameSchema,
+    msg: &InputMsg,
+    last_seq: u32,
+) -> Result<InputWords, InputError> {
+    if msg.seq <= last_seq {
+        return Err(InputError::StaleSequence {
+            last: last_seq,
+            seq: msg.seq,
+        });
+    }
+    let mut words = Vec::with_capacity(MAX_INPUT_WORDS);
+    read_record(&schema.input, &msg.fields, &mut words)
+        .map_err(|_| InputError::Malformed { seq: msg.seq })?;
+    Ok(InputWords::from_words(&words))
 }
 
 /// Trims a display name to [`MAX_NAME_BYTES`] on a character boundary and drops control
@@ -81,49 +106,61 @@ pub fn sanitize_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::write_record;
+    use crate::schema::{Encoding, Field};
 
-    fn input(move_x: f32, move_y: f32, aim: f32) -> Input {
-        Input {
-            seq: 1,
-            move_x,
-            move_y,
-            aim,
-            fire: false,
+    fn schema() -> GameSchema {
+        GameSchema {
+            game: "g".into(),
+            input: vec![
+                Field::new(
+                    "x",
+                    Encoding::Int {
+                        min: -127,
+                        max: 127,
+                    },
+                ),
+                Field::new("fire", Encoding::Bool),
+            ],
+            ..GameSchema::default()
+        }
+    }
+
+    fn msg(seq: u32, words: &[i64]) -> InputMsg {
+        let mut fields = Vec::new();
+        write_record(&schema().input, words, &mut fields);
+        InputMsg {
+            seq,
+            ack: None,
+            fields,
         }
     }
 
     #[test]
-    fn fair_input_passes_unchanged() {
-        let i = input(0.6, -0.8, 1.0);
-        assert_eq!(i.sanitize(), Ok(i));
-    }
-
-    #[test]
-    fn non_finite_is_rejected() {
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            assert!(input(bad, 0.0, 0.0).sanitize().is_err());
-            assert!(input(0.0, bad, 0.0).sanitize().is_err());
-            assert!(input(0.0, 0.0, bad).sanitize().is_err());
-        }
-    }
-
-    #[test]
-    fn long_move_is_clamped_to_unit_length() {
-        let s = input(300.0, 400.0, 0.0).sanitize().expect("finite");
-        assert!((s.move_x - 0.6).abs() < 1e-6 && (s.move_y - 0.8).abs() < 1e-6);
-        let huge = input(f32::MAX, f32::MAX, 0.0).sanitize().expect("finite");
-        let len = (huge.move_x * huge.move_x + huge.move_y * huge.move_y).sqrt();
-        assert!((len - 1.0).abs() < 1e-6, "len {len}");
-    }
-
-    #[test]
-    fn angles_wrap() {
-        for a in [0.0, 3.0, -3.0, 7.0, -7.0, 100.0, -100.0, PI, -PI] {
-            let w = wrap_angle(a);
-            assert!((-PI..PI).contains(&w), "{a} -> {w}");
-            let turns = (a - w) / (2.0 * PI);
-            assert!((turns - turns.round()).abs() < 1e-3, "{a} -> {w}");
-        }
+    fn fair_inputs_pass_and_bad_ones_are_named() {
+        let s = schema();
+        let ok = validate_input(&s, &msg(2, &[-5, 1]), 1).expect("valid");
+        assert_eq!(ok.words(), &[-5, 1]);
+        assert_eq!(
+            validate_input(&s, &msg(1, &[0, 0]), 1),
+            Err(InputError::StaleSequence { last: 1, seq: 1 })
+        );
+        let mut long = msg(3, &[0, 0]);
+        long.fields.push(0);
+        assert_eq!(
+            validate_input(&s, &long, 1),
+            Err(InputError::Malformed { seq: 3 })
+        );
+        // -127..=127 is 8 bits: 255 - 127 = 128 is out of range.
+        let over = InputMsg {
+            seq: 4,
+            ack: None,
+            fields: vec![0xFF, 0],
+        };
+        assert_eq!(
+            validate_input(&s, &over, 1),
+            Err(InputError::Malformed { seq: 4 })
+        );
     }
 
     #[test]

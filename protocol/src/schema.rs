@@ -24,7 +24,7 @@ pub const MAX_ENTITY_FIELDS: usize = 64;
 /// Longest short string, in bytes.
 pub const MAX_STR_BYTES: u8 = 64;
 /// Most words an input may take.
-pub const MAX_INPUT_WORDS: usize = 32;
+pub const MAX_INPUT_WORDS: usize = 16;
 /// Widest small difference a delta mode may declare, in bits.
 pub const MAX_DIFF_BITS: u8 = 24;
 
@@ -286,6 +286,31 @@ impl Encoding {
     }
 }
 
+/// Forces the words of a value of `fields` into their ranges (numbers clamped, an invalid
+/// string emptied); returns true if anything had to change. The server applies it to what a
+/// game writes, so a game bug can never produce bytes a client cannot decode.
+pub fn clamp_words(fields: &[Field], words: &mut [i64]) -> bool {
+    let mut changed = false;
+    let mut at = 0;
+    for f in fields {
+        let n = f.words();
+        let Some(value) = words.get_mut(at..at + n) else {
+            return changed;
+        };
+        if !f.encoding.check(value) {
+            changed = true;
+            if n == 1 {
+                let (lo, hi) = f.encoding.range();
+                value[0] = value[0].clamp(lo, hi);
+            } else {
+                value.fill(0);
+            }
+        }
+        at += n;
+    }
+    changed
+}
+
 /// Writes `text` (cut to `max_bytes` at a character boundary) as a short string's words.
 pub fn str_words(text: &str, max_bytes: u8, out: &mut Vec<i64>) {
     let mut end = text.len().min(usize::from(max_bytes));
@@ -540,12 +565,12 @@ mod tests {
         s.components.push(s.components[0].clone());
         assert!(matches!(s.validate(), Err(SchemaError::Name(_))));
         let mut s = schema();
-        s.input = (0..40)
+        s.input = (0..20)
             .map(|i| Field::new(&format!("f{i}"), Encoding::Bool))
             .collect();
         assert!(matches!(
             s.validate(),
-            Err(SchemaError::InputTooLarge { words: 40 })
+            Err(SchemaError::InputTooLarge { words: 20 })
         ));
         let mut s = schema();
         s.components[0].fields[0].encoding = Encoding::Fixed {
@@ -580,6 +605,16 @@ mod tests {
         GameSchema::check_words(&s.components[0].fields, &words).expect("in range");
         words[0] = 8001;
         assert!(GameSchema::check_words(&s.components[0].fields, &words).is_err());
+    }
+
+    #[test]
+    fn clamping_forces_values_into_range() {
+        let s = schema();
+        let mut words = vec![9000, 1024, 99, 0, 0];
+        assert!(clamp_words(&s.components[0].fields, &mut words));
+        assert_eq!(words, vec![8000, 1023, 0, 0, 0]);
+        GameSchema::check_words(&s.components[0].fields, &words).expect("in range");
+        assert!(!clamp_words(&s.components[0].fields, &mut words));
     }
 
     #[test]

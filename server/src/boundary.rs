@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use tickwire_protocol::{Input, Tick};
+use tickwire_protocol::{InputWords, Tick};
 use tokio::sync::mpsc;
 
 /// Identifies one connection for its whole life (used in logs).
@@ -25,8 +25,15 @@ pub struct ClientId(pub u64);
 /// What a session forwards to the tick thread.
 #[derive(Debug, Clone, Copy)]
 pub enum ClientEvent {
-    /// A validated input.
-    Input(Input),
+    /// An input, checked against the game's schema, with the acknowledgement it carried.
+    Input {
+        /// Its sequence number, greater than every one before.
+        seq: u32,
+        /// The newest snapshot tick the client had applied, if any.
+        ack: Option<Tick>,
+        /// Its fields.
+        words: InputWords,
+    },
     /// The client applied the snapshot of this tick.
     Ack(Tick),
     /// The client dropped its replica after a snapshot failed to apply at this tick: forget

@@ -145,12 +145,15 @@ pub struct Config {
     pub visibility: VisibilityMode,
     /// Radius of a client's area of interest in `aoi` mode, world units. Default 800.
     pub aoi_radius: f32,
-    /// Seed of the server's random numbers (spawn positions). Default 1.
+    /// Seed of the game's random numbers. Default 1.
     pub seed: u64,
-    /// Map file; `None` uses the embedded `assets/maps/arena.toml`. Default `None`.
-    pub map: Option<PathBuf>,
-    /// Gameplay constants.
-    pub game: GameConfig,
+    /// Which of the binary's games to run, by name; empty runs the first one it bundles (the
+    /// stock server's first is `arena`). Default empty.
+    pub game: String,
+    /// Each game's own settings, in the section `[games.<name>]`, read and checked by that game
+    /// (see its documentation; `--print-config` shows the defaults). Default: none, so every
+    /// game runs on its defaults.
+    pub games: toml::Table,
 }
 
 /// How the server chooses the entities each client is sent.
@@ -161,29 +164,6 @@ pub enum VisibilityMode {
     Global,
     /// A client sees the entities within `aoi_radius` of its player.
     Aoi,
-}
-
-/// Gameplay constants of the arena game.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GameConfig {
-    /// Player speed, world units per second. Default 250.
-    pub player_speed: f32,
-    /// Player radius, world units: a circle for hits, a square of this half-size for walls.
-    /// Default 16.
-    pub player_radius: f32,
-    /// Projectile speed, world units per second. Default 900.
-    pub projectile_speed: f32,
-    /// Projectile radius, world units. Default 4.
-    pub projectile_radius: f32,
-    /// Projectile lifetime, milliseconds. Default 1000.
-    pub projectile_lifetime_ms: u32,
-    /// Hit points a projectile takes. Default 25.
-    pub projectile_damage: u8,
-    /// Minimum time between two shots of one player, milliseconds. Default 250.
-    pub fire_cooldown_ms: u32,
-    /// Time a dead player waits before respawning, milliseconds. Default 1500.
-    pub respawn_delay_ms: u32,
 }
 
 impl Default for Config {
@@ -235,23 +215,8 @@ impl Default for Config {
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             seed: 1,
-            map: None,
-            game: GameConfig::default(),
-        }
-    }
-}
-
-impl Default for GameConfig {
-    fn default() -> Self {
-        GameConfig {
-            player_speed: 250.0,
-            player_radius: 16.0,
-            projectile_speed: 900.0,
-            projectile_radius: 4.0,
-            projectile_lifetime_ms: 1000,
-            projectile_damage: 25,
-            fire_cooldown_ms: 250,
-            respawn_delay_ms: 1500,
+            game: String::new(),
+            games: toml::Table::new(),
         }
     }
 }
@@ -332,16 +297,6 @@ impl Config {
         if self.max_write_buffer_bytes < 64 * 1024 {
             return bad("max_write_buffer_bytes must be at least 65536");
         }
-        let g = &self.game;
-        let positive = [
-            g.player_speed,
-            g.player_radius,
-            g.projectile_speed,
-            g.projectile_radius,
-        ];
-        if positive.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad("game speeds and radii must be finite and positive");
-        }
         Ok(())
     }
 
@@ -394,9 +349,12 @@ mod tests {
     fn defaults_are_valid_and_a_partial_file_keeps_them() {
         Config::default().validate().expect("defaults valid");
         let cfg: Config =
-            toml::from_str("tick_rate_hz = 60\n[game]\nplayer_speed = 300.0\n").expect("parses");
+            toml::from_str("tick_rate_hz = 60\n[games.g]\nspeed = 300.0\n").expect("parses");
         assert_eq!(cfg.tick_rate_hz, 60);
-        assert_eq!(cfg.game.player_speed, 300.0);
+        assert_eq!(
+            cfg.games["g"].get("speed").and_then(toml::Value::as_float),
+            Some(300.0)
+        );
         assert_eq!(cfg.max_clients, Config::default().max_clients);
         assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
     }

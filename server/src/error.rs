@@ -28,14 +28,6 @@ pub enum ServerError {
         /// Which value and why.
         message: String,
     },
-    /// The map is not valid.
-    #[error("invalid map {source_name}: {message}")]
-    Map {
-        /// The file, or "embedded" for the default map.
-        source_name: String,
-        /// What is wrong.
-        message: String,
-    },
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

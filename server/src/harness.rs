@@ -8,8 +8,7 @@ use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::task::Context;
 use tickwire_protocol::codec::decode_server;
-use tickwire_protocol::view::Replica;
-use tickwire_protocol::{Input, NetId, ServerMsg, Tick};
+use tickwire_protocol::{InputWords, NetId, Replica, ServerMsg, Tick, Welcome};
 use tokio::sync::mpsc;
 
 /// One client with no socket: its channels to the tick thread and, when it verifies, a replica.
@@ -23,8 +22,10 @@ pub struct SimClient {
     pub leave: LeaveSlot,
     /// Kicks from the tick thread.
     pub kick: Arc<Kick>,
-    /// Its view of the world, built from the snapshots it verified.
-    pub replica: Replica,
+    /// Its view of the world, built from the snapshots it verified (from its welcome on).
+    pub replica: Option<Replica>,
+    /// Its welcome, once received.
+    pub welcome: Option<Welcome>,
     /// The player it controls; `NetId(0)` (never allocated) until its welcome is received.
     pub player: NetId,
     /// Frames received so far.
@@ -72,7 +73,8 @@ impl SimClient {
             outbox,
             leave,
             kick,
-            replica: Replica::new(),
+            replica: None,
+            welcome: None,
             player: NetId(0),
             frames: 0,
             verified: 0,
@@ -88,13 +90,15 @@ impl SimClient {
             .is_some_and(|e| e.try_send(event).is_ok())
     }
 
-    /// Queues an input with the next sequence number (the one in `input` is replaced).
-    pub fn send_input(&mut self, input: Input) -> bool {
+    /// Queues an input (its words, already valid for the game's schema) with the next sequence
+    /// number and an acknowledgement riding on it, as a session forwards them.
+    pub fn send_input(&mut self, words: &[i64], ack: Option<Tick>) -> bool {
         self.seq += 1;
-        self.send(ClientEvent::Input(Input {
+        self.send(ClientEvent::Input {
             seq: self.seq,
-            ..input
-        }))
+            ack,
+            words: InputWords::from_words(words),
+        })
     }
 
     /// Drains every frame: reads the welcome, and when `verify` is set applies each snapshot to
@@ -112,11 +116,19 @@ impl SimClient {
                 continue;
             }
             match decode_server(&bytes).map_err(|e| format!("undecodable frame: {e}"))? {
-                ServerMsg::Welcome(w) => self.player = w.player,
+                ServerMsg::Welcome(w) => {
+                    self.player = w.player;
+                    self.replica = Some(Replica::new(std::sync::Arc::new(w.schema.clone())));
+                    self.welcome = Some(w);
+                }
                 ServerMsg::Snapshot(s) => {
                     got.newest = Some(s.header.tick);
                     if verify {
-                        self.replica.apply(&s.header, &s.body).map_err(|e| {
+                        let replica = self
+                            .replica
+                            .as_mut()
+                            .ok_or("a snapshot before the welcome")?;
+                        replica.apply(&s.header, &s.body).map_err(|e| {
                             format!(
                                 "snapshot of tick {} (baseline {:?}) does not apply: {e}",
                                 s.header.tick, s.header.baseline
@@ -159,13 +171,13 @@ mod tests {
     #[test]
     fn sequence_numbers_increase_and_a_disconnected_client_sends_nothing() {
         let (mut c, join) = SimClient::new(ClientId(1), "c", 4, 4);
-        assert!(c.send_input(Input::default()));
-        assert!(c.send_input(Input::default()));
+        assert!(c.send_input(&[1], None));
+        assert!(c.send_input(&[2], Some(Tick(3))));
         let seqs: Vec<u32> = join
             .events
             .try_iter()
             .map(|e| match e {
-                ClientEvent::Input(i) => i.seq,
+                ClientEvent::Input { seq, .. } => seq,
                 other => panic!("{other:?}"),
             })
             .collect();

@@ -2,8 +2,8 @@
 //! with N simulated clients, and the largest N that fits under a chosen fraction of it.
 //!
 //! A [`Harness`] runs the real simulation and replication with N clients that have no sockets:
-//! each tick they send one "wander" input and ack a snapshot from 1 to 3 ticks earlier (as over
-//! a network), and their outboxes are emptied. While verification is on (the checking run: the
+//! each tick they send one input chosen by the game's bot behaviour, carrying an ack of a
+//! snapshot from 1 to 3 ticks earlier (as over a network), and their outboxes are emptied. While verification is on (the checking run: the
 //! warm-up, and in the headroom command and the tick bench [`CHECK_TICKS`] more) every client's
 //! frames are decoded and applied to that client's own replica and checked against the
 //! server's checksum, at every lag in use, so deltas against 2- and 3-tick-old baselines and change records
@@ -19,8 +19,8 @@
 
 use crate::boundary::{ClientEvent, ClientId};
 use crate::config::{Config, VisibilityMode};
+use crate::game::GameDef;
 use crate::harness::SimClient;
-use crate::sim::map::Map;
 use crate::sim::{PHASES, Sim, TickTimings};
 use crate::stats::ServerStats;
 use hdrhistogram::Histogram;
@@ -32,11 +32,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 use tickwire_protocol::Tick;
-use tickwire_protocol::scenario::Wander;
-use tickwire_protocol::view::Replica;
+use tickwire_protocol::behaviour::{Behaviour, BehaviourFactory, BotView};
 
-/// Ticks run after the clients join and before measuring, so projectiles, deaths and
-/// respawns are in steady state.
+/// What the harness runs: a game, and the behaviour of its simulated clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// The game.
+    pub game: GameDef,
+    /// Its bots' behaviour.
+    pub behaviour: BehaviourFactory,
+}
+
+/// Ticks run after the clients join and before measuring, so a game's churn (in the arena:
+/// projectiles, deaths and respawns) is in steady state.
 pub const WARMUP_TICKS: usize = 90;
 
 /// Verified ticks run after the warm-up and before timing, in the checking run of the headroom
@@ -45,7 +53,9 @@ pub const CHECK_TICKS: usize = 30;
 
 struct FakeClient {
     client: SimClient,
-    wander: Wander,
+    seed: u64,
+    /// Made from the welcome, at the first tick after it.
+    behaviour: Option<Box<dyn Behaviour>>,
     /// Ticks of acknowledgement lag (1..=3).
     lag: usize,
     received: VecDeque<Tick>,
@@ -68,6 +78,8 @@ impl Wake for CountingWaker {
 /// N socket-less clients around a real simulation.
 pub struct Harness {
     sim: Sim,
+    factory: BehaviourFactory,
+    input: Vec<i64>,
     clients: Vec<FakeClient>,
     waker: Arc<CountingWaker>,
     verify: bool,
@@ -85,21 +97,26 @@ impl Harness {
     /// # Panics
     /// If the embedded map is invalid or any client's replica disagrees with the server.
     #[must_use]
-    pub fn new(config: &Config, n: usize) -> Harness {
-        Harness::build(config, n, true)
+    pub fn new(config: &Config, work: &Workload, n: usize) -> Harness {
+        Harness::build(config, work, n, true)
     }
 
     /// [`Harness::new`] without verifying anything, for tests that count something else (the
     /// allocation test) and must not pay for `n` replicas under an instrumented allocator.
     #[must_use]
-    pub fn new_unverified(config: &Config, n: usize) -> Harness {
-        Harness::build(config, n, false)
+    pub fn new_unverified(config: &Config, work: &Workload, n: usize) -> Harness {
+        Harness::build(config, work, n, false)
     }
 
-    fn build(config: &Config, n: usize, verify: bool) -> Harness {
-        let map = Map::load(config.map.as_deref()).expect("the map loads");
+    fn build(config: &Config, work: &Workload, n: usize, verify: bool) -> Harness {
         let (join_tx, join_rx) = crossbeam_channel::bounded(n.max(1));
-        let sim = Sim::new(config, map, join_rx, Arc::new(ServerStats::default()));
+        let sim = Sim::new(
+            config,
+            &work.game,
+            join_rx,
+            Arc::new(ServerStats::default()),
+        )
+        .expect("the game builds");
         let mut clients = Vec::with_capacity(n);
         for i in 0..n {
             let (client, join) = SimClient::new(
@@ -111,13 +128,16 @@ impl Harness {
             join_tx.send(join).expect("the join queue holds n");
             clients.push(FakeClient {
                 client,
-                wander: Wander::new(config.seed.wrapping_add(i as u64), config.tick_rate_hz),
+                seed: config.seed.wrapping_add(i as u64),
+                behaviour: None,
                 lag: 1 + i % 3,
                 received: VecDeque::with_capacity(4),
             });
         }
         let mut h = Harness {
             sim,
+            factory: work.behaviour,
+            input: Vec::new(),
             clients,
             waker: Arc::new(CountingWaker::default()),
             verify,
@@ -130,15 +150,26 @@ impl Harness {
         h
     }
 
-    /// Sends each client's input and lagged ack (not part of the tick).
+    /// Sends each client's input with its lagged ack riding on it (not part of the tick).
     pub fn feed(&mut self) {
         for c in &mut self.clients {
-            c.client
-                .send(ClientEvent::Input(c.wander.next_input(false)));
-            if c.received.len() >= c.lag {
-                let t = c.received[c.received.len() - c.lag];
-                c.client.send(ClientEvent::Ack(t));
-            }
+            let ack = (c.received.len() >= c.lag).then(|| c.received[c.received.len() - c.lag]);
+            let Some(welcome) = c.client.welcome.as_ref() else {
+                if let Some(t) = ack {
+                    c.client.send(ClientEvent::Ack(t));
+                }
+                continue;
+            };
+            let behaviour = c
+                .behaviour
+                .get_or_insert_with(|| (self.factory)(c.seed, welcome));
+            self.input.clear();
+            let view = BotView {
+                welcome,
+                view: c.client.replica.as_ref().and_then(|r| r.latest()),
+            };
+            behaviour.next_input(&view, &mut self.input);
+            c.client.send_input(&self.input, ack);
         }
     }
 
@@ -154,7 +185,7 @@ impl Harness {
         // The replicas are no use now; drop them so their memory (views of every entity, per
         // client) does not sit in the heap the timed ticks allocate from.
         for c in &mut self.clients {
-            c.client.replica = Replica::new();
+            c.client.replica = None;
         }
     }
 
@@ -304,8 +335,8 @@ const MAX_NS: u64 = 10_000_000_000;
 
 /// Measures `ticks` ticks at one client count.
 #[must_use]
-pub fn measure(config: &Config, clients: usize, ticks: usize) -> Row {
-    let mut h = Harness::new(config, clients);
+pub fn measure(config: &Config, work: &Workload, clients: usize, ticks: usize) -> Row {
+    let mut h = Harness::new(config, work, clients);
     // The checking run: the warm-up and these ticks verify every client's every frame. The
     // measured ticks then run without the replicas, whose memory would slow them.
     for _ in 0..CHECK_TICKS {
@@ -342,11 +373,20 @@ pub fn measure(config: &Config, clients: usize, ticks: usize) -> Row {
 
 /// Measures each client count in `counts` (ascending) and finds the largest that fits.
 #[must_use]
-pub fn run(config: &Config, counts: &[usize], ticks: usize, max_fraction: f64) -> Report {
+pub fn run(
+    config: &Config,
+    work: &Workload,
+    counts: &[usize],
+    ticks: usize,
+    max_fraction: f64,
+) -> Report {
     let mut counts = counts.to_vec();
     counts.sort_unstable();
     counts.dedup();
-    let rows: Vec<Row> = counts.iter().map(|&n| measure(config, n, ticks)).collect();
+    let rows: Vec<Row> = counts
+        .iter()
+        .map(|&n| measure(config, work, n, ticks))
+        .collect();
     let max_clients_under_fraction = rows
         .iter()
         .take_while(|r| r.budget_used_p99 <= max_fraction)
@@ -427,7 +467,8 @@ mod tests {
     #[test]
     fn a_small_run_reports_every_phase_and_a_verdict() {
         let config = Config::default();
-        let report = run(&config, &[10, 5], 20, 0.5);
+        let work = crate::sim::tests::workload();
+        let report = run(&config, &work, &[10, 5], 20, 0.5);
         assert_eq!(report.rows.len(), 2);
         assert_eq!(report.rows[0].clients, 5);
         assert_eq!(report.rows[0].phases.len(), PHASES.len());
@@ -438,7 +479,7 @@ mod tests {
             report.rows[0].snapshots_verified >= 5 * (WARMUP_TICKS + CHECK_TICKS - 2) as u64,
             "{report:?}"
         );
-        let mut h = Harness::new(&config, 3);
+        let mut h = Harness::new(&config, &work, 3);
         let before = h.wakeups();
         h.step();
         assert_eq!(

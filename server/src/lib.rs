@@ -5,15 +5,18 @@
 //! thread (ingest, simulate) -> [`replication`] (delta per client against its acknowledged
 //! baseline) -> bounded outbox -> session -> socket.
 //!
-//! - [`server`]: [`Server`], the composition root: start (validate, bind, spawn) and shutdown.
+//! - [`game`]: the game API: [`Game`], [`GameApp`] (what a game registers), [`GameDef`], and
+//!   the components a game touches ([`Net`], [`Controls`], [`Clock`]).
+//! - [`server`]: [`Server`], the composition root: start (validate, build the game, bind,
+//!   spawn) and shutdown.
 //! - [`config`]: the one [`Config`] struct, every limit and default.
 //! - [`boundary`]: the contract between sessions and the tick thread (joins, client events,
 //!   frames, kicks, leave reasons).
 //! - [`net`]: the listeners (the game port's accept loop with its connection caps, the admin
 //!   port), one session per socket, and shutdown.
-//! - [`sim`]: the world, the systems in tick order, the map, and the tick thread.
+//! - [`sim`]: the world, the engine's systems in tick order, and the tick thread.
 //! - [`replication`]: world frames, their history, deltas, interest, and per-client state.
-//! - [`spatial`]: the one spatial grid (players for hit tests, entities for interest).
+//! - [`spatial`]: the one spatial grid (interest management here; games may use it too).
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
@@ -25,6 +28,7 @@
 pub mod boundary;
 pub mod config;
 pub mod error;
+pub mod game;
 pub mod harness;
 pub mod headroom;
 pub mod net;
@@ -36,7 +40,9 @@ pub mod spatial;
 pub mod stats;
 pub mod telemetry;
 
-pub use config::{Config, GameConfig, VisibilityMode};
+pub use config::{Config, VisibilityMode};
 pub use error::ServerError;
+pub use game::{Clock, Controls, Game, GameApp, GameDef, Joined, Net};
+pub use net::web::Asset;
 pub use server::Server;
 pub use stats::ServerStats;

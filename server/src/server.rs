@@ -4,12 +4,12 @@
 
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::game::GameDef;
 use crate::net::admin;
 use crate::net::listener::accept_loop;
 use crate::net::session::Shared;
 use crate::sim::Sim;
 use crate::sim::driver::TickLoop;
-use crate::sim::map::Map;
 use crate::stats::ServerStats;
 use crate::telemetry::Telemetry;
 use std::net::SocketAddr;
@@ -33,9 +33,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates the config, raises the open-file limit, loads the map, binds the game port
+    /// Validates the config, raises the open-file limit, builds `game`, binds the game port
     /// (and the admin port, if configured), and starts the tick thread and accept loops.
-    pub async fn start(config: Config) -> Result<Server, ServerError> {
+    pub async fn start(config: Config, game: GameDef) -> Result<Server, ServerError> {
         config.validate()?;
         let admin_bind = config.admin_addr()?;
         let limit = crate::process::raise_file_limit(config.max_connections)?;
@@ -46,7 +46,12 @@ impl Server {
             needed = config.max_connections as u64 + crate::process::FILE_RESERVE,
             "open-file limit"
         );
-        let map = Map::load(config.map.as_deref())?;
+        let stats = Arc::new(ServerStats::default());
+        let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
+        let sim = Sim::new(&config, &game, join_rx, Arc::clone(&stats))?;
+        let schema = Arc::clone(sim.schema());
+        let page = sim.page();
+        info!(game = game.name(), "game built");
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::net::tls::acceptor(cert, key)?),
             _ => None,
@@ -65,14 +70,11 @@ impl Server {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let stats = Arc::new(ServerStats::default());
-        let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
         let telemetry = Arc::new(Telemetry::new(
             Arc::clone(&stats),
             config.tick_rate_hz,
             config.max_catchup_ticks,
         ));
-        let sim = Sim::new(&config, map, join_rx, Arc::clone(&stats));
         let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats), Arc::clone(&telemetry))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
@@ -88,7 +90,14 @@ impl Server {
                 shutdown_rx.clone(),
             ))
         });
-        let shared = Arc::new(Shared::new(config, join_tx, Arc::clone(&stats), tls));
+        let shared = Arc::new(Shared::new(
+            config,
+            join_tx,
+            Arc::clone(&stats),
+            tls,
+            schema,
+            page,
+        ));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         info!(%local_addr, scheme, %ws_path, "listening");
         if let Some(addr) = admin_addr {

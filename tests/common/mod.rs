@@ -21,9 +21,22 @@ pub fn test_config() -> Config {
     }
 }
 
-/// Starts a server with `config`.
+/// The `games` table of a config that runs the arena on the map file at `path`.
+pub fn arena_map(path: std::path::PathBuf) -> toml::Table {
+    let mut arena = toml::Table::new();
+    arena.insert(
+        "map".into(),
+        toml::Value::String(path.display().to_string()),
+    );
+    let mut games = toml::Table::new();
+    games.insert("arena".into(), toml::Value::Table(arena));
+    games
+}
+
+/// Starts a server with `config`, playing the game it names (default: the arena).
 pub async fn start(config: Config) -> Server {
-    Server::start(config).await.expect("server starts")
+    let game = tickwire::find(&config.game).expect("a bundled game").game;
+    Server::start(config, game).await.expect("server starts")
 }
 
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].

@@ -1,19 +1,24 @@
-// Cross-language codec check: every golden vector written by the Rust codec
-// (tests/golden/vectors.json) must decode to its message and re-encode to the same bytes, and
-// the replica vectors must apply with matching checksums. Run by `cargo test` (tests/golden.rs)
-// with node's built-in test runner; no browser needed.
+// Cross-language check of the JavaScript SDK against the Rust codec: every golden vector
+// written by tests/golden.rs (tests/golden/vectors.json) must decode to its message and
+// re-encode to the same bytes; bodies must apply with the server's checksums, give the same
+// views as the Rust replica, and re-encode from the two views byte for byte; inputs must
+// encode from the schema to the same bytes. Run by `cargo test` with node's test runner.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  decodeClient, decodeServer, encodeClient, encodeServer, entityHash, Replica,
-} from "../../assets/web/protocol.js";
+  applyBody, decodeClient, decodeFields, decodeServer, encodeClient, encodeFields, encodeServer,
+  entityHash, readRecord, Replica, viewChecksum, writeBody, writeRecord, component, statics,
+  Predictor, Interpolator,
+} from "../../sdk/js/tickwire.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../golden/vectors.json", import.meta.url), "utf8"));
 
 const hex = (bytes) => Buffer.from(bytes).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
+const toView = (rows) => new Map(rows.map(([id, mask, words]) => [id, { mask, words }]));
+const fromView = (m) => [...m.entries()].sort((a, b) => a[0] - b[0]).map(([id, s]) => [id, s.mask, s.words]);
 
 /** Deep equality where numbers compare as f32 (JSON carries f32 values as short decimals). */
 function sameValue(a, b, path = "") {
@@ -31,16 +36,17 @@ function sameValue(a, b, path = "") {
   }
 }
 
-test("golden vectors cover every message type", () => {
+test("golden vectors cover every message type and at least one game", () => {
   const names = new Set(vectors.messages.map((v) => Object.keys(v.json)[0]));
-  for (const n of ["Hello", "Input", "Ack", "Ping", "Welcome", "Snapshot", "Pong", "Error"]) {
+  for (const n of ["Hello", "Input", "Ack", "Ping", "Resync", "Snapshot", "Pong", "Error"]) {
     assert.ok(names.has(n), `no vector for ${n}`);
   }
+  assert.ok(Object.keys(vectors.games).length >= 1);
 });
 
 for (const [i, v] of vectors.messages.entries()) {
   const name = Object.keys(v.json)[0];
-  test(`vector ${i} (${v.direction} ${name}: ${v.note}) decodes and re-encodes byte for byte`, () => {
+  test(`message ${i} (${v.direction} ${name}: ${v.note}) decodes and re-encodes byte for byte`, () => {
     const bytes = unhex(v.hex);
     const decode = v.direction === "client" ? decodeClient : decodeServer;
     const encode = v.direction === "client" ? encodeClient : encodeServer;
@@ -51,35 +57,94 @@ for (const [i, v] of vectors.messages.entries()) {
   });
 }
 
-test("malformed bytes are errors, not garbage", () => {
-  const snapshot = vectors.messages.find((v) => Object.keys(v.json)[0] === "Snapshot");
-  const bytes = unhex(snapshot.hex);
+test("entity hashes match the Rust ones", () => {
+  for (const h of vectors.hashes) {
+    assert.equal(entityHash(h.id, { mask: h.mask, words: h.words }), h.hash);
+  }
+});
+
+test("the synthetic schema's bodies apply and re-encode byte for byte", () => {
+  const s = vectors.synthetic;
+  const base = toView(s.base), cur = toView(s.cur);
+  const full = new Map();
+  assert.equal(applyBody(s.schema, full, unhex(s.full_hex)), viewChecksum(base));
+  sameValue(fromView(full), s.base, "full");
+  const view = new Map(base);
+  assert.equal(applyBody(s.schema, view, unhex(s.delta_hex)), viewChecksum(cur));
+  sameValue(fromView(view), s.cur, "delta");
+  assert.equal(hex(writeBody(s.schema, new Map(), base, viewChecksum(base))), s.full_hex);
+  assert.equal(hex(writeBody(s.schema, base, cur, viewChecksum(cur))), s.delta_hex);
+  // Typed access: a string and a wrapped angle come back as natural values.
+  assert.equal(component(s.schema, cur.get(2), "Tag").name, "bye");
+  assert.equal(component(s.schema, cur.get(2), "Body"), null);
+  // Hostile bytes: every truncation and trailing byte is an error.
+  const bytes = unhex(s.delta_hex);
   for (let cut = 0; cut < bytes.length; cut++) {
-    assert.throws(() => decodeServer(bytes.subarray(0, cut)), `cut at ${cut}`);
+    assert.throws(() => applyBody(s.schema, new Map(base), bytes.subarray(0, cut)), `cut ${cut}`);
   }
-  assert.throws(() => decodeServer(new Uint8Array([...bytes, 0])), /trailing/);
-  assert.throws(() => decodeServer(new Uint8Array([9])), /variant/);
+  assert.throws(() => applyBody(s.schema, new Map(base), new Uint8Array([...bytes, 0])));
 });
 
-test("entity hashes match the protocol document's test vectors", () => {
-  assert.equal(entityHash(1, { Player: { x: 4, y: 8, aim: 256, hp: 100, score: 1 } }), 0xfd808e73);
-  assert.equal(
-    entityHash(9, { Projectile: { x: 400, y: 800, vx: -120, vy: 3, born: 77, owner: 1 } }),
-    0xaf554b5b,
-  );
+for (const [game, g] of Object.entries(vectors.games)) {
+  test(`${game}: the welcome decodes (schema and static data) and re-encodes`, () => {
+    const msg = decodeServer(unhex(g.welcome.hex));
+    sameValue(msg, g.welcome.json, "Welcome");
+    assert.equal(hex(encodeServer(msg)), g.welcome.hex);
+    assert.equal(msg.Welcome.schema.game, game);
+  });
+
+  test(`${game}: ${g.snapshots.length} snapshots apply with the server's checksums and re-encode`, () => {
+    const welcome = decodeServer(unhex(g.welcome.hex)).Welcome;
+    const r = new Replica(welcome.schema);
+    let deltas = 0;
+    for (const [k, f] of g.snapshots.entries()) {
+      const { Snapshot: s } = decodeServer(unhex(f.hex));
+      assert.equal(hex(encodeServer({ Snapshot: s })), f.hex, `frame ${k}`);
+      const base = s.header.baseline === null
+        ? new Map()
+        : r.views.find((v) => v.tick === s.header.baseline).entities;
+      const view = r.apply(s.header, s.body);
+      sameValue(fromView(view.entities), f.view, `frame ${k}`);
+      assert.equal(hex(writeBody(welcome.schema, base, view.entities, viewChecksum(view.entities))), hex(s.body), `frame ${k} re-encoded`);
+      deltas += s.header.baseline === null ? 0 : 1;
+    }
+    assert.ok(deltas > 10, "deltas were exercised");
+    // A wrong checksum is detected and leaves the replica as it was.
+    const last = decodeServer(unhex(g.snapshots.at(-1).hex)).Snapshot;
+    const before = r.latest();
+    const body = [...last.body];
+    body[body.length - 1] ^= 1;
+    assert.throws(() => r.apply({ ...last.header, tick: last.header.tick + 1 }, body), /checksum/);
+    assert.equal(r.latest(), before);
+  });
+
+  test(`${game}: inputs encode from the schema byte for byte`, () => {
+    const { schema } = decodeServer(unhex(g.welcome.hex)).Welcome;
+    for (const i of g.inputs) {
+      assert.equal(hex(writeRecord(schema.input, i.words)), i.hex);
+      assert.deepEqual(readRecord(schema.input, unhex(i.hex)), i.words);
+      // Natural values and back give the same words.
+      assert.deepEqual(encodeFields(schema.input, decodeFields(schema.input, i.words)), i.words);
+    }
+    assert.ok(g.inputs.length > 0);
+  });
+}
+
+test("arena static data reads as natural values", () => {
+  const welcome = decodeServer(unhex(vectors.games.arena.welcome.hex)).Welcome;
+  const [rules] = statics(welcome, "Rules");
+  assert.equal(rules.player_speed, 250);
+  assert.ok(statics(welcome, "Wall").length > 0);
 });
 
-test("the replica applies a full snapshot and deltas with the server's checksums", () => {
-  const r = new Replica();
-  for (const hexed of vectors.replica) {
-    const msg = decodeServer(unhex(hexed));
-    r.apply(msg.Snapshot.header, msg.Snapshot.body);
-  }
-  const last = decodeServer(unhex(vectors.replica.at(-1))).Snapshot;
-  assert.equal(r.latest().tick, last.header.tick);
-  // A wrong checksum is detected and leaves the replica as it was.
-  const before = r.latest();
-  const bad = { ...last.body, checksum: (last.body.checksum + 1) >>> 0 };
-  assert.throws(() => r.apply({ ...last.header, tick: last.header.tick + 1 }, bad), /checksum/);
-  assert.equal(r.latest(), before);
+test("prediction replays the inputs after the acknowledged one; interpolation brackets", () => {
+  const p = new Predictor((x, dx) => x + dx);
+  p.sent(1, 5); p.sent(2, 7); p.sent(3, 11);
+  assert.equal(p.reconcile(100, 1), 118);
+  assert.equal(p.pending(), 2);
+  const i = new Interpolator({ delayMs: 0 });
+  assert.equal(i.sample(0), null);
+  i.push({ tick: 1 }, 0); i.push({ tick: 2 }, 100);
+  const s = i.sample(25);
+  assert.equal(s.from.tick, 1); assert.equal(s.to.tick, 2); assert.equal(s.t, 0.25);
 });

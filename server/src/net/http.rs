@@ -100,7 +100,7 @@ pub enum AdminEndpoint {
 pub enum Route {
     /// Upgrade to WebSocket.
     Upgrade(Upgrade),
-    /// Serve a file of the browser client (`GET /`, `/app.js`, `/protocol.js`).
+    /// Serve a file of the game's page or the JavaScript SDK (`GET /`, `/sdk/tickwire.js`).
     Asset(&'static super::web::Asset),
     /// Answer with an error status and close.
     Refuse(Refusal),
@@ -117,6 +117,8 @@ pub struct Policy {
     pub web_client: bool,
     /// Who may connect from a browser.
     pub origins: OriginPolicy,
+    /// The game's page files.
+    pub page: &'static [super::web::Asset],
 }
 
 impl Default for Policy {
@@ -126,6 +128,7 @@ impl Default for Policy {
             json: true,
             web_client: true,
             origins: OriginPolicy::default(),
+            page: &[],
         }
     }
 }
@@ -253,7 +256,7 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
     let req = parse(head, &mut headers)?;
     let path = path_of(&req);
     if policy.web_client
-        && let Some(asset) = super::web::asset(path)
+        && let Some(asset) = super::web::asset(policy.page, path)
     {
         only_get(&req, path)?;
         return Ok(Route::Asset(asset));

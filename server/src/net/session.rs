@@ -23,7 +23,8 @@ use std::time::Duration;
 use tickwire_protocol::codec::{
     decode_client, decode_client_json, decode_server, encode_server, encode_server_json,
 };
-use tickwire_protocol::{ClientMsg, ServerMsg, Tick, close, input::sanitize_name};
+use tickwire_protocol::input::{sanitize_name, validate_input};
+use tickwire_protocol::{ClientMsg, GameSchema, ServerMsg, Tick, close};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     ws_config: WebSocketConfig,
     policy: http::Policy,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The game's schema: every input is checked against it.
+    schema: Arc<GameSchema>,
 }
 
 impl Shared {
@@ -59,6 +62,8 @@ impl Shared {
         joins: crossbeam_channel::Sender<JoinRequest>,
         stats: Arc<ServerStats>,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        schema: Arc<GameSchema>,
+        page: &'static [super::web::Asset],
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
@@ -74,6 +79,7 @@ impl Shared {
                 allowed: config.allowed_origins.clone(),
                 hosts: config.allowed_hosts.clone(),
             },
+            page,
         };
         Shared {
             config,
@@ -84,6 +90,7 @@ impl Shared {
             ws_config,
             policy,
             tls,
+            schema,
         }
     }
 
@@ -543,27 +550,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
             ClientMsg::Resync { tick } => ClientEvent::Resync(tick),
-            ClientMsg::Input(input) => match input.sanitize() {
-                Err(e) => {
-                    debug!(error = %e, "input rejected");
-                    stats.inputs_rejected.inc();
-                    return Ok(());
+            // The one place the stale-input rule and the schema's ranges are enforced.
+            ClientMsg::Input(input) => {
+                match validate_input(&self.shared.schema, &input, self.last_seq) {
+                    Err(e) => {
+                        debug!(error = %e, "input rejected");
+                        stats.inputs_rejected.inc();
+                        // Its ack is still good news: a client whose inputs are refused must not
+                        // also starve of deltas.
+                        match input.ack {
+                            Some(tick) => ClientEvent::Ack(tick),
+                            None => return Ok(()),
+                        }
+                    }
+                    Ok(words) => {
+                        self.last_seq = input.seq;
+                        stats.inputs_received.inc();
+                        ClientEvent::Input {
+                            seq: input.seq,
+                            ack: input.ack,
+                            words,
+                        }
+                    }
                 }
-                Ok(input) if input.seq <= self.last_seq => {
-                    debug!(
-                        seq = input.seq,
-                        last = self.last_seq,
-                        "stale input sequence rejected"
-                    );
-                    stats.inputs_rejected.inc();
-                    return Ok(());
-                }
-                Ok(input) => {
-                    self.last_seq = input.seq;
-                    stats.inputs_received.inc();
-                    ClientEvent::Input(input)
-                }
-            },
+            }
         };
         match events.try_send(event) {
             Ok(()) => Ok(()),

@@ -1,5 +1,6 @@
-//! The browser client: static files from `assets/web/`, embedded at build time so the server
-//! serves a playable page with no files around it (`GET /`).
+//! Files served to browsers: the JavaScript SDK (`sdk/js/`, embedded at build time) under
+//! `/sdk/`, and the running game's page, which the game registers ([`crate::GameApp::page`]),
+//! so the server serves a playable page with no files around it (`GET /`).
 
 /// One embedded file.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,28 +13,23 @@ pub struct Asset {
     pub body: &'static str,
 }
 
-/// Every file of the browser client.
-pub const ASSETS: &[Asset] = &[
+/// The JavaScript SDK, for every game's page.
+pub const SDK: &[Asset] = &[
     Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../../../assets/web/index.html"),
+        path: "/sdk/tickwire.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../../sdk/js/tickwire.js"),
     },
     Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../../assets/web/app.js"),
-    },
-    Asset {
-        path: "/protocol.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../../assets/web/protocol.js"),
+        path: "/sdk/tickwire.d.ts",
+        content_type: "application/typescript; charset=utf-8",
+        body: include_str!("../../../sdk/js/tickwire.d.ts"),
     },
 ];
 
-/// The asset served at `path`, if any.
+/// The asset served at `path`: the game's page files first, then the SDK.
 #[must_use]
-pub fn asset(path: &str) -> Option<&'static Asset> {
+pub fn asset(page: &'static [Asset], path: &str) -> Option<&'static Asset> {
     let path = if path == "/index.html" { "/" } else { path };
-    ASSETS.iter().find(|a| a.path == path)
+    page.iter().chain(SDK).find(|a| a.path == path)
 }

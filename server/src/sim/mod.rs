@@ -1,38 +1,36 @@
-//! The simulation: a `bevy_ecs` World stepped by one Schedule per tick, with no sockets.
+//! The simulation: a `bevy_ecs` World running one game, stepped by one Schedule per phase per
+//! tick, with no sockets.
 //!
 //! Data flows in through bounded channels (join requests, then each client's inputs and acks),
-//! through the systems in [`systems`] in five timed phases (ingest, simulate, capture,
-//! replicate, hand off; see [`PHASES`]), and out as one snapshot frame per client per tick on
-//! each client's bounded outbox. [`Sim::tick`] never blocks: the tick thread
-//! in [`driver`] calls it on a fixed schedule, and tests and benches call it directly.
+//! through five timed phases (ingest, simulate, capture, replicate, hand off; see [`PHASES`]):
+//! the engine's systems in [`systems`] around the game's own in the simulate phase; and out as
+//! one snapshot frame per client per tick on each client's bounded outbox. [`Sim::tick`] never
+//! blocks: the tick thread in [`driver`] calls it on a fixed schedule, and tests and benches
+//! call it directly.
 //!
-//! - [`components`]: components and resources.
-//! - [`systems`]: the systems, in schedule order.
-//! - [`map`]: the arena, its walls and collision queries.
+//! - [`components`]: the engine's components and resources.
+//! - [`systems`]: the engine's systems, in schedule order.
 //! - [`driver`]: the thread that runs ticks on drift-free deadlines.
 
 pub mod components;
 pub mod driver;
-pub mod map;
 pub mod systems;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::boundary::JoinRequest;
 use crate::config::Config;
+use crate::error::ServerError;
+use crate::game::{GameApp, GameDef};
 use crate::replication::Replication;
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use components::*;
 use crossbeam_channel::Receiver;
-use map::Map;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use tickwire_protocol::Tick;
-
-/// Side of a cell of the player grid, in world units.
-const GRID_CELL: f32 = 200.0;
+use tickwire_protocol::{GameSchema, Tick, Visibility};
 
 /// Names of the tick's phases, in the order they run.
 pub const PHASES: [&str; 5] = ["ingest", "simulate", "capture", "replicate", "handoff"];
@@ -110,31 +108,48 @@ pub struct Sim {
     world: World,
     phases: [Schedule; PHASES.len()],
     faults: Arc<Faults>,
+    schema: Arc<GameSchema>,
+    page: &'static [crate::net::web::Asset],
 }
 
 impl Sim {
-    /// A world with the given map, fed by `joins`, reporting into `stats`.
-    #[must_use]
+    /// A world running `game` (with its section of `config.games`), fed by `joins`, reporting
+    /// into `stats`.
+    ///
+    /// # Errors
+    /// The game's configuration or registrations are invalid.
     pub fn new(
         config: &Config,
-        map: Map,
+        game: &GameDef,
         joins: Receiver<JoinRequest>,
         stats: Arc<ServerStats>,
-    ) -> Sim {
-        let mut world = World::new();
-        world.insert_resource(Clock { tick: Tick(0) });
-        let q = tickwire_protocol::quant::POS_SCALE;
-        let dt = config.tick_seconds();
-        world.insert_resource(Rules {
-            game: config.game.clone(),
-            player_radius_q: tickwire_protocol::quant::to_q(config.game.player_radius),
-            player_step_q: config.game.player_speed * q * dt,
-            projectile_step_q: config.game.projectile_speed * q * dt,
-            visibility: config.visibility(),
-            projectile_ticks: config.ms_to_ticks(config.game.projectile_lifetime_ms),
-            cooldown_ticks: config.ms_to_ticks(config.game.fire_cooldown_ms),
-            respawn_ticks: config.ms_to_ticks(config.game.respawn_delay_ms),
+    ) -> Result<Sim, ServerError> {
+        let mut app = GameApp::new(game.name(), config.seed, config.tick_rate_hz);
+        game.build(&mut app, config.games.get(game.name()))?;
+        app.check()?;
+        // Interest management needs both the setting and a game that places its entities.
+        let interest = match (config.visibility(), &app.interest) {
+            (Visibility::Aoi { radius }, Some(i)) => {
+                let r = (radius * i.units_per_world)
+                    .round()
+                    .clamp(1.0, i32::MAX as f32);
+                Some((r as i32, i.extent))
+            }
+            _ => None,
+        };
+        let visibility = if interest.is_some() {
+            config.visibility()
+        } else {
+            Visibility::Global
+        };
+        let (hooks, mut world, simulate, page) = systems::GameHooks::new(app);
+        let schema = Arc::clone(&hooks.schema);
+        world.insert_resource(Clock {
+            tick: Tick(0),
             tick_rate_hz: config.tick_rate_hz,
+        });
+        world.insert_resource(Rules {
+            visibility,
             joins_per_tick: config.join_queue_len,
             events_per_tick: config.input_queue_len,
             lag: crate::replication::LagLimits {
@@ -145,26 +160,21 @@ impl Sim {
             },
             history_ticks: config.history_ticks as usize,
         });
-        world.insert_resource(PlayerGrid(crate::spatial::CellGrid::new(
-            map.size_q,
-            tickwire_protocol::quant::to_q(GRID_CELL),
-        )));
-        let size_q = map.size_q;
-        world.insert_resource(map);
         world.insert_resource(NetIds::default());
         let faults = Arc::new(Faults::default());
         world.insert_resource(FaultHooks {
             faults: Arc::clone(&faults),
             starved: None,
         });
-        world.insert_resource(SimRng(fastrand::Rng::with_seed(config.seed)));
         world.insert_resource(Stats(stats));
         world.insert_resource(systems::Joins(joins));
+        world.insert_resource(systems::Departed::default());
         world.insert_resource(Replication::new(
             config.history_ticks as usize,
-            config.visibility(),
-            size_q,
+            Arc::clone(&schema),
+            interest,
         ));
+        world.insert_resource(hooks);
 
         let phase = |systems: bevy_ecs::schedule::ScheduleConfigs<_>| {
             let mut schedule = Schedule::default();
@@ -172,26 +182,38 @@ impl Sim {
             schedule
         };
         let phases = [
-            phase((systems::ingest_joins, systems::ingest_client_events).chain()),
             phase(
                 (
-                    systems::move_players,
-                    systems::fire_weapons,
-                    systems::index_players,
-                    systems::move_projectiles,
-                    systems::respawn_players,
+                    systems::ingest_joins,
+                    systems::ingest_client_events,
+                    systems::depart,
                 )
                     .chain(),
             ),
+            simulate,
             phase(systems::capture_world.into_configs()),
             phase(systems::replicate.into_configs()),
             phase(systems::hand_off.into_configs()),
         ];
-        Sim {
+        Ok(Sim {
             world,
             phases,
             faults,
-        }
+            schema,
+            page,
+        })
+    }
+
+    /// The game's schema.
+    #[must_use]
+    pub fn schema(&self) -> &Arc<GameSchema> {
+        &self.schema
+    }
+
+    /// The game's page files.
+    #[must_use]
+    pub fn page(&self) -> &'static [crate::net::web::Asset] {
+        self.page
     }
 
     /// The fault-injection hook of this world.

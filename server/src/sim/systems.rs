@@ -1,127 +1,158 @@
-//! The systems of one tick, in the order the phases run them:
-//! ingest (joins, then each client's inputs and acks) -> simulate (players move, weapons fire,
-//! projectiles fly and hit, the dead respawn) -> capture the world frame -> replicate (a delta
-//! per client) -> hand off (each frame to its session, without waiting).
-//!
-//! Positions are whole position units and aims whole angle steps, the forms clients receive
-//! (see [`tickwire_protocol::quant`]), so the authoritative state is exactly what is replicated.
+//! The engine's systems, in the order the phases run them:
+//! ingest (joins through the game's join hook, then each client's inputs and acks, then
+//! departures through the game's leave hook) -> simulate (the game's systems) -> capture the
+//! world frame -> replicate (a delta per client) -> hand off (each frame to its session,
+//! without waiting).
 
 use super::components::*;
-use super::map::Map;
 use crate::boundary::{ClientEvent, LeaveReason};
+use crate::game::{FindUnnamed, JoinHook, Joined, LeaveHook, Locate, WriteComponent};
 use crate::replication::{ClientLink, FrameEntity, Replication};
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
-use glam::{IVec2, Vec2};
+use std::sync::Arc;
 use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
-use tickwire_protocol::quant::{POS_SCALE, aim_from_q, aim_to_q, from_q};
 use tickwire_protocol::{
-    ArenaInfo, EntityState, PROTOCOL_VERSION, PlayerState, ProjectileState, ServerMsg,
-    SnapshotHeader, Welcome,
+    GameSchema, NetId, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, StaticRecord, Welcome,
 };
 use tracing::{debug, info};
-
-/// Attempts at finding a free spawn point before falling back to the arena centre.
-const SPAWN_ATTEMPTS: u32 = 256;
 
 /// Join requests from sessions.
 #[derive(Resource)]
 pub struct Joins(pub Receiver<crate::boundary::JoinRequest>);
 
-fn spawn_point(map: &Map, rng: &mut fastrand::Rng, r: i32) -> IVec2 {
-    map.random_free_position(rng, r, SPAWN_ATTEMPTS)
-        // Only a map that is nearly all wall gets here.
-        .unwrap_or(map.size_q / 2)
+/// The game's registrations, as the engine's systems use them.
+#[derive(Resource)]
+pub struct GameHooks {
+    /// The schema, sent in every welcome.
+    pub schema: Arc<GameSchema>,
+    /// The static records, sent in every welcome.
+    pub statics: Arc<Vec<StaticRecord>>,
+    pub(crate) on_join: Option<JoinHook>,
+    pub(crate) on_leave: Option<LeaveHook>,
+    pub(crate) writers: Vec<WriteComponent>,
+    pub(crate) finders: Vec<FindUnnamed>,
+    pub(crate) locate: Vec<Locate>,
+    /// Scratch: entities found without a net id; (id, entity) pairs in id order.
+    unnamed: Vec<Entity>,
+    order: Vec<(NetId, Entity)>,
+    nets: Option<QueryState<(Entity, &'static Net)>>,
 }
 
-fn world(p: IVec2) -> Vec2 {
-    Vec2::new(from_q(p.x), from_q(p.y))
-}
-
-/// Creates a player for each join request and sends it the welcome.
-#[allow(clippy::too_many_arguments)] // A system's parameters are its declared data access.
-pub fn ingest_joins(
-    mut commands: Commands,
-    joins: Res<Joins>,
-    clock: Res<Clock>,
-    rules: Res<Rules>,
-    map: Res<Map>,
-    mut ids: ResMut<NetIds>,
-    mut rng: ResMut<SimRng>,
-    stats: Res<Stats>,
-    replication: Res<Replication>,
-) {
-    for join in joins.0.try_iter().take(rules.joins_per_tick) {
-        let id = ids.allocate(|id| replication.holds_id(id));
-        let pos = spawn_point(&map, &mut rng.0, rules.player_radius_q);
-        let welcome = ServerMsg::Welcome(Welcome {
-            version: PROTOCOL_VERSION,
-            player: id,
-            tick_rate_hz: rules.tick_rate_hz,
-            tick: clock.tick,
-            arena: ArenaInfo {
-                width: map.width,
-                height: map.height,
-                walls: map.walls.clone(),
-                player_radius: rules.game.player_radius,
-                projectile_radius: rules.game.projectile_radius,
-                player_speed: rules.game.player_speed,
-                projectile_speed: rules.game.projectile_speed,
-            },
-            visibility: rules.visibility,
-        });
-        let mut buf = Vec::new();
-        encode_server(&welcome, &mut buf);
-        // A fresh outbox has room; if the session is already gone the send fails and the player
-        // is removed next tick when its event channel reports the disconnect.
-        let _ = join.outbox.try_send(Bytes::from(buf));
-        info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
-        commands.spawn((
-            Net(id),
-            Position(pos),
-            Aim(0),
-            Player {
-                name: join.name.clone(),
-                hp: MAX_HP,
-                score: 0,
-                input: Default::default(),
-                fire_pressed: false,
-                cooldown_ticks: 0,
-                respawn_ticks: 0,
-            },
-            Link(ClientLink::new(
-                join,
-                clock.tick,
-                rules.history_ticks,
-                &rules.lag,
-            )),
-        ));
-        stats.0.joins.inc();
-        stats.0.clients.inc();
+impl GameHooks {
+    pub(crate) fn new(
+        app: crate::game::GameApp,
+    ) -> (
+        GameHooks,
+        World,
+        Schedule,
+        &'static [crate::net::web::Asset],
+    ) {
+        let page = app.page;
+        let hooks = GameHooks {
+            schema: Arc::new(app.schema),
+            statics: Arc::new(app.statics),
+            on_join: app.on_join,
+            on_leave: app.on_leave,
+            writers: app.writers,
+            finders: app.finders,
+            locate: app.interest.map(|i| i.locate).unwrap_or_default(),
+            unnamed: Vec::new(),
+            order: Vec::new(),
+            nets: None,
+        };
+        (hooks, app.world, app.simulate, page)
     }
 }
 
-/// Drains each client's queue: inputs update the player's controls, acks move its baseline;
-/// a disconnected queue removes the player.
+/// Entities whose client left this tick, with why.
+#[derive(Resource, Default)]
+pub struct Departed(pub Vec<(Entity, NetId, LeaveReason)>);
+
+/// Creates a player for each join request through the game's join hook and sends it the
+/// welcome.
+pub fn ingest_joins(world: &mut World) {
+    world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
+        let rules = world.resource::<Rules>().clone();
+        let clock = *world.resource::<Clock>();
+        let joins: Vec<_> = world
+            .resource::<Joins>()
+            .0
+            .try_iter()
+            .take(rules.joins_per_tick)
+            .collect();
+        for join in joins {
+            let id = world.resource_scope(|world, mut ids: Mut<NetIds>| {
+                let replication = world.resource::<Replication>();
+                ids.allocate(|id| replication.holds_id(id))
+            });
+            let joined = Joined {
+                net: id,
+                name: join.name.clone(),
+            };
+            let entity = match hooks.on_join.as_mut() {
+                Some(hook) => hook(world, &joined),
+                None => world.spawn_empty().id(),
+            };
+            let welcome = ServerMsg::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                player: id,
+                tick_rate_hz: clock.tick_rate_hz,
+                tick: clock.tick,
+                visibility: rules.visibility,
+                schema: (*hooks.schema).clone(),
+                statics: (*hooks.statics).clone(),
+            });
+            let mut buf = Vec::new();
+            encode_server(&welcome, &mut buf);
+            // A fresh outbox has room; if the session is already gone the send fails and the
+            // player is removed next tick when its event channel reports the disconnect.
+            let _ = join.outbox.try_send(Bytes::from(buf));
+            info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
+            let link = ClientLink::new(join, clock.tick, rules.history_ticks, &rules.lag);
+            match world.get_entity_mut(entity) {
+                Ok(mut e) => {
+                    e.insert((Net(id), Controls::default(), Link(link)));
+                }
+                Err(_) => {
+                    // The hook returned an entity it did not spawn: the client gets a player
+                    // the engine owns, so it still joins.
+                    world.spawn((Net(id), Controls::default(), Link(link)));
+                }
+            }
+            let stats = &world.resource::<Stats>().0;
+            stats.joins.inc();
+            stats.clients.inc();
+        }
+    });
+}
+
+/// Drains each client's queue: inputs go to its player's [`Controls`], acks move its
+/// baseline; a disconnected queue marks the player as departed.
 pub fn ingest_client_events(
-    mut commands: Commands,
-    mut players: Query<(Entity, &Net, &mut Link, &mut Player)>,
+    mut players: Query<(Entity, &Net, &mut Link, &mut Controls)>,
     rules: Res<Rules>,
     stats: Res<Stats>,
+    mut departed: ResMut<Departed>,
 ) {
-    for (entity, net, mut link, mut player) in &mut players {
+    for (entity, net, mut link, mut controls) in &mut players {
         let link = &mut link.0;
+        controls.begin_tick();
         let mut disconnected = false;
         for _ in 0..rules.events_per_tick {
             match link.events.try_recv() {
-                Ok(ClientEvent::Input(input)) => {
+                Ok(ClientEvent::Input { seq, ack, words }) => {
                     // Sessions forward only strictly increasing sequence numbers, in order
                     // (that rule lives in the session alone): the last one drained is the
                     // newest.
-                    link.last_input_seq = input.seq;
-                    player.fire_pressed |= input.fire;
-                    player.input = input;
+                    link.last_input_seq = seq;
+                    controls.push(seq, words, rules.events_per_tick);
+                    if let Some(tick) = ack
+                        && !link.acknowledge(tick)
+                    {
+                        stats.0.acks_ignored.inc();
+                    }
                 }
                 Ok(ClientEvent::Ack(tick)) => {
                     if !link.acknowledge(tick) {
@@ -146,232 +177,96 @@ pub fn ingest_client_events(
                 .lock()
                 .clone()
                 .unwrap_or(LeaveReason::ConnectionLost);
+            departed.0.push((entity, net.0, reason));
+        }
+    }
+}
+
+/// Hands each departed player to the game's leave hook (by default: despawned), after taking
+/// away its link and controls.
+pub fn depart(world: &mut World) {
+    let departed = std::mem::take(&mut world.resource_mut::<Departed>().0);
+    if departed.is_empty() {
+        return;
+    }
+    world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
+        for (entity, net, reason) in departed {
+            let Some(Link(link)) = world.entity_mut(entity).take::<Link>() else {
+                continue;
+            };
+            world.entity_mut(entity).remove::<Controls>();
             info!(
                 client = link.client.0,
-                player = net.0.0,
+                player = net.0,
                 ?reason,
                 "player left"
             );
-            commands.entity(entity).despawn();
-            stats.0.record_leave(&reason);
-            stats.0.clients.dec();
-        }
-    }
-}
-
-/// Moves living players along their input direction, stopping at walls; applies aim.
-pub fn move_players(
-    mut players: Query<(&mut Position, &mut Aim, &Player)>,
-    map: Res<Map>,
-    rules: Res<Rules>,
-) {
-    for (mut pos, mut aim, player) in &mut players {
-        if !player.alive() {
-            continue;
-        }
-        aim.0 = aim_to_q(player.input.aim);
-        let dir = Vec2::new(player.input.move_x, player.input.move_y);
-        if dir != Vec2::ZERO {
-            // Sanitized inputs have length <= 1; the step is rounded to whole position units.
-            let delta = (dir * rules.player_step_q).round().as_ivec2();
-            pos.0 = map.slide(pos.0, delta, rules.player_radius_q);
-        }
-    }
-}
-
-/// Spawns a projectile for each living player that pressed fire and is off cooldown.
-pub fn fire_weapons(
-    mut commands: Commands,
-    mut players: Query<(Entity, &Net, &Position, &Aim, &mut Player)>,
-    map: Res<Map>,
-    rules: Res<Rules>,
-    clock: Res<Clock>,
-    mut ids: ResMut<NetIds>,
-    replication: Res<Replication>,
-) {
-    let g = &rules.game;
-    for (entity, net, pos, aim, mut player) in &mut players {
-        player.cooldown_ticks = player.cooldown_ticks.saturating_sub(1);
-        let pressed = std::mem::take(&mut player.fire_pressed);
-        if !pressed || !player.alive() || player.cooldown_ticks > 0 {
-            continue;
-        }
-        player.cooldown_ticks = rules.cooldown_ticks;
-        let dir = Vec2::from_angle(aim_from_q(aim.0));
-        let muzzle_offset = dir * (g.player_radius + g.projectile_radius + 1.0) * POS_SCALE;
-        let muzzle = pos.0 + muzzle_offset.round().as_ivec2();
-        if map.segment_blocked(world(pos.0), world(muzzle), g.projectile_radius) {
-            continue; // Firing into a wall at point blank: the shot is absorbed.
-        }
-        commands.spawn((
-            Net(ids.allocate(|id| replication.holds_id(id))),
-            Position(muzzle),
-            Projectile {
-                owner: net.0,
-                owner_entity: entity,
-                origin: muzzle,
-                velocity: (dir * rules.projectile_step_q).round().as_ivec2(),
-                born: clock.tick,
-                ticks_left: rules.projectile_ticks,
-            },
-        ));
-    }
-}
-
-/// Indexes living players by grid cell for the projectile system.
-pub fn index_players(mut grid: ResMut<PlayerGrid>, players: Query<(Entity, &Position, &Player)>) {
-    grid.0.clear();
-    for (e, pos, player) in &players {
-        if player.alive() {
-            grid.0.insert(e, pos.0);
-        }
-    }
-}
-
-/// Distance from `p` to the segment `a -> b`.
-fn segment_distance(a: Vec2, b: Vec2, p: Vec2) -> f32 {
-    let d = b - a;
-    let len_sq = d.length_squared();
-    let t = if len_sq > 0.0 {
-        ((p - a).dot(d) / len_sq).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    p.distance(a + d * t)
-}
-
-/// Moves projectiles to where their fixed trajectory puts them at this tick; one that hits a
-/// living player (not its owner) on the way damages it and vanishes, as does one that hits a
-/// wall, leaves the arena or runs out of time. A kill scores for the owner and starts the
-/// victim's respawn timer.
-#[allow(clippy::too_many_arguments)] // A system's parameters are its declared data access.
-pub fn move_projectiles(
-    mut commands: Commands,
-    mut projectiles: Query<(Entity, &mut Position, &mut Projectile), Without<Player>>,
-    mut players: Query<(&Net, &mut Player), Without<Projectile>>,
-    grid: Res<PlayerGrid>,
-    map: Res<Map>,
-    rules: Res<Rules>,
-    clock: Res<Clock>,
-) {
-    let g = &rules.game;
-    let reach = g.player_radius + g.projectile_radius;
-    for (entity, mut pos, mut proj) in &mut projectiles {
-        let from = world(pos.0);
-        let now = proj.position_at(clock.tick);
-        let to = world(now);
-        // The nearest living player (other than the owner) along the path, if any.
-        let (lo, hi) = (
-            from.min(to) - Vec2::splat(reach),
-            from.max(to) + Vec2::splat(reach),
-        );
-        let to_q = |v: Vec2, round: fn(f32) -> f32| {
-            IVec2::new(round(v.x * POS_SCALE) as i32, round(v.y * POS_SCALE) as i32)
-        };
-        let mut hit: Option<(f32, Entity)> = None;
-        grid.0
-            .for_each_cell(to_q(lo, f32::floor), to_q(hi, f32::ceil), |cell| {
-                for &(target, tq) in cell {
-                    let tpos = world(tq);
-                    if target == proj.owner_entity || segment_distance(from, to, tpos) > reach {
-                        continue;
-                    }
-                    let along = from.distance_squared(tpos);
-                    if hit.is_none_or(|(best, _)| along < best) {
-                        hit = Some((along, target));
-                    }
-                }
-            });
-        if let Some((_, target)) = hit
-            && let Ok((victim_net, mut victim)) = players.get_mut(target)
-            && victim.alive()
-        {
-            victim.hp = victim.hp.saturating_sub(g.projectile_damage);
-            if victim.hp == 0 {
-                victim.respawn_ticks = rules.respawn_ticks;
-                debug!(
-                    victim = victim_net.0.0,
-                    killer = proj.owner.0,
-                    "player killed"
-                );
-                if let Ok((_, mut killer)) = players.get_mut(proj.owner_entity) {
-                    killer.score = killer.score.saturating_add(1);
+            match hooks.on_leave.as_mut() {
+                Some(hook) => hook(world, entity),
+                None => {
+                    world.despawn(entity);
                 }
             }
-            commands.entity(entity).despawn();
-            continue;
+            let stats = &world.resource::<Stats>().0;
+            stats.record_leave(&reason);
+            stats.clients.dec();
         }
-        proj.ticks_left = proj.ticks_left.saturating_sub(1);
-        if proj.ticks_left == 0 || map.segment_blocked(from, to, g.projectile_radius) {
-            commands.entity(entity).despawn();
-        } else {
-            pos.0 = now;
-        }
-    }
+    });
 }
 
-/// Counts down dead players' timers and respawns them at a random free position.
-pub fn respawn_players(
-    mut players: Query<(&mut Position, &mut Player)>,
-    map: Res<Map>,
-    rules: Res<Rules>,
-    mut rng: ResMut<SimRng>,
-) {
-    for (mut pos, mut player) in &mut players {
-        if player.respawn_ticks == 0 {
-            continue;
+/// Captures every replicated entity into this tick's world frame: entities new to the engine
+/// get a net id first; each entity's words are its registered components', in registration
+/// order; its interest position comes from the game.
+pub fn capture_world(world: &mut World) {
+    world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
+        let hooks = &mut *hooks;
+        hooks.unnamed.clear();
+        for find in &mut hooks.finders {
+            find(world, &mut hooks.unnamed);
         }
-        player.respawn_ticks -= 1;
-        if player.respawn_ticks == 0 {
-            player.hp = MAX_HP;
-            player.cooldown_ticks = 0;
-            pos.0 = spawn_point(&map, &mut rng.0, rules.player_radius_q);
+        hooks.unnamed.sort_unstable();
+        hooks.unnamed.dedup();
+        for &e in &hooks.unnamed {
+            let id = world.resource_scope(|world, mut ids: Mut<NetIds>| {
+                let replication = world.resource::<Replication>();
+                ids.allocate(|id| replication.holds_id(id))
+            });
+            world.entity_mut(e).insert(Net(id));
         }
-    }
-}
-
-/// Position units as a wire coordinate; positions stay inside the arena, which is validated to
-/// fit.
-fn coord(v: i32) -> u16 {
-    u16::try_from(v).unwrap_or(if v < 0 { 0 } else { u16::MAX })
-}
-
-/// Captures every replicated entity into this tick's world frame.
-pub fn capture_world(
-    mut replication: ResMut<Replication>,
-    mut ids: ResMut<NetIds>,
-    clock: Res<Clock>,
-    players: Query<(&Net, &Position, &Aim, &Player)>,
-    projectiles: Query<(&Net, &Position, &Projectile)>,
-) {
-    ids.captured();
-    let list = replication.begin(clock.tick);
-    list.extend(players.iter().map(|(net, pos, aim, p)| FrameEntity {
-        id: net.0,
-        state: EntityState::Player(PlayerState {
-            x: coord(pos.0.x),
-            y: coord(pos.0.y),
-            aim: aim.0,
-            hp: p.hp,
-            score: p.score,
-        }),
-        hash: 0,
-        pos: pos.0,
-    }));
-    list.extend(projectiles.iter().map(|(net, pos, p)| FrameEntity {
-        id: net.0,
-        state: EntityState::Projectile(ProjectileState {
-            x: coord(p.origin.x),
-            y: coord(p.origin.y),
-            vx: p.velocity.x as i16,
-            vy: p.velocity.y as i16,
-            born: p.born,
-            owner: p.owner,
-        }),
-        hash: 0,
-        pos: pos.0,
-    }));
-    replication.commit();
+        world.resource_mut::<NetIds>().captured();
+        let nets = hooks.nets.get_or_insert_with(|| world.query());
+        hooks.order.clear();
+        hooks
+            .order
+            .extend(nets.iter(world).map(|(e, net)| (net.0, e)));
+        hooks.order.sort_unstable_by_key(|(id, _)| *id);
+        let tick = world.resource::<Clock>().tick;
+        world.resource_scope(|world, mut replication: Mut<Replication>| {
+            let frame = replication.begin(tick);
+            for &(id, e) in &hooks.order {
+                let Ok(entity) = world.get_entity(e) else {
+                    continue;
+                };
+                let start = frame.words.len();
+                let mut mask = 0u32;
+                for (i, write) in hooks.writers.iter().enumerate() {
+                    if write(&entity, &mut frame.words) {
+                        mask |= 1 << i;
+                    }
+                }
+                let pos = hooks.locate.iter().find_map(|l| l(&entity));
+                frame.entities.push(FrameEntity {
+                    id,
+                    mask,
+                    start: start as u32,
+                    len: (frame.words.len() - start) as u32,
+                    hash: 0,
+                    pos,
+                });
+            }
+            replication.commit();
+        });
+    });
 }
 
 /// Builds each client's snapshot against its acknowledged baseline and leaves it on the link

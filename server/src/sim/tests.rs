@@ -1,19 +1,182 @@
-//! Simulation tests: the world driven by manual ticks through the same channels the sessions
-//! use, with no sockets. Every frame a client gets is applied to a replica and verified.
+//! Simulation tests of the engine: the world driven by manual ticks through the same channels
+//! the sessions use, with no sockets, running a small test game ("dots": a dot per player that
+//! steps by its input, and short-lived sparks it may drop). Every frame a client gets is
+//! applied to a replica and verified.
 
 use super::Sim;
-use super::components::{MAX_HP, Net, Player, Position, Projectile};
-use super::map::Map;
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, LeaveReason};
-use crate::config::Config;
+use crate::config::{Config, VisibilityMode};
+use crate::game::{Clock, Controls, Game, GameApp, GameDef, Net};
 use crate::harness::SimClient;
+use crate::headroom::Workload;
 use crate::stats::ServerStats;
 use bevy_ecs::prelude::*;
 use crossbeam_channel::Sender;
-use glam::{IVec2, Vec2};
+use glam::IVec2;
 use std::sync::Arc;
+use tickwire_protocol::behaviour::{Behaviour, BotView};
 use tickwire_protocol::codec::decode_server;
-use tickwire_protocol::{Input, NetId, ServerMsg};
+use tickwire_protocol::schema::{Delta, Encoding, Field};
+use tickwire_protocol::{NetId, Replicate, ServerMsg, Welcome};
+
+/// A player's dot.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Dot {
+    pub x: i64,
+    pub y: i64,
+}
+
+impl Replicate for Dot {
+    const NAME: &'static str = "Dot";
+    fn fields() -> Vec<Field> {
+        let coord = Encoding::Int {
+            min: 0,
+            max: 10_000,
+        };
+        vec![
+            Field::new("x", coord).delta(Delta::Diff { bits: 5 }),
+            Field::new("y", coord).delta(Delta::Diff { bits: 5 }),
+        ]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        out.extend([self.x, self.y]);
+    }
+    fn read(w: &[i64]) -> Self {
+        Dot { x: w[0], y: w[1] }
+    }
+}
+
+/// A spark: replicated, never changes, gone after a few ticks.
+#[derive(Component, Debug, Clone, Copy)]
+struct Spark {
+    by: NetId,
+    ticks_left: u32,
+}
+
+impl Replicate for Spark {
+    const NAME: &'static str = "Spark";
+    fn fields() -> Vec<Field> {
+        vec![Field::new("by", Encoding::EntityRef)]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        out.push(i64::from(self.by.0));
+    }
+    fn read(w: &[i64]) -> Self {
+        Spark {
+            by: NetId(w[0] as u32),
+            ticks_left: 0,
+        }
+    }
+}
+
+/// The input: a step and whether to drop a spark.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Step {
+    pub dx: i64,
+    pub dy: i64,
+    pub spark: bool,
+}
+
+impl Replicate for Step {
+    const NAME: &'static str = "Step";
+    fn fields() -> Vec<Field> {
+        let d = Encoding::Int { min: -8, max: 8 };
+        vec![
+            Field::new("dx", d),
+            Field::new("dy", d),
+            Field::new("spark", Encoding::Bool),
+        ]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        out.extend([self.dx, self.dy, i64::from(self.spark)]);
+    }
+    fn read(w: &[i64]) -> Self {
+        Step {
+            dx: w[0],
+            dy: w[1],
+            spark: w[2] != 0,
+        }
+    }
+}
+
+/// Where the test game's world ends.
+const EDGE: i64 = 10_000;
+
+struct Dots;
+
+impl Game for Dots {
+    const NAME: &'static str = "dots";
+    type Config = ();
+    fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+        app.replicate::<Dot>()
+            .replicate::<Spark>()
+            .input::<Step>()
+            .add_systems((step_dots, age_sparks).chain())
+            .on_join(|world, joined| {
+                let x = i64::from(joined.net.0) * 37 % EDGE;
+                world.spawn(Dot { x, y: 50 }).id()
+            })
+            .interest::<Dot>(1.0, IVec2::splat(EDGE as i32), |d| {
+                IVec2::new(d.x as i32, d.y as i32)
+            });
+        Ok(())
+    }
+}
+
+fn step_dots(mut commands: Commands, mut dots: Query<(&Net, &Controls, &mut Dot)>) {
+    for (net, controls, mut dot) in &mut dots {
+        if let Some(s) = controls.latest::<Step>() {
+            let next = Dot {
+                x: (dot.x + s.dx).clamp(0, EDGE),
+                y: (dot.y + s.dy).clamp(0, EDGE),
+            };
+            dot.set_if_neq(next);
+        }
+        for s in controls.this_tick::<Step>() {
+            if s.spark {
+                commands.spawn(Spark {
+                    by: net.0,
+                    ticks_left: 3,
+                });
+            }
+        }
+    }
+}
+
+fn age_sparks(mut commands: Commands, mut sparks: Query<(Entity, &mut Spark)>, _clock: Res<Clock>) {
+    for (e, mut s) in &mut sparks {
+        s.ticks_left -= 1;
+        if s.ticks_left == 0 {
+            commands.entity(e).despawn();
+        }
+    }
+}
+
+/// A bot of the test game: random steps, a spark now and then.
+struct Walk(fastrand::Rng);
+
+impl Behaviour for Walk {
+    fn next_input(&mut self, _: &BotView<'_>, out: &mut Vec<i64>) {
+        Step {
+            dx: self.0.i64(-8..=8),
+            dy: self.0.i64(-8..=8),
+            spark: self.0.u32(0..10) == 0,
+        }
+        .write(out);
+    }
+}
+
+fn walk(seed: u64, _: &Welcome) -> Box<dyn Behaviour> {
+    Box::new(Walk(fastrand::Rng::with_seed(seed)))
+}
+
+/// The test game and its bots, for the engine's own tests (headroom included).
+pub(crate) fn workload() -> Workload {
+    Workload {
+        game: GameDef::of::<Dots>(),
+        behaviour: walk,
+    }
+}
 
 type TestClient = SimClient;
 
@@ -47,12 +210,7 @@ impl Harness {
     fn with(config: &Config) -> Harness {
         let (joins, rx) = crossbeam_channel::bounded(16);
         let stats = Arc::new(ServerStats::default());
-        let sim = Sim::new(
-            config,
-            Map::load(None).expect("map"),
-            rx,
-            Arc::clone(&stats),
-        );
+        let sim = Sim::new(config, &workload().game, rx, Arc::clone(&stats)).expect("builds");
         Harness {
             sim,
             joins,
@@ -86,108 +244,103 @@ impl Harness {
         q.iter(world).find(|(_, n)| n.0 == id).map(|(e, _)| e)
     }
 
-    /// Puts a player at a position given in world units.
-    fn place(&mut self, id: NetId, p: Vec2) {
+    fn dot(&mut self, id: NetId) -> Dot {
         let e = self.entity(id).expect("entity exists");
-        self.sim
-            .world_mut()
-            .get_mut::<Position>(e)
-            .expect("has position")
-            .0 = (p * tickwire_protocol::quant::POS_SCALE).round().as_ivec2();
-    }
-
-    /// A player's position (position units) and state.
-    fn player(&mut self, id: NetId) -> (IVec2, Player) {
-        let e = self.entity(id).expect("entity exists");
-        let w = self.sim.world();
-        let pos = w.get::<Position>(e).expect("position").0;
-        (pos, w.get::<Player>(e).expect("player").clone())
-    }
-
-    fn projectile_count(&mut self) -> usize {
-        let world = self.sim.world_mut();
-        world.query::<&Projectile>().iter(world).count()
+        *self.sim.world().get::<Dot>(e).expect("a dot")
     }
 }
 
+fn step(dx: i64, spark: bool) -> Vec<i64> {
+    let mut w = Vec::new();
+    Step { dx, dy: 0, spark }.write(&mut w);
+    w
+}
+
 #[test]
-fn shots_damage_kill_score_and_the_dead_respawn() {
+fn inputs_steer_only_the_senders_entity_and_game_entities_get_ids() {
     let mut h = Harness::new();
     let mut a = h.join();
     let mut b = h.join();
-    h.place(a.player, Vec2::new(1300.0, 1300.0));
-    h.place(b.player, Vec2::new(1500.0, 1300.0));
-    let rules_respawn = Config::default().ms_to_ticks(Config::default().game.respawn_delay_ms);
-
-    let mut saw_projectile = false;
-    let mut died_at = None;
-    for tick in 0..400 {
-        // A holds still, aims east and presses fire every tick; B does nothing.
-        a.send_input(Input {
-            aim: 0.0,
-            fire: true,
-            ..Input::default()
-        });
+    let (a0, b0) = (h.dot(a.player), h.dot(b.player));
+    // Two inputs in one tick: the newest steers, both are seen by the game.
+    assert!(a.send_input(&step(3, true), None));
+    assert!(a.send_input(&step(5, true), None));
+    h.sim.tick();
+    a.receive_and_ack();
+    b.receive_and_ack();
+    assert_eq!(h.dot(a.player).x, a0.x + 5);
+    assert_eq!(h.dot(b.player), b0, "b sent nothing and did not move");
+    let view = b.replica.as_ref().and_then(|r| r.latest()).expect("view");
+    let sparks: Vec<_> = view
+        .entities
+        .values()
+        .filter_map(|s| s.get::<Spark>(b.replica.as_ref().expect("r").schema()))
+        .collect();
+    assert_eq!(sparks.len(), 2, "both inputs dropped a spark");
+    assert!(sparks.iter().all(|s| s.by == a.player));
+    // Sparks die after three ticks; the removals replicate.
+    for _ in 0..4 {
         h.sim.tick();
         a.receive_and_ack();
         b.receive_and_ack();
-        saw_projectile |= h.projectile_count() > 0;
-        let (_, victim) = h.player(b.player);
-        if died_at.is_none() && victim.hp == 0 {
-            died_at = Some(tick);
-            let (_, shooter) = h.player(a.player);
-            assert_eq!(shooter.score, 1, "the kill scores for the shooter");
-        }
-        if let Some(t) = died_at
-            && tick == t + rules_respawn
-        {
-            break;
-        }
     }
-    assert!(saw_projectile);
-    assert!(died_at.is_some(), "four hits of 25 kill");
-    let (pos, victim) = h.player(b.player);
-    assert_eq!(victim.hp, MAX_HP, "respawned with full hit points");
-    assert!(
-        h.sim
-            .world()
-            .resource::<Map>()
-            .is_free(pos, tickwire_protocol::quant::to_q(16.0))
-    );
-    // Both replicas saw the projectiles come and go and still match the server exactly.
-    assert!(a.frames > 50 && b.frames > 50);
+    let view = b.replica.as_ref().and_then(|r| r.latest()).expect("view");
+    assert_eq!(view.entities.len(), 2);
+    let replica = a.replica.as_ref().expect("welcomed");
+    assert_eq!(replica.get::<Dot>(a.player), Some(h.dot(a.player)));
+    assert_eq!(h.stats.joins.get(), 2);
 }
 
 #[test]
-fn walls_stop_players_flush() {
-    let mut h = Harness::new();
-    let mut c = h.join();
-    // West of the central cross's vertical bar (x 1900..2100, y 1500..2500).
-    h.place(c.player, Vec2::new(1700.0, 1700.0));
-    for _ in 0..90 {
-        c.send_input(Input {
-            move_x: 1.0,
-            ..Input::default()
-        });
-        h.sim.tick();
-        c.receive_and_ack();
-    }
-    let (pos, _) = h.player(c.player);
-    assert_eq!(
-        pos.x,
-        tickwire_protocol::quant::to_q(1900.0 - 16.0),
-        "stopped flush against the vertical bar"
-    );
-    assert_eq!(pos.y, tickwire_protocol::quant::to_q(1700.0));
-    let Some(tickwire_protocol::EntityState::Player(state)) = c
-        .replica
-        .latest()
-        .and_then(|v| v.entities.get(&c.player))
-        .copied()
-    else {
-        panic!("own player in replica");
+fn aoi_mode_sends_only_what_is_near() {
+    let config = Config {
+        visibility: VisibilityMode::Aoi,
+        aoi_radius: 100.0,
+        ..Config::default()
     };
-    assert_eq!((i32::from(state.x), i32::from(state.y)), (pos.x, pos.y));
+    let mut h = Harness::with(&config);
+    let mut clients: Vec<_> = (0..3).map(|_| h.join()).collect();
+    // Dots start at x = 37 * id: 37, 74, 111. Move the third far away.
+    for _ in 0..200 {
+        clients[2].send_input(&step(8, false), None);
+        h.sim.tick();
+        for c in &mut clients {
+            c.receive_and_ack();
+        }
+    }
+    let sees = |c: &SimClient| {
+        c.replica
+            .as_ref()
+            .and_then(|r| r.latest())
+            .map(|v| v.entities.keys().copied().collect::<Vec<_>>())
+            .expect("view")
+    };
+    assert_eq!(sees(&clients[0]), vec![NetId(1), NetId(2)]);
+    assert_eq!(sees(&clients[2]), vec![NetId(3)]);
+    let welcome = clients[0].welcome.as_ref().expect("welcomed");
+    assert!(matches!(
+        welcome.visibility,
+        tickwire_protocol::Visibility::Aoi { radius } if radius == 100.0
+    ));
+}
+
+#[test]
+fn a_game_without_an_input_or_with_a_bad_schema_does_not_start() {
+    struct NoInput;
+    impl Game for NoInput {
+        const NAME: &'static str = "no-input";
+        type Config = ();
+        fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+            app.replicate::<Dot>();
+            Ok(())
+        }
+    }
+    let (_, rx) = crossbeam_channel::bounded(1);
+    let stats = Arc::new(ServerStats::default());
+    let err = Sim::new(&Config::default(), &GameDef::of::<NoInput>(), rx, stats)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("no input type"), "{err}");
 }
 
 #[test]
@@ -203,7 +356,11 @@ fn a_closed_session_removes_its_player_with_its_reason() {
     assert_eq!(h.stats.leaves.get(), 1);
     h.sim.tick();
     stays.receive_and_ack();
-    let view = stays.replica.latest().expect("view");
+    let view = stays
+        .replica
+        .as_ref()
+        .and_then(|r| r.latest())
+        .expect("view");
     assert!(
         !view.entities.contains_key(&leaves.player),
         "removal replicated"
@@ -227,7 +384,12 @@ fn a_client_that_stops_reading_skips_snapshots_and_catches_up() {
         h.sim.tick();
         c.receive_and_ack();
     }
-    let latest = c.replica.latest().expect("view").tick;
+    let latest = c
+        .replica
+        .as_ref()
+        .and_then(|r| r.latest())
+        .expect("view")
+        .tick;
     assert_eq!(latest, h.sim.current_tick().minus(1));
 }
 
@@ -244,6 +406,8 @@ fn clients_whose_acks_lag_several_ticks_still_get_deltas() {
         while let Ok(bytes) = c.outbox.try_recv() {
             if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
                 c.replica
+                    .as_mut()
+                    .expect("welcomed")
                     .apply(&s.header, &s.body)
                     .expect("replica matches the server");
                 received.push(s.header.tick);
@@ -324,8 +488,13 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     }
     // The client drops its replica (as after a desync) and says so; an ack it sent before
     // that arrives after.
-    let old = c.replica.latest().expect("view").tick;
-    c.replica.clear();
+    let old = c
+        .replica
+        .as_ref()
+        .and_then(|r| r.latest())
+        .expect("view")
+        .tick;
+    c.replica.as_mut().expect("welcomed").clear();
     let events = c.events.as_ref().expect("connected");
     events.try_send(ClientEvent::Resync(old)).expect("room");
     events.try_send(ClientEvent::Ack(old)).expect("room");
@@ -335,6 +504,8 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
         if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
             baselines.push(s.header.baseline);
             c.replica
+                .as_mut()
+                .expect("welcomed")
                 .apply(&s.header, &s.body)
                 .expect("the full snapshot applies to an empty replica");
             c.events
@@ -352,7 +523,14 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     c.receive_and_ack();
     h.sim.tick();
     c.receive_and_ack();
-    assert!(c.replica.latest().expect("view").tick > old);
+    assert!(
+        c.replica
+            .as_ref()
+            .and_then(|r| r.latest())
+            .expect("view")
+            .tick
+            > old
+    );
 }
 
 #[test]

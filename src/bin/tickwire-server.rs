@@ -1,7 +1,7 @@
 //! `tickwire-server`: runs the Tickwire game server.
 //!
-//! With no arguments it serves the arena scenario on `ws://127.0.0.1:7777/ws` using the embedded
-//! defaults. `--config FILE` reads a TOML file (every field optional, see `Config`), and flags
+//! With no arguments it serves the arena (the first bundled game; `--game` picks another) on
+//! `ws://127.0.0.1:7777/ws` using the embedded defaults. `--config FILE` reads a TOML file (every field optional, see `Config`), and flags
 //! override both. `RUST_LOG` sets the log filter (default `info`). Ctrl-C or SIGTERM stops it
 //! cleanly.
 
@@ -42,6 +42,9 @@ struct Cli {
     /// Map file [default: the embedded assets/maps/arena.toml].
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
+    /// Which bundled game to run [default: arena; see --print-config for each game's section].
+    #[arg(long, value_name = "NAME")]
+    game: Option<String>,
     /// Which entities each client is sent [default: aoi].
     #[arg(long, value_enum)]
     visibility: Option<tickwire_server::VisibilityMode>,
@@ -107,8 +110,18 @@ impl Cli {
         if let Some(v) = self.max_clients {
             cfg.max_clients = v;
         }
+        if let Some(v) = self.game {
+            cfg.game = v;
+        }
         if let Some(v) = self.map {
-            cfg.map = Some(v);
+            // A shortcut for the arena's own setting.
+            let section = cfg
+                .games
+                .entry("arena")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let Some(t) = section.as_table_mut() {
+                t.insert("map".into(), toml::Value::String(v.display().to_string()));
+            }
         }
         if let Some(v) = self.seed {
             cfg.seed = v;
@@ -134,7 +147,8 @@ impl Cli {
 }
 
 fn main() -> anyhow::Result<()> {
-    let (config, print, command) = Cli::parse().into_config()?;
+    let (mut config, print, command) = Cli::parse().into_config()?;
+    let bundled = tickwire::find(&config.game).map_err(anyhow::Error::msg)?;
     if let Some(Command::Headroom {
         clients,
         ticks,
@@ -146,7 +160,13 @@ fn main() -> anyhow::Result<()> {
             !clients.is_empty() && ticks > 0,
             "--clients and --ticks must be given"
         );
-        let report = tickwire_server::headroom::run(&config, &clients, ticks, max_fraction);
+        let report = tickwire_server::headroom::run(
+            &config,
+            &bundled.workload(),
+            &clients,
+            ticks,
+            max_fraction,
+        );
         #[allow(clippy::print_stdout)] // The report is the command's output.
         {
             print!("{}", report.table());
@@ -159,6 +179,13 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if print {
+        // Every bundled game's section, with its defaults where the file set nothing.
+        for b in tickwire::bundled() {
+            config
+                .games
+                .entry(b.game.name())
+                .or_insert_with(|| b.game.default_config());
+        }
         let text = toml::to_string_pretty(&config).context("serializing the config")?;
         #[allow(clippy::print_stdout)] // The requested output, not a log line.
         {
@@ -181,7 +208,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = Server::start(config).await?;
+        let server = Server::start(config, bundled.game).await?;
         tracing::info!(url = %server.ws_url(), "tickwire-server ready");
         wait_for_signal().await?;
         server.shutdown().await;

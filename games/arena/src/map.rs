@@ -1,13 +1,11 @@
 //! The static map: arena bounds and walls, loaded from TOML (by default the embedded
 //! `assets/maps/arena.toml`), plus the collision queries the systems need.
 
-use crate::error::ServerError;
+use crate::components::{MAX_WORLD_COORD, Rect, to_q};
 use bevy_ecs::resource::Resource;
 use glam::{IVec2, Vec2};
 use serde::Deserialize;
 use std::path::Path;
-use tickwire_protocol::Rect;
-use tickwire_protocol::quant::{MAX_WORLD_COORD, to_q};
 
 /// The default map, embedded so the server runs with no files around it.
 pub const DEFAULT_MAP_TOML: &str = include_str!("../../../assets/maps/arena.toml");
@@ -40,7 +38,7 @@ pub struct QRect {
 
 /// The arena: bounds and walls, in world units (as sent to clients) and in position units (as
 /// the simulation uses them: player positions are whole position units, see
-/// [`tickwire_protocol::quant`]).
+/// [`crate::components::POS_SCALE`]).
 #[derive(Debug, Clone, Resource)]
 pub struct Map {
     /// Name from the map file.
@@ -59,11 +57,8 @@ pub struct Map {
 
 impl Map {
     /// Parses and validates a map; `source_name` names it in errors.
-    pub fn from_toml(text: &str, source_name: &str) -> Result<Map, ServerError> {
-        let err = |message: String| ServerError::Map {
-            source_name: source_name.to_owned(),
-            message,
-        };
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Map, String> {
+        let err = |message: String| format!("map {source_name}: {message}");
         let file: MapFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let ok = |v: f32| v.is_finite() && (1.0..=MAX_WORLD_COORD).contains(&v);
         if !ok(file.width) || !ok(file.height) {
@@ -105,14 +100,12 @@ impl Map {
     }
 
     /// Loads the map file, or the embedded default when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> Result<Map, ServerError> {
+    pub fn load(path: Option<&Path>) -> Result<Map, String> {
         match path {
             None => Map::from_toml(DEFAULT_MAP_TOML, "embedded arena.toml"),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ServerError::ReadFile {
-                    path: p.to_owned(),
-                    source,
-                })?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read map {}: {e}", p.display()))?;
                 Map::from_toml(&text, &p.display().to_string())
             }
         }
@@ -254,7 +247,7 @@ mod tests {
     #[test]
     fn slide_never_tunnels_and_stops_flush() {
         let m = map();
-        let s = tickwire_protocol::quant::POS_SCALE as i32;
+        let s = crate::components::POS_SCALE as i32;
         let r = 16 * s;
         let q = |x: i32, y: i32| IVec2::new(x * s, y * s);
         // A huge step to the right stops flush against the wall at x = 400.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tickwire_bots::{SwarmConfig, run_swarm};
 use tracing_subscriber::EnvFilter;
 
-/// Headless bot swarm for Tickwire (the "wander" behaviour of the arena scenario).
+/// Headless bot swarm for Tickwire: each bot plays the game the server announces (or
+/// `--game`) with that game's bot behaviour (the arena's is "wander").
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -60,6 +61,9 @@ struct Cli {
     /// Connect every bot from 127.0.0.1 instead of spreading them over 127.0.0.0/8.
     #[arg(long)]
     no_spread: bool,
+    /// The game whose bot behaviour to use [default: the game the server announces].
+    #[arg(long, value_name = "NAME")]
+    game: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +106,8 @@ fn main() -> anyhow::Result<()> {
         min_rate_fraction: cli.min_rate_fraction,
         metrics_url: cli.metrics_url,
         spread_sources: !cli.no_spread,
+        behaviours: tickwire::behaviours(),
+        game: cli.game,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,26 @@
+//! What a bot does each tick. Each game implements [`Behaviour`] for its bots (the arena's
+//! "wander", for instance); the bot swarm and the server's headless harness drive any of them
+//! the same way, so the swarm, its verification and its report know no game.
+
+use crate::msg::Welcome;
+use crate::replica::View;
+
+/// What a bot knows when it picks its next input.
+#[derive(Debug, Clone, Copy)]
+pub struct BotView<'a> {
+    /// The welcome: the bot's player, the game's schema and static data.
+    pub welcome: &'a Welcome,
+    /// The newest verified view of the world, when the bot keeps a replica.
+    pub view: Option<&'a View>,
+}
+
+/// A bot's behaviour in one game.
+pub trait Behaviour: Send {
+    /// Writes the words of the next input (one per tick, a record of the schema's input) into
+    /// `out`, which is empty.
+    fn next_input(&mut self, bot: &BotView<'_>, out: &mut Vec<i64>);
+}
+
+/// Makes the behaviour of one bot from its seed and its welcome. All of a bot's randomness
+/// comes from the seed, so a run can be repeated.
+pub type BehaviourFactory = fn(seed: u64, welcome: &Welcome) -> Box<dyn Behaviour>;

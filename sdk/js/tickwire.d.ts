@@ -1,0 +1,152 @@
+// Type declarations of the Tickwire JavaScript SDK (tickwire.js). See docs/PROTOCOL.md.
+
+export declare const PROTOCOL_VERSION: number;
+export declare const SUBPROTOCOL: "tickwire.v1";
+export declare const MAX_REPLICA_HISTORY: number;
+
+/** How a field is written in full. */
+export type Encoding =
+  | { Fixed: { scale: number; min: number; max: number } }
+  | { Angle: { steps: number } }
+  | { UInt: { max: number } }
+  | { Int: { min: number; max: number } }
+  | "VarUInt"
+  | "VarInt"
+  | "Bool"
+  | { Str: { max_bytes: number } }
+  | "EntityRef";
+
+/** How a changed field is written against its baseline value. */
+export type Delta = "Absolute" | { Diff: { bits: number } } | { AngleDiff: { bits: number } };
+
+export interface Field { name: string; encoding: Encoding; delta: Delta }
+export interface ComponentSchema { name: string; fields: Field[] }
+export interface GameSchema {
+  game: string;
+  components: ComponentSchema[];
+  input: Field[];
+  statics: ComponentSchema[];
+}
+
+/** One entity: which components it has (bit i for components[i]) and their words. */
+export interface EntityState { mask: number; words: number[] }
+export interface View { tick: number; entities: Map<number, EntityState> }
+export interface SnapshotHeader { tick: number; baseline: number | null; last_input_seq: number }
+export type Visibility = "Global" | { Aoi: { radius: number } };
+export interface StaticRecord { kind: number; words: number[] }
+export interface Welcome {
+  version: number;
+  player: number;
+  tick_rate_hz: number;
+  tick: number;
+  visibility: Visibility;
+  schema: GameSchema;
+  statics: StaticRecord[];
+}
+
+export type ClientMsg =
+  | { Hello: { version: number; name: string } }
+  | { Input: { seq: number; ack: number | null; fields: number[] } }
+  | { Ack: { tick: number } }
+  | { Ping: { nonce: number } }
+  | { Resync: { tick: number } };
+export type ServerMsg =
+  | { Welcome: Welcome }
+  | { Snapshot: { header: SnapshotHeader; body: number[] } }
+  | { Pong: { nonce: number; tick: number } }
+  | { Error: { code: number; message: string } };
+
+/** Natural values of a record, by field name. */
+export type Values = Record<string, number | boolean | string>;
+
+export declare function encodeClient(msg: ClientMsg): Uint8Array;
+export declare function decodeClient(bytes: Uint8Array): ClientMsg;
+export declare function encodeServer(msg: ServerMsg): Uint8Array;
+export declare function decodeServer(bytes: Uint8Array): ServerMsg;
+
+export declare function fieldWords(f: Field): number;
+export declare function fieldsOf(schema: GameSchema, mask: number): Field[];
+export declare function writeBody(
+  schema: GameSchema,
+  base: Map<number, EntityState>,
+  cur: Map<number, EntityState>,
+  checksum: number,
+): Uint8Array;
+export declare function applyBody(
+  schema: GameSchema,
+  view: Map<number, EntityState>,
+  bytes: Uint8Array,
+): number;
+export declare function bodyCounts(bytes: Uint8Array): { created: number; changed: number; removed: number };
+export declare function writeRecord(fields: Field[], words: number[]): Uint8Array;
+export declare function readRecord(fields: Field[], bytes: Uint8Array): number[];
+export declare function decodeFields(fields: Field[], words: number[]): Values;
+export declare function encodeFields(fields: Field[], values: Values): number[];
+export declare function component(schema: GameSchema, state: EntityState, name: string): Values | null;
+export declare function statics(welcome: Welcome, name: string): Values[];
+export declare function entityHash(id: number, state: EntityState): number;
+export declare function viewChecksum(entities: Map<number, EntityState>): number;
+
+export declare class BitWriter {
+  put(v: number, n: number): void;
+  gamma(v: number): void;
+  append(other: BitWriter): void;
+  bitLength(): number;
+  finish(): Uint8Array;
+}
+export declare class BitReader {
+  constructor(bytes: Uint8Array);
+  remaining(): number;
+  get(n: number): number;
+  gamma(): number;
+  finish(): Uint8Array;
+}
+
+/** Errors thrown by Replica.apply carry `desync`: true when the content disagrees. */
+export interface ApplyError extends Error { desync: boolean }
+
+export declare class Replica {
+  constructor(schema: GameSchema);
+  readonly schema: GameSchema;
+  latest(): View | null;
+  clear(): void;
+  get(id: number, component: string): Values | null;
+  apply(header: SnapshotHeader, body: Uint8Array | number[]): View;
+}
+
+export declare class Interpolator {
+  constructor(options?: { delayMs?: number; capacity?: number });
+  push(view: View, atMs: number): void;
+  sample(nowMs: number): { from: View; to: View; t: number } | null;
+}
+
+export declare class Predictor<S, I> {
+  constructor(step: (state: S, input: I) => S, options?: { capacity?: number });
+  sent(seq: number, input: I): void;
+  reconcile(authoritative: S, lastInputSeq: number): S;
+  pending(): number;
+}
+
+export interface SnapshotEvent {
+  view: View;
+  header: SnapshotHeader;
+  counts: { created: number; changed: number; removed: number };
+}
+
+export declare class TickwireClient {
+  constructor(url: string, options?: { name?: string; WebSocketImpl?: typeof WebSocket });
+  readonly welcome: Welcome | null;
+  readonly schema: GameSchema | null;
+  readonly replica: Replica | null;
+  readonly stats: { applied: number; unapplied: number; desyncs: number; bytesDown: number; bytesUp: number };
+  on(event: "welcome", fn: (w: Welcome) => void): this;
+  on(event: "snapshot", fn: (s: SnapshotEvent) => void): this;
+  on(event: "unapplied", fn: (e: ApplyError) => void): this;
+  on(event: "desync", fn: (e: ApplyError) => void): this;
+  on(event: "pong", fn: (p: { nonce: number; tick: number }) => void): this;
+  on(event: "close", fn: (c: { code: number; reason: string }) => void): this;
+  on(event: "error", fn: (e: Error) => void): this;
+  send(msg: ClientMsg): boolean;
+  sendInput(values: Values): number;
+  close(): void;
+}

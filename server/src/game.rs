@@ -1,0 +1,424 @@
+//! The game API: how a game plugs into the engine.
+//!
+//! A game implements [`Game`]: in [`Game::build`] it registers its replicated components
+//! ([`GameApp::replicate`]), its input ([`GameApp::input`]), its static data
+//! ([`GameApp::statics`]), its systems ([`GameApp::add_systems`], run in the simulate phase),
+//! what happens when a player joins and leaves ([`GameApp::on_join`], [`GameApp::on_leave`])
+//! and, optionally, where entities are for interest management ([`GameApp::interest`]).
+//! Everything is checked at start-up. The engine owns every other phase: ingest (joins, inputs
+//! checked against the schema into each player's [`Controls`]), capture (every entity with a
+//! registered component, given a [`Net`] id on first sight), replicate and hand-off.
+//!
+//! A stock or custom binary passes a [`GameDef`] (`GameDef::of::<MyGame>()`) to
+//! [`crate::Server::start`].
+
+use crate::error::ServerError;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::IntoScheduleConfigs;
+use bevy_ecs::system::ScheduleSystem;
+use bevy_ecs::world::EntityRef;
+use glam::IVec2;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tickwire_protocol::input::InputWords;
+use tickwire_protocol::schema::{GameSchema, Replicate, clamp_words};
+use tickwire_protocol::{NetId, StaticRecord, Tick};
+
+/// A game: its name, its configuration section and how it builds itself on the engine.
+pub trait Game: 'static {
+    /// The game's name: in the schema, in `--game` and as its config section
+    /// `[games.<NAME>]`.
+    const NAME: &'static str;
+    /// The game's settings, read from `[games.<NAME>]`; fields left out keep their defaults.
+    type Config: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
+    /// Registers the game on `app`; an `Err` (a bad setting, a missing file) stops start-up
+    /// with that message.
+    ///
+    /// # Errors
+    /// What is wrong with the configuration.
+    fn build(app: &mut GameApp, config: &Self::Config) -> Result<(), String>;
+}
+
+/// A game, type-erased, for [`crate::Server::start`] and the stock binaries' game lists.
+#[derive(Clone, Copy)]
+pub struct GameDef {
+    name: &'static str,
+    build: fn(&mut GameApp, Option<&toml::Value>) -> Result<(), ServerError>,
+    default_config: fn() -> toml::Value,
+}
+
+impl std::fmt::Debug for GameDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GameDef").field("name", &self.name).finish()
+    }
+}
+
+impl GameDef {
+    /// The definition of game `G`.
+    #[must_use]
+    pub fn of<G: Game>() -> GameDef {
+        fn build<G: Game>(app: &mut GameApp, cfg: Option<&toml::Value>) -> Result<(), ServerError> {
+            let invalid = |message: String| ServerError::InvalidConfig {
+                message: format!("[games.{}]: {message}", G::NAME),
+            };
+            let config: G::Config = match cfg {
+                Some(v) => v.clone().try_into().map_err(|e| invalid(e.to_string()))?,
+                None => G::Config::default(),
+            };
+            G::build(app, &config).map_err(invalid)
+        }
+        fn default_config<G: Game>() -> toml::Value {
+            toml::Value::try_from(G::Config::default())
+                .unwrap_or(toml::Value::Table(toml::Table::new()))
+        }
+        GameDef {
+            name: G::NAME,
+            build: build::<G>,
+            default_config: default_config::<G>,
+        }
+    }
+
+    /// The game's name.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The game's default settings, as its TOML section.
+    #[must_use]
+    pub fn default_config(&self) -> toml::Value {
+        (self.default_config)()
+    }
+
+    /// Builds the game on `app` with its section of the config file (if any).
+    pub(crate) fn build(
+        &self,
+        app: &mut GameApp,
+        cfg: Option<&toml::Value>,
+    ) -> Result<(), ServerError> {
+        (self.build)(app, cfg)
+    }
+}
+
+/// Network identity of a replicated entity; the engine gives one to every entity that has a
+/// registered component, at the capture after it appears.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net(pub NetId);
+
+/// The inputs of the client that controls this entity: the newest one, and those received
+/// this tick. Only the engine writes it, on the client's own player entity, with inputs
+/// already checked against the schema.
+#[derive(Component, Debug, Default)]
+pub struct Controls {
+    seq: u32,
+    latest: Option<InputWords>,
+    this_tick: Vec<InputWords>,
+}
+
+impl Controls {
+    /// The newest input, as the game's type; `None` before the first.
+    #[must_use]
+    pub fn latest<I: Replicate>(&self) -> Option<I> {
+        self.latest.as_ref().map(InputWords::get)
+    }
+
+    /// The inputs received this tick, oldest first.
+    pub fn this_tick<I: Replicate + 'static>(&self) -> impl Iterator<Item = I> + '_ {
+        self.this_tick.iter().map(InputWords::get)
+    }
+
+    /// Sequence number of the newest input (0 before the first).
+    #[must_use]
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// A new tick begins: forgets the previous tick's inputs.
+    pub(crate) fn begin_tick(&mut self) {
+        self.this_tick.clear();
+    }
+
+    /// Records an input (sequence numbers are checked by the session).
+    pub(crate) fn push(&mut self, seq: u32, words: InputWords, max_per_tick: usize) {
+        self.seq = seq;
+        self.latest = Some(words);
+        if self.this_tick.len() < max_per_tick {
+            self.this_tick.push(words);
+        }
+    }
+}
+
+/// The tick being simulated, and the tick rate.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct Clock {
+    /// The tick being simulated.
+    pub tick: Tick,
+    /// Ticks per second.
+    pub tick_rate_hz: u16,
+}
+
+impl Clock {
+    /// A duration in milliseconds as whole ticks, at least 1.
+    #[must_use]
+    pub fn ms_to_ticks(&self, ms: u64) -> u32 {
+        let t = ms
+            .saturating_mul(u64::from(self.tick_rate_hz))
+            .div_ceil(1000);
+        u32::try_from(t).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Length of one tick in seconds.
+    #[must_use]
+    pub fn tick_seconds(&self) -> f32 {
+        1.0 / f32::from(self.tick_rate_hz.max(1))
+    }
+}
+
+/// A client that just joined, as the join hook sees it.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The id its player entity will carry.
+    pub net: NetId,
+    /// Its sanitized display name.
+    pub name: String,
+}
+
+/// Writes one registered component of an entity into a frame: false if the entity lacks it.
+pub(crate) type WriteComponent = Box<dyn Fn(&EntityRef<'_>, &mut Vec<i64>) -> bool + Send + Sync>;
+/// Finds entities with one registered component and no [`Net`] yet.
+pub(crate) type FindUnnamed = Box<dyn FnMut(&mut World, &mut Vec<Entity>) + Send + Sync>;
+/// Where an entity is for interest management, in interest units.
+pub(crate) type Locate = Box<dyn Fn(&EntityRef<'_>) -> Option<IVec2> + Send + Sync>;
+/// Spawns the player entity of a joining client.
+pub(crate) type JoinHook = Box<dyn FnMut(&mut World, &Joined) -> Entity + Send + Sync>;
+/// Handles a player entity whose client left.
+pub(crate) type LeaveHook = Box<dyn FnMut(&mut World, Entity) + Send + Sync>;
+
+/// The query for entities with component `C` and no net id yet.
+type Unnamed<C> = QueryState<Entity, (With<C>, Without<Net>)>;
+
+/// How the game places entities for interest management.
+pub(crate) struct InterestDef {
+    /// Interest units per world unit.
+    pub units_per_world: f32,
+    /// The extent of the world, in interest units (positions are clamped into it).
+    pub extent: IVec2,
+    /// One locator per component type that places entities, tried in order.
+    pub locate: Vec<Locate>,
+}
+
+/// What a game builds on: its world and its registrations. Given to [`Game::build`].
+pub struct GameApp {
+    pub(crate) world: World,
+    pub(crate) schema: GameSchema,
+    pub(crate) writers: Vec<WriteComponent>,
+    pub(crate) finders: Vec<FindUnnamed>,
+    pub(crate) statics: Vec<StaticRecord>,
+    pub(crate) simulate: Schedule,
+    pub(crate) on_join: Option<JoinHook>,
+    pub(crate) on_leave: Option<LeaveHook>,
+    pub(crate) interest: Option<InterestDef>,
+    pub(crate) input_registered: bool,
+    pub(crate) page: &'static [crate::net::web::Asset],
+    errors: Vec<String>,
+    seed: u64,
+    tick_rate_hz: u16,
+}
+
+impl GameApp {
+    /// An app for game `name` on a fresh world.
+    pub(crate) fn new(name: &str, seed: u64, tick_rate_hz: u16) -> GameApp {
+        GameApp {
+            world: World::new(),
+            schema: GameSchema {
+                game: name.to_owned(),
+                ..GameSchema::default()
+            },
+            writers: Vec::new(),
+            finders: Vec::new(),
+            statics: Vec::new(),
+            simulate: Schedule::default(),
+            on_join: None,
+            on_leave: None,
+            interest: None,
+            input_registered: false,
+            page: &[],
+            errors: Vec::new(),
+            seed,
+            tick_rate_hz,
+        }
+    }
+
+    /// The world, to insert the game's resources.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
+    /// The server's seed (the `seed` setting), for the game's random numbers.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Ticks per second.
+    #[must_use]
+    pub fn tick_rate_hz(&self) -> u16 {
+        self.tick_rate_hz
+    }
+
+    /// Replicates component `C`: every entity that has it is sent to clients, with `C`'s
+    /// fields encoded as its [`Replicate`] impl says. Components are numbered in the order
+    /// they are registered.
+    pub fn replicate<C: Component + Replicate>(&mut self) -> &mut Self {
+        let fields = C::fields();
+        self.schema.components.push(C::schema());
+        self.writers
+            .push(Box::new(move |e: &EntityRef<'_>, out: &mut Vec<i64>| {
+                let Some(c) = e.get::<C>() else {
+                    return false;
+                };
+                let start = out.len();
+                c.write(out);
+                // A game bug must never become bytes a client cannot decode.
+                let n: usize = fields.iter().map(|f| f.words()).sum();
+                out.resize(start + n, 0);
+                if clamp_words(&fields, &mut out[start..]) {
+                    tracing::warn!(component = C::NAME, "a replicated value was out of range");
+                }
+                true
+            }));
+        let mut query: Option<Unnamed<C>> = None;
+        self.finders
+            .push(Box::new(move |world: &mut World, out: &mut Vec<Entity>| {
+                let q = query.get_or_insert_with(|| world.query_filtered());
+                out.extend(q.iter(world));
+            }));
+        self
+    }
+
+    /// Declares the game's input type: every input a client sends is checked against `I`'s
+    /// fields before the game sees it, in the [`Controls`] of that client's player entity.
+    pub fn input<I: Replicate>(&mut self) -> &mut Self {
+        self.schema.input = I::fields();
+        self.input_registered = true;
+        self
+    }
+
+    /// Adds static records of type `S`, sent once to every client in its welcome (the first
+    /// call for a type registers it).
+    pub fn statics<S: Replicate>(&mut self, records: impl IntoIterator<Item = S>) -> &mut Self {
+        let kind = match self.schema.static_index(S::NAME) {
+            Some(k) => k,
+            None => {
+                self.schema.statics.push(S::schema());
+                self.schema.statics.len() - 1
+            }
+        };
+        let fields = S::fields();
+        for r in records {
+            let mut words = Vec::new();
+            r.write(&mut words);
+            if let Err(e) = GameSchema::check_words(&fields, &words) {
+                self.errors.push(format!("static {}: {e}", S::NAME));
+            }
+            self.statics.push(StaticRecord {
+                kind: kind as u16,
+                words,
+            });
+        }
+        self
+    }
+
+    /// Adds systems to the simulate phase, which runs after the engine's ingest and before
+    /// its capture, every tick.
+    pub fn add_systems<M>(
+        &mut self,
+        systems: impl IntoScheduleConfigs<ScheduleSystem, M>,
+    ) -> &mut Self {
+        self.simulate.add_systems(systems);
+        self
+    }
+
+    /// Sets what happens when a client joins: `hook` spawns its player entity (with the game's
+    /// components) and returns it; the engine adds [`Net`] and [`Controls`]. Without a hook
+    /// the player is an empty entity.
+    pub fn on_join(
+        &mut self,
+        hook: impl FnMut(&mut World, &Joined) -> Entity + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.on_join = Some(Box::new(hook));
+        self
+    }
+
+    /// Sets what happens to a player entity when its client leaves (the engine has removed
+    /// its [`Controls`]). Without a hook the entity is despawned.
+    pub fn on_leave(
+        &mut self,
+        hook: impl FnMut(&mut World, Entity) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.on_leave = Some(Box::new(hook));
+        self
+    }
+
+    /// Enables interest management: entities with component `C` are at `locate(c)`, in
+    /// interest units (`units_per_world` per world unit; the `aoi_radius` setting is in world
+    /// units), within `extent`. Call it once per component type that places entities (the
+    /// first that an entity has wins; every call must give the same units and extent).
+    /// Entities placed by none are seen by every client. A game that never calls this is
+    /// global whatever the `visibility` setting says.
+    pub fn interest<C: Component>(
+        &mut self,
+        units_per_world: f32,
+        extent: IVec2,
+        locate: impl Fn(&C) -> IVec2 + Send + Sync + 'static,
+    ) -> &mut Self {
+        let locate: Locate = Box::new(move |e: &EntityRef<'_>| e.get::<C>().map(&locate));
+        match &mut self.interest {
+            Some(i) if i.units_per_world == units_per_world && i.extent == extent => {
+                i.locate.push(locate);
+            }
+            Some(_) => self
+                .errors
+                .push("every interest() call must give the same units and extent".into()),
+            None => {
+                self.interest = Some(InterestDef {
+                    units_per_world,
+                    extent,
+                    locate: vec![locate],
+                });
+            }
+        }
+        self
+    }
+
+    /// Sets the game's browser page: its files, served at their paths (`/` is the page
+    /// itself) beside the JavaScript SDK under `/sdk/`.
+    pub fn page(&mut self, files: &'static [crate::net::web::Asset]) -> &mut Self {
+        self.page = files;
+        self
+    }
+
+    /// Checks the registrations: the schema's rules, an input type, static records in range.
+    pub(crate) fn check(&self) -> Result<(), ServerError> {
+        let bad = |message: String| ServerError::InvalidConfig {
+            message: format!("game {:?}: {message}", self.schema.game),
+        };
+        if let Some(e) = self.errors.first() {
+            return Err(bad(e.clone()));
+        }
+        if !self.input_registered {
+            return Err(bad("no input type registered (GameApp::input)".into()));
+        }
+        self.schema.validate().map_err(|e| bad(e.to_string()))?;
+        if let Some(i) = &self.interest
+            && !(i.units_per_world.is_finite()
+                && i.units_per_world > 0.0
+                && i.extent.min_element() > 0)
+        {
+            return Err(bad(
+                "interest needs positive units per world unit and extent".into(),
+            ));
+        }
+        Ok(())
+    }
+}
