@@ -32,10 +32,16 @@ impl Bundled {
 /// Every game the stock binaries bundle; the first is the default.
 #[must_use]
 pub fn bundled() -> Vec<Bundled> {
-    vec![Bundled {
-        game: GameDef::of::<tickwire_arena::Arena>(),
-        behaviour: tickwire_arena::Wander::boxed,
-    }]
+    vec![
+        Bundled {
+            game: GameDef::of::<tickwire_arena::Arena>(),
+            behaviour: tickwire_arena::Wander::boxed,
+        },
+        Bundled {
+            game: GameDef::of::<tickwire_whiteboard::Whiteboard>(),
+            behaviour: tickwire_whiteboard::Scribble::boxed,
+        },
+    ]
 }
 
 /// The bundled game named `name`, or the default (the first) for an empty name.

@@ -322,6 +322,60 @@ async fn the_page_plays_in_headless_chromium() {
     let _ = std::fs::remove_dir_all(&profile);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whiteboard_page_loads_on_the_same_sdk_and_sees_others_draw() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium found: install Debian's chromium (.ci/run does) or set TICKWIRE_CHROMIUM"
+        );
+        eprintln!("skipping the whiteboard browser test: no Chromium");
+        return;
+    };
+    let server = start(Config {
+        game: "whiteboard".into(),
+        ..test_config()
+    })
+    .await;
+    let bots = tokio::spawn(run_swarm(SwarmConfig {
+        url: server.ws_url(),
+        bots: 4,
+        duration: Duration::from_secs(30),
+        seed: 9,
+        metrics_url: server.metrics_url(),
+        behaviours: tickwire::behaviours(),
+        ..SwarmConfig::default()
+    }));
+    let profile = std::env::temp_dir().join(format!("tickwire-chromium-wb-{}", std::process::id()));
+    let url = format!("http://{}/", server.local_addr());
+    let (mut child, mut page) = open_page(&chromium, &profile, &url).await;
+    page.until(
+        "the whiteboard page to connect and see the bots",
+        "window.tickwire && tickwire.status === 'connected' && tickwire.game === 'whiteboard' \
+         && tickwire.others.length >= 4",
+    )
+    .await;
+    // Other players' changes arrive: strokes accumulate and cursors move.
+    page.eval("window.__strokes = tickwire.strokes; window.__start = Object.fromEntries(tickwire.others.map(o => [o.id, o.x + ',' + o.y])); true").await;
+    page.until(
+        "the bots' strokes to appear",
+        "tickwire.strokes > window.__strokes + 30",
+    )
+    .await;
+    page.until(
+        "a cursor to move",
+        "tickwire.others.some(o => window.__start[o.id] !== undefined && window.__start[o.id] !== o.x + ',' + o.y)",
+    )
+    .await;
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
+    assert_eq!(page.eval("tickwire.errors").await, json!(0));
+    server.shutdown().await;
+    let _ = child.kill().await;
+    bots.abort();
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
 /// Standard base64 (DevTools returns screenshots so).
 fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| match c {

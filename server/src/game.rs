@@ -220,6 +220,7 @@ pub struct GameApp {
     pub(crate) interest: Option<InterestDef>,
     pub(crate) input_registered: bool,
     pub(crate) page: &'static [crate::net::web::Asset],
+    pub(crate) player_cap: Option<usize>,
     errors: Vec<String>,
     seed: u64,
     tick_rate_hz: u16,
@@ -243,6 +244,7 @@ impl GameApp {
             interest: None,
             input_registered: false,
             page: &[],
+            player_cap: None,
             errors: Vec::new(),
             seed,
             tick_rate_hz,
@@ -388,6 +390,13 @@ impl GameApp {
                 });
             }
         }
+        self
+    }
+
+    /// Caps the game's players: a client joining a full game is closed with 1013 and the
+    /// reason `game full` (the server-wide `max_clients` still applies too).
+    pub fn player_cap(&mut self, players: usize) -> &mut Self {
+        self.player_cap = Some(players);
         self
     }
 

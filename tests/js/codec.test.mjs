@@ -104,7 +104,7 @@ for (const [game, g] of Object.entries(vectors.games)) {
         ? new Map()
         : r.views.find((v) => v.tick === s.header.baseline).entities;
       const view = r.apply(s.header, s.body);
-      sameValue(fromView(view.entities), f.view, `frame ${k}`);
+      if (f.view) sameValue(fromView(view.entities), f.view, `frame ${k}`);
       assert.equal(hex(writeBody(welcome.schema, base, view.entities, viewChecksum(view.entities))), hex(s.body), `frame ${k} re-encoded`);
       deltas += s.header.baseline === null ? 0 : 1;
     }

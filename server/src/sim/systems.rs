@@ -34,6 +34,9 @@ pub struct GameHooks {
     pub(crate) writers: Vec<WriteComponent>,
     pub(crate) finders: Vec<FindUnnamed>,
     pub(crate) locate: Vec<Locate>,
+    /// The game's cap on players, if any, and the players in the game now.
+    player_cap: Option<usize>,
+    players: usize,
     /// Scratch: entities found without a net id; (id, entity) pairs in id order.
     unnamed: Vec<Entity>,
     order: Vec<(NetId, Entity)>,
@@ -58,6 +61,8 @@ impl GameHooks {
             writers: app.writers,
             finders: app.finders,
             locate: app.interest.map(|i| i.locate).unwrap_or_default(),
+            player_cap: app.player_cap,
+            players: 0,
             unnamed: Vec::new(),
             order: Vec::new(),
             nets: None,
@@ -83,6 +88,20 @@ pub fn ingest_joins(world: &mut World) {
             .take(rules.joins_per_tick)
             .collect();
         for join in joins {
+            if let Some(cap) = hooks.player_cap
+                && hooks.players >= cap
+            {
+                info!(
+                    client = join.client.0,
+                    cap, "join refused: the game is full"
+                );
+                join.kick.kick(
+                    tickwire_protocol::close::TRY_AGAIN_LATER,
+                    format!("game full: {cap} players"),
+                );
+                continue;
+            }
+            hooks.players += 1;
             let id = world.resource_scope(|world, mut ids: Mut<NetIds>| {
                 let replication = world.resource::<Replication>();
                 ids.allocate(|id| replication.holds_id(id))
@@ -207,6 +226,7 @@ pub fn depart(world: &mut World) {
                     world.despawn(entity);
                 }
             }
+            hooks.players = hooks.players.saturating_sub(1);
             let stats = &world.resource::<Stats>().0;
             stats.record_leave(&reason);
             stats.clients.dec();
