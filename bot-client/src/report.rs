@@ -123,7 +123,7 @@ pub struct Report {
     /// in a bot's replica.
     pub visible_players_per_bot: f64,
     /// Snapshot payload bytes per visible player per snapshot (players are the entities that
-    /// change every tick and that deltas carry; in the arena, projectiles cost bytes only when
+    /// change every tick and that deltas carry; entities that never change cost bytes only when
     /// they appear and vanish).
     pub bytes_per_visible_player_per_snapshot: f64,
     /// Full (non-delta) snapshots received, all bots, whole run.

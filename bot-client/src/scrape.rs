@@ -117,15 +117,15 @@ pub struct ServerCost {
 /// The server's cost between `before` and `after`.
 #[must_use]
 pub fn cost(before: &Sample, after: &Sample) -> Option<ServerCost> {
-    let wall = after.at.duration_since(before.at).as_secs_f64();
+    let elapsed = after.at.duration_since(before.at).as_secs_f64();
     let cpu = after.cpu_seconds - before.cpu_seconds;
     let ticks = after.ticks - before.ticks;
     let clients = (before.clients + after.clients) / 2.0;
-    if wall <= 0.0 || ticks <= 0.0 || clients <= 0.0 || cpu < 0.0 {
+    if elapsed <= 0.0 || ticks <= 0.0 || clients <= 0.0 || cpu < 0.0 {
         return None;
     }
     Some(ServerCost {
-        cpu_pct: cpu / wall * 100.0,
+        cpu_pct: cpu / elapsed * 100.0,
         cpu_us_per_client_tick: cpu * 1e6 / (ticks * clients),
         resident_bytes: after.resident_bytes,
     })

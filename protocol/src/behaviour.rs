@@ -1,6 +1,6 @@
-//! What a bot does each tick. Each game implements [`Behaviour`] for its bots (the arena's
-//! "wander", for instance); the bot swarm and the server's headless harness drive any of them
-//! the same way, so the swarm, its verification and its report know no game.
+//! What a bot does each tick. Each game implements [`Behaviour`] for its bots; the bot swarm
+//! and the server's headless harness drive any of them the same way, so the swarm, its
+//! verification and its report know no game.
 
 use crate::msg::Welcome;
 use crate::replica::View;

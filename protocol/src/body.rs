@@ -466,10 +466,10 @@ mod tests {
                             },
                         )
                         .delta(Delta::Diff { bits: 6 }),
-                        Field::new("aim", Encoding::Angle { steps: 1024 })
+                        Field::new("turn", Encoding::Angle { steps: 1024 })
                             .delta(Delta::AngleDiff { bits: 5 }),
-                        Field::new("hp", Encoding::UInt { max: 100 }),
-                        Field::new("score", Encoding::VarUInt).delta(Delta::Diff { bits: 2 }),
+                        Field::new("level", Encoding::UInt { max: 100 }),
+                        Field::new("count", Encoding::VarUInt).delta(Delta::Diff { bits: 2 }),
                     ],
                 },
                 ComponentSchema {
@@ -495,10 +495,10 @@ mod tests {
         }
     }
 
-    fn body(x: i64, aim: i64, hp: i64, score: i64) -> EntityState {
+    fn body(x: i64, turn: i64, level: i64, count: i64) -> EntityState {
         EntityState {
             mask: 1,
-            words: vec![x, 100, aim, hp, score],
+            words: vec![x, 100, turn, level, count],
         }
     }
 

@@ -147,8 +147,8 @@ pub struct Config {
     pub aoi_radius: f32,
     /// Seed of the game's random numbers. Default 1.
     pub seed: u64,
-    /// Which of the binary's games to run, by name; empty runs the first one it bundles (the
-    /// stock server's first is `arena`). Default empty.
+    /// Which of the binary's games to run, by name; empty runs the first one it bundles.
+    /// Default empty.
     pub game: String,
     /// Each game's own settings, in the section `[games.<name>]`, read and checked by that game
     /// (see its documentation; `--print-config` shows the defaults). Default: none, so every

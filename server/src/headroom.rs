@@ -43,8 +43,8 @@ pub struct Workload {
     pub behaviour: BehaviourFactory,
 }
 
-/// Ticks run after the clients join and before measuring, so a game's churn (in the arena:
-/// projectiles, deaths and respawns) is in steady state.
+/// Ticks run after the clients join and before measuring, so a game's churn (entities that come
+/// and go) is in steady state.
 pub const WARMUP_TICKS: usize = 90;
 
 /// Verified ticks run after the warm-up and before timing, in the checking run of the headroom

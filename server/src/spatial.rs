@@ -1,7 +1,7 @@
-//! The one spatial index of the server: a uniform grid of square cells over the arena, in
-//! position units, rebuilt each time it is used (buffers keep their capacity, so a steady-state
-//! rebuild does not allocate). The simulation indexes living players in it for projectile hits;
-//! interest management indexes every entity of a world frame for `aoi` visibility.
+//! The one spatial index of the server: a uniform grid of square cells over a world, in integer
+//! units, rebuilt each time it is used (buffers keep their capacity, so a steady-state rebuild
+//! does not allocate). Interest management indexes every entity of a world frame in it for
+//! `aoi` visibility; games may use it for their own queries (collisions, hits).
 
 use glam::IVec2;
 
@@ -43,7 +43,7 @@ impl<T: Copy> CellGrid<T> {
         }
     }
 
-    /// The cell of a point; points outside the arena land in the border cells.
+    /// The cell of a point; points outside the world land in the border cells.
     fn cell(&self, p: IVec2) -> (i32, i32) {
         (
             (p.x.div_euclid(self.cell_q)).clamp(0, self.cols - 1),
