@@ -7,8 +7,9 @@
 //!   of change records cleared before every iteration (the first client of a baseline);
 //! - `encode_warm/aoi`: with the cache filled (every later client of that baseline, which
 //!   copies the records of players it shares with earlier clients);
-//! - `decode`: the client decoding that frame and applying it to a copy of its baseline view
-//!   (decoding needs the baseline: a changed entity's fields come from its component set).
+//! - `decode`: the client decoding that frame and applying it to its baseline view, giving the
+//!   new view (decoding needs the baseline: a changed entity's fields come from its component
+//!   set).
 //!
 //! Each is reported per visible entity: criterion's throughput is the number of entities in the
 //! client's view, so its "elements/s" reads as entities per second, and the printed line gives
@@ -73,7 +74,7 @@ fn replication(c: &mut Criterion) {
                     let e = &frame.entities[i as usize];
                     let state = EntityState {
                         mask: e.mask,
-                        words: frame.words_of(e).to_vec(),
+                        words: frame.words_of(e).iter().copied().collect(),
                     };
                     view.entities.insert(e.id, state);
                 }
@@ -160,9 +161,9 @@ fn replication(c: &mut Criterion) {
                 else {
                     unreachable!("checked above")
                 };
-                let mut view = base_view.entities.clone();
-                apply_body(&schema, &mut view, &s.body).expect("applies");
-                view
+                apply_body(&schema, &base_view.entities, &s.body)
+                    .expect("applies")
+                    .0
             };
             group.bench_with_input(BenchmarkId::new(format!("decode/{mode}"), n), &n, |b, _| {
                 b.iter(decode);

@@ -13,7 +13,6 @@
 //! format or a game, regenerate them with `TICKWIRE_BLESS=1 cargo test --test golden`.
 
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -101,18 +100,21 @@ fn synthetic() -> Value {
     schema.validate().expect("valid");
     let body = |x: i64, aim: i64, hp: i64, score: i64| EntityState {
         mask: 1,
-        words: vec![x, aim, hp, score],
+        words: [x, aim, hp, score].into_iter().collect(),
     };
     let tag = |name: &str, v: i64| {
         let mut words = Vec::new();
         str_words(name, 10, &mut words);
         words.extend([7, 1, v, -300]);
-        EntityState { mask: 2, words }
+        EntityState {
+            mask: 2,
+            words: words.into_iter().collect(),
+        }
     };
     let mut both = body(-100, 1, 2, 3);
     both.mask = 3;
     both.words.extend(tag("ünï", 0).words);
-    let base: Entities = BTreeMap::from([
+    let base = Entities::from_iter([
         (NetId(1), body(10, 1020, 100, 7)),
         (NetId(2), tag("héllo", -5)),
         (NetId(3), body(8000, 0, 0, 0)),
@@ -129,7 +131,7 @@ fn synthetic() -> Value {
     let mut full = Vec::new();
     write_diff(
         &schema,
-        &BTreeMap::new(),
+        &Entities::new(),
         &base,
         view_checksum(&base),
         &mut full,

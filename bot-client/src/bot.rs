@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use tickwire_protocol::behaviour::{Behaviour, BehaviourFactory, BotView};
 use tickwire_protocol::{ApplyError, Tick};
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 
 /// Inputs whose send time is remembered for the round trip; older ones are forgotten.
 const MAX_PENDING_INPUTS: usize = 256;
@@ -262,8 +261,12 @@ async fn drive(
     stop: &mut watch::Receiver<bool>,
 ) -> BotEnd {
     let hz = client.welcome.tick_rate_hz.max(1);
-    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(hz)));
-    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let period = Duration::from_secs_f64(1.0 / f64::from(hz));
+    // One input per tick, sent as soon as a snapshot applies, so the acknowledgement riding on
+    // it reaches the server before its next tick and that tick's delta is against the newest
+    // snapshot; when snapshots stop coming, one input per period and a half anyway.
+    let fallback = tokio::time::sleep(period);
+    tokio::pin!(fallback);
     let mut pending: VecDeque<(u32, Instant)> = VecDeque::new();
     let mut words = Vec::new();
     // Set after a desync, until a full snapshot verifies again.
@@ -274,28 +277,10 @@ async fn drive(
     loop {
         let up_before = client.bytes_up;
         let down_before = client.bytes_down;
+        let mut send_input = false;
         tokio::select! {
             _ = stop.changed() => return BotEnd::Finished,
-            _ = interval.tick() => {
-                words.clear();
-                let view = BotView {
-                    welcome: &client.welcome,
-                    view: client.replica.latest(),
-                };
-                behaviour.next_input(&view, &mut words);
-                // The newest snapshot's acknowledgement rides on the input.
-                let seq = match client.send_input(&words).await {
-                    Ok(seq) => seq,
-                    Err(e) => return dropped(e),
-                };
-                if window.second(Instant::now()).is_some() {
-                    m.inputs += 1;
-                }
-                if pending.len() == MAX_PENDING_INPUTS {
-                    pending.pop_front();
-                }
-                pending.push_back((seq, Instant::now()));
-            }
+            () = &mut fallback => send_input = true,
             event = client.recv() => {
                 let event = match event {
                     Ok(ev) => ev,
@@ -308,8 +293,11 @@ async fn drive(
                         live.snapshots.fetch_add(1, Relaxed);
                         m.full_snapshots += u64::from(header.baseline.is_none());
                         match outcome {
-                            // Acknowledged on the next input.
-                            Ok(()) => recovering = false,
+                            // Acknowledged on the input sent right after.
+                            Ok(()) => {
+                                recovering = false;
+                                send_input = true;
+                            }
                             Err(e) if e.is_desync() => {
                                 m.desyncs += 1;
                                 live.desyncs.fetch_add(1, Relaxed);
@@ -377,6 +365,29 @@ async fn drive(
                     }
                 }
             }
+        }
+        if send_input {
+            words.clear();
+            let view = BotView {
+                welcome: &client.welcome,
+                view: client.replica.latest(),
+            };
+            behaviour.next_input(&view, &mut words);
+            let seq = match client.send_input(&words).await {
+                Ok(seq) => seq,
+                Err(e) => return dropped(e),
+            };
+            let now = Instant::now();
+            if window.second(now).is_some() {
+                m.inputs += 1;
+            }
+            if pending.len() == MAX_PENDING_INPUTS {
+                pending.pop_front();
+            }
+            pending.push_back((seq, now));
+            fallback
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(now) + period * 3 / 2);
         }
         if let Some(s) = window.second(Instant::now()) {
             m.up_per_s[s] += client.bytes_up - up_before;

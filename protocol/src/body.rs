@@ -22,8 +22,8 @@
 use crate::bits::{BitReader, BitWriter, OutOfBits, unzigzag, zigzag};
 use crate::msg::NetId;
 use crate::schema::{Delta, Encoding, Field, GameSchema, fixed};
-use crate::state::{EntityState, fields_of};
-use std::collections::BTreeMap;
+use crate::state::{Entities, EntityState, Words, fields_of};
+use smallvec::SmallVec;
 use thiserror::Error;
 
 /// Why a body could not be applied to a view: each means the client and server disagree, or
@@ -71,27 +71,36 @@ fn write_full(w: &mut BitWriter, enc: &Encoding, words: &[i64]) {
 }
 
 /// Reads one value in full into `out`, checking its range.
-fn read_full(r: &mut BitReader<'_>, enc: &Encoding, out: &mut Vec<i64>) -> Result<bool, OutOfBits> {
+/// The words of one value: a short string takes up to 17.
+type ValueWords = SmallVec<[i64; 17]>;
+
+fn read_full(
+    r: &mut BitReader<'_>,
+    enc: &Encoding,
+    out: &mut impl Extend<i64>,
+) -> Result<bool, OutOfBits> {
     let (lo, hi) = enc.range();
     let v = match *enc {
         Encoding::VarUInt | Encoding::EntityRef => r.gamma()? as i64 - 1,
         Encoding::VarInt => unzigzag(r.gamma()? - 1),
         Encoding::Str { max_bytes } => {
             let len = r.get(crate::schema::bits_for(u64::from(max_bytes)))? as usize;
-            let mut bytes = vec![0u8; usize::from(max_bytes).div_ceil(4) * 4];
+            let mut bytes = [0u8; crate::schema::MAX_STR_BYTES as usize];
             for b in bytes.iter_mut().take(len.min(usize::from(max_bytes))) {
                 *b = r.get(8)? as u8;
             }
-            out.push(len as i64);
-            for c in bytes.chunks_exact(4) {
-                out.push(i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            let mut words = ValueWords::new();
+            words.push(len as i64);
+            for c in bytes[..usize::from(max_bytes).div_ceil(4) * 4].chunks_exact(4) {
+                words.push(i64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
             }
-            let n = 1 + usize::from(max_bytes).div_ceil(4);
-            return Ok(enc.check(&out[out.len() - n..]));
+            let ok = enc.check(&words);
+            out.extend(words);
+            return Ok(ok);
         }
         _ => r.get(enc.fixed_bits().unwrap_or(32))? as i64 + lo,
     };
-    out.push(v);
+    out.extend(std::iter::once(v));
     Ok((lo..=hi).contains(&v))
 }
 
@@ -104,22 +113,25 @@ fn small_diff(f: &Field, old: i64, new: i64) -> Option<(u64, u32)> {
         }
         _ => return None,
     };
-    // A changed field's difference is never 0, so zigzag(d) - 1 gains one value.
+    // A changed field's difference is never 0, so zigzag(d) - 1 gains one value; the all-ones
+    // value is the escape to a full value.
     let z = zigzag(d).checked_sub(1)?;
-    (z < 1 << bits).then_some((z, u32::from(bits)))
+    (z < escape(bits)).then_some((z, u32::from(bits)))
+}
+
+/// The all-ones value of a small difference of `bits` bits: "the full value follows".
+fn escape(bits: u8) -> u64 {
+    (1 << bits) - 1
 }
 
 /// One field's change as written in a changed record.
 fn write_change(w: &mut BitWriter, f: &Field, old: &[i64], new: &[i64]) {
     match f.delta {
         Delta::Absolute => write_full(w, &f.encoding, new),
-        Delta::Diff { .. } | Delta::AngleDiff { .. } => match small_diff(f, old[0], new[0]) {
-            Some((z, bits)) => {
-                w.put(1, 1);
-                w.put(z, bits);
-            }
+        Delta::Diff { bits } | Delta::AngleDiff { bits } => match small_diff(f, old[0], new[0]) {
+            Some((z, bits)) => w.put(z, bits),
             None => {
-                w.put(0, 1);
+                w.put(escape(bits), u32::from(bits));
                 write_full(w, &f.encoding, new);
             }
         },
@@ -261,8 +273,8 @@ impl BodyWriter {
 /// clients' tests, golden vectors and tools; the server has its own walk with shared records.
 pub fn write_diff(
     schema: &GameSchema,
-    base: &BTreeMap<NetId, EntityState>,
-    cur: &BTreeMap<NetId, EntityState>,
+    base: &Entities,
+    cur: &Entities,
     checksum: u32,
     out: &mut Vec<u8>,
 ) {
@@ -301,13 +313,14 @@ pub fn counts(bytes: &[u8]) -> Option<[u32; 3]> {
     Some(out)
 }
 
-/// Applies a body to `view` (a copy of the baseline view, or empty for a full snapshot) and
-/// returns the checksum the server sent. On error `view` is left part-way and must be dropped.
+/// Applies a body to the baseline view `base` (empty for a full snapshot): returns the new view
+/// and the checksum the server sent. One merge over the baseline, so a view costs one
+/// allocation and one copy.
 pub fn apply_body(
     schema: &GameSchema,
-    view: &mut BTreeMap<NetId, EntityState>,
+    base: &Entities,
     bytes: &[u8],
-) -> Result<u32, BodyError> {
+) -> Result<(Entities, u32), BodyError> {
     let mut counts = [0u32; 3];
     let mut rest = bytes;
     for c in &mut counts {
@@ -332,7 +345,7 @@ pub fn apply_body(
     for _ in 0..counts[CREATED] {
         let id = next(&mut r, &mut prev)?;
         let mask = r.get(ncomp)? as u32;
-        let mut words = Vec::new();
+        let mut words = Words::new();
         for f in fields_of(schema, mask) {
             if !read_full(&mut r, &f.encoding, &mut words)? {
                 return Err(BodyError::BadValue(id));
@@ -341,11 +354,25 @@ pub fn apply_body(
         created.push((id, EntityState { mask, words }));
     }
 
+    // The new view: the baseline's entries in order, changed ones updated on the way.
+    let entries = base.as_slice();
+    let mut out: Vec<(NetId, EntityState)> = Vec::with_capacity(entries.len() + created.len());
+    let mut cursor = 0;
     let mut prev = 0;
     let mut prev_mask: Option<(u64, usize)> = None;
+    let mut scratch = ValueWords::new();
     for _ in 0..counts[CHANGED] {
         let id = next(&mut r, &mut prev)?;
-        let state = view.get_mut(&id).ok_or(BodyError::UnknownEntity(id))?;
+        while cursor < entries.len() && entries[cursor].0 < id {
+            out.push(entries[cursor].clone());
+            cursor += 1;
+        }
+        match entries.get(cursor) {
+            Some((found, s)) if *found == id => out.push((id, s.clone())),
+            _ => return Err(BodyError::UnknownEntity(id)),
+        }
+        cursor += 1;
+        let state = &mut out.last_mut().expect("just pushed").1;
         let nfields = fields_of(schema, state.mask).count();
         let mask = if r.get(1)? == 1 {
             match prev_mask {
@@ -362,14 +389,19 @@ pub fn apply_body(
             return Err(BodyError::Malformed);
         }
         let mut at = 0;
-        let mut scratch = Vec::new();
         for (i, f) in fields_of(schema, state.mask).enumerate() {
             let len = f.words();
             if mask & (1 << i) != 0 {
                 scratch.clear();
-                let ok = match f.delta {
-                    Delta::Diff { bits } | Delta::AngleDiff { bits } if r.get(1)? == 1 => {
-                        let z = r.get(u32::from(bits))? + 1;
+                let small = match f.delta {
+                    Delta::Diff { bits } | Delta::AngleDiff { bits } => {
+                        Some(r.get(u32::from(bits))?).filter(|v| *v != escape(bits))
+                    }
+                    Delta::Absolute => None,
+                };
+                let ok = match small {
+                    Some(v) => {
+                        let z = v + 1;
                         let old = state.words[at];
                         let v = match f.encoding {
                             Encoding::Angle { steps } => {
@@ -380,7 +412,7 @@ pub fn apply_body(
                         scratch.push(v);
                         f.encoding.check(&scratch)
                     }
-                    _ => read_full(&mut r, &f.encoding, &mut scratch)?,
+                    None => read_full(&mut r, &f.encoding, &mut scratch)?,
                 };
                 if !ok {
                     return Err(BodyError::BadValue(id));
@@ -391,19 +423,58 @@ pub fn apply_body(
         }
     }
 
+    out.extend_from_slice(&entries[cursor..]);
+
+    let mut removed = Vec::with_capacity(counts[REMOVED] as usize);
     let mut prev = 0;
     for _ in 0..counts[REMOVED] {
-        let id = next(&mut r, &mut prev)?;
-        view.remove(&id).ok_or(BodyError::UnknownEntity(id))?;
-    }
-    for (id, state) in created {
-        if view.insert(id, state).is_some() {
-            return Err(BodyError::DuplicateCreate(id));
-        }
+        removed.push(next(&mut r, &mut prev)?);
     }
     let tail = r.finish()?;
     let checksum: [u8; 4] = tail.try_into().map_err(|_| BodyError::Malformed)?;
-    Ok(u32::from_le_bytes(checksum))
+    if !removed.is_empty() {
+        let (mut k, mut missing) = (0, None);
+        out.retain(|(id, _)| {
+            while k < removed.len() && removed[k] < *id {
+                missing.get_or_insert(removed[k]);
+                k += 1;
+            }
+            let gone = k < removed.len() && removed[k] == *id;
+            k += usize::from(gone);
+            !gone
+        });
+        if let Some(id) = missing.or(removed.get(k).copied()) {
+            return Err(BodyError::UnknownEntity(id));
+        }
+    }
+    merge_created(&mut out, created)?;
+    Ok((Entities::from_sorted(out), u32::from_le_bytes(checksum)))
+}
+
+/// Merges `created` (sorted by id) into `out` (sorted by id), from the back, in place.
+fn merge_created(
+    out: &mut Vec<(NetId, EntityState)>,
+    created: Vec<(NetId, EntityState)>,
+) -> Result<(), BodyError> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let old = out.len();
+    out.resize_with(old + created.len(), Default::default);
+    let (mut i, mut w) = (old, old + created.len());
+    for c in created.into_iter().rev() {
+        while i > 0 && out[i - 1].0 > c.0 {
+            out.swap(i - 1, w - 1);
+            i -= 1;
+            w -= 1;
+        }
+        if i > 0 && out[i - 1].0 == c.0 {
+            return Err(BodyError::DuplicateCreate(c.0));
+        }
+        out[w - 1] = c;
+        w -= 1;
+    }
+    Ok(())
 }
 
 /// Writes a record's words in full, field after field, padded to a whole byte: the form of an
@@ -498,7 +569,7 @@ mod tests {
     fn body(x: i64, turn: i64, level: i64, count: i64) -> EntityState {
         EntityState {
             mask: 1,
-            words: vec![x, 100, turn, level, count],
+            words: [x, 100, turn, level, count].into_iter().collect(),
         }
     }
 
@@ -506,7 +577,10 @@ mod tests {
         let mut words = Vec::new();
         str_words(name, 8, &mut words);
         words.extend([3, 1, v, -299]);
-        EntityState { mask: 2, words }
+        EntityState {
+            mask: 2,
+            words: words.into_iter().collect(),
+        }
     }
 
     fn both() -> EntityState {
@@ -516,15 +590,10 @@ mod tests {
         s
     }
 
-    fn round_trip(
-        s: &GameSchema,
-        base: &BTreeMap<NetId, EntityState>,
-        cur: &BTreeMap<NetId, EntityState>,
-    ) -> usize {
+    fn round_trip(s: &GameSchema, base: &Entities, cur: &Entities) -> usize {
         let mut out = Vec::new();
         write_diff(s, base, cur, view_checksum(cur), &mut out);
-        let mut view = base.clone();
-        let sum = apply_body(s, &mut view, &out).expect("applies");
+        let (view, sum) = apply_body(s, base, &out).expect("applies");
         assert_eq!(&view, cur);
         assert_eq!(sum, view_checksum(cur));
         out.len()
@@ -534,13 +603,13 @@ mod tests {
     fn every_encoding_and_delta_mode_round_trips() {
         let s = schema();
         s.validate().expect("valid");
-        let base = BTreeMap::from([
+        let base = Entities::from_iter([
             (NetId(1), body(10, 1020, 100, 7)),
             (NetId(2), tag("héllo", -5)),
             (NetId(3), body(8000, 0, 0, 0)),
             (NetId(9), both()),
         ]);
-        let full = round_trip(&s, &BTreeMap::new(), &base);
+        let full = round_trip(&s, &Entities::new(), &base);
         assert!(full > 10);
         let mut cur = base.clone();
         cur.insert(NetId(1), body(42, 4, 99, 4_000_000_000)); // Small x diff, wrap, abs.
@@ -558,10 +627,10 @@ mod tests {
     #[test]
     fn moving_entities_cost_under_three_bytes_each() {
         let s = schema();
-        let base: BTreeMap<_, _> = (1..=200)
+        let base: Entities = (1..=200)
             .map(|i| (NetId(i), body(i64::from(i) * 10, 0, 100, 0)))
             .collect();
-        let cur: BTreeMap<_, _> = (1..=200)
+        let cur: Entities = (1..=200)
             .map(|i| (NetId(i), body(i64::from(i) * 10 + 16, 8, 100, 0)))
             .collect();
         let len = round_trip(&s, &base, &cur);
@@ -573,7 +642,7 @@ mod tests {
     fn records_round_trip_and_are_checked() {
         let s = schema();
         let fields = &s.components[1].fields;
-        let words = tag("ab", 77).words;
+        let words = tag("ab", 77).words.to_vec();
         let mut bytes = Vec::new();
         write_record(fields, &words, &mut bytes);
         let mut back = Vec::new();
@@ -595,8 +664,8 @@ mod tests {
     #[test]
     fn hostile_bodies_are_refused() {
         let s = schema();
-        let base = BTreeMap::from([(NetId(1), body(10, 0, 100, 0))]);
-        let cur = BTreeMap::from([(NetId(1), body(11, 0, 100, 0))]);
+        let base = Entities::from_iter([(NetId(1), body(10, 0, 100, 0))]);
+        let cur = Entities::from_iter([(NetId(1), body(11, 0, 100, 0))]);
         let mut good = Vec::new();
         write_diff(&s, &base, &cur, 7, &mut good);
         for cut in 0..good.len() {
@@ -618,7 +687,7 @@ mod tests {
             Err(BodyError::Malformed)
         );
         // A change to an entity the view lacks.
-        let mut empty = BTreeMap::new();
+        let mut empty = Entities::new();
         assert_eq!(
             apply_body(&s, &mut empty, &good),
             Err(BodyError::UnknownEntity(NetId(1)))

@@ -38,7 +38,7 @@ pub use msg::{
 };
 pub use replica::{ApplyError, Replica, View};
 pub use schema::{Delta, Encoding, Field, GameSchema, Replicate};
-pub use state::EntityState;
+pub use state::{EntityState, Words};
 pub use tick::Tick;
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.

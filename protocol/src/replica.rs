@@ -149,17 +149,21 @@ impl Replica {
                 newest: newest.tick,
             });
         }
-        let mut view = match header.baseline {
-            None => View::default(),
+        let empty = Entities::new();
+        let base = match header.baseline {
+            None => &empty,
             Some(baseline) => self
                 .views
                 .iter()
                 .find(|v| v.tick == baseline)
-                .cloned()
+                .map(|v| &v.entities)
                 .ok_or(ApplyError::MissingBaseline { baseline })?,
         };
-        view.tick = header.tick;
-        let expected = apply_body(&self.schema, &mut view.entities, body)?;
+        let (entities, expected) = apply_body(&self.schema, base, body)?;
+        let view = View {
+            tick: header.tick,
+            entities,
+        };
         let actual = view.checksum();
         if actual != expected {
             return Err(ApplyError::ChecksumMismatch {
@@ -185,7 +189,6 @@ mod tests {
     use super::*;
     use crate::body::write_diff;
     use crate::schema::{ComponentSchema, Encoding, Field};
-    use std::collections::BTreeMap;
 
     /// A typed component, as a game would declare it.
     #[derive(Debug, PartialEq)]
@@ -223,7 +226,7 @@ mod tests {
     fn st(x: i64) -> EntityState {
         EntityState {
             mask: 2,
-            words: vec![x],
+            words: [x].into_iter().collect(),
         }
     }
 
@@ -245,17 +248,17 @@ mod tests {
     fn full_then_deltas_against_older_baselines() {
         let s = schema();
         let mut r = Replica::new(Arc::clone(&s));
-        let w10 = BTreeMap::from([(NetId(1), st(10)), (NetId(2), st(20))]);
-        r.apply(&header(10, None), &body(&s, &BTreeMap::new(), &w10))
+        let w10 = Entities::from_iter([(NetId(1), st(10)), (NetId(2), st(20))]);
+        r.apply(&header(10, None), &body(&s, &Entities::new(), &w10))
             .expect("full snapshot applies");
         assert_eq!(r.get::<Pos>(NetId(2)), Some(Pos { x: 20 }));
         assert_eq!(r.each::<Pos>().count(), 2);
 
-        let w11 = BTreeMap::from([(NetId(1), st(15)), (NetId(2), st(20))]);
+        let w11 = Entities::from_iter([(NetId(1), st(15)), (NetId(2), st(20))]);
         r.apply(&header(11, Some(10)), &body(&s, &w10, &w11))
             .expect("delta applies");
         // Tick 12 still against 10 (the ack for 11 is in flight).
-        let w12 = BTreeMap::from([(NetId(1), st(17)), (NetId(3), st(30))]);
+        let w12 = Entities::from_iter([(NetId(1), st(17)), (NetId(3), st(30))]);
         let v = r
             .apply(&header(12, Some(10)), &body(&s, &w10, &w12))
             .expect("delta applies");
@@ -274,8 +277,8 @@ mod tests {
     fn inconsistent_snapshots_are_detected_and_leave_the_replica_unchanged() {
         let s = schema();
         let mut r = Replica::new(Arc::clone(&s));
-        let w1 = BTreeMap::from([(NetId(1), st(10))]);
-        r.apply(&header(1, None), &body(&s, &BTreeMap::new(), &w1))
+        let w1 = Entities::from_iter([(NetId(1), st(10))]);
+        r.apply(&header(1, None), &body(&s, &Entities::new(), &w1))
             .expect("applies");
         let before = r.latest().cloned();
         let mut bad = body(&s, &w1, &w1);
@@ -284,7 +287,7 @@ mod tests {
         let err = r.apply(&header(2, Some(1)), &bad).expect_err("mismatch");
         assert!(err.is_desync());
         assert!(matches!(err, ApplyError::ChecksumMismatch { .. }));
-        let dup = body(&s, &BTreeMap::new(), &w1);
+        let dup = body(&s, &Entities::new(), &w1);
         assert_eq!(
             r.apply(&header(2, Some(1)), &dup),
             Err(ApplyError::Body(BodyError::DuplicateCreate(NetId(1))))

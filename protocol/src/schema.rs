@@ -78,13 +78,14 @@ pub enum Encoding {
 pub enum Delta {
     /// The new value in full.
     Absolute,
-    /// `new - old` in `bits` bits (zigzag) when it fits, the new value in full otherwise.
+    /// `zigzag(new - old) - 1` in `bits` bits when it is below the all-ones value; otherwise
+    /// the all-ones value, then the new value in full.
     Diff {
         /// Width of the small difference.
         bits: u8,
     },
-    /// The shortest turn from old to new (an [`Encoding::Angle`] only) in `bits` bits (zigzag)
-    /// when it fits, the new value in full otherwise.
+    /// The shortest turn from old to new (an [`Encoding::Angle`] only), written as
+    /// [`Delta::Diff`] writes a difference.
     AngleDiff {
         /// Width of the small difference.
         bits: u8,

@@ -9,7 +9,11 @@
 use crate::msg::NetId;
 use crate::schema::{Field, GameSchema, Replicate};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use smallvec::SmallVec;
+
+/// An entity's words: up to eight inline (every arena and whiteboard stroke entity), so a
+/// client's views, cloned per snapshot, allocate nothing per entity.
+pub type Words = SmallVec<[i64; 8]>;
 
 /// One entity's replicated state: which components it has (bit `i` for the schema's component
 /// `i`) and their words, in component order.
@@ -18,7 +22,7 @@ pub struct EntityState {
     /// Components present.
     pub mask: u32,
     /// The components' words.
-    pub words: Vec<i64>,
+    pub words: Words,
 }
 
 impl EntityState {
@@ -109,8 +113,119 @@ pub fn view_checksum<'a>(entities: impl IntoIterator<Item = (&'a NetId, &'a Enti
         .fold(0u32, |acc, (id, s)| acc.wrapping_add(s.hash(*id)))
 }
 
-/// A view's entities by id.
-pub type Entities = BTreeMap<NetId, EntityState>;
+/// A view's entities, sorted by id. A sorted vector rather than a tree: a client clones or
+/// rebuilds a view for every snapshot, and a vector is one allocation and one copy where a
+/// tree is one per node.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Entities(Vec<(NetId, EntityState)>);
+
+impl Entities {
+    /// No entities.
+    #[must_use]
+    pub fn new() -> Entities {
+        Entities::default()
+    }
+
+    /// Number of entities.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, id: NetId) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&id, |(i, _)| *i)
+    }
+
+    /// The state of entity `id`.
+    #[must_use]
+    pub fn get(&self, id: &NetId) -> Option<&EntityState> {
+        self.find(*id).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The state of entity `id`, to change it.
+    pub fn get_mut(&mut self, id: &NetId) -> Option<&mut EntityState> {
+        self.find(*id).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// True if entity `id` is in the view.
+    #[must_use]
+    pub fn contains_key(&self, id: &NetId) -> bool {
+        self.find(*id).is_ok()
+    }
+
+    /// Puts an entity in (replacing and returning its old state, if any). Linear in the view's
+    /// size: for building views one by one; a snapshot is applied in one merge.
+    pub fn insert(&mut self, id: NetId, state: EntityState) -> Option<EntityState> {
+        match self.find(id) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, state)),
+            Err(i) => {
+                self.0.insert(i, (id, state));
+                None
+            }
+        }
+    }
+
+    /// Takes an entity out. Linear in the view's size.
+    pub fn remove(&mut self, id: &NetId) -> Option<EntityState> {
+        self.find(*id).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The entities in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&NetId, &EntityState)> {
+        self.0.iter().map(|(id, s)| (id, s))
+    }
+
+    /// The ids in order.
+    pub fn keys(&self) -> impl Iterator<Item = &NetId> {
+        self.0.iter().map(|(id, _)| id)
+    }
+
+    /// The states in id order.
+    pub fn values(&self) -> impl Iterator<Item = &EntityState> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    /// The entries, sorted by id.
+    #[must_use]
+    pub fn as_slice(&self) -> &[(NetId, EntityState)] {
+        &self.0
+    }
+
+    /// Takes entries already sorted by id, without repeats (checked in debug builds).
+    #[must_use]
+    pub fn from_sorted(entries: Vec<(NetId, EntityState)>) -> Entities {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        Entities(entries)
+    }
+}
+
+impl FromIterator<(NetId, EntityState)> for Entities {
+    /// Sorts by id; of repeated ids the last wins.
+    fn from_iter<T: IntoIterator<Item = (NetId, EntityState)>>(iter: T) -> Self {
+        let mut v: Vec<_> = iter.into_iter().collect();
+        v.reverse();
+        v.sort_by_key(|(id, _)| *id);
+        v.dedup_by_key(|(id, _)| *id);
+        Entities(v)
+    }
+}
+
+impl<'a> IntoIterator for &'a Entities {
+    type Item = (&'a NetId, &'a EntityState);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (NetId, EntityState)>,
+        fn(&'a (NetId, EntityState)) -> (&'a NetId, &'a EntityState),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(id, s)| (id, s))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -131,13 +246,13 @@ mod tests {
     fn order_independent_and_sensitive_to_every_part() {
         let a = EntityState {
             mask: 1,
-            words: vec![4, 8],
+            words: [4, 8].into_iter().collect(),
         };
         let b = EntityState {
             mask: 1,
-            words: vec![5, 8],
+            words: [5, 8].into_iter().collect(),
         };
-        let m = BTreeMap::from([(NetId(1), a.clone()), (NetId(2), b.clone())]);
+        let m = Entities::from_iter([(NetId(1), a.clone()), (NetId(2), b.clone())]);
         let sum = a.hash(NetId(1)).wrapping_add(b.hash(NetId(2)));
         assert_eq!(view_checksum(&m), sum);
         let base = a.hash(NetId(1));
@@ -150,7 +265,7 @@ mod tests {
         assert_ne!(other_mask.hash(NetId(1)), base);
         let longer = EntityState {
             mask: 1,
-            words: vec![4, 8, 0],
+            words: [4, 8, 0].into_iter().collect(),
         };
         assert_ne!(longer.hash(NetId(1)), base);
     }
@@ -176,13 +291,13 @@ mod tests {
         };
         let s = EntityState {
             mask: 0b10,
-            words: vec![7, 9],
+            words: [7, 9].into_iter().collect(),
         };
         assert_eq!(s.component_words(&schema, 1), Some(&[7i64, 9][..]));
         assert_eq!(s.component_words(&schema, 0), None);
         let both = EntityState {
             mask: 0b11,
-            words: vec![1, 7, 9],
+            words: [1, 7, 9].into_iter().collect(),
         };
         assert_eq!(both.component_words(&schema, 1), Some(&[7i64, 9][..]));
         assert_eq!(words_of(&schema, 0b11), 3);

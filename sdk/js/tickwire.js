@@ -335,8 +335,9 @@ function smallDiff(f, old, now) {
   if (dk === "Diff") d = now - old;
   else if (dk === "AngleDiff") d = turn(old, now, enc(f.encoding)[1].steps);
   else return null;
+  // The all-ones value of the field's bits is the escape to a full value.
   const z = zigzag(d) - 1;
-  return z >= 0 && z < 2 ** dp.bits ? [z, dp.bits] : null;
+  return z >= 0 && z < 2 ** dp.bits - 1 ? [z, dp.bits] : null;
 }
 
 const sameWords = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -354,8 +355,9 @@ function encodeChange(schema, mask, old, now) {
       if (f.delta === "Absolute") writeFull(payload, f.encoding, v);
       else {
         const small = smallDiff(f, o[0], v[0]);
-        if (small) { payload.put(1, 1); payload.put(small[0], small[1]); }
-        else { payload.put(0, 1); writeFull(payload, f.encoding, v); }
+        const bits = enc(f.delta)[1].bits;
+        if (small) payload.put(small[0], small[1]);
+        else { payload.put(2 ** bits - 1, bits); writeFull(payload, f.encoding, v); }
       }
     }
     at += n;
@@ -464,8 +466,10 @@ export function applyBody(schema, view, bytes) {
       const n = fieldWords(f);
       if (mask & (1n << BigInt(i))) {
         let v;
-        if (f.delta !== "Absolute" && r.get(1) === 1) {
-          const d = unzigzag(r.get(enc(f.delta)[1].bits) + 1);
+        const bits = f.delta === "Absolute" ? 0 : enc(f.delta)[1].bits;
+        const small = bits ? r.get(bits) : null;
+        if (small !== null && small !== 2 ** bits - 1) {
+          const d = unzigzag(small + 1);
           const [kind, p] = enc(f.encoding);
           v = [kind === "Angle" ? ((((words[at] + d) % p.steps) + p.steps) % p.steps) : words[at] + d];
           if (!check(f.encoding, v)) throw new Error(`entity ${prev}: value out of range`);

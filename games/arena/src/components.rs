@@ -18,6 +18,8 @@ pub const MAX_WORLD_COORD: f32 = u16::MAX as f32 / POS_SCALE;
 pub const AIM_STEPS: u32 = 1024;
 /// Hit points of a fresh player.
 pub const MAX_HP: u8 = 100;
+/// Largest projectile step per tick, position units (the `Shot` velocity's range).
+pub const MAX_SHOT_STEP: i32 = 511;
 /// Input move components are integers in `-MOVE_SCALE..=MOVE_SCALE` (a unit vector is
 /// `MOVE_SCALE` long).
 pub const MOVE_SCALE: i64 = 127;
@@ -61,10 +63,11 @@ pub struct Position(pub IVec2);
 impl Replicate for Position {
     const NAME: &'static str = "Position";
     fn fields() -> Vec<Field> {
-        // A step at full speed is about 17 position units: 6 bits of difference hold it.
+        // A step at full speed is about 17 position units: 7 bits of difference hold up to
+        // three of them, so deltas against a baseline acked a few ticks late stay small.
         vec![
-            Field::new("x", coordinate()).delta(Delta::Diff { bits: 6 }),
-            Field::new("y", coordinate()).delta(Delta::Diff { bits: 6 }),
+            Field::new("x", coordinate()).delta(Delta::Diff { bits: 7 }),
+            Field::new("y", coordinate()).delta(Delta::Diff { bits: 7 }),
         ]
     }
     fn write(&self, out: &mut Vec<i64>) {
@@ -83,8 +86,9 @@ impl Replicate for Aim {
     const NAME: &'static str = "Aim";
     fn fields() -> Vec<Field> {
         vec![
+            // Up to 32 steps (a quarter of a turn per second for three ticks).
             Field::new("aim", Encoding::Angle { steps: AIM_STEPS })
-                .delta(Delta::AngleDiff { bits: 5 }),
+                .delta(Delta::AngleDiff { bits: 6 }),
         ]
     }
     fn write(&self, out: &mut Vec<i64>) {
@@ -153,9 +157,11 @@ impl Shot {
 impl Replicate for Shot {
     const NAME: &'static str = "Shot";
     fn fields() -> Vec<Field> {
+        // Position units per tick: up to 511 is a projectile speed of 7665 world units per
+        // second at 30 Hz (the settings are checked against it).
         let v = Encoding::Int {
-            min: -2048,
-            max: 2047,
+            min: -MAX_SHOT_STEP,
+            max: MAX_SHOT_STEP,
         };
         vec![
             Field::new("x", coordinate()),

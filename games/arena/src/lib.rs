@@ -60,6 +60,14 @@ impl Game for Arena {
                 .div_ceil(1000)
                 .max(1) as u32
         };
+        if config.projectile_speed * q * dt >= MAX_SHOT_STEP as f32 {
+            return Err(format!(
+                "projectile_speed {} is too fast to replicate at {} Hz (at most {} units per tick)",
+                config.projectile_speed,
+                app.tick_rate_hz(),
+                MAX_SHOT_STEP as f32 / q
+            ));
+        }
         let tuning = systems::Tuning {
             config: config.clone(),
             player_radius_q: to_q(config.player_radius),
