@@ -271,6 +271,29 @@ mod tests {
     }
 
     #[test]
+    fn entities_stay_sorted_like_a_map() {
+        let st = |w: i64| EntityState {
+            mask: 1,
+            words: [w].into_iter().collect(),
+        };
+        let mut e = Entities::from_iter([(NetId(5), st(1)), (NetId(2), st(2)), (NetId(5), st(3))]);
+        assert_eq!(e.keys().copied().collect::<Vec<_>>(), [NetId(2), NetId(5)]);
+        assert_eq!(
+            e.get(&NetId(5)),
+            Some(&st(3)),
+            "the last of a repeated id wins"
+        );
+        assert_eq!(e.insert(NetId(3), st(4)), None);
+        assert_eq!(e.insert(NetId(3), st(5)), Some(st(4)));
+        assert_eq!(e.remove(&NetId(2)), Some(st(2)));
+        assert!(e.remove(&NetId(2)).is_none());
+        assert_eq!(e.len(), 2);
+        assert!(e.contains_key(&NetId(3)) && !e.contains_key(&NetId(4)));
+        e.get_mut(&NetId(3)).expect("there").mask = 2;
+        assert_eq!(e.values().map(|s| s.mask).collect::<Vec<_>>(), [2, 1]);
+    }
+
+    #[test]
     fn component_words_follow_the_mask() {
         let schema = GameSchema {
             game: "g".into(),
