@@ -11,7 +11,7 @@
 pub struct BitWriter {
     bytes: Vec<u8>,
     acc: u64,
-    /// Bits held in `acc`, always below 8 between calls.
+    /// Bits held in `acc`, always below 32 between calls (whole 32-bit words go to `bytes`).
     held: u32,
 }
 
@@ -39,16 +39,14 @@ impl BitWriter {
     #[inline]
     pub fn put(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 32);
-        if n == 0 {
-            return;
-        }
         let v = v & ((1u64 << n) - 1);
         self.acc |= v << self.held;
         self.held += n;
-        while self.held >= 8 {
-            self.bytes.push(self.acc as u8);
-            self.acc >>= 8;
-            self.held -= 8;
+        if self.held >= 32 {
+            self.bytes
+                .extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.held -= 32;
         }
     }
 
@@ -70,10 +68,35 @@ impl BitWriter {
         }
     }
 
-    /// Appends the first `bits` bits of another writer's output.
+    /// Moves the whole bytes held in `acc` to `bytes`, leaving fewer than 8 bits held.
+    fn flush_bytes(&mut self) {
+        while self.held >= 8 {
+            self.bytes.push(self.acc as u8);
+            self.acc >>= 8;
+            self.held -= 8;
+        }
+    }
+
+    /// Appends everything another writer wrote, at this writer's bit position: one `put` when
+    /// the other holds under 32 bits (a change record), else a byte copy at a byte boundary and
+    /// one shift per byte otherwise.
+    #[inline]
     pub fn append(&mut self, other: &BitWriter) {
-        for b in &other.bytes {
-            self.put(u64::from(*b), 8);
+        if !other.bytes.is_empty() {
+            self.flush_bytes();
+            if self.held == 0 {
+                self.bytes.extend_from_slice(&other.bytes);
+            } else {
+                self.bytes.reserve(other.bytes.len());
+                let shift = self.held;
+                let mut carry = self.acc;
+                for &b in &other.bytes {
+                    let v = carry | u64::from(b) << shift;
+                    self.bytes.push(v as u8);
+                    carry = v >> 8;
+                }
+                self.acc = carry;
+            }
         }
         self.put(other.acc, other.held);
     }
@@ -81,9 +104,8 @@ impl BitWriter {
     /// Pads to a whole byte with zero bits and appends the bytes to `out`.
     pub fn finish_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.bytes);
-        if self.held > 0 {
-            out.push(self.acc as u8);
-        }
+        let tail = self.acc.to_le_bytes();
+        out.extend_from_slice(&tail[..self.held.div_ceil(8) as usize]);
     }
 }
 

@@ -104,38 +104,9 @@ fn read_full(
     Ok((lo..=hi).contains(&v))
 }
 
-/// The small difference of a change, if the field's delta mode has one and it fits.
-fn small_diff(f: &Field, old: i64, new: i64) -> Option<(u64, u32)> {
-    let (d, bits) = match (f.delta, f.encoding) {
-        (Delta::Diff { bits }, _) => (new - old, bits),
-        (Delta::AngleDiff { bits }, Encoding::Angle { steps }) => {
-            (fixed::turn(old, new, steps), bits)
-        }
-        _ => return None,
-    };
-    // A changed field's difference is never 0, so zigzag(d) - 1 gains one value; the all-ones
-    // value is the escape to a full value.
-    let z = zigzag(d).checked_sub(1)?;
-    (z < escape(bits)).then_some((z, u32::from(bits)))
-}
-
 /// The all-ones value of a small difference of `bits` bits: "the full value follows".
 fn escape(bits: u8) -> u64 {
     (1 << bits) - 1
-}
-
-/// One field's change as written in a changed record.
-fn write_change(w: &mut BitWriter, f: &Field, old: &[i64], new: &[i64]) {
-    match f.delta {
-        Delta::Absolute => write_full(w, &f.encoding, new),
-        Delta::Diff { bits } | Delta::AngleDiff { bits } => match small_diff(f, old[0], new[0]) {
-            Some((z, bits)) => w.put(z, bits),
-            None => {
-                w.put(escape(bits), u32::from(bits));
-                write_full(w, &f.encoding, new);
-            }
-        },
-    }
 }
 
 /// One entity's change record without its id gap and mask header: encoded once per entity and
@@ -160,34 +131,140 @@ impl EncodedChange {
 
     /// Encodes into this record (reusing its buffer); false if no field changed.
     pub fn encode(&mut self, schema: &GameSchema, mask: u32, old: &[i64], new: &[i64]) -> bool {
+        self.encode_with(&Layout::new(schema, mask), old, new)
+    }
+
+    /// [`EncodedChange::encode`] with the entity's layout already worked out (the server keeps
+    /// them in [`Layouts`]).
+    pub fn encode_with(&mut self, layout: &Layout, old: &[i64], new: &[i64]) -> bool {
         self.payload.clear();
         self.mask = 0;
-        let mut at = 0;
-        let mut n = 0u8;
-        for (i, f) in fields_of(schema, mask).enumerate() {
-            let len = f.words();
+        for (i, f) in layout.fields.iter().enumerate() {
+            let (at, len) = (usize::from(f.at), usize::from(f.words));
             let (o, v) = (&old[at..at + len], &new[at..at + len]);
             if o != v {
                 self.mask |= 1 << i;
-                write_change(&mut self.payload, f, o, v);
+                f.write_change(&mut self.payload, o, v);
             }
-            at += len;
-            n = i as u8 + 1;
         }
-        self.fields = n;
+        self.fields = layout.fields.len() as u8;
         self.mask != 0
     }
 }
 
-/// Builds a body from its parts, each list in ascending id order, so that a server can
-/// assemble each client's body from records it encoded once ([`EncodedChange`]).
+/// One field of an entity's layout: where its words are and how it is written, worked out once.
+#[derive(Clone, Copy, Debug)]
+struct FieldPlan {
+    at: u16,
+    words: u8,
+    encoding: Encoding,
+    /// For one-word fixed-width encodings: the smallest value and the bits.
+    fixed: Option<(i64, u32)>,
+    /// Bits of the small difference (0: written in full), and the angle's steps for an
+    /// `AngleDiff` (0 otherwise).
+    diff_bits: u8,
+    steps: u32,
+}
+
+impl FieldPlan {
+    #[inline]
+    fn write_full(&self, w: &mut BitWriter, words: &[i64]) {
+        match self.fixed {
+            Some((lo, bits)) => w.put((words[0] - lo) as u64, bits),
+            None => write_full(w, &self.encoding, words),
+        }
+    }
+
+    #[inline]
+    fn write_change(&self, w: &mut BitWriter, old: &[i64], new: &[i64]) {
+        if self.diff_bits == 0 {
+            return self.write_full(w, new);
+        }
+        let d = if self.steps > 0 {
+            fixed::turn(old[0], new[0], self.steps)
+        } else {
+            new[0] - old[0]
+        };
+        let escape = escape(self.diff_bits);
+        match zigzag(d).checked_sub(1) {
+            Some(z) if z < escape => w.put(z, u32::from(self.diff_bits)),
+            _ => {
+                w.put(escape, u32::from(self.diff_bits));
+                self.write_full(w, new);
+            }
+        }
+    }
+}
+
+/// The fields of an entity with a given component set, in word order, with how each is written.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    fields: Vec<FieldPlan>,
+}
+
+impl Layout {
+    /// The layout of an entity with the components in `mask`.
+    #[must_use]
+    pub fn new(schema: &GameSchema, mask: u32) -> Layout {
+        let mut at = 0u16;
+        let fields = fields_of(schema, mask)
+            .map(|f| {
+                let (diff_bits, steps) = match (f.delta, f.encoding) {
+                    (Delta::Absolute, _) => (0, 0),
+                    (Delta::Diff { bits }, _) => (bits, 0),
+                    (Delta::AngleDiff { bits }, Encoding::Angle { steps }) => (bits, steps),
+                    (Delta::AngleDiff { .. }, _) => (0, 0),
+                };
+                let plan = FieldPlan {
+                    at,
+                    words: f.words() as u8,
+                    encoding: f.encoding,
+                    fixed: f
+                        .encoding
+                        .fixed_bits()
+                        .map(|bits| (f.encoding.range().0, bits)),
+                    diff_bits,
+                    steps,
+                };
+                at += f.words() as u16;
+                plan
+            })
+            .collect();
+        Layout { fields }
+    }
+}
+
+/// Layouts by component set, worked out on first use: the server's encoders keep one.
+#[derive(Clone, Debug, Default)]
+pub struct Layouts {
+    by_mask: Vec<(u32, Layout)>,
+}
+
+impl Layouts {
+    /// The layout of an entity with the components in `mask`.
+    pub fn get(&mut self, schema: &GameSchema, mask: u32) -> &Layout {
+        let i = match self.by_mask.iter().position(|(m, _)| *m == mask) {
+            Some(i) => i,
+            None => {
+                self.by_mask.push((mask, Layout::new(schema, mask)));
+                self.by_mask.len() - 1
+            }
+        };
+        &self.by_mask[i].1
+    }
+}
+
+/// Builds a body from its parts, so that a server can assemble each client's body from records
+/// it encoded once ([`EncodedChange`]). The lists go straight into one bit stream, so they must
+/// come in order: every created entity, then every change, then every removal, each list in
+/// ascending id order. The bytes are those of [`write_diff`] for the same views.
 #[derive(Debug, Default)]
 pub struct BodyWriter {
-    lists: [BitWriter; 3],
-    /// The three lists joined, reused between bodies.
-    joined: BitWriter,
+    bits: BitWriter,
     counts: [u32; 3],
-    prev: [u32; 3],
+    /// The list being written, and the previous id written in it.
+    list: usize,
+    prev: u32,
     /// The previous change's field mask and field count.
     prev_change: Option<(u64, u8)>,
 }
@@ -197,34 +274,42 @@ const CHANGED: usize = 1;
 const REMOVED: usize = 2;
 
 impl BodyWriter {
-    /// Empties the writer, keeping its buffers.
+    /// Empties the writer, keeping its buffer.
     pub fn clear(&mut self) {
-        for l in &mut self.lists {
-            l.clear();
-        }
+        self.bits.clear();
         self.counts = [0; 3];
-        self.prev = [0; 3];
+        self.list = CREATED;
+        self.prev = 0;
         self.prev_change = None;
     }
 
     /// Writes the gap from the previous id of `list`.
     ///
     /// # Panics
-    /// If ids are not strictly increasing within a list (a bug in the caller's merge walk).
+    /// If a list comes after a later one, or ids are not strictly increasing within a list (a
+    /// bug in the caller's walk).
     fn gap(&mut self, list: usize, id: NetId) {
+        if list != self.list {
+            assert!(
+                list > self.list,
+                "body lists are written created, changed, removed"
+            );
+            self.list = list;
+            self.prev = 0;
+        }
         let gap =
-            id.0.checked_sub(self.prev[list])
+            id.0.checked_sub(self.prev)
                 .filter(|g| *g > 0)
                 .expect("snapshot lists are written in ascending id order, without id 0");
-        self.prev[list] = id.0;
+        self.prev = id.0;
         self.counts[list] += 1;
-        self.lists[list].gamma(u64::from(gap));
+        self.bits.gamma(u64::from(gap));
     }
 
     /// Adds an entity to `created`: its component mask and words.
     pub fn created(&mut self, schema: &GameSchema, id: NetId, mask: u32, words: &[i64]) {
         self.gap(CREATED, id);
-        let w = &mut self.lists[CREATED];
+        let w = &mut self.bits;
         w.put(u64::from(mask), schema.components.len() as u32);
         let mut at = 0;
         for f in fields_of(schema, mask) {
@@ -237,7 +322,7 @@ impl BodyWriter {
     /// Adds an entity's change to `changed`.
     pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
         self.gap(CHANGED, id);
-        let w = &mut self.lists[CHANGED];
+        let w = &mut self.bits;
         if self.prev_change == Some((c.mask, c.fields)) {
             w.put(1, 1);
         } else {
@@ -260,11 +345,7 @@ impl BodyWriter {
         for n in self.counts {
             crate::codec::varint_into(u64::from(n), out);
         }
-        self.joined.clear();
-        for l in &self.lists {
-            self.joined.append(l);
-        }
-        self.joined.finish_into(out);
+        self.bits.finish_into(out);
         out.extend_from_slice(&checksum.to_le_bytes());
     }
 }
@@ -280,18 +361,21 @@ pub fn write_diff(
 ) {
     let mut w = BodyWriter::default();
     let mut rec = EncodedChange::default();
+    // New, or replaced (its components changed; removed below too).
     for (id, s) in cur {
-        match base.get(id) {
-            Some(old) if old.mask == s.mask => {
-                if rec.encode(schema, s.mask, &old.words, &s.words) {
-                    w.changed(*id, &rec);
-                }
-            }
-            // Replaced (removed below) or new.
-            _ => w.created(schema, *id, s.mask, &s.words),
+        if base.get(id).is_none_or(|old| old.mask != s.mask) {
+            w.created(schema, *id, s.mask, &s.words);
         }
     }
-    // Gone, or replaced (written as created in the walk above): ascending, like the base.
+    for (id, s) in cur {
+        if let Some(old) = base.get(id)
+            && old.mask == s.mask
+            && rec.encode(schema, s.mask, &old.words, &s.words)
+        {
+            w.changed(*id, &rec);
+        }
+    }
+    // Gone, or replaced: ascending, like the base.
     for (id, old) in base {
         if cur.get(id).is_none_or(|s| s.mask != old.mask) {
             w.removed(*id);
@@ -492,7 +576,11 @@ pub fn write_record(fields: &[Field], words: &[i64], out: &mut Vec<u8>) {
 
 /// Reads a record written by [`write_record`] into `out`, checking every value against its
 /// field; the bytes must hold exactly the record.
-pub fn read_record(fields: &[Field], bytes: &[u8], out: &mut Vec<i64>) -> Result<(), BodyError> {
+pub fn read_record(
+    fields: &[Field],
+    bytes: &[u8],
+    out: &mut impl Extend<i64>,
+) -> Result<(), BodyError> {
     let mut r = BitReader::new(bytes);
     for f in fields {
         if !read_full(&mut r, &f.encoding, out)? {

@@ -83,7 +83,7 @@ pub fn validate_input(
             seq: msg.seq,
         });
     }
-    let mut words = Vec::with_capacity(MAX_INPUT_WORDS);
+    let mut words = smallvec::SmallVec::<[i64; MAX_INPUT_WORDS]>::new();
     read_record(&schema.input, &msg.fields, &mut words)
         .map_err(|_| InputError::Malformed { seq: msg.seq })?;
     Ok(InputWords::from_words(&words))

@@ -24,7 +24,7 @@ pub const MAX_ENTITY_FIELDS: usize = 64;
 /// Longest short string, in bytes.
 pub const MAX_STR_BYTES: u8 = 64;
 /// Most words an input may take.
-pub const MAX_INPUT_WORDS: usize = 16;
+pub const MAX_INPUT_WORDS: usize = 8;
 /// Widest small difference a delta mode may declare, in bits.
 pub const MAX_DIFF_BITS: u8 = 24;
 
@@ -566,12 +566,12 @@ mod tests {
         s.components.push(s.components[0].clone());
         assert!(matches!(s.validate(), Err(SchemaError::Name(_))));
         let mut s = schema();
-        s.input = (0..20)
+        s.input = (0..9)
             .map(|i| Field::new(&format!("f{i}"), Encoding::Bool))
             .collect();
         assert!(matches!(
             s.validate(),
-            Err(SchemaError::InputTooLarge { words: 20 })
+            Err(SchemaError::InputTooLarge { words: 9 })
         ));
         let mut s = schema();
         s.components[0].fields[0].encoding = Encoding::Fixed {

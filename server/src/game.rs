@@ -16,7 +16,6 @@ use crate::error::ServerError;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::IntoScheduleConfigs;
 use bevy_ecs::system::ScheduleSystem;
-use bevy_ecs::world::EntityRef;
 use glam::IVec2;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -183,12 +182,97 @@ pub struct Joined {
     pub name: String,
 }
 
-/// Writes one registered component of an entity into a frame: false if the entity lacks it.
-pub(crate) type WriteComponent = Box<dyn Fn(&EntityRef<'_>, &mut Vec<i64>) -> bool + Send + Sync>;
-/// Finds entities with one registered component and no [`Net`] yet.
-pub(crate) type FindUnnamed = Box<dyn FnMut(&mut World, &mut Vec<Entity>) + Send + Sync>;
-/// Where an entity is for interest management, in interest units.
-pub(crate) type Locate = Box<dyn Fn(&EntityRef<'_>) -> Option<IVec2> + Send + Sync>;
+/// One registered component as capture sees it: cached queries (no per-entity type lookups)
+/// to find entities that need a net id and to write an entity's words.
+pub(crate) trait Capture: Send + Sync {
+    /// Brings the cached queries up to date with the world's archetypes.
+    fn prepare(&mut self, world: &mut World);
+    /// Appends entities with this component and no [`Net`] yet.
+    fn find_unnamed(&self, world: &World, out: &mut Vec<Entity>);
+    /// Appends the component's words for `entity`: false if the entity lacks it.
+    fn write(&self, world: &World, entity: Entity, out: &mut Vec<i64>) -> bool;
+}
+
+struct ComponentCapture<C: Component> {
+    fields: Vec<tickwire_protocol::Field>,
+    words: usize,
+    /// Per word: the range of a one-word field (strings are checked whole).
+    quick: Vec<Option<(i64, i64)>>,
+    has_strings: bool,
+    read: Option<QueryState<&'static C>>,
+    unnamed: Option<Unnamed<C>>,
+}
+
+impl<C: Component + Replicate> Capture for ComponentCapture<C> {
+    fn prepare(&mut self, world: &mut World) {
+        match &mut self.read {
+            Some(q) => q.update_archetypes(world),
+            None => self.read = Some(world.query()),
+        }
+        match &mut self.unnamed {
+            Some(q) => q.update_archetypes(world),
+            None => self.unnamed = Some(world.query_filtered()),
+        }
+    }
+
+    fn find_unnamed(&self, world: &World, out: &mut Vec<Entity>) {
+        if let Some(q) = &self.unnamed {
+            out.extend(q.iter_manual(world));
+        }
+    }
+
+    fn write(&self, world: &World, entity: Entity, out: &mut Vec<i64>) -> bool {
+        let Some(c) = self
+            .read
+            .as_ref()
+            .and_then(|q| q.get_manual(world, entity).ok())
+        else {
+            return false;
+        };
+        let start = out.len();
+        c.write(out);
+        // A game bug must never become bytes a client cannot decode: a quick range check per
+        // one-word field, the full check (strings) only where there are strings.
+        out.resize(start + self.words, 0);
+        let ok = self.quick.iter().zip(&out[start..]).all(|(r, v)| match r {
+            Some((lo, hi)) => (*lo..=*hi).contains(v),
+            None => true,
+        }) && (!self.has_strings
+            || GameSchema::check_words(&self.fields, &out[start..]).is_ok());
+        if !ok && clamp_words(&self.fields, &mut out[start..]) {
+            tracing::warn!(component = C::NAME, "a replicated value was out of range");
+        }
+        true
+    }
+}
+
+/// Where an entity is for interest management, in interest units, from one component type.
+pub(crate) trait Locate: Send + Sync {
+    /// Brings the cached query up to date with the world's archetypes.
+    fn prepare(&mut self, world: &mut World);
+    /// The entity's position, if it has the component.
+    fn locate(&self, world: &World, entity: Entity) -> Option<IVec2>;
+}
+
+struct Locator<C: Component, F> {
+    read: Option<QueryState<&'static C>>,
+    at: F,
+}
+
+impl<C: Component, F: Fn(&C) -> IVec2 + Send + Sync> Locate for Locator<C, F> {
+    fn prepare(&mut self, world: &mut World) {
+        match &mut self.read {
+            Some(q) => q.update_archetypes(world),
+            None => self.read = Some(world.query()),
+        }
+    }
+
+    fn locate(&self, world: &World, entity: Entity) -> Option<IVec2> {
+        let q = self.read.as_ref()?;
+        q.get_manual(world, entity).ok().map(|c| (self.at)(c))
+    }
+}
+
 /// Spawns the player entity of a joining client.
 pub(crate) type JoinHook = Box<dyn FnMut(&mut World, &Joined) -> Entity + Send + Sync>;
 /// Handles a player entity whose client left.
@@ -204,15 +288,14 @@ pub(crate) struct InterestDef {
     /// The extent of the world, in interest units (positions are clamped into it).
     pub extent: IVec2,
     /// One locator per component type that places entities, tried in order.
-    pub locate: Vec<Locate>,
+    pub locate: Vec<Box<dyn Locate>>,
 }
 
 /// What a game builds on: its world and its registrations. Given to [`Game::build`].
 pub struct GameApp {
     pub(crate) world: World,
     pub(crate) schema: GameSchema,
-    pub(crate) writers: Vec<WriteComponent>,
-    pub(crate) finders: Vec<FindUnnamed>,
+    pub(crate) captures: Vec<Box<dyn Capture>>,
     pub(crate) statics: Vec<StaticRecord>,
     pub(crate) simulate: Schedule,
     pub(crate) on_join: Option<JoinHook>,
@@ -235,8 +318,7 @@ impl GameApp {
                 game: name.to_owned(),
                 ..GameSchema::default()
             },
-            writers: Vec::new(),
-            finders: Vec::new(),
+            captures: Vec::new(),
             statics: Vec::new(),
             simulate: Schedule::default(),
             on_join: None,
@@ -273,28 +355,22 @@ impl GameApp {
     /// they are registered.
     pub fn replicate<C: Component + Replicate>(&mut self) -> &mut Self {
         let fields = C::fields();
+        let quick = fields
+            .iter()
+            .flat_map(|f| {
+                let one = (f.words() == 1).then(|| f.encoding.range());
+                std::iter::once(one).chain(std::iter::repeat_n(None, f.words() - 1))
+            })
+            .collect();
         self.schema.components.push(C::schema());
-        self.writers
-            .push(Box::new(move |e: &EntityRef<'_>, out: &mut Vec<i64>| {
-                let Some(c) = e.get::<C>() else {
-                    return false;
-                };
-                let start = out.len();
-                c.write(out);
-                // A game bug must never become bytes a client cannot decode.
-                let n: usize = fields.iter().map(|f| f.words()).sum();
-                out.resize(start + n, 0);
-                if clamp_words(&fields, &mut out[start..]) {
-                    tracing::warn!(component = C::NAME, "a replicated value was out of range");
-                }
-                true
-            }));
-        let mut query: Option<Unnamed<C>> = None;
-        self.finders
-            .push(Box::new(move |world: &mut World, out: &mut Vec<Entity>| {
-                let q = query.get_or_insert_with(|| world.query_filtered());
-                out.extend(q.iter(world));
-            }));
+        self.captures.push(Box::new(ComponentCapture::<C> {
+            words: fields.iter().map(|f| f.words()).sum(),
+            has_strings: fields.iter().any(|f| f.words() > 1),
+            fields,
+            quick,
+            read: None,
+            unnamed: None,
+        }));
         self
     }
 
@@ -374,7 +450,10 @@ impl GameApp {
         extent: IVec2,
         locate: impl Fn(&C) -> IVec2 + Send + Sync + 'static,
     ) -> &mut Self {
-        let locate: Locate = Box::new(move |e: &EntityRef<'_>| e.get::<C>().map(&locate));
+        let locate: Box<dyn Locate> = Box::new(Locator::<C, _> {
+            read: None,
+            at: locate,
+        });
         match &mut self.interest {
             Some(i) if i.units_per_world == units_per_world && i.extent == extent => {
                 i.locate.push(locate);

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use glam::IVec2;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::body::{BodyWriter, EncodedChange};
+use tickwire_protocol::body::{BodyWriter, EncodedChange, Layouts};
 use tickwire_protocol::state::entity_hash;
 use tickwire_protocol::{GameSchema, NetId, Tick};
 
@@ -93,71 +93,59 @@ struct ChangeCache {
 /// frames, built without the cache.
 const MAX_CACHED_BASELINES: usize = 8;
 
+/// What one walk found, for the lists written after `created`: reused between bodies.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Entities in both views with the same components: the baseline's copy, and the
+    /// current one's index in the newest frame.
+    both: Vec<(FrameEntity, u32)>,
+    /// Entities gone, or replaced.
+    removed: Vec<NetId>,
+    /// Field layouts by component set.
+    layouts: Layouts,
+}
+
 /// Writes into `w` the changes from the view `base` (entities of frame `bf`) to the view `cur`
-/// (entities of the newest frame `cf`, with their indices in it), each sorted by id: a merge
-/// walk. Entities whose fields changed get a field-level record, taken from `cache` when given
-/// (and filled in when missing); an entity whose component set changed is removed and created
-/// again.
+/// (entities of the newest frame `cf`, with their indices in it), each sorted by id. One merge
+/// walk writes the created entities (new, or whose component set changed) and collects the
+/// rest; then the field-level records of entities that changed (taken from `cache` when given,
+/// and filled in when missing), then the removals (gone, or replaced), in the order the body's
+/// bit stream has them.
 #[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, scratch, output.
 fn write_changes<'a>(
     schema: &GameSchema,
     bf: &WorldFrame,
-    base: impl IntoIterator<Item = &'a FrameEntity>,
+    base: impl Iterator<Item = &'a FrameEntity>,
     cf: &WorldFrame,
-    cur: impl IntoIterator<Item = (usize, &'a FrameEntity)>,
+    cur: impl Iterator<Item = (usize, &'a FrameEntity)>,
     mut cache: Option<&mut ChangeCache>,
     scratch: &mut EncodedChange,
+    walk: &mut Walk,
     w: &mut BodyWriter,
 ) {
-    let mut base = base.into_iter().peekable();
-    let mut cur = cur.into_iter().peekable();
+    let layouts = &mut walk.layouts;
+    walk.both.clear();
+    walk.removed.clear();
+    let mut base = base.peekable();
+    let mut cur = cur.peekable();
     loop {
         match (base.peek(), cur.peek()) {
-            (Some(b), Some((idx, c))) if b.id == c.id => {
-                let (old, new) = (bf.words_of(b), cf.words_of(c));
-                if b.mask != c.mask {
-                    w.removed(c.id);
-                    w.created(schema, c.id, c.mask, new);
-                } else if b.hash != c.hash || old != new {
-                    match cache.as_deref_mut() {
-                        Some(cache) => {
-                            let slot = match cache.slots[*idx] {
-                                Slot::Unknown => {
-                                    if cache.records.len() == cache.used {
-                                        cache.records.push(EncodedChange::default());
-                                    }
-                                    let rec = &mut cache.records[cache.used];
-                                    let fresh = if rec.encode(schema, c.mask, old, new) {
-                                        cache.used += 1;
-                                        Slot::Changed(cache.used as u32 - 1)
-                                    } else {
-                                        Slot::Unchanged
-                                    };
-                                    cache.slots[*idx] = fresh;
-                                    fresh
-                                }
-                                known => known,
-                            };
-                            if let Slot::Changed(i) = slot {
-                                w.changed(c.id, &cache.records[i as usize]);
-                            }
-                        }
-                        None => {
-                            if scratch.encode(schema, c.mask, old, new) {
-                                w.changed(c.id, scratch);
-                            }
-                        }
-                    }
+            (Some(b), Some((i, c))) if b.id == c.id => {
+                if b.mask == c.mask {
+                    walk.both.push((**b, *i as u32));
+                } else {
+                    w.created(schema, c.id, c.mask, cf.words_of(c));
+                    walk.removed.push(b.id);
                 }
                 base.next();
                 cur.next();
             }
             (Some(b), Some((_, c))) if b.id < c.id => {
-                w.removed(b.id);
+                walk.removed.push(b.id);
                 base.next();
             }
             (Some(b), None) => {
-                w.removed(b.id);
+                walk.removed.push(b.id);
                 base.next();
             }
             (_, Some((_, c))) => {
@@ -166,6 +154,50 @@ fn write_changes<'a>(
             }
             (None, None) => break,
         }
+    }
+    for (b, idx) in &walk.both {
+        let c = &cf.entities[*idx as usize];
+        match cache.as_deref_mut() {
+            Some(cache) => {
+                let slot = match cache.slots[*idx as usize] {
+                    Slot::Unknown => {
+                        let (old, new) = (bf.words_of(b), cf.words_of(c));
+                        let fresh = if b.hash == c.hash && old == new {
+                            Slot::Unchanged
+                        } else {
+                            if cache.records.len() == cache.used {
+                                cache.records.push(EncodedChange::default());
+                            }
+                            let rec = &mut cache.records[cache.used];
+                            if rec.encode_with(layouts.get(schema, c.mask), old, new) {
+                                cache.used += 1;
+                                Slot::Changed(cache.used as u32 - 1)
+                            } else {
+                                Slot::Unchanged
+                            }
+                        };
+                        cache.slots[*idx as usize] = fresh;
+                        fresh
+                    }
+                    known => known,
+                };
+                if let Slot::Changed(i) = slot {
+                    w.changed(c.id, &cache.records[i as usize]);
+                }
+            }
+            None => {
+                let (old, new) = (bf.words_of(b), cf.words_of(c));
+                if (b.hash != c.hash || old != new)
+                    && scratch.encode_with(layouts.get(schema, c.mask), old, new)
+                {
+                    w.changed(c.id, scratch);
+                }
+            }
+        }
+    }
+    // Removals in id order: gone ones and replaced ones were collected in one ascending walk.
+    for id in &walk.removed {
+        w.removed(*id);
     }
 }
 
@@ -203,6 +235,7 @@ pub struct Replication {
     caches: Vec<ChangeCache>,
     caches_used: usize,
     scratch: EncodedChange,
+    walk: Walk,
     encode_buf: Vec<u8>,
 }
 
@@ -227,6 +260,7 @@ impl Replication {
             caches: Vec::new(),
             caches_used: 0,
             scratch: EncodedChange::default(),
+            walk: Walk::default(),
             encode_buf: Vec::new(),
         }
     }
@@ -321,11 +355,12 @@ impl Replication {
         write_changes(
             &self.schema,
             base,
-            &base.entities,
+            base.entities.iter(),
             cur,
             cur.entities.iter().enumerate(),
             None,
             &mut self.scratch,
+            &mut self.walk,
             &mut self.writer,
         );
         self.writer.finish(cur.checksum, out);
@@ -365,6 +400,7 @@ impl Replication {
             caches,
             caches_used,
             scratch,
+            walk,
             ..
         } = self;
         let frame = history.back()?;
@@ -382,17 +418,19 @@ impl Replication {
                     subset(frame, cur),
                     cache,
                     scratch,
+                    walk,
                     writer,
                 );
             }
             None => write_changes(
                 schema,
                 frame,
-                [],
+                std::iter::empty(),
                 frame,
                 subset(frame, cur),
                 None,
                 scratch,
+                walk,
                 writer,
             ),
         }

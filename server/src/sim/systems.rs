@@ -6,7 +6,7 @@
 
 use super::components::*;
 use crate::boundary::{ClientEvent, LeaveReason};
-use crate::game::{FindUnnamed, JoinHook, Joined, LeaveHook, Locate, WriteComponent};
+use crate::game::{Capture, JoinHook, Joined, LeaveHook, Locate};
 use crate::replication::{ClientLink, FrameEntity, Replication};
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
@@ -31,9 +31,8 @@ pub struct GameHooks {
     pub statics: Arc<Vec<StaticRecord>>,
     pub(crate) on_join: Option<JoinHook>,
     pub(crate) on_leave: Option<LeaveHook>,
-    pub(crate) writers: Vec<WriteComponent>,
-    pub(crate) finders: Vec<FindUnnamed>,
-    pub(crate) locate: Vec<Locate>,
+    pub(crate) captures: Vec<Box<dyn Capture>>,
+    pub(crate) locate: Vec<Box<dyn Locate>>,
     /// The game's cap on players, if any, and the players in the game now.
     player_cap: Option<usize>,
     players: usize,
@@ -58,8 +57,7 @@ impl GameHooks {
             statics: Arc::new(app.statics),
             on_join: app.on_join,
             on_leave: app.on_leave,
-            writers: app.writers,
-            finders: app.finders,
+            captures: app.captures,
             locate: app.interest.map(|i| i.locate).unwrap_or_default(),
             player_cap: app.player_cap,
             players: 0,
@@ -241,8 +239,9 @@ pub fn capture_world(world: &mut World) {
     world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
         let hooks = &mut *hooks;
         hooks.unnamed.clear();
-        for find in &mut hooks.finders {
-            find(world, &mut hooks.unnamed);
+        for c in &mut hooks.captures {
+            c.prepare(world);
+            c.find_unnamed(world, &mut hooks.unnamed);
         }
         hooks.unnamed.sort_unstable();
         hooks.unnamed.dedup();
@@ -254,6 +253,15 @@ pub fn capture_world(world: &mut World) {
             world.entity_mut(e).insert(Net(id));
         }
         world.resource_mut::<NetIds>().captured();
+        if !hooks.unnamed.is_empty() {
+            // New entities got a component: the queries must see their new archetypes.
+            for c in &mut hooks.captures {
+                c.prepare(world);
+            }
+        }
+        for l in &mut hooks.locate {
+            l.prepare(world);
+        }
         let nets = hooks.nets.get_or_insert_with(|| world.query());
         hooks.order.clear();
         hooks
@@ -264,17 +272,14 @@ pub fn capture_world(world: &mut World) {
         world.resource_scope(|world, mut replication: Mut<Replication>| {
             let frame = replication.begin(tick);
             for &(id, e) in &hooks.order {
-                let Ok(entity) = world.get_entity(e) else {
-                    continue;
-                };
                 let start = frame.words.len();
                 let mut mask = 0u32;
-                for (i, write) in hooks.writers.iter().enumerate() {
-                    if write(&entity, &mut frame.words) {
+                for (i, c) in hooks.captures.iter().enumerate() {
+                    if c.write(world, e, &mut frame.words) {
                         mask |= 1 << i;
                     }
                 }
-                let pos = hooks.locate.iter().find_map(|l| l(&entity));
+                let pos = hooks.locate.iter().find_map(|l| l.locate(world, e));
                 frame.entities.push(FrameEntity {
                     id,
                     mask,
