@@ -11,8 +11,8 @@ use crate::schema::{Field, GameSchema, Replicate};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-/// An entity's words: up to eight inline (every arena and whiteboard stroke entity), so a
-/// client's views, cloned per snapshot, allocate nothing per entity.
+/// An entity's words: up to eight inline (most entities have fewer), so a
+/// client's views, rebuilt every snapshot, allocate nothing per entity.
 pub type Words = SmallVec<[i64; 8]>;
 
 /// One entity's replicated state: which components it has (bit `i` for the schema's component

@@ -34,16 +34,8 @@ pub struct Arena;
 
 /// The arena's browser page (the SDK is served beside it).
 pub const PAGE: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_str!("../web/index.html"),
-    },
-    Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../web/app.js"),
-    },
+    Asset::html("/", include_str!("../web/index.html")),
+    Asset::script("/app.js", include_str!("../web/app.js")),
 ];
 
 impl Game for Arena {

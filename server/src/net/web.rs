@@ -13,13 +13,34 @@ pub struct Asset {
     pub body: &'static str,
 }
 
+impl Asset {
+    /// An HTML file served at `path`.
+    #[must_use]
+    pub const fn html(path: &'static str, body: &'static str) -> Asset {
+        Asset {
+            path,
+            content_type: "text/html; charset=utf-8",
+            body,
+        }
+    }
+
+    /// A JavaScript module served at `path`.
+    #[must_use]
+    pub const fn script(path: &'static str, body: &'static str) -> Asset {
+        Asset {
+            path,
+            content_type: "text/javascript; charset=utf-8",
+            body,
+        }
+    }
+}
+
 /// The JavaScript SDK, for every game's page.
 pub const SDK: &[Asset] = &[
-    Asset {
-        path: "/sdk/tickwire.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_str!("../../../sdk/js/tickwire.js"),
-    },
+    Asset::script(
+        "/sdk/tickwire.js",
+        include_str!("../../../sdk/js/tickwire.js"),
+    ),
     Asset {
         path: "/sdk/tickwire.d.ts",
         content_type: "application/typescript; charset=utf-8",
