@@ -345,15 +345,6 @@ impl Client {
         self.send(&ClientMsg::Ack { tick }).await
     }
 
-    /// Acknowledges the newest snapshot applied, unless that was done already (by an input or
-    /// an earlier call).
-    pub async fn ack_latest(&mut self) -> Result<(), ClientError> {
-        match self.applied {
-            Some((tick, false)) => self.ack(tick).await,
-            _ => Ok(()),
-        }
-    }
-
     /// Tells the server this client dropped its replica after the snapshot of `tick` failed,
     /// so the next snapshot is full.
     pub async fn resync(&mut self, tick: Tick) -> Result<(), ClientError> {

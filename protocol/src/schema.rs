@@ -184,9 +184,6 @@ pub enum SchemaError {
         /// What is wrong.
         why: &'static str,
     },
-    /// A component type's name is not in the schema.
-    #[error("component {0:?} is not registered")]
-    Unknown(String),
     /// A value is outside its encoding's range.
     #[error("field {field:?}: value {value} is out of range")]
     OutOfRange {

@@ -324,21 +324,19 @@ impl Config {
         }
     }
 
-    /// Length of one tick in seconds.
-    #[must_use]
-    pub fn tick_seconds(&self) -> f32 {
-        1.0 / f32::from(self.tick_rate_hz)
-    }
-
     /// A duration in milliseconds as a whole number of ticks, at least 1.
     #[must_use]
     pub fn ms_to_ticks(&self, ms: impl Into<u64>) -> u32 {
-        let ticks = ms
-            .into()
-            .saturating_mul(u64::from(self.tick_rate_hz))
-            .div_ceil(1000);
-        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+        ms_to_ticks(ms.into(), self.tick_rate_hz)
     }
+}
+
+/// A duration in milliseconds as a whole number of ticks at `tick_rate_hz`, rounded up, at
+/// least 1.
+#[must_use]
+pub fn ms_to_ticks(ms: u64, tick_rate_hz: u16) -> u32 {
+    let ticks = ms.saturating_mul(u64::from(tick_rate_hz)).div_ceil(1000);
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
 }
 
 #[cfg(test)]

@@ -156,23 +156,6 @@ pub struct Clock {
     pub tick_rate_hz: u16,
 }
 
-impl Clock {
-    /// A duration in milliseconds as whole ticks, at least 1.
-    #[must_use]
-    pub fn ms_to_ticks(&self, ms: u64) -> u32 {
-        let t = ms
-            .saturating_mul(u64::from(self.tick_rate_hz))
-            .div_ceil(1000);
-        u32::try_from(t).unwrap_or(u32::MAX).max(1)
-    }
-
-    /// Length of one tick in seconds.
-    #[must_use]
-    pub fn tick_seconds(&self) -> f32 {
-        1.0 / f32::from(self.tick_rate_hz.max(1))
-    }
-}
-
 /// A client that just joined, as the join hook sees it.
 #[derive(Debug, Clone)]
 pub struct Joined {
@@ -348,6 +331,13 @@ impl GameApp {
     #[must_use]
     pub fn tick_rate_hz(&self) -> u16 {
         self.tick_rate_hz
+    }
+
+    /// A duration in milliseconds as whole ticks at the server's tick rate, at least 1 (the
+    /// same rounding as the engine's own settings).
+    #[must_use]
+    pub fn ms_to_ticks(&self, ms: u64) -> u32 {
+        crate::config::ms_to_ticks(ms, self.tick_rate_hz)
     }
 
     /// Replicates component `C`: every entity that has it is sent to clients, with `C`'s

@@ -47,11 +47,7 @@ impl Game for Arena {
         let map = map::Map::load(config.map.as_deref())?;
         let q = POS_SCALE;
         let dt = 1.0 / f32::from(app.tick_rate_hz().max(1));
-        let ticks = |ms: u32| {
-            (u64::from(ms) * u64::from(app.tick_rate_hz()))
-                .div_ceil(1000)
-                .max(1) as u32
-        };
+        let ticks = |ms: u32| app.ms_to_ticks(u64::from(ms));
         if config.projectile_speed * q * dt >= MAX_SHOT_STEP as f32 {
             return Err(format!(
                 "projectile_speed {} is too fast to replicate at {} Hz (at most {} units per tick)",

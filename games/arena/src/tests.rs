@@ -95,6 +95,36 @@ fn send(c: &mut SimClient, input: ArenaInput) {
 }
 
 #[test]
+fn bad_settings_in_the_arena_section_stop_start_up_with_the_reason() {
+    let refusal = |section: &str| {
+        let mut config = Config::default();
+        config.games.insert(
+            "arena".into(),
+            toml::Value::Table(toml::from_str(section).expect("toml")),
+        );
+        let (_, rx) = crossbeam_channel::bounded(1);
+        Sim::new(
+            &config,
+            &GameDef::of::<Arena>(),
+            rx,
+            Arc::new(ServerStats::default()),
+        )
+        .err()
+        .expect("refused")
+        .to_string()
+    };
+    let err = refusal("player_speeed = 3.0");
+    assert!(
+        err.contains("[games.arena]") && err.contains("player_speeed"),
+        "{err}"
+    );
+    let err = refusal("projectile_speed = 9000.0");
+    assert!(err.contains("too fast"), "{err}");
+    let err = refusal("map = '/no/such/map.toml'");
+    assert!(err.contains("cannot read map"), "{err}");
+}
+
+#[test]
 fn the_welcome_carries_the_schema_walls_and_rules() {
     let mut h = Harness::new();
     let c = h.join();

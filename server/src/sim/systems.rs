@@ -208,7 +208,12 @@ pub fn depart(world: &mut World) {
     }
     world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
         for (entity, net, reason) in departed {
-            let Some(Link(link)) = world.entity_mut(entity).take::<Link>() else {
+            // The game's own systems may have despawned the player already.
+            let Some(Link(link)) = world
+                .get_entity_mut(entity)
+                .ok()
+                .and_then(|mut e| e.take::<Link>())
+            else {
                 continue;
             };
             world.entity_mut(entity).remove::<Controls>();

@@ -6,7 +6,7 @@
 use super::Sim;
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, LeaveReason};
 use crate::config::{Config, VisibilityMode};
-use crate::game::{Clock, Controls, Game, GameApp, GameDef, Net};
+use crate::game::{Controls, Game, GameApp, GameDef, Net};
 use crate::harness::SimClient;
 use crate::headroom::Workload;
 use crate::stats::ServerStats;
@@ -143,7 +143,7 @@ fn step_dots(mut commands: Commands, mut dots: Query<(&Net, &Controls, &mut Dot)
     }
 }
 
-fn age_sparks(mut commands: Commands, mut sparks: Query<(Entity, &mut Spark)>, _clock: Res<Clock>) {
+fn age_sparks(mut commands: Commands, mut sparks: Query<(Entity, &mut Spark)>) {
     for (e, mut s) in &mut sparks {
         s.ticks_left -= 1;
         if s.ticks_left == 0 {
@@ -335,12 +335,47 @@ fn a_game_without_an_input_or_with_a_bad_schema_does_not_start() {
             Ok(())
         }
     }
-    let (_, rx) = crossbeam_channel::bounded(1);
-    let stats = Arc::new(ServerStats::default());
-    let err = Sim::new(&Config::default(), &GameDef::of::<NoInput>(), rx, stats)
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("no input type"), "{err}");
+    /// Interest placed in two different units, and a static record out of its range.
+    struct Inconsistent;
+    impl Game for Inconsistent {
+        const NAME: &'static str = "inconsistent";
+        type Config = ();
+        fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+            app.replicate::<Dot>()
+                .input::<Step>()
+                .interest::<Dot>(1.0, IVec2::splat(100), |d| IVec2::new(d.x as i32, 0))
+                .interest::<Dot>(2.0, IVec2::splat(100), |d| IVec2::new(d.x as i32, 0));
+            Ok(())
+        }
+    }
+    struct BadStatic;
+    impl Game for BadStatic {
+        const NAME: &'static str = "bad-static";
+        type Config = ();
+        fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+            app.replicate::<Dot>()
+                .input::<Step>()
+                .statics([Dot { x: EDGE + 1, y: 0 }]);
+            Ok(())
+        }
+    }
+    let refusal = |game: GameDef| {
+        let (_, rx) = crossbeam_channel::bounded(1);
+        let stats = Arc::new(ServerStats::default());
+        Sim::new(&Config::default(), &game, rx, stats)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let err = refusal(GameDef::of::<NoInput>());
+    assert!(err.contains("no input type"), "{err}");
+    let err = refusal(GameDef::of::<Inconsistent>());
+    assert!(err.contains("same units"), "{err}");
+    let err = refusal(GameDef::of::<BadStatic>());
+    assert!(
+        err.contains("static Dot") && err.contains("out of range"),
+        "{err}"
+    );
 }
 
 #[test]
