@@ -194,7 +194,8 @@ fn game(name: &str, ticks: usize) -> Value {
         }
         sim.tick();
         for (i, c) in clients.iter_mut().enumerate() {
-            while let Ok(bytes) = c.outbox.try_recv() {
+            while let Ok(frame) = c.outbox.try_recv() {
+                let bytes = frame.into_bytes();
                 match decode_server(&bytes).expect("decodes") {
                     ServerMsg::Welcome(w) => {
                         if i == 0 {

@@ -136,20 +136,29 @@ impl EncodedChange {
 
     /// [`EncodedChange::encode`] with the entity's layout already worked out (the server keeps
     /// them in [`Layouts`]).
+    ///
+    /// # Panics
+    /// If `old` or `new` is shorter than the layout's words.
     pub fn encode_with(&mut self, layout: &Layout, old: &[i64], new: &[i64]) -> bool {
         self.payload.clear();
-        self.mask = 0;
-        for (i, f) in layout.fields.iter().enumerate() {
-            let (at, len) = (usize::from(f.at), usize::from(f.words));
-            let (o, v) = (&old[at..at + len], &new[at..at + len]);
-            if o != v {
-                self.mask |= 1 << i;
-                f.write_change(&mut self.payload, o, v);
-            }
-        }
+        self.mask = layout.changed_fields(old, new);
         self.fields = layout.fields.len() as u8;
+        layout.write_changes(&mut self.payload, self.mask, old, new);
         self.mask != 0
     }
+}
+
+/// How a field is written in full, worked out once per layout.
+#[derive(Clone, Copy, Debug)]
+enum Full {
+    /// `bits` bits of the value minus `lo` (the fixed-width encodings).
+    Bits { lo: i64, bits: u32 },
+    /// Gamma of the value plus one (varuint, entity ref).
+    Gamma,
+    /// Gamma of the zigzagged value plus one (varint).
+    GammaZigzag,
+    /// A short string: several words, always absolute.
+    Str(Encoding),
 }
 
 /// One field of an entity's layout: where its words are and how it is written, worked out once.
@@ -157,9 +166,7 @@ impl EncodedChange {
 struct FieldPlan {
     at: u16,
     words: u8,
-    encoding: Encoding,
-    /// For one-word fixed-width encodings: the smallest value and the bits.
-    fixed: Option<(i64, u32)>,
+    full: Full,
     /// Bits of the small difference (0: written in full), and the angle's steps for an
     /// `AngleDiff` (0 otherwise).
     diff_bits: u8,
@@ -167,23 +174,27 @@ struct FieldPlan {
 }
 
 impl FieldPlan {
-    #[inline]
-    fn write_full(&self, w: &mut BitWriter, words: &[i64]) {
-        match self.fixed {
-            Some((lo, bits)) => w.put((words[0] - lo) as u64, bits),
-            None => write_full(w, &self.encoding, words),
+    /// Writes a one-word value in full.
+    #[inline(always)]
+    fn write_full(&self, w: &mut BitWriter, v: i64) {
+        match self.full {
+            Full::Bits { lo, bits } => w.put((v - lo) as u64, bits),
+            Full::Gamma => w.gamma(v as u64 + 1),
+            Full::GammaZigzag => w.gamma(zigzag(v) + 1),
+            Full::Str(_) => unreachable!("a layout writes strings whole"),
         }
     }
 
-    #[inline]
-    fn write_change(&self, w: &mut BitWriter, old: &[i64], new: &[i64]) {
+    /// Writes the change of a one-word field from `old` to `new`.
+    #[inline(always)]
+    fn write_change(&self, w: &mut BitWriter, old: i64, new: i64) {
         if self.diff_bits == 0 {
             return self.write_full(w, new);
         }
         let d = if self.steps > 0 {
-            fixed::turn(old[0], new[0], self.steps)
+            fixed::turn(old, new, self.steps)
         } else {
-            new[0] - old[0]
+            new - old
         };
         let escape = escape(self.diff_bits);
         match zigzag(d).checked_sub(1) {
@@ -200,6 +211,8 @@ impl FieldPlan {
 #[derive(Clone, Debug)]
 pub struct Layout {
     fields: Vec<FieldPlan>,
+    /// True when no field is a string, so field `i` is word `i`.
+    one_word_fields: bool,
 }
 
 impl Layout {
@@ -207,22 +220,27 @@ impl Layout {
     #[must_use]
     pub fn new(schema: &GameSchema, mask: u32) -> Layout {
         let mut at = 0u16;
-        let fields = fields_of(schema, mask)
+        let fields: Vec<FieldPlan> = fields_of(schema, mask)
             .map(|f| {
                 let (diff_bits, steps) = match (f.delta, f.encoding) {
-                    (Delta::Absolute, _) => (0, 0),
+                    (Delta::Absolute, _) | (_, Encoding::Str { .. }) => (0, 0),
                     (Delta::Diff { bits }, _) => (bits, 0),
                     (Delta::AngleDiff { bits }, Encoding::Angle { steps }) => (bits, steps),
                     (Delta::AngleDiff { .. }, _) => (0, 0),
                 };
+                let full = match f.encoding {
+                    Encoding::VarUInt | Encoding::EntityRef => Full::Gamma,
+                    Encoding::VarInt => Full::GammaZigzag,
+                    Encoding::Str { .. } => Full::Str(f.encoding),
+                    enc => Full::Bits {
+                        lo: enc.range().0,
+                        bits: enc.fixed_bits().unwrap_or(32),
+                    },
+                };
                 let plan = FieldPlan {
                     at,
                     words: f.words() as u8,
-                    encoding: f.encoding,
-                    fixed: f
-                        .encoding
-                        .fixed_bits()
-                        .map(|bits| (f.encoding.range().0, bits)),
+                    full,
                     diff_bits,
                     steps,
                 };
@@ -230,7 +248,73 @@ impl Layout {
                 plan
             })
             .collect();
-        Layout { fields }
+        let one_word_fields = fields.iter().all(|f| f.words == 1);
+        Layout {
+            fields,
+            one_word_fields,
+        }
+    }
+
+    /// True if the entity's words can be read by this layout with no slicing per field.
+    #[inline]
+    fn one_word(&self, old: &[i64], new: &[i64]) -> bool {
+        self.one_word_fields && old.len() == self.fields.len() && new.len() == old.len()
+    }
+
+    /// The mask of the fields whose words differ between `old` and `new`.
+    ///
+    /// # Panics
+    /// If `old` or `new` is shorter than the layout's words.
+    #[inline]
+    fn changed_fields(&self, old: &[i64], new: &[i64]) -> u64 {
+        let mut mask = 0u64;
+        if self.one_word(old, new) {
+            // Field `i` is word `i`: one comparison per word.
+            for (i, (o, v)) in old.iter().zip(new).enumerate() {
+                mask |= u64::from(o != v) << i;
+            }
+        } else {
+            for (i, f) in self.fields.iter().enumerate() {
+                let (at, len) = (usize::from(f.at), usize::from(f.words));
+                mask |= u64::from(old[at..at + len] != new[at..at + len]) << i;
+            }
+        }
+        mask
+    }
+
+    /// Writes the fields in `mask` as changes from `old` to `new`.
+    #[inline]
+    fn write_changes(&self, w: &mut BitWriter, mask: u64, old: &[i64], new: &[i64]) {
+        if self.one_word(old, new) {
+            for (f, (&o, &v)) in self.fields.iter().zip(old.iter().zip(new)) {
+                if o != v {
+                    f.write_change(w, o, v);
+                }
+            }
+            return;
+        }
+        let mut m = mask;
+        while m != 0 {
+            let f = &self.fields[m.trailing_zeros() as usize];
+            m &= m - 1;
+            let at = usize::from(f.at);
+            match f.full {
+                Full::Str(enc) => write_full(w, &enc, &new[at..at + usize::from(f.words)]),
+                _ => f.write_change(w, old[at], new[at]),
+            }
+        }
+    }
+
+    /// Writes every field of `words` in full.
+    #[inline]
+    fn write_all(&self, w: &mut BitWriter, words: &[i64]) {
+        for f in &self.fields {
+            let at = usize::from(f.at);
+            match f.full {
+                Full::Str(enc) => write_full(w, &enc, &words[at..at + usize::from(f.words)]),
+                _ => f.write_full(w, words[at]),
+            }
+        }
     }
 }
 
@@ -238,19 +322,24 @@ impl Layout {
 #[derive(Clone, Debug, Default)]
 pub struct Layouts {
     by_mask: Vec<(u32, Layout)>,
+    /// The index of the last one asked for: entities of one kind tend to come together.
+    last: usize,
 }
 
 impl Layouts {
     /// The layout of an entity with the components in `mask`.
+    #[inline]
     pub fn get(&mut self, schema: &GameSchema, mask: u32) -> &Layout {
-        let i = match self.by_mask.iter().position(|(m, _)| *m == mask) {
-            Some(i) => i,
-            None => {
-                self.by_mask.push((mask, Layout::new(schema, mask)));
-                self.by_mask.len() - 1
-            }
-        };
-        &self.by_mask[i].1
+        if self.by_mask.get(self.last).is_none_or(|(m, _)| *m != mask) {
+            self.last = match self.by_mask.iter().position(|(m, _)| *m == mask) {
+                Some(i) => i,
+                None => {
+                    self.by_mask.push((mask, Layout::new(schema, mask)));
+                    self.by_mask.len() - 1
+                }
+            };
+        }
+        &self.by_mask[self.last].1
     }
 }
 
@@ -288,6 +377,7 @@ impl BodyWriter {
     /// # Panics
     /// If a list comes after a later one, or ids are not strictly increasing within a list (a
     /// bug in the caller's walk).
+    #[inline]
     fn gap(&mut self, list: usize, id: NetId) {
         if list != self.list {
             assert!(
@@ -308,31 +398,59 @@ impl BodyWriter {
 
     /// Adds an entity to `created`: its component mask and words.
     pub fn created(&mut self, schema: &GameSchema, id: NetId, mask: u32, words: &[i64]) {
+        let layout = Layout::new(schema, mask);
+        self.created_with(&layout, schema.components.len(), id, mask, words);
+    }
+
+    /// [`BodyWriter::created`] with the entity's layout already worked out.
+    pub fn created_with(
+        &mut self,
+        layout: &Layout,
+        components: usize,
+        id: NetId,
+        mask: u32,
+        words: &[i64],
+    ) {
         self.gap(CREATED, id);
-        let w = &mut self.bits;
-        w.put(u64::from(mask), schema.components.len() as u32);
-        let mut at = 0;
-        for f in fields_of(schema, mask) {
-            let len = f.words();
-            write_full(w, &f.encoding, &words[at..at + len]);
-            at += len;
-        }
+        self.bits.put(u64::from(mask), components as u32);
+        layout.write_all(&mut self.bits, words);
     }
 
     /// Adds an entity's change to `changed`.
     pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
+        self.change_header(id, c.mask, c.fields);
+        self.bits.append(&c.payload);
+    }
+
+    /// Adds an entity's change from `old` to `new` words to `changed`, written straight into
+    /// the body (no record to share): false, writing nothing, if no field changed.
+    ///
+    /// # Panics
+    /// If `old` or `new` is shorter than the layout's words.
+    pub fn changed_from(&mut self, id: NetId, layout: &Layout, old: &[i64], new: &[i64]) -> bool {
+        let mask = layout.changed_fields(old, new);
+        if mask == 0 {
+            return false;
+        }
+        self.change_header(id, mask, layout.fields.len() as u8);
+        layout.write_changes(&mut self.bits, mask, old, new);
+        true
+    }
+
+    /// A changed record's id gap and field mask (or the bit that says it is the previous one).
+    #[inline(always)]
+    fn change_header(&mut self, id: NetId, mask: u64, fields: u8) {
         self.gap(CHANGED, id);
         let w = &mut self.bits;
-        if self.prev_change == Some((c.mask, c.fields)) {
+        if self.prev_change == Some((mask, fields)) {
             w.put(1, 1);
         } else {
             w.put(0, 1);
-            let n = u32::from(c.fields);
-            w.put(c.mask & 0xFFFF_FFFF, n.min(32));
-            w.put(c.mask >> 32, n.saturating_sub(32));
-            self.prev_change = Some((c.mask, c.fields));
+            let n = u32::from(fields);
+            w.put(mask & 0xFFFF_FFFF, n.min(32));
+            w.put(mask >> 32, n.saturating_sub(32));
+            self.prev_change = Some((mask, fields));
         }
-        w.append(&c.payload);
     }
 
     /// Adds an entity to `removed`.
@@ -678,9 +796,40 @@ mod tests {
         s
     }
 
+    /// The body from `base` to `cur` through the writer's direct paths (layouts, changes
+    /// written straight into the body), as the server's global encoder writes it.
+    fn direct_body(s: &GameSchema, base: &Entities, cur: &Entities) -> Vec<u8> {
+        let mut layouts = Layouts::default();
+        let mut w = BodyWriter::default();
+        for (id, st) in cur {
+            if base.get(id).is_none_or(|old| old.mask != st.mask) {
+                let layout = layouts.get(s, st.mask);
+                w.created_with(layout, s.components.len(), *id, st.mask, &st.words);
+            }
+        }
+        for (id, st) in cur {
+            if let Some(old) = base.get(id).filter(|old| old.mask == st.mask) {
+                w.changed_from(*id, layouts.get(s, st.mask), &old.words, &st.words);
+            }
+        }
+        for (id, old) in base {
+            if cur.get(id).is_none_or(|st| st.mask != old.mask) {
+                w.removed(*id);
+            }
+        }
+        let mut out = Vec::new();
+        w.finish(view_checksum(cur), &mut out);
+        out
+    }
+
     fn round_trip(s: &GameSchema, base: &Entities, cur: &Entities) -> usize {
         let mut out = Vec::new();
         write_diff(s, base, cur, view_checksum(cur), &mut out);
+        assert_eq!(
+            direct_body(s, base, cur),
+            out,
+            "the direct paths write the same bytes"
+        );
         let (view, sum) = apply_body(s, base, &out).expect("applies");
         assert_eq!(&view, cur);
         assert_eq!(sum, view_checksum(cur));

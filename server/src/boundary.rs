@@ -4,7 +4,7 @@
 //!
 //! - session -> tick: a [`JoinRequest`] once on a shared bounded channel, then [`ClientEvent`]s
 //!   on the client's own bounded channel, so a flooding client fills only its own queue.
-//! - tick -> session: encoded frames ([`Bytes`]) on a bounded tokio channel, written with
+//! - tick -> session: encoded frames ([`Outgoing`]) on a bounded tokio channel, written with
 //!   `try_send` so the tick never waits (when it is full the client skips that snapshot), and a
 //!   [`Kick`] to close the session, which bypasses the outbox.
 //! - leaving: the session writes its [`LeaveReason`] into the [`LeaveSlot`] and only then drops
@@ -15,8 +15,57 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use std::sync::Arc;
+use tickwire_protocol::codec::FrameHead;
 use tickwire_protocol::{InputWords, Tick};
 use tokio::sync::mpsc;
+
+/// One binary WebSocket message for one client, as the tick thread hands it over: the client's
+/// own header (empty for a whole message) and a body that, in `global` mode, every client with
+/// the same baseline shares. The tick copies nothing per client; the session joins the two
+/// when it writes.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The client's own part: a snapshot header, or nothing.
+    pub head: FrameHead,
+    /// The rest of the message.
+    pub body: Bytes,
+}
+
+impl Outgoing {
+    /// A message encoded whole (the welcome).
+    #[must_use]
+    pub fn whole(bytes: Bytes) -> Outgoing {
+        Outgoing {
+            head: FrameHead::default(),
+            body: bytes,
+        }
+    }
+
+    /// Its length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.head.as_bytes().len() + self.body.len()
+    }
+
+    /// True for an empty message.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The message as one buffer (copied once, unless it has no header).
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        let head = self.head.as_bytes();
+        if head.is_empty() {
+            return self.body;
+        }
+        let mut bytes = Vec::with_capacity(head.len() + self.body.len());
+        bytes.extend_from_slice(head);
+        bytes.extend_from_slice(&self.body);
+        Bytes::from(bytes)
+    }
+}
 
 /// Identifies one connection for its whole life (used in logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,7 +172,7 @@ pub struct JoinRequest {
     pub events: Receiver<ClientEvent>,
     /// Encoded frames for the client (each one binary WebSocket message); the welcome is the
     /// first.
-    pub outbox: mpsc::Sender<Bytes>,
+    pub outbox: mpsc::Sender<Outgoing>,
     /// Set by the session before it lets go of `events`.
     pub leave: LeaveSlot,
     /// Lets the tick thread close the session.

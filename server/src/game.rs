@@ -165,15 +165,58 @@ pub struct Joined {
     pub name: String,
 }
 
-/// One registered component as capture sees it: cached queries (no per-entity type lookups)
-/// to find entities that need a net id and to write an entity's words.
+/// Entity index to capture slot, for the entities being captured this tick: each
+/// component's query runs once, densely, and finds its entities' slots here.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    by_index: Vec<u32>,
+}
+
+impl Slots {
+    const NONE: u32 = u32::MAX;
+
+    /// Gives each entity of `entities` its position as its slot.
+    pub(crate) fn fill(&mut self, entities: impl Iterator<Item = Entity>) {
+        for (slot, e) in entities.enumerate() {
+            let i = e.index_u32() as usize;
+            if i >= self.by_index.len() {
+                self.by_index.resize(i + 1, Self::NONE);
+            }
+            self.by_index[i] = slot as u32;
+        }
+    }
+
+    /// Forgets the slots of `entities` (those given to [`Slots::fill`]).
+    pub(crate) fn clear(&mut self, entities: impl Iterator<Item = Entity>) {
+        for e in entities {
+            self.by_index[e.index_u32() as usize] = Self::NONE;
+        }
+    }
+
+    /// The slot of `e`, if it is being captured.
+    #[inline]
+    fn get(&self, e: Entity) -> Option<usize> {
+        match self.by_index.get(e.index_u32() as usize) {
+            Some(&s) if s != Self::NONE => Some(s as usize),
+            _ => None,
+        }
+    }
+}
+
+/// One registered component as capture sees it: cached queries, each run once per tick over
+/// the entities that have the component (no per-entity lookups).
 pub(crate) trait Capture: Send + Sync {
     /// Brings the cached queries up to date with the world's archetypes.
     fn prepare(&mut self, world: &mut World);
     /// Appends entities with this component and no [`Net`] yet.
     fn find_unnamed(&self, world: &World, out: &mut Vec<Entity>);
-    /// Appends the component's words for `entity`: false if the entity lacks it.
-    fn write(&self, world: &World, entity: Entity, out: &mut Vec<i64>) -> bool;
+    /// Words of one value.
+    fn words(&self) -> usize;
+    /// Sets `bit` in the mask of every captured entity that has the component.
+    fn mark(&self, world: &World, slots: &Slots, bit: u32, masks: &mut [u32]);
+    /// Writes the component's words of every captured entity that has it at `cursor[slot]`
+    /// in `words`, advancing the cursor.
+    fn write(&mut self, world: &World, slots: &Slots, cursor: &mut [u32], words: &mut [i64]);
 }
 
 struct ComponentCapture<C: Component> {
@@ -182,8 +225,10 @@ struct ComponentCapture<C: Component> {
     /// Per word: the range of a one-word field (strings are checked whole).
     quick: Vec<Option<(i64, i64)>>,
     has_strings: bool,
-    read: Option<QueryState<&'static C>>,
+    read: Option<QueryState<(Entity, &'static C)>>,
     unnamed: Option<Unnamed<C>>,
+    /// One value's words, as the component writes them.
+    scratch: Vec<i64>,
 }
 
 impl<C: Component + Replicate> Capture for ComponentCapture<C> {
@@ -204,41 +249,54 @@ impl<C: Component + Replicate> Capture for ComponentCapture<C> {
         }
     }
 
-    fn write(&self, world: &World, entity: Entity, out: &mut Vec<i64>) -> bool {
-        let Some(c) = self
-            .read
-            .as_ref()
-            .and_then(|q| q.get_manual(world, entity).ok())
-        else {
-            return false;
-        };
-        let start = out.len();
-        c.write(out);
-        // A game bug must never become bytes a client cannot decode: a quick range check per
-        // one-word field, the full check (strings) only where there are strings.
-        out.resize(start + self.words, 0);
-        let ok = self.quick.iter().zip(&out[start..]).all(|(r, v)| match r {
-            Some((lo, hi)) => (*lo..=*hi).contains(v),
-            None => true,
-        }) && (!self.has_strings
-            || GameSchema::check_words(&self.fields, &out[start..]).is_ok());
-        if !ok && clamp_words(&self.fields, &mut out[start..]) {
-            tracing::warn!(component = C::NAME, "a replicated value was out of range");
+    fn words(&self) -> usize {
+        self.words
+    }
+
+    fn mark(&self, world: &World, slots: &Slots, bit: u32, masks: &mut [u32]) {
+        let Some(q) = &self.read else { return };
+        for (e, _) in q.iter_manual(world) {
+            if let Some(s) = slots.get(e) {
+                masks[s] |= bit;
+            }
         }
-        true
+    }
+
+    fn write(&mut self, world: &World, slots: &Slots, cursor: &mut [u32], words: &mut [i64]) {
+        let Some(q) = &self.read else { return };
+        for (e, c) in q.iter_manual(world) {
+            let Some(s) = slots.get(e) else { continue };
+            let at = cursor[s] as usize;
+            cursor[s] += self.words as u32;
+            let scratch = &mut self.scratch;
+            scratch.clear();
+            c.write(scratch);
+            scratch.resize(self.words, 0);
+            // A game bug must never become bytes a client cannot decode: a quick range check
+            // per one-word field, the full check (strings) only where there are strings.
+            let ok = self.quick.iter().zip(scratch.iter()).all(|(r, v)| match r {
+                Some((lo, hi)) => (*lo..=*hi).contains(v),
+                None => true,
+            }) && (!self.has_strings
+                || GameSchema::check_words(&self.fields, scratch).is_ok());
+            if !ok && clamp_words(&self.fields, scratch) {
+                tracing::warn!(component = C::NAME, "a replicated value was out of range");
+            }
+            words[at..at + self.words].copy_from_slice(scratch);
+        }
     }
 }
 
-/// Where an entity is for interest management, in interest units, from one component type.
+/// Where entities are for interest management, in interest units, from one component type.
 pub(crate) trait Locate: Send + Sync {
     /// Brings the cached query up to date with the world's archetypes.
     fn prepare(&mut self, world: &mut World);
-    /// The entity's position, if it has the component.
-    fn locate(&self, world: &World, entity: Entity) -> Option<IVec2>;
+    /// Places every captured entity that has the component and no place yet.
+    fn locate(&self, world: &World, slots: &Slots, places: &mut [Option<IVec2>]);
 }
 
 struct Locator<C: Component, F> {
-    read: Option<QueryState<&'static C>>,
+    read: Option<QueryState<(Entity, &'static C)>>,
     at: F,
 }
 
@@ -250,9 +308,13 @@ impl<C: Component, F: Fn(&C) -> IVec2 + Send + Sync> Locate for Locator<C, F> {
         }
     }
 
-    fn locate(&self, world: &World, entity: Entity) -> Option<IVec2> {
-        let q = self.read.as_ref()?;
-        q.get_manual(world, entity).ok().map(|c| (self.at)(c))
+    fn locate(&self, world: &World, slots: &Slots, places: &mut [Option<IVec2>]) {
+        let Some(q) = &self.read else { return };
+        for (e, c) in q.iter_manual(world) {
+            if let Some(s) = slots.get(e) {
+                places[s].get_or_insert_with(|| (self.at)(c));
+            }
+        }
     }
 }
 
@@ -360,6 +422,7 @@ impl GameApp {
             quick,
             read: None,
             unnamed: None,
+            scratch: Vec::new(),
         }));
         self
     }

@@ -2,8 +2,7 @@
 //! no socket behind it. The simulation tests, the headroom command and the benches all drive
 //! the world through it, so there is one way to join, send, receive and verify without a network.
 
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
-use bytes::Bytes;
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::task::Context;
@@ -17,7 +16,7 @@ pub struct SimClient {
     /// Its events to the tick thread; `None` once disconnected.
     pub events: Option<Sender<ClientEvent>>,
     /// Frames from the tick thread.
-    pub outbox: mpsc::Receiver<Bytes>,
+    pub outbox: mpsc::Receiver<Outgoing>,
     /// Where it writes its leave reason before disconnecting.
     pub leave: LeaveSlot,
     /// Kicks from the tick thread.
@@ -108,13 +107,15 @@ impl SimClient {
     /// A frame that does not decode, or a snapshot that does not apply, with what went wrong.
     pub fn receive(&mut self, verify: bool) -> Result<Received, String> {
         let mut got = Received::default();
-        while let Ok(bytes) = self.outbox.try_recv() {
+        while let Ok(frame) = self.outbox.try_recv() {
             got.frames += 1;
-            got.bytes += bytes.len() as u64;
+            got.bytes += frame.len() as u64;
             self.frames += 1;
             if !verify && self.player != NetId(0) {
                 continue;
             }
+            // What the session would write: one message.
+            let bytes = frame.into_bytes();
             match decode_server(&bytes).map_err(|e| format!("undecodable frame: {e}"))? {
                 ServerMsg::Welcome(w) => {
                     self.player = w.player;

@@ -231,24 +231,68 @@ pub fn encode_server_json(msg: &ServerMsg) -> String {
     serde_json::to_string(msg).expect("messages always serialize to JSON")
 }
 
+/// The longest snapshot header: the message tag, the tick, the baseline's age and a 5-byte
+/// varint input sequence.
+pub const MAX_SNAPSHOT_HEADER_BYTES: usize = 11;
+
+/// A snapshot frame's header, encoded: the part of a frame that is each client's own (its
+/// input sequence), which a server puts in front of a body it shares between clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameHead {
+    bytes: [u8; MAX_SNAPSHOT_HEADER_BYTES],
+    len: u8,
+}
+
+impl FrameHead {
+    /// The header bytes of a snapshot frame: those of `SnapshotHeader`'s `Encode` (a test
+    /// holds it to them), written by hand because the server writes one per client per tick.
+    #[must_use]
+    pub fn snapshot(header: &SnapshotHeader) -> FrameHead {
+        let age = header
+            .baseline
+            .and_then(|b| u8::try_from(header.tick.since(b)).ok())
+            .filter(|a| *a > 0);
+        debug_assert_eq!(
+            age.is_some(),
+            header.baseline.is_some(),
+            "a baseline 1 to 255 ticks old"
+        );
+        let mut b = [0u8; MAX_SNAPSHOT_HEADER_BYTES];
+        b[0] = SNAPSHOT_VARIANT;
+        b[1..5].copy_from_slice(&header.tick.0.to_le_bytes());
+        b[5] = age.unwrap_or(0);
+        let seq = header.last_input_seq;
+        // A bincode varint (see `varint_into`).
+        let len = match seq {
+            0..=250 => {
+                b[6] = seq as u8;
+                7
+            }
+            251..=0xFFFF => {
+                b[6] = 0xFB;
+                b[7..9].copy_from_slice(&(seq as u16).to_le_bytes());
+                9
+            }
+            _ => {
+                b[6] = 0xFC;
+                b[7..11].copy_from_slice(&seq.to_le_bytes());
+                11
+            }
+        };
+        FrameHead { bytes: b, len }
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// Appends a complete [`ServerMsg::Snapshot`] frame from a header and an encoded body
 /// ([`crate::body::BodyWriter`]): identical to encoding the whole message.
 pub fn encode_snapshot_frame(header: &SnapshotHeader, body: &[u8], out: &mut Vec<u8>) {
-    // Written by hand (once per client per tick): the bytes of `SnapshotHeader`'s `Encode`,
-    // which a test holds it to.
-    out.push(SNAPSHOT_VARIANT);
-    out.extend_from_slice(&header.tick.0.to_le_bytes());
-    let age = header
-        .baseline
-        .and_then(|b| u8::try_from(header.tick.since(b)).ok())
-        .filter(|a| *a > 0);
-    debug_assert_eq!(
-        age.is_some(),
-        header.baseline.is_some(),
-        "a baseline 1 to 255 ticks old"
-    );
-    out.push(age.unwrap_or(0));
-    varint_into(u64::from(header.last_input_seq), out);
+    out.extend_from_slice(FrameHead::snapshot(header).as_bytes());
     out.extend_from_slice(body);
 }
 
@@ -448,6 +492,27 @@ mod tests {
         encode_snapshot_frame(&s.header, &s.body, &mut parts);
         assert_eq!(whole, parts);
         assert_eq!(&whole[..7], &[1, 0xE8, 0x03, 0, 0, 2, 5]);
+        // The hand-written header, at each varint width of the input sequence.
+        for seq in [0, 250, 251, 0xFFFF, 0x1_0000, u32::MAX] {
+            let header = SnapshotHeader {
+                last_input_seq: seq,
+                ..s.header
+            };
+            let mut whole = Vec::new();
+            encode_server(
+                &ServerMsg::Snapshot(Snapshot {
+                    header,
+                    body: s.body.clone(),
+                }),
+                &mut whole,
+            );
+            let head = FrameHead::snapshot(&header);
+            assert_eq!(
+                head.as_bytes(),
+                &whole[..whole.len() - s.body.len()],
+                "seq {seq}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use super::http::{self, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot};
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
 use crate::config::Config;
 use crate::stats::ServerStats;
 use bytes::Bytes;
@@ -416,7 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn play(
         &mut self,
         kick: &Kick,
-        outbox: &mut mpsc::Receiver<Bytes>,
+        outbox: &mut mpsc::Receiver<Outgoing>,
         events_tx: &crossbeam_channel::Sender<ClientEvent>,
     ) -> End {
         let shared = Arc::clone(&self.shared);
@@ -432,8 +432,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 (code, reason) = kick.requested() => Err(End::server(code, reason)),
                 out = outbox.recv() => match out {
                     // A peer that stopped reading blocks this write: a kick must still get through.
-                    Some(bytes) => tokio::select! {
-                        r = self.send_encoded(bytes) => r,
+                    Some(frame) => tokio::select! {
+                        r = self.send_encoded(frame.into_bytes()) => r,
                         (code, reason) = kick.requested() => Err(End::server(code, reason)),
                     },
                     None => Err(End::shutdown()),

@@ -100,9 +100,9 @@ const MAX_CACHED_BASELINES: usize = 8;
 /// What one walk found, for the lists written after `created`: reused between bodies.
 #[derive(Debug, Default)]
 struct Walk {
-    /// Entities in both views with the same components: the baseline's copy, and the
-    /// current one's index in the newest frame.
-    both: Vec<(FrameEntity, u32)>,
+    /// Entities in both views with the same components: their indices in the baseline's
+    /// frame and in the newest frame.
+    both: Vec<(u32, u32)>,
     /// Entities gone, or replaced.
     removed: Vec<NetId>,
     /// Field layouts by component set.
@@ -115,55 +115,57 @@ struct Walk {
 /// rest; then the field-level records of entities that changed (taken from `cache` when given,
 /// and filled in when missing), then the removals (gone, or replaced), in the order the body's
 /// bit stream has them.
-#[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, scratch, output.
+#[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, the walk, output.
 fn write_changes<'a>(
     schema: &GameSchema,
     bf: &WorldFrame,
-    base: impl Iterator<Item = &'a FrameEntity>,
+    base: impl Iterator<Item = (usize, &'a FrameEntity)>,
     cf: &WorldFrame,
     cur: impl Iterator<Item = (usize, &'a FrameEntity)>,
     mut cache: Option<&mut ChangeCache>,
-    scratch: &mut EncodedChange,
     walk: &mut Walk,
     w: &mut BodyWriter,
 ) {
     let layouts = &mut walk.layouts;
+    let components = schema.components.len();
     walk.both.clear();
     walk.removed.clear();
     let mut base = base.peekable();
     let mut cur = cur.peekable();
     loop {
         match (base.peek(), cur.peek()) {
-            (Some(b), Some((i, c))) if b.id == c.id => {
+            (Some((bi, b)), Some((ci, c))) if b.id == c.id => {
                 if b.mask == c.mask {
-                    walk.both.push((**b, *i as u32));
+                    walk.both.push((*bi as u32, *ci as u32));
                 } else {
-                    w.created(schema, c.id, c.mask, cf.words_of(c));
+                    let layout = layouts.get(schema, c.mask);
+                    w.created_with(layout, components, c.id, c.mask, cf.words_of(c));
                     walk.removed.push(b.id);
                 }
                 base.next();
                 cur.next();
             }
-            (Some(b), Some((_, c))) if b.id < c.id => {
+            (Some((_, b)), Some((_, c))) if b.id < c.id => {
                 walk.removed.push(b.id);
                 base.next();
             }
-            (Some(b), None) => {
+            (Some((_, b)), None) => {
                 walk.removed.push(b.id);
                 base.next();
             }
             (_, Some((_, c))) => {
-                w.created(schema, c.id, c.mask, cf.words_of(c));
+                let layout = layouts.get(schema, c.mask);
+                w.created_with(layout, components, c.id, c.mask, cf.words_of(c));
                 cur.next();
             }
             (None, None) => break,
         }
     }
-    for (b, idx) in &walk.both {
-        let c = &cf.entities[*idx as usize];
+    for &(bi, ci) in &walk.both {
+        let (b, c) = (&bf.entities[bi as usize], &cf.entities[ci as usize]);
         match cache.as_deref_mut() {
             Some(cache) => {
-                let slot = match cache.slots[*idx as usize] {
+                let slot = match cache.slots[ci as usize] {
                     Slot::Unknown => {
                         let (old, new) = (bf.words_of(b), cf.words_of(c));
                         let fresh = if b.hash == c.hash && old == new {
@@ -180,7 +182,7 @@ fn write_changes<'a>(
                                 Slot::Unchanged
                             }
                         };
-                        cache.slots[*idx as usize] = fresh;
+                        cache.slots[ci as usize] = fresh;
                         fresh
                     }
                     known => known,
@@ -190,11 +192,10 @@ fn write_changes<'a>(
                 }
             }
             None => {
-                let (old, new) = (bf.words_of(b), cf.words_of(c));
-                if (b.hash != c.hash || old != new)
-                    && scratch.encode_with(layouts.get(schema, c.mask), old, new)
-                {
-                    w.changed(c.id, scratch);
+                // No record to share: the change goes straight into the body.
+                if b.hash != c.hash || bf.words_of(b) != cf.words_of(c) {
+                    let layout = layouts.get(schema, c.mask);
+                    w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
                 }
             }
         }
@@ -238,7 +239,6 @@ pub struct Replication {
     /// Change records of this tick, per baseline; the first `caches_used` are this tick's.
     caches: Vec<ChangeCache>,
     caches_used: usize,
-    scratch: EncodedChange,
     walk: Walk,
     encode_buf: Vec<u8>,
 }
@@ -263,7 +263,6 @@ impl Replication {
             writer: BodyWriter::default(),
             caches: Vec::new(),
             caches_used: 0,
-            scratch: EncodedChange::default(),
             walk: Walk::default(),
             encode_buf: Vec::new(),
         }
@@ -359,11 +358,10 @@ impl Replication {
         write_changes(
             &self.schema,
             base,
-            base.entities.iter(),
+            base.entities.iter().enumerate(),
             cur,
             cur.entities.iter().enumerate(),
             None,
-            &mut self.scratch,
             &mut self.walk,
             &mut self.writer,
         );
@@ -403,7 +401,6 @@ impl Replication {
             writer,
             caches,
             caches_used,
-            scratch,
             walk,
             ..
         } = self;
@@ -413,7 +410,7 @@ impl Replication {
         match base {
             Some((t, bf, idx)) => {
                 let cache = change_cache(caches, caches_used, t, frame.entities.len());
-                let base_entities = idx.iter().map(|&i| &bf.entities[i as usize]);
+                let base_entities = subset(bf, idx);
                 write_changes(
                     schema,
                     bf,
@@ -421,7 +418,6 @@ impl Replication {
                     frame,
                     subset(frame, cur),
                     cache,
-                    scratch,
                     walk,
                     writer,
                 );
@@ -433,7 +429,6 @@ impl Replication {
                 frame,
                 subset(frame, cur),
                 None,
-                scratch,
                 walk,
                 writer,
             ),

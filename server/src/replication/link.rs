@@ -2,8 +2,7 @@
 //! [`crate::boundary`]), what it acknowledged, which ticks were sent to it, which it skipped, and
 //! in `aoi` mode what it saw at recent ticks.
 
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot};
-use bytes::Bytes;
+use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ pub struct ClientLink {
     /// Inputs and acks from the session.
     pub events: Receiver<ClientEvent>,
     /// Frames to the session.
-    pub outbox: mpsc::Sender<Bytes>,
+    pub outbox: mpsc::Sender<Outgoing>,
     /// Why the session ended, once it has.
     pub leave: LeaveSlot,
     /// Closes the session from the tick thread.
@@ -36,7 +35,7 @@ pub struct ClientLink {
     /// The link has already asked for the session to be closed.
     closing: bool,
     /// This tick's frame, between the replicate and hand-off phases, and whether it is full.
-    pub pending: Option<(Bytes, bool)>,
+    pub pending: Option<(Outgoing, bool)>,
     /// Newest tick the client acknowledged that was sent to it.
     pub acked: Option<Tick>,
     /// Sequence number of the latest input applied.

@@ -5,14 +5,15 @@
 //! without waiting).
 
 use super::components::*;
-use crate::boundary::{ClientEvent, LeaveReason};
-use crate::game::{Capture, JoinHook, Joined, LeaveHook, Locate};
+use crate::boundary::{ClientEvent, LeaveReason, Outgoing};
+use crate::game::{Capture, JoinHook, Joined, LeaveHook, Locate, Slots};
 use crate::replication::{ClientLink, FrameEntity, Replication};
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
+use glam::IVec2;
 use std::sync::Arc;
-use tickwire_protocol::codec::{encode_server, encode_snapshot_frame};
+use tickwire_protocol::codec::{FrameHead, encode_server};
 use tickwire_protocol::{
     GameSchema, NetId, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, StaticRecord, Welcome,
 };
@@ -40,6 +41,13 @@ pub struct GameHooks {
     unnamed: Vec<Entity>,
     order: Vec<(NetId, Entity)>,
     nets: Option<QueryState<(Entity, &'static Net)>>,
+    /// Scratch for capture, by position in `order`: the slots, the component masks, where
+    /// the words start, a write cursor, and interest places.
+    slots: Slots,
+    masks: Vec<u32>,
+    starts: Vec<u32>,
+    cursor: Vec<u32>,
+    places: Vec<Option<IVec2>>,
 }
 
 impl GameHooks {
@@ -64,6 +72,11 @@ impl GameHooks {
             unnamed: Vec::new(),
             order: Vec::new(),
             nets: None,
+            slots: Slots::default(),
+            masks: Vec::new(),
+            starts: Vec::new(),
+            cursor: Vec::new(),
+            places: Vec::new(),
         };
         (hooks, app.world, app.simulate, page)
     }
@@ -125,7 +138,7 @@ pub fn ingest_joins(world: &mut World) {
             encode_server(&welcome, &mut buf);
             // A fresh outbox has room; if the session is already gone the send fails and the
             // player is removed next tick when its event channel reports the disconnect.
-            let _ = join.outbox.try_send(Bytes::from(buf));
+            let _ = join.outbox.try_send(Outgoing::whole(Bytes::from(buf)));
             info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
             let link = ClientLink::new(join, clock.tick, rules.history_ticks, &rules.lag);
             match world.get_entity_mut(entity) {
@@ -274,28 +287,56 @@ pub fn capture_world(world: &mut World) {
             .extend(nets.iter(world).map(|(e, net)| (net.0, e)));
         hooks.order.sort_unstable_by_key(|(id, _)| *id);
         let tick = world.resource::<Clock>().tick;
+        // Each component's query runs once over its entities (dense, in table order), writing
+        // into the slots of the id-sorted order: first which components each entity has, then
+        // where its words go, then the words, then the places.
+        let n = hooks.order.len();
+        hooks.slots.fill(hooks.order.iter().map(|(_, e)| *e));
+        hooks.masks.clear();
+        hooks.masks.resize(n, 0);
+        for (i, c) in hooks.captures.iter().enumerate() {
+            c.mark(world, &hooks.slots, 1 << i, &mut hooks.masks);
+        }
+        hooks.starts.clear();
+        let mut total = 0u32;
+        for &mask in &hooks.masks {
+            hooks.starts.push(total);
+            total += hooks
+                .captures
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, c)| c.words() as u32)
+                .sum::<u32>();
+        }
+        hooks.places.clear();
+        hooks.places.resize(n, None);
+        for l in &hooks.locate {
+            l.locate(world, &hooks.slots, &mut hooks.places);
+        }
         world.resource_scope(|world, mut replication: Mut<Replication>| {
             let frame = replication.begin(tick);
-            for &(id, e) in &hooks.order {
-                let start = frame.words.len();
-                let mut mask = 0u32;
-                for (i, c) in hooks.captures.iter().enumerate() {
-                    if c.write(world, e, &mut frame.words) {
-                        mask |= 1 << i;
-                    }
-                }
-                let pos = hooks.locate.iter().find_map(|l| l.locate(world, e));
-                frame.entities.push(FrameEntity {
-                    id,
-                    mask,
-                    start: start as u32,
-                    len: (frame.words.len() - start) as u32,
-                    hash: 0,
-                    pos,
-                });
+            frame.words.resize(total as usize, 0);
+            hooks.cursor.clone_from(&hooks.starts);
+            for c in &mut hooks.captures {
+                c.write(world, &hooks.slots, &mut hooks.cursor, &mut frame.words);
             }
+            frame
+                .entities
+                .extend(hooks.order.iter().enumerate().map(|(s, &(id, _))| {
+                    let start = hooks.starts[s];
+                    FrameEntity {
+                        id,
+                        mask: hooks.masks[s],
+                        start,
+                        len: hooks.cursor[s] - start,
+                        hash: 0,
+                        pos: hooks.places[s],
+                    }
+                }));
             replication.commit();
         });
+        hooks.slots.clear(hooks.order.iter().map(|(_, e)| *e));
     });
 }
 
@@ -310,8 +351,7 @@ pub fn replicate(
     let mut body = Vec::new();
     for (net, mut link) in &mut links {
         let link = &mut link.0;
-        let mut frame = Vec::new();
-        let baseline = if replication.per_client_views() {
+        let (baseline, body) = if replication.per_client_views() {
             let mut view = link.take_visible_buffer();
             if replication.visible_set(net.0, &mut view).is_none() {
                 continue;
@@ -319,26 +359,17 @@ pub fn replicate(
             let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
             let baseline = replication.encode_view(base, &view, &mut body);
             link.push_visible(clock.tick, view);
-            let header = SnapshotHeader {
-                tick: clock.tick,
-                baseline,
-                last_input_seq: link.last_input_seq,
-            };
-            frame.reserve(16 + body.len());
-            encode_snapshot_frame(&header, &body, &mut frame);
-            baseline
+            (baseline, Bytes::copy_from_slice(&body))
         } else {
-            let (baseline, shared) = replication.body(link.acked);
-            let header = SnapshotHeader {
-                tick: clock.tick,
-                baseline,
-                last_input_seq: link.last_input_seq,
-            };
-            frame.reserve(16 + shared.len());
-            encode_snapshot_frame(&header, &shared, &mut frame);
-            baseline
+            // Shared by every client with this baseline: only the header is the client's own.
+            replication.body(link.acked)
         };
-        link.pending = Some((Bytes::from(frame), baseline.is_none()));
+        let head = FrameHead::snapshot(&SnapshotHeader {
+            tick: clock.tick,
+            baseline,
+            last_input_seq: link.last_input_seq,
+        });
+        link.pending = Some((Outgoing { head, body }, baseline.is_none()));
     }
 }
 
@@ -371,11 +402,11 @@ pub fn hand_off(
         if corrupt > 0 {
             corrupt -= 1;
             // The checksum is the frame's last four bytes.
-            let mut bytes = frame.to_vec();
+            let mut bytes = frame.body.to_vec();
             if let Some(last) = bytes.last_mut() {
                 *last ^= 0xff;
             }
-            frame = Bytes::from(bytes);
+            frame.body = Bytes::from(bytes);
         }
         let len = frame.len() as u64;
         let ok = match link.outbox.try_send(frame) {

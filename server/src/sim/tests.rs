@@ -439,7 +439,7 @@ fn clients_whose_acks_lag_several_ticks_still_get_deltas() {
     for _ in 0..40 {
         h.sim.tick();
         while let Ok(bytes) = c.outbox.try_recv() {
-            if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
+            if let ServerMsg::Snapshot(s) = decode_server(&bytes.into_bytes()).expect("decodes") {
                 c.replica
                     .as_mut()
                     .expect("welcomed")
@@ -536,7 +536,7 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     h.sim.tick();
     let mut baselines = Vec::new();
     while let Ok(bytes) = c.outbox.try_recv() {
-        if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
+        if let ServerMsg::Snapshot(s) = decode_server(&bytes.into_bytes()).expect("decodes") {
             baselines.push(s.header.baseline);
             c.replica
                 .as_mut()
