@@ -36,7 +36,7 @@ impl BitWriter {
     }
 
     /// Writes the low `n` bits of `v` (`n` up to 32; higher bits of `v` are ignored).
-    #[inline]
+    #[inline(always)]
     pub fn put(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 32);
         let v = v & ((1u64 << n) - 1);
@@ -50,9 +50,33 @@ impl BitWriter {
         }
     }
 
+    /// Writes the low `n` bits of `v`, `n` up to 96.
+    #[inline(always)]
+    pub(crate) fn put_wide(&mut self, v: u128, n: u32) {
+        debug_assert!(n <= 96);
+        if n <= 32 {
+            self.put(v as u64, n);
+        } else {
+            self.put(v as u64, 32);
+            if n <= 64 {
+                self.put((v >> 32) as u64, n - 32);
+            } else {
+                self.put((v >> 32) as u64, 32);
+                self.put((v >> 64) as u64, n - 64);
+            }
+        }
+    }
+
+    /// Everything written, if it is under 32 bits (no whole bytes yet): the bits and their
+    /// count.
+    #[inline(always)]
+    pub(crate) fn short(&self) -> Option<(u64, u32)> {
+        self.bytes.is_empty().then_some((self.acc, self.held))
+    }
+
     /// Writes `v >= 1` as an Elias gamma code: `k` zero bits, a one bit, then the low `k` bits
     /// of `v`, where `2^k <= v < 2^(k+1)`. 1 takes 1 bit, 2-3 take 3, 4-7 take 5.
-    #[inline]
+    #[inline(always)]
     pub fn gamma(&mut self, v: u64) {
         debug_assert!((1..=1 << 33).contains(&v));
         let k = 63 - v.leading_zeros();
@@ -60,45 +84,47 @@ impl BitWriter {
             // The zeros, the one and the low bits in one go.
             self.put((1 | ((v & ((1 << k) - 1)) << 1)) << k, 2 * k + 1);
         } else {
-            self.put(0, k);
-            self.put(1, 1);
-            let low = v & ((1 << k) - 1);
-            self.put(low & 0xFFFF, 16);
-            self.put(low >> 16, k - 16);
+            self.gamma_long(v, k);
         }
     }
 
-    /// Moves the whole bytes held in `acc` to `bytes`, leaving fewer than 8 bits held.
-    fn flush_bytes(&mut self) {
-        while self.held >= 8 {
-            self.bytes.push(self.acc as u8);
-            self.acc >>= 8;
-            self.held -= 8;
-        }
+    /// [`BitWriter::gamma`] of a value of 2^16 or more (rare: id gaps and counts are small).
+    #[cold]
+    #[inline(never)]
+    fn gamma_long(&mut self, v: u64, k: u32) {
+        self.put(0, k);
+        self.put(1, 1);
+        let low = v & ((1 << k) - 1);
+        self.put(low & 0xFFFF, 16);
+        self.put(low >> 16, k - 16);
     }
 
     /// Appends everything another writer wrote, at this writer's bit position: one `put` when
-    /// the other holds under 32 bits (a change record), else a byte copy at a byte boundary and
-    /// one shift per byte otherwise.
-    #[inline]
+    /// the other holds under 32 bits (a change record), else a byte copy when this writer is
+    /// at a 32-bit boundary and one `put` per 32 bits otherwise.
+    #[inline(always)]
     pub fn append(&mut self, other: &BitWriter) {
         if !other.bytes.is_empty() {
-            self.flush_bytes();
-            if self.held == 0 {
-                self.bytes.extend_from_slice(&other.bytes);
-            } else {
-                self.bytes.reserve(other.bytes.len());
-                let shift = self.held;
-                let mut carry = self.acc;
-                for &b in &other.bytes {
-                    let v = carry | u64::from(b) << shift;
-                    self.bytes.push(v as u8);
-                    carry = v >> 8;
-                }
-                self.acc = carry;
-            }
+            self.append_bytes(&other.bytes);
         }
         self.put(other.acc, other.held);
+    }
+
+    /// The whole bytes of [`BitWriter::append`]: copied when this writer holds no bits, else
+    /// put 32 bits at a time (a writer's bytes are whole 32-bit words, as `put` writes them).
+    #[inline(never)]
+    fn append_bytes(&mut self, other: &[u8]) {
+        if self.held == 0 {
+            self.bytes.extend_from_slice(other);
+            return;
+        }
+        let mut words = other.chunks_exact(4);
+        for w in &mut words {
+            self.put(u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])), 32);
+        }
+        for &b in words.remainder() {
+            self.put(u64::from(b), 8);
+        }
     }
 
     /// Pads to a whole byte with zero bits and appends the bytes to `out`.
@@ -269,6 +295,42 @@ mod tests {
         assert_eq!(r.get(3), Ok(1));
         assert_eq!(r.get(9), Ok(0x1F3));
         assert_eq!(r.get(9), Ok(0x1F3));
+    }
+
+    #[test]
+    fn appending_long_records_matches_writing_them_directly() {
+        // Records of whole 32-bit words and a tail, appended at every bit offset.
+        let puts: Vec<(u64, u32)> = (0..23u64)
+            .map(|i| {
+                (
+                    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7,
+                    1 + (i as u32 * 7) % 32,
+                )
+            })
+            .collect();
+        for take in [3, 6, 11, 23] {
+            let mut rec = BitWriter::new();
+            for &(v, n) in &puts[..take] {
+                rec.put(v, n);
+            }
+            for offset in 0..70u32 {
+                let (mut appended, mut direct) = (BitWriter::new(), BitWriter::new());
+                for w in [&mut appended, &mut direct] {
+                    w.put(0x5555_5555, offset.min(32));
+                    w.put(0x3333_3333, offset.saturating_sub(32).min(32));
+                    w.put(0x0F, offset.saturating_sub(64));
+                }
+                appended.append(&rec);
+                for &(v, n) in &puts[..take] {
+                    direct.put(v, n);
+                }
+                let (mut a, mut d) = (Vec::new(), Vec::new());
+                appended.finish_into(&mut a);
+                direct.finish_into(&mut d);
+                assert_eq!(a, d, "{take} puts at offset {offset}");
+                assert_eq!(appended.bit_len(), direct.bit_len());
+            }
+        }
     }
 
     #[test]

@@ -148,6 +148,27 @@ impl EncodedChange {
     }
 }
 
+/// One entity's created record without its id gap: its component mask and every field in
+/// full, encoded once per entity and tick, then written into the body of every client that
+/// newly sees it.
+#[derive(Clone, Debug, Default)]
+pub struct EncodedEntity {
+    payload: BitWriter,
+}
+
+impl EncodedEntity {
+    /// Encodes an entity with the components in `mask` (of a game with `components` component
+    /// types, laid out as `layout`) into this record, reusing its buffer.
+    ///
+    /// # Panics
+    /// If `words` is shorter than the layout's words.
+    pub fn encode_with(&mut self, layout: &Layout, components: usize, mask: u32, words: &[i64]) {
+        self.payload.clear();
+        self.payload.put(u64::from(mask), components as u32);
+        layout.write_all(&mut self.payload, words);
+    }
+}
+
 /// How a field is written in full, worked out once per layout.
 #[derive(Clone, Copy, Debug)]
 enum Full {
@@ -377,23 +398,31 @@ impl BodyWriter {
     /// # Panics
     /// If a list comes after a later one, or ids are not strictly increasing within a list (a
     /// bug in the caller's walk).
-    #[inline]
+    #[inline(always)]
     fn gap(&mut self, list: usize, id: NetId) {
         if list != self.list {
-            assert!(
-                list > self.list,
-                "body lists are written created, changed, removed"
-            );
-            self.list = list;
-            self.prev = 0;
+            self.start_list(list);
         }
-        let gap =
-            id.0.checked_sub(self.prev)
-                .filter(|g| *g > 0)
-                .expect("snapshot lists are written in ascending id order, without id 0");
+        // Also refuses id 0: `prev` starts at 0.
+        assert!(
+            id.0 > self.prev,
+            "snapshot lists are written in ascending id order, without id 0"
+        );
+        let gap = id.0 - self.prev;
         self.prev = id.0;
         self.counts[list] += 1;
         self.bits.gamma(u64::from(gap));
+    }
+
+    /// Moves on to the next list.
+    #[cold]
+    fn start_list(&mut self, list: usize) {
+        assert!(
+            list > self.list,
+            "body lists are written created, changed, removed"
+        );
+        self.list = list;
+        self.prev = 0;
     }
 
     /// Adds an entity to `created`: its component mask and words.
@@ -416,8 +445,45 @@ impl BodyWriter {
         layout.write_all(&mut self.bits, words);
     }
 
+    /// Adds an entity to `created` from its encoded record.
+    #[inline]
+    pub fn created_from(&mut self, id: NetId, e: &EncodedEntity) {
+        self.gap(CREATED, id);
+        self.bits.append(&e.payload);
+    }
+
     /// Adds an entity's change to `changed`.
+    #[inline]
     pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
+        // The common case in one write: a short record after another change, a small gap,
+        // at most 32 fields. The same bits as the general path below.
+        if let Some((payload, held)) = c.payload.short()
+            && self.list == CHANGED
+            && id.0 > self.prev
+            && id.0 - self.prev < 1 << 15
+            && c.fields <= 32
+        {
+            let gap = id.0 - self.prev;
+            let k = 31 - gap.leading_zeros();
+            // gamma(gap): k zeros, a one, the low k bits.
+            let mut v = u128::from((1 | ((gap & ((1 << k) - 1)) << 1)) << k);
+            let mut n = 2 * k + 1;
+            if self.prev_change == Some((c.mask, c.fields)) {
+                v |= 1 << n;
+                n += 1;
+            } else {
+                n += 1;
+                v |= u128::from(c.mask) << n;
+                n += u32::from(c.fields);
+                self.prev_change = Some((c.mask, c.fields));
+            }
+            v |= u128::from(payload) << n;
+            n += held;
+            self.prev = id.0;
+            self.counts[CHANGED] += 1;
+            self.bits.put_wide(v, n);
+            return;
+        }
         self.change_header(id, c.mask, c.fields);
         self.bits.append(&c.payload);
     }
@@ -448,7 +514,9 @@ impl BodyWriter {
             w.put(0, 1);
             let n = u32::from(fields);
             w.put(mask & 0xFFFF_FFFF, n.min(32));
-            w.put(mask >> 32, n.saturating_sub(32));
+            if n > 32 {
+                w.put(mask >> 32, n - 32);
+            }
             self.prev_change = Some((mask, fields));
         }
     }
@@ -804,7 +872,13 @@ mod tests {
         for (id, st) in cur {
             if base.get(id).is_none_or(|old| old.mask != st.mask) {
                 let layout = layouts.get(s, st.mask);
-                w.created_with(layout, s.components.len(), *id, st.mask, &st.words);
+                if id.0 % 2 == 0 {
+                    w.created_with(layout, s.components.len(), *id, st.mask, &st.words);
+                } else {
+                    let mut e = EncodedEntity::default();
+                    e.encode_with(layout, s.components.len(), st.mask, &st.words);
+                    w.created_from(*id, &e);
+                }
             }
         }
         for (id, st) in cur {

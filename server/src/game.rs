@@ -271,7 +271,9 @@ impl<C: Component + Replicate> Capture for ComponentCapture<C> {
             let scratch = &mut self.scratch;
             scratch.clear();
             c.write(scratch);
-            scratch.resize(self.words, 0);
+            if scratch.len() != self.words {
+                scratch.resize(self.words, 0);
+            }
             // A game bug must never become bytes a client cannot decode: a quick range check
             // per one-word field, the full check (strings) only where there are strings.
             let ok = self.quick.iter().zip(scratch.iter()).all(|(r, v)| match r {
@@ -282,7 +284,10 @@ impl<C: Component + Replicate> Capture for ComponentCapture<C> {
             if !ok && clamp_words(&self.fields, scratch) {
                 tracing::warn!(component = C::NAME, "a replicated value was out of range");
             }
-            words[at..at + self.words].copy_from_slice(scratch);
+            // Values are a few words: a loop, not a call to memcpy.
+            for (to, from) in words[at..at + self.words].iter_mut().zip(scratch.iter()) {
+                *to = *from;
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use glam::IVec2;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::body::{BodyWriter, EncodedChange, Layouts};
+use tickwire_protocol::body::{BodyWriter, EncodedChange, EncodedEntity, Layouts};
 use tickwire_protocol::state::entity_hash;
 use tickwire_protocol::{GameSchema, NetId, Tick};
 
@@ -107,6 +107,56 @@ struct Walk {
     removed: Vec<NetId>,
     /// Field layouts by component set.
     layouts: Layouts,
+    /// Created records of the newest frame's entities.
+    created: CreatedCache,
+}
+
+/// The newest frame's created records, by entity index: each entity is encoded in full once
+/// per tick, however many clients newly see it.
+#[derive(Debug, Default)]
+struct CreatedCache {
+    /// Per entity: its record's index, or `u32::MAX` if not encoded yet.
+    slots: Vec<u32>,
+    /// Records; the first `used` are this tick's (their buffers are reused).
+    records: Vec<EncodedEntity>,
+    used: usize,
+}
+
+impl CreatedCache {
+    /// Forgets the records: a new frame with `entities` entities is the newest.
+    fn reset(&mut self, entities: usize) {
+        self.used = 0;
+        self.slots.clear();
+        self.slots.resize(entities, u32::MAX);
+    }
+
+    /// The record of entity `idx` of the newest frame `cf`, encoded on first use.
+    fn record(
+        &mut self,
+        schema: &GameSchema,
+        layouts: &mut Layouts,
+        cf: &WorldFrame,
+        idx: usize,
+    ) -> &EncodedEntity {
+        let slot = self.slots[idx];
+        if slot != u32::MAX {
+            return &self.records[slot as usize];
+        }
+        if self.records.len() == self.used {
+            self.records.push(EncodedEntity::default());
+        }
+        let c = &cf.entities[idx];
+        let rec = &mut self.records[self.used];
+        rec.encode_with(
+            layouts.get(schema, c.mask),
+            schema.components.len(),
+            c.mask,
+            cf.words_of(c),
+        );
+        self.slots[idx] = self.used as u32;
+        self.used += 1;
+        &self.records[self.used - 1]
+    }
 }
 
 /// Writes into `w` the changes from the view `base` (entities of frame `bf`) to the view `cur`
@@ -126,42 +176,44 @@ fn write_changes<'a>(
     walk: &mut Walk,
     w: &mut BodyWriter,
 ) {
-    let layouts = &mut walk.layouts;
-    let components = schema.components.len();
-    walk.both.clear();
-    walk.removed.clear();
+    let Walk {
+        both,
+        removed,
+        layouts,
+        created,
+    } = walk;
+    both.clear();
+    removed.clear();
     let mut base = base.peekable();
     let mut cur = cur.peekable();
     loop {
         match (base.peek(), cur.peek()) {
             (Some((bi, b)), Some((ci, c))) if b.id == c.id => {
                 if b.mask == c.mask {
-                    walk.both.push((*bi as u32, *ci as u32));
+                    both.push((*bi as u32, *ci as u32));
                 } else {
-                    let layout = layouts.get(schema, c.mask);
-                    w.created_with(layout, components, c.id, c.mask, cf.words_of(c));
-                    walk.removed.push(b.id);
+                    w.created_from(c.id, created.record(schema, layouts, cf, *ci));
+                    removed.push(b.id);
                 }
                 base.next();
                 cur.next();
             }
             (Some((_, b)), Some((_, c))) if b.id < c.id => {
-                walk.removed.push(b.id);
+                removed.push(b.id);
                 base.next();
             }
             (Some((_, b)), None) => {
-                walk.removed.push(b.id);
+                removed.push(b.id);
                 base.next();
             }
-            (_, Some((_, c))) => {
-                let layout = layouts.get(schema, c.mask);
-                w.created_with(layout, components, c.id, c.mask, cf.words_of(c));
+            (_, Some((ci, c))) => {
+                w.created_from(c.id, created.record(schema, layouts, cf, *ci));
                 cur.next();
             }
             (None, None) => break,
         }
     }
-    for &(bi, ci) in &walk.both {
+    for &(bi, ci) in both.iter() {
         let (b, c) = (&bf.entities[bi as usize], &cf.entities[ci as usize]);
         match cache.as_deref_mut() {
             Some(cache) => {
@@ -201,7 +253,7 @@ fn write_changes<'a>(
         }
     }
     // Removals in id order: gone ones and replaced ones were collected in one ascending walk.
-    for id in &walk.removed {
+    for id in removed.iter() {
         w.removed(*id);
     }
 }
@@ -294,6 +346,7 @@ impl Replication {
             WorldFrame::default()
         };
         let frame = std::mem::replace(&mut self.pending, recycled);
+        self.walk.created.reset(frame.entities.len());
         if let Some(interest) = &mut self.interest {
             interest.index(&frame);
         }
@@ -368,10 +421,12 @@ impl Replication {
         self.writer.finish(cur.checksum, out);
     }
 
-    /// Forgets this tick's cached change records, so the next [`Replication::encode_view`]
-    /// encodes every record afresh (benches time the cold and the warm case).
+    /// Forgets this tick's cached change and created records, so the next
+    /// [`Replication::encode_view`] encodes every record afresh (benches time the cold and the warm case).
     pub fn clear_change_caches(&mut self) {
         self.caches_used = 0;
+        let entities = self.history.back().map_or(0, |f| f.entities.len());
+        self.walk.created.reset(entities);
     }
 
     /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the

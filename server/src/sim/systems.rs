@@ -299,15 +299,20 @@ pub fn capture_world(world: &mut World) {
         }
         hooks.starts.clear();
         let mut total = 0u32;
+        // Words of an entity: the words of each component it has.
+        let mut component_words = [0u32; 32];
+        for (w, c) in component_words.iter_mut().zip(&hooks.captures) {
+            *w = c.words() as u32;
+        }
         for &mask in &hooks.masks {
             hooks.starts.push(total);
-            total += hooks
-                .captures
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, c)| c.words() as u32)
-                .sum::<u32>();
+            let mut words = 0;
+            let mut m = mask;
+            while m != 0 {
+                words += component_words[m.trailing_zeros() as usize];
+                m &= m - 1;
+            }
+            total += words;
         }
         hooks.places.clear();
         hooks.places.resize(n, None);
