@@ -40,6 +40,9 @@ pub struct ConnectOptions {
     /// Local address to connect from (any port); `None` lets the kernel choose. The swarm
     /// spreads its bots over 127.0.0.0/8 with this when it targets loopback.
     pub source_ip: Option<std::net::IpAddr>,
+    /// A join token, sent as the URL's query parameter `token` (for servers that require
+    /// them; see `docs/PROTOCOL.md`, "Join tokens").
+    pub token: Option<String>,
 }
 
 /// A TLS client configuration that trusts the CA certificates in a PEM file.
@@ -71,6 +74,14 @@ pub fn tls_config_with_ca(
 /// Opens a WebSocket to `url` (`ws://` or `wss://`) without saying hello: for clients and for
 /// tests that speak the protocol by hand. Returns the socket and the negotiated subprotocol.
 pub async fn open(url: &str, opts: &ConnectOptions) -> Result<(Ws, Option<String>), ClientError> {
+    let url = match &opts.token {
+        // Tokens are URL-safe base64: no escaping needed.
+        Some(token) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}token={token}")
+        }
+        None => url.to_owned(),
+    };
     let mut request = url.into_client_request()?;
     if !opts.subprotocols.is_empty() {
         let list = HeaderValue::from_str(&opts.subprotocols.join(", "))

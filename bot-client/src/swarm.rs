@@ -57,6 +57,18 @@ pub struct SwarmConfig {
     pub behaviours: Vec<(String, BehaviourFactory)>,
     /// The game whose behaviour the bots use; `None`: the game the server announces.
     pub game: Option<String>,
+    /// Mints a join token for a bot's name, for servers that require them. Default none.
+    pub tokens: Option<TokenMinter>,
+}
+
+/// Mints a join token for the bot of the given name.
+#[derive(Clone)]
+pub struct TokenMinter(pub Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl std::fmt::Debug for TokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenMinter")
+    }
 }
 
 impl Default for SwarmConfig {
@@ -77,6 +89,7 @@ impl Default for SwarmConfig {
             spread_sources: true,
             behaviours: Vec::new(),
             game: None,
+            tokens: None,
         }
     }
 }
@@ -115,15 +128,17 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
         }
     };
     for i in 0..cfg.bots {
+        let name = format!("bot-{i}");
         let params = BotParams {
             url: cfg.url.clone(),
-            name: format!("bot-{i}"),
             seed: cfg.seed.wrapping_add(u64::from(i)),
             connect_timeout: cfg.connect_timeout,
             connect: ConnectOptions {
                 source_ip: source(i),
+                token: cfg.tokens.as_ref().map(|mint| (mint.0)(&name)),
                 ..cfg.connect.clone()
             },
+            name,
             behaviours: cfg.behaviours.clone(),
             game: cfg.game.clone(),
         };
@@ -141,16 +156,18 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     }
     let mut slow = JoinSet::new();
     for i in 0..cfg.slow_readers {
+        let name = format!("slow-{i}");
         let params = BotParams {
             url: cfg.url.clone(),
-            name: format!("slow-{i}"),
             seed: 0,
             connect_timeout: cfg.connect_timeout,
             connect: ConnectOptions {
                 recv_buffer_bytes: Some(4096),
                 source_ip: source(cfg.bots + i),
+                token: cfg.tokens.as_ref().map(|mint| (mint.0)(&name)),
                 ..cfg.connect.clone()
             },
+            name,
             behaviours: Vec::new(),
             game: None,
         };

@@ -2,6 +2,8 @@
 
 export declare const PROTOCOL_VERSION: number;
 export declare const SUBPROTOCOL: "tickwire.v1";
+/** The prefix of the subprotocol that carries a join token. */
+export declare const TOKEN_SUBPROTOCOL_PREFIX: "tickwire.token.";
 export declare const MAX_REPLICA_HISTORY: number;
 
 /** How a field is written in full. */
@@ -134,7 +136,11 @@ export interface SnapshotEvent {
 }
 
 export declare class TickwireClient {
-  constructor(url: string, options?: { name?: string; WebSocketImpl?: typeof WebSocket });
+  /** `token`: a join token, for servers that require them (sent as a subprotocol). */
+  constructor(
+    url: string,
+    options?: { name?: string; token?: string | null; WebSocketImpl?: typeof WebSocket },
+  );
   readonly welcome: Welcome | null;
   readonly schema: GameSchema | null;
   readonly replica: Replica | null;

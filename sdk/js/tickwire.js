@@ -16,6 +16,8 @@
 export const PROTOCOL_VERSION = 4;
 /** The binary subprotocol. */
 export const SUBPROTOCOL = "tickwire.v1";
+/** The prefix of the subprotocol that carries a join token. */
+export const TOKEN_SUBPROTOCOL_PREFIX = "tickwire.token.";
 
 const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync"];
 const SERVER_VARIANTS = ["Welcome", "Snapshot", "Pong", "Error"];
@@ -849,7 +851,11 @@ export class Predictor {
  * client resyncs by itself), `pong` ({nonce, tick}), `close` ({code, reason}), `error`.
  */
 export class TickwireClient {
-  constructor(url, { name = "player", WebSocketImpl = globalThis.WebSocket } = {}) {
+  /**
+   * `token`: a join token for servers that require them (sent as the subprotocol
+   * `tickwire.token.<token>` beside `tickwire.v1`, since browsers cannot set headers).
+   */
+  constructor(url, { name = "player", token = null, WebSocketImpl = globalThis.WebSocket } = {}) {
     this.url = url;
     this.name = name;
     this.handlers = {};
@@ -860,7 +866,8 @@ export class TickwireClient {
     this.stats = { applied: 0, unapplied: 0, desyncs: 0, bytesDown: 0, bytesUp: 0 };
     this.recovering = false;
     this.closeReason = "";
-    const ws = new WebSocketImpl(url, SUBPROTOCOL);
+    const protocols = token ? [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + token] : SUBPROTOCOL;
+    const ws = new WebSocketImpl(url, protocols);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => this.send({ Hello: { version: PROTOCOL_VERSION, name } });
     ws.onmessage = (ev) => this.receive(new Uint8Array(ev.data));

@@ -177,4 +177,6 @@ pub struct JoinRequest {
     pub leave: LeaveSlot,
     /// Lets the tick thread close the session.
     pub kick: Arc<Kick>,
+    /// The player id of the client's join token, when tokens are on.
+    pub player_id: Option<String>,
 }

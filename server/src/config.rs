@@ -83,6 +83,17 @@ pub struct Config {
     /// `https://game.example`; `*` allows any. Requests with no `Origin` header (native
     /// clients, bots) are always allowed; any other origin gets HTTP 403. Default empty.
     pub allowed_origins: Vec<String>,
+    /// Ed25519 public key (URL-safe base64 without padding, as `tickwire-server token new-key`
+    /// prints it) that join tokens must be signed with. Set, every WebSocket upgrade must carry
+    /// a valid, unused token for this server's game, or it gets an HTTP 400, 401, 403 or 503
+    /// with the reason (see `docs/PROTOCOL.md`, "Join tokens"). Default empty: no tokens.
+    pub join_token_public_key: String,
+    /// Furthest ahead a join token's expiry may be, in seconds. Default 300.
+    pub join_token_max_ttl_s: u64,
+    /// Most unexpired used tokens remembered, each to refuse its replay; when it is full new
+    /// tokens get 503 until some expire (so a flood of tokens cannot grow memory). Default
+    /// 65536.
+    pub join_token_memory: usize,
     /// Interval between the server's WebSocket pings, in milliseconds. Default 5000.
     pub ping_interval_ms: u64,
     /// A client that sends nothing the protocol expects (a message or a pong) for this long is
@@ -193,6 +204,9 @@ impl Default for Config {
             json_protocol: true,
             web_client: true,
             allowed_origins: Vec::new(),
+            join_token_public_key: String::new(),
+            join_token_max_ttl_s: 300,
+            join_token_memory: 65536,
             ping_interval_ms: 5000,
             idle_timeout_ms: 15000,
             control_rate_per_s: 5,
@@ -222,6 +236,24 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The join-token verifier, if `join_token_public_key` is set.
+    ///
+    /// # Errors
+    /// If the key does not parse.
+    pub fn token_verifier(
+        &self,
+    ) -> Result<Option<crate::token::TokenVerifier>, crate::token::KeyError> {
+        if self.join_token_public_key.is_empty() {
+            return Ok(None);
+        }
+        crate::token::TokenVerifier::new(
+            &self.join_token_public_key,
+            self.join_token_max_ttl_s,
+            self.join_token_memory,
+        )
+        .map(Some)
+    }
+
     /// Reads a TOML file; fields it does not set keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ServerError> {
         let text = std::fs::read_to_string(path).map_err(|source| ServerError::ReadFile {
@@ -296,6 +328,14 @@ impl Config {
         }
         if self.max_write_buffer_bytes < 64 * 1024 {
             return bad("max_write_buffer_bytes must be at least 65536");
+        }
+        if !self.join_token_public_key.is_empty() && self.token_verifier().is_err() {
+            return bad(
+                "join_token_public_key must be a 32-byte Ed25519 public key in URL-safe base64",
+            );
+        }
+        if self.join_token_max_ttl_s == 0 || self.join_token_memory == 0 {
+            return bad("join_token_max_ttl_s and join_token_memory must be positive");
         }
         Ok(())
     }

@@ -163,6 +163,9 @@ pub struct Joined {
     pub net: NetId,
     /// Its sanitized display name.
     pub name: String,
+    /// The player id its join token carried (signed by the game's backend), when join tokens
+    /// are on: an identity the game can trust, where the name is only what the client typed.
+    pub player_id: Option<String>,
 }
 
 /// Entity index to capture slot, for the entities being captured this tick: each

@@ -66,6 +66,7 @@ impl SimClient {
             outbox: outbox_tx,
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
+            player_id: None,
         };
         let client = SimClient {
             events: Some(events),

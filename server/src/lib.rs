@@ -19,6 +19,7 @@
 //! - [`spatial`]: the one spatial grid (interest management here; games may use it too).
 //! - [`stats`]: counters shared by every part.
 //! - [`telemetry`]: tick and phase histograms, health, and the `/metrics` text.
+//! - [`token`]: signed join tokens (Ed25519): minting, checking, single use.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
 //! - [`error`]: the crate's error type.
 //! - [`harness`]: a socket-less client of the simulation, shared by tests, benches and headroom.
@@ -39,6 +40,7 @@ pub mod sim;
 pub mod spatial;
 pub mod stats;
 pub mod telemetry;
+pub mod token;
 
 pub use config::{Config, VisibilityMode};
 pub use error::ServerError;

@@ -90,6 +90,14 @@ impl Server {
                 shutdown_rx.clone(),
             ))
         });
+        let tokens = config
+            .token_verifier()
+            .map_err(|e| ServerError::InvalidConfig {
+                message: format!("join_token_public_key: {e}"),
+            })?;
+        if tokens.is_some() {
+            info!("join tokens required");
+        }
         let shared = Arc::new(Shared::new(
             config,
             join_tx,
@@ -97,6 +105,7 @@ impl Server {
             tls,
             schema,
             page,
+            tokens,
         ));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
         info!(%local_addr, scheme, %ws_path, "listening");

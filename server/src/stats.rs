@@ -131,6 +131,8 @@ server_stats! {
         connections_lost => "connections_lost",
         /// HTTP requests refused
         http_refusals => "http_refusals",
+        /// WebSocket upgrades refused for their join token (also counted in http_refusals)
+        token_refusals => "token_refusals",
     }
     gauges {
         /// The last completed tick

@@ -8,6 +8,7 @@
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tickwire_bots::{SwarmConfig, run_swarm};
 use tracing_subscriber::EnvFilter;
@@ -64,6 +65,13 @@ struct Cli {
     /// The game whose bot behaviour to use [default: the game the server announces].
     #[arg(long, value_name = "NAME")]
     game: Option<String>,
+    /// Mint each bot a join token (player id: the bot's name) with the private key in FILE,
+    /// as `tickwire-server token new-key` wrote it; needs --game (the token names it).
+    #[arg(long, value_name = "FILE", requires = "game")]
+    token_key: Option<PathBuf>,
+    /// Seconds until each bot's token expires.
+    #[arg(long, default_value_t = 120)]
+    token_ttl: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +97,30 @@ fn main() -> anyhow::Result<()> {
         Some(path) => Some(tickwire_bots::client::tls_config_with_ca(path)?),
         None => None,
     };
+    let tokens = match &cli.token_key {
+        Some(path) => {
+            use tickwire_server::token::{TokenSigner, unix_now};
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let signer = TokenSigner::from_key_text(&text)
+                .with_context(|| format!("reading the key in {}", path.display()))?;
+            let game = cli.game.clone().context("--token-key needs --game")?;
+            let ttl = cli.token_ttl;
+            // A probe: the only way minting fails is a name out of bounds, and bots' names
+            // are shorter than this one.
+            signer
+                .mint("bot-4294967295-probe", &game, unix_now() + ttl)
+                .context("minting a token")?;
+            Some(tickwire_bots::swarm::TokenMinter(Arc::new(
+                move |name: &str| {
+                    signer
+                        .mint(name, &game, unix_now() + ttl)
+                        .unwrap_or_default()
+                },
+            )))
+        }
+        None => None,
+    };
     let cfg = SwarmConfig {
         url: cli.url,
         bots: cli.bots,
@@ -108,6 +140,7 @@ fn main() -> anyhow::Result<()> {
         spread_sources: !cli.no_spread,
         behaviours: tickwire::behaviours(),
         game: cli.game,
+        tokens,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

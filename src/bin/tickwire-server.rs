@@ -63,6 +63,10 @@ struct Cli {
     /// Time allowed between the upgrade and the hello, in ms [default: 5000].
     #[arg(long, value_name = "MS")]
     hello_timeout_ms: Option<u64>,
+    /// Require join tokens signed with this Ed25519 public key (as `token new-key` prints it)
+    /// [default: none, no tokens].
+    #[arg(long, value_name = "KEY")]
+    join_token_public_key: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -86,6 +90,35 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+    },
+    /// Join tokens: make a signing key, or mint a token with one (see docs/PROTOCOL.md).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenAction {
+    /// Write a new Ed25519 private key to FILE (which must not exist) and print the
+    /// `join_token_public_key` line that servers verify with.
+    NewKey {
+        /// Where to write the private key (keep it secret: it mints tokens).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print a token that lets PLAYER join GAME once, signed with the key in FILE.
+    Mint {
+        /// The private key written by `token new-key`.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The player's id (1 to 64 bytes), as the game's backend knows it.
+        #[arg(long)]
+        player: String,
+        /// Seconds until it expires (servers refuse more than join_token_max_ttl_s, 300 by
+        /// default).
+        #[arg(long, default_value_t = 60)]
+        ttl: u64,
     },
 }
 
@@ -141,6 +174,9 @@ impl Cli {
         if let Some(v) = self.hello_timeout_ms {
             cfg.hello_timeout_ms = v;
         }
+        if let Some(v) = self.join_token_public_key {
+            cfg.join_token_public_key = v;
+        }
         cfg.validate()?;
         Ok((cfg, self.print_config, self.command))
     }
@@ -178,6 +214,9 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(Command::Token { action }) = command {
+        return token_command(action, bundled.game.name());
+    }
     if print {
         // Every bundled game's section, with its defaults where the file set nothing.
         for b in tickwire::bundled() {
@@ -214,6 +253,37 @@ fn main() -> anyhow::Result<()> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+/// `tickwire-server token ...`: a new key, or a token minted with one, on stdout.
+fn token_command(action: TokenAction, game: &str) -> anyhow::Result<()> {
+    use tickwire_server::token::{TokenSigner, unix_now};
+    let line = match action {
+        TokenAction::NewKey { out } => {
+            let text = TokenSigner::generate()?;
+            let signer = TokenSigner::from_key_text(&text)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&out)
+                .with_context(|| format!("creating {} (it must not exist)", out.display()))?;
+            std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            format!("join_token_public_key = \"{}\"", signer.public_key())
+        }
+        TokenAction::Mint { key, player, ttl } => {
+            let text = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let signer = TokenSigner::from_key_text(&text)
+                .with_context(|| format!("reading the key in {}", key.display()))?;
+            signer.mint(&player, game, unix_now() + ttl)?
+        }
+    };
+    #[allow(clippy::print_stdout)] // The command's output.
+    {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

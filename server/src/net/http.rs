@@ -12,7 +12,10 @@
 //! - a method other than GET: `405`.
 //! - an `Origin` the policy refuses: `403`.
 //! - only unknown subprotocols offered: `400`, naming the supported ones.
+//! - a join token (query parameter `token`, or subprotocol `tickwire.token.<token>` beside a
+//!   format) is extracted here and checked by the session, which holds the key.
 
+use crate::token::TOKEN_SUBPROTOCOL_PREFIX;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -63,6 +66,9 @@ pub struct Upgrade {
     pub protocol: Subprotocol,
     /// Whether the client offered subprotocols (then the response must name the chosen one).
     pub echo_protocol: bool,
+    /// A join token, from the query parameter `token` or a `tickwire.token.<token>`
+    /// subprotocol (checked by the caller, which holds the key).
+    pub token: Option<String>,
 }
 
 /// A request answered with a plain HTTP response.
@@ -307,7 +313,7 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
             ),
         ));
     }
-    let offered: Vec<&str> = req
+    let all_offered: Vec<&str> = req
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
@@ -316,6 +322,25 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
+    // A token offered as a subprotocol is not a format: it is never chosen or echoed.
+    let (tokens, offered): (Vec<&str>, Vec<&str>) = all_offered
+        .iter()
+        .partition(|p| p.starts_with(TOKEN_SUBPROTOCOL_PREFIX));
+    let token = tokens
+        .first()
+        .map(|p| &p[TOKEN_SUBPROTOCOL_PREFIX.len()..])
+        .or_else(|| query_param(req.path.unwrap_or(""), "token"))
+        .map(str::to_owned);
+    if !tokens.is_empty() && offered.is_empty() {
+        // A browser that offered subprotocols fails a handshake that echoes none.
+        return Err(Refusal::new(
+            400,
+            format!(
+                "a token subprotocol must come with a format: offer {} too\n",
+                Subprotocol::BINARY_NAME
+            ),
+        ));
+    }
     let protocol = if offered.is_empty() {
         Subprotocol::Binary
     } else {
@@ -346,7 +371,18 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
         accept_key: derive_accept_key(key.as_bytes()),
         protocol,
         echo_protocol: !offered.is_empty(),
+        token,
     }))
+}
+
+/// The value of query parameter `name` in a request target, as sent (tokens are URL-safe).
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let (_, query) = target.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// Routes a request head on the admin listener: `GET /metrics` and `GET /healthz`, for a
@@ -688,6 +724,32 @@ mod tests {
             &binary_only,
         );
         assert_eq!(refusal(r).status, 400);
+    }
+
+    #[test]
+    fn join_tokens_are_found_in_the_query_or_a_subprotocol() {
+        let p = Policy::default();
+        assert_eq!(upgrade(route(&req("/ws", ""), &p)).token, None);
+        let q = upgrade(route(&req("/ws?x=1&token=abc-_9", ""), &p));
+        assert_eq!(q.token.as_deref(), Some("abc-_9"));
+        let sub = upgrade(route(
+            &req(
+                "/ws",
+                "Sec-WebSocket-Protocol: tickwire.v1, tickwire.token.xyz\r\n",
+            ),
+            &p,
+        ));
+        assert_eq!(sub.token.as_deref(), Some("xyz"));
+        assert_eq!(sub.protocol, Subprotocol::Binary);
+        let resp = String::from_utf8(upgrade_response(&sub)).expect("ascii");
+        assert!(resp.contains("Sec-WebSocket-Protocol: tickwire.v1\r\n"));
+        assert!(!resp.contains("xyz"), "the token is never echoed");
+        // A token alone: the browser would fail a handshake that echoes no protocol.
+        let alone = route(
+            &req("/ws", "Sec-WebSocket-Protocol: tickwire.token.xyz\r\n"),
+            &p,
+        );
+        assert_eq!(refusal(alone).status, 400);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::rate::{Kind, Limiter, Verdict};
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
 use crate::config::Config;
 use crate::stats::ServerStats;
+use crate::token::{TokenError, TokenVerifier, unix_now};
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 use futures_util::{SinkExt, StreamExt};
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// The game's schema: every input is checked against it.
     schema: Arc<GameSchema>,
+    /// Checks join tokens, when they are on.
+    tokens: Option<TokenVerifier>,
 }
 
 impl Shared {
@@ -64,6 +67,7 @@ impl Shared {
         tls: Option<tokio_rustls::TlsAcceptor>,
         schema: Arc<GameSchema>,
         page: &'static [super::web::Asset],
+        tokens: Option<TokenVerifier>,
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
@@ -91,6 +95,7 @@ impl Shared {
             policy,
             tls,
             schema,
+            tokens,
         }
     }
 
@@ -197,7 +202,7 @@ async fn serve<S>(
         r = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)) => Some(r),
         _ = stop.changed() => None,
     };
-    let (protocol, leftover) = match upgraded {
+    let (protocol, player_id, leftover) = match upgraded {
         Some(Ok(Some(up))) => up,
         Some(Ok(None)) => return,
         Some(Err(_)) => {
@@ -246,27 +251,56 @@ async fn serve<S>(
         last_seq: 0,
         last_seen: now,
         limiter,
+        player_id,
     };
     session.run().await;
     shared.stats.sessions.dec();
 }
 
-/// Reads and routes the request; answers refusals itself. Returns the subprotocol and any
-/// bytes read past the request head.
-async fn upgrade<S>(stream: &mut S, shared: &Shared) -> Option<(Subprotocol, Vec<u8>)>
+/// Checks the join token when tokens are on: the player id it carries, or why it is refused.
+fn check_token(shared: &Shared, token: Option<&str>) -> Result<Option<String>, TokenError> {
+    let Some(verifier) = &shared.tokens else {
+        return Ok(None);
+    };
+    let token = token.ok_or(TokenError::Missing)?;
+    let claims = verifier.check(token, &shared.schema.game, unix_now())?;
+    Ok(Some(claims.player))
+}
+
+/// Reads and routes the request; answers refusals itself. Returns the subprotocol, the player
+/// id of the join token (when tokens are on) and any bytes read past the request head.
+async fn upgrade<S>(
+    stream: &mut S,
+    shared: &Shared,
+) -> Option<(Subprotocol, Option<String>, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::with_capacity(1024);
     let refusal = match http::read_head(stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.policy) {
-            Route::Upgrade(up) => {
-                http::write_all(stream, &http::upgrade_response(&up))
-                    .await
-                    .ok()?;
-                debug!(protocol = up.protocol.name(), "upgraded");
-                return Some((up.protocol, buf.split_off(len)));
-            }
+            Route::Upgrade(up) => match check_token(shared, up.token.as_deref()) {
+                Ok(player_id) => {
+                    http::write_all(stream, &http::upgrade_response(&up))
+                        .await
+                        .ok()?;
+                    debug!(protocol = up.protocol.name(), "upgraded");
+                    return Some((up.protocol, player_id, buf.split_off(len)));
+                }
+                Err(e) => {
+                    shared.stats.token_refusals.inc();
+                    debug!(reason = %e, "join token refused");
+                    let mut refusal = http::Refusal {
+                        status: e.status(),
+                        body: format!("{e}\n"),
+                        headers: Vec::new(),
+                    };
+                    if e.status() == 503 {
+                        refusal.headers.push("Retry-After: 5".into());
+                    }
+                    refusal
+                }
+            },
             Route::Asset(asset) => {
                 let bytes = http::response(200, asset.content_type, &[], asset.body);
                 let _ = http::write_all(stream, &bytes).await;
@@ -307,6 +341,8 @@ struct Session<S> {
     last_seq: u32,
     last_seen: Instant,
     limiter: Limiter,
+    /// The player id of the client's join token, when tokens are on.
+    player_id: Option<String>,
 }
 
 /// Releases a player slot when the session ends, however it ends.
@@ -387,6 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             outbox: outbox_tx,
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
+            player_id: self.player_id.take(),
         };
         if shared.joins.try_send(join).is_err() {
             return End::server(

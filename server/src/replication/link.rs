@@ -281,6 +281,7 @@ mod tests {
                 outbox,
                 leave: LeaveSlot::default(),
                 kick: Arc::default(),
+                player_id: None,
             },
             Tick(100),
             32,

@@ -120,6 +120,7 @@ pub fn ingest_joins(world: &mut World) {
             let joined = Joined {
                 net: id,
                 name: join.name.clone(),
+                player_id: join.player_id.clone(),
             };
             let entity = match hooks.on_join.as_mut() {
                 Some(hook) => hook(world, &joined),

@@ -615,3 +615,42 @@ fn ids_after_the_wrap_skip_live_entities_and_baselines() {
     }
     drop(gone.outbox);
 }
+
+#[test]
+fn the_game_sees_the_player_id_of_the_join_token() {
+    /// The player ids the join hook was given, in join order.
+    #[derive(Resource, Default)]
+    struct Seen(Vec<Option<String>>);
+    struct Accounts;
+    impl Game for Accounts {
+        const NAME: &'static str = "accounts";
+        type Config = ();
+        fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+            app.world_mut().init_resource::<Seen>();
+            app.replicate::<Dot>()
+                .input::<Step>()
+                .on_join(|world, joined| {
+                    world
+                        .resource_mut::<Seen>()
+                        .0
+                        .push(joined.player_id.clone());
+                    world.spawn(Dot { x: 1, y: 1 }).id()
+                });
+            Ok(())
+        }
+    }
+    let (joins, rx) = crossbeam_channel::bounded(4);
+    let stats = Arc::new(ServerStats::default());
+    let mut sim =
+        Sim::new(&Config::default(), &GameDef::of::<Accounts>(), rx, stats).expect("builds");
+    let (_with, mut join) = SimClient::new(ClientId(1), "shown name", 4, 4);
+    join.player_id = Some("account-42".into());
+    joins.try_send(join).expect("room");
+    let (_without, join) = SimClient::new(ClientId(2), "guest", 4, 4);
+    joins.try_send(join).expect("room");
+    sim.tick();
+    assert_eq!(
+        sim.world().resource::<Seen>().0,
+        vec![Some("account-42".to_owned()), None]
+    );
+}

@@ -1,0 +1,232 @@
+//! Signed join tokens over real sockets: a server with `join_token_public_key` set refuses
+//! upgrades without a valid, unused token for its game, each with an HTTP status and the
+//! reason, and accepts one in the query string or as a subprotocol; bots mint their own.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tickwire_bots::client::ConnectOptions;
+use tickwire_bots::swarm::TokenMinter;
+use tickwire_bots::{Client, SwarmConfig, run_swarm};
+use tickwire_server::token::{TokenSigner, unix_now};
+use tickwire_server::{Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn signer() -> TokenSigner {
+    TokenSigner::from_key_text(&TokenSigner::generate().expect("a key")).expect("reads back")
+}
+
+async fn token_server(signer: &TokenSigner) -> Server {
+    start(Config {
+        join_token_public_key: signer.public_key(),
+        ..test_config()
+    })
+    .await
+}
+
+/// Sends an upgrade request for `target` with `extra` header lines; returns the status and the
+/// whole response (the server closes after a refusal).
+async fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, String) {
+    let addr = server.local_addr();
+    let mut tcp = bounded("connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("tcp connect");
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    bounded("response", async {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.starts_with(b"HTTP/1.1 101") && got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_get_a_status_and_a_reason() {
+    let s = signer();
+    let server = token_server(&s).await;
+    let game = "arena";
+    let now = unix_now();
+    let cases = [
+        ("/ws".to_owned(), 401, "join token is required"),
+        ("/ws?token=%%%".to_owned(), 400, "malformed"),
+        (
+            format!(
+                "/ws?token={}",
+                signer().mint("p", game, now + 60).expect("mints")
+            ),
+            401,
+            "signature",
+        ),
+        (
+            format!("/ws?token={}", s.mint("p", game, now - 5).expect("mints")),
+            401,
+            "expired",
+        ),
+        (
+            format!(
+                "/ws?token={}",
+                s.mint("p", game, now + 3600).expect("mints")
+            ),
+            401,
+            "300 s ahead",
+        ),
+        (
+            format!(
+                "/ws?token={}",
+                s.mint("p", "whiteboard", now + 60).expect("mints")
+            ),
+            403,
+            "this server runs \"arena\"",
+        ),
+    ];
+    for (target, status, reason) in &cases {
+        let (got, text) = upgrade_status(&server, target, "").await;
+        assert_eq!(got, *status, "{target}: {text}");
+        assert!(text.contains(reason), "{target}: {text}");
+    }
+    assert_eq!(
+        server.stats().token_refusals.get(),
+        cases.len() as u64,
+        "each refusal counted"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_accepted_once_in_the_query_or_as_a_subprotocol() {
+    let s = signer();
+    let server = token_server(&s).await;
+    let url = server.ws_url();
+    let token = s.mint("alice", "arena", unix_now() + 60).expect("mints");
+
+    // In the query string.
+    let opts = ConnectOptions {
+        token: Some(token.clone()),
+        ..ConnectOptions::default()
+    };
+    let mut c = bounded("connect", Client::connect_with(&url, "alice", &opts))
+        .await
+        .expect("a good token is accepted");
+    snapshots(&mut c, 5).await;
+    c.close().await.expect("closes");
+
+    // The same token again: refused.
+    let (status, text) = upgrade_status(&server, &format!("/ws?token={token}"), "").await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("already used"), "{text}");
+
+    // As a subprotocol beside the format, as a browser sends it; only the format is echoed.
+    let second = s.mint("alice", "arena", unix_now() + 60).expect("mints");
+    let opts = ConnectOptions {
+        subprotocols: vec!["tickwire.v1".into(), format!("tickwire.token.{second}")],
+        ..ConnectOptions::default()
+    };
+    let (_ws, protocol) = bounded("open", tickwire_bots::client::open(&url, &opts))
+        .await
+        .expect("upgraded");
+    assert_eq!(protocol.as_deref(), Some("tickwire.v1"));
+    // A token subprotocol with no format is refused (a browser would fail the handshake).
+    let third = s.mint("alice", "arena", unix_now() + 60).expect("mints");
+    let (status, text) = upgrade_status(
+        &server,
+        "/ws",
+        &format!("Sec-WebSocket-Protocol: tickwire.token.{third}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_mint_their_own_tokens() {
+    let s = signer();
+    let server = token_server(&s).await;
+    let minter = Arc::new(s);
+    let report = bounded(
+        "swarm",
+        run_swarm(SwarmConfig {
+            url: server.ws_url(),
+            bots: 6,
+            duration: Duration::from_secs(2),
+            ramp_per_s: 100.0,
+            behaviours: tickwire::behaviours(),
+            tokens: Some(TokenMinter(Arc::new(move |name: &str| {
+                minter
+                    .mint(name, "arena", unix_now() + 60)
+                    .expect("bot names fit a token")
+            }))),
+            ..SwarmConfig::default()
+        }),
+    )
+    .await;
+    assert_eq!(report.connected, 6, "{}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+    assert_eq!(report.desyncs, 0, "{}", report.summary());
+    assert_eq!(server.stats().token_refusals.get(), 0);
+    server.shutdown().await;
+}
+
+#[test]
+fn the_token_command_makes_keys_and_mints_tokens() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("tickwire-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = dir.join("key");
+    let _ = std::fs::remove_file(&key);
+    let bin = env!("CARGO_BIN_EXE_tickwire-server");
+    let out = Command::new(bin)
+        .args(["token", "new-key", "--out"])
+        .arg(&key)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).expect("utf-8");
+    let public = line
+        .trim()
+        .strip_prefix("join_token_public_key = \"")
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a config line: {line}"));
+    // It refuses to overwrite a key.
+    let again = Command::new(bin)
+        .args(["token", "new-key", "--out"])
+        .arg(&key)
+        .output()
+        .expect("runs");
+    assert!(!again.status.success());
+    let out = Command::new(bin)
+        .args(["token", "mint", "--player", "carol", "--ttl", "30", "--key"])
+        .arg(&key)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).expect("utf-8");
+    let verifier =
+        tickwire_server::token::TokenVerifier::new(public, 300, 10).expect("the printed key");
+    let claims = verifier
+        .check(token.trim(), "arena", unix_now())
+        .expect("the minted token verifies");
+    assert_eq!(claims.player, "carol");
+    let _ = std::fs::remove_dir_all(&dir);
+}
