@@ -48,7 +48,11 @@ impl Server {
         );
         let stats = Arc::new(ServerStats::default());
         let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
-        let sim = Sim::new(&config, &game, join_rx, Arc::clone(&stats))?;
+        let sim = Sim::new(&config, &game, join_rx.clone(), Arc::clone(&stats))?;
+        let remake: crate::sim::driver::Remake = {
+            let (config, stats) = (config.clone(), Arc::clone(&stats));
+            Box::new(move || Sim::new(&config, &game, join_rx.clone(), Arc::clone(&stats)))
+        };
         let schema = Arc::clone(sim.schema());
         let page = sim.page();
         info!(game = game.name(), "game built");
@@ -75,7 +79,13 @@ impl Server {
             config.tick_rate_hz,
             config.max_catchup_ticks,
         ));
-        let tick = TickLoop::spawn(sim, &config, Arc::clone(&stats), Arc::clone(&telemetry))?;
+        let tick = TickLoop::spawn(
+            sim,
+            remake,
+            &config,
+            Arc::clone(&stats),
+            Arc::clone(&telemetry),
+        )?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         let ws_path = config.ws_path.clone();

@@ -133,6 +133,8 @@ server_stats! {
         http_refusals => "http_refusals",
         /// WebSocket upgrades refused for their join token (also counted in http_refusals)
         token_refusals => "token_refusals",
+        /// Worlds disposed because the game panicked (their clients closed with 1011)
+        game_panics => "game_panics",
     }
     gauges {
         /// The last completed tick

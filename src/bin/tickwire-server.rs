@@ -241,6 +241,22 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(writer)
         .init();
+    // A panic (game code can panic; the tick thread survives it) is logged like everything
+    // else, with where it happened.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        tracing::error!(
+            location = %info.location().map_or_else(String::new, ToString::to_string),
+            thread = std::thread::current().name().unwrap_or("unnamed"),
+            message,
+            "panic"
+        );
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tickwire-net")

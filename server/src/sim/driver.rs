@@ -7,6 +7,11 @@
 //! than trying to run them all, so an overload can never spiral: the world then runs slower
 //! than real time for a moment, clients see a gap in tick numbers, and nothing queues up.
 //! Every tick's phase timings and the lag go to [`Telemetry`].
+//!
+//! Game code can panic. A panic in a tick (a game system, a join or leave hook) disposes of
+//! that world: its clients are closed with 1011 and a reason, the panic is logged and counted
+//! (`game_panics`), and a fresh world of the same game starts on the same deadlines, so the
+//! server keeps serving new clients instead of dying with its tick thread.
 
 use super::Sim;
 use crate::config::Config;
@@ -19,7 +24,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
+
+/// Builds a fresh world of the server's game, after a game panic disposed of the last one.
+pub type Remake = Box<dyn FnMut() -> Result<Sim, ServerError> + Send>;
+
+/// The close reason clients of a world whose game panicked get (with 1011).
+pub const GAME_FAILED_REASON: &str = "internal error: the game failed and was restarted";
 
 /// The running tick thread.
 pub struct TickLoop {
@@ -33,6 +44,7 @@ impl TickLoop {
     /// Starts the thread; it owns the simulation until stopped.
     pub fn spawn(
         sim: Sim,
+        remake: Remake,
         config: &Config,
         stats: Arc<ServerStats>,
         telemetry: Arc<Telemetry>,
@@ -51,6 +63,7 @@ impl TickLoop {
             .spawn(move || {
                 run(
                     sim,
+                    remake,
                     &schedule,
                     &stats,
                     &telemetry,
@@ -105,6 +118,7 @@ impl Schedule {
 
 fn run(
     mut sim: Sim,
+    mut remake: Remake,
     schedule: &Schedule,
     stats: &ServerStats,
     telemetry: &Telemetry,
@@ -125,7 +139,34 @@ fn run(
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let timings = sim.tick();
+        // The world is not touched again after a panic (only its links, to close them), so
+        // no broken invariant of it is observed: AssertUnwindSafe holds.
+        let timings = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.tick())) {
+            Ok(timings) => timings,
+            Err(payload) => {
+                stats.game_panics.inc();
+                let clients =
+                    sim.abandon(tickwire_protocol::close::INTERNAL_ERROR, GAME_FAILED_REASON);
+                error!(
+                    panic = panic_message(payload.as_ref()),
+                    clients,
+                    "the game panicked: its world is disposed, its clients closed with 1011, \
+                     and a fresh world started"
+                );
+                match remake() {
+                    Ok(mut fresh) => {
+                        fresh.use_faults(Arc::clone(sim.faults()));
+                        sim = fresh;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot start a fresh world: the tick loop stops");
+                        break;
+                    }
+                }
+                n += 1;
+                continue;
+            }
+        };
         n += 1;
         let mut deadline = start + schedule.offset(n);
         let now = Instant::now();
@@ -170,6 +211,15 @@ fn run(
         }
     }
     info!(ticks = n, "tick loop stopped");
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
 }
 
 #[cfg(test)]

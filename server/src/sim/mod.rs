@@ -222,6 +222,32 @@ impl Sim {
         &self.faults
     }
 
+    /// Shares another world's fault-injection hook (a fresh world after a game panic keeps
+    /// the server's).
+    pub fn use_faults(&mut self, faults: Arc<Faults>) {
+        if let Some(mut hooks) = self.world.get_resource_mut::<components::FaultHooks>() {
+            hooks.faults = Arc::clone(&faults);
+        }
+        self.faults = faults;
+    }
+
+    /// Gives up on this world (the game panicked in it, so its state cannot be trusted): asks
+    /// every connected client's session to close with `code` and `reason`, and returns how
+    /// many there were. The world is dropped afterwards; nothing of it runs again.
+    pub fn abandon(&mut self, code: u16, reason: &str) -> usize {
+        let mut links = self.world.query::<&components::Link>();
+        let mut n = 0;
+        for link in links.iter(&self.world) {
+            link.0.kick.kick(code, reason.to_owned());
+            n += 1;
+        }
+        if let Some(stats) = self.world.get_resource::<components::Stats>() {
+            // Their departures will never run in this world.
+            stats.0.clients.dec_by(n as i64);
+        }
+        n
+    }
+
     /// Runs one tick: ingest, simulate, capture, replicate, hand off. Then advances the clock.
     /// Returns how long each phase took.
     pub fn tick(&mut self) -> TickTimings {

@@ -1,0 +1,92 @@
+//! Game code can panic. A panic in a game system closes that world's clients with 1011 and a
+//! reason, is counted, and a fresh world of the same game takes new clients at the full tick
+//! rate: the server does not die with its tick thread.
+
+mod common;
+
+#[path = "../examples/minimal_game.rs"]
+mod minimal_game;
+
+use bevy_ecs::prelude::*;
+use common::*;
+use minimal_game::{Dot, Steer};
+use tickwire_server::sim::driver::GAME_FAILED_REASON;
+use tickwire_server::{Game, GameApp, GameDef, Server};
+
+/// Marks the player of a client named "boom".
+#[derive(Component)]
+struct Bomb;
+
+/// The guide's dots, plus a bug: a system that panics once a client named "boom" has joined.
+struct Fragile;
+
+impl Game for Fragile {
+    const NAME: &'static str = "fragile";
+    type Config = ();
+
+    fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+        app.replicate::<Dot>()
+            .input::<Steer>()
+            .add_systems(explode)
+            .on_join(|world, joined| {
+                let mut player = world.spawn(Dot { x: 500.0, y: 500.0 });
+                if joined.name == "boom" {
+                    player.insert(Bomb);
+                }
+                player.id()
+            });
+        Ok(())
+    }
+}
+
+fn explode(bombs: Query<&Bomb>) {
+    assert!(bombs.is_empty(), "a bomb went off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_panic_closes_its_clients_with_1011_and_a_fresh_world_serves_new_ones() {
+    let server = Server::start(test_config(), GameDef::of::<Fragile>())
+        .await
+        .expect("starts");
+    let mut before = connect(&server, "calm").await;
+    snapshots(&mut before, 10).await;
+
+    // The bug fires on the tick that takes this join.
+    let mut bomber = connect_or_closed(&server, "boom").await;
+    for client in [&mut before].into_iter().chain(bomber.as_mut()) {
+        let (code, reason) = bounded("the close", close_of(client)).await;
+        assert_eq!(code, Some(1011), "{reason}");
+        assert_eq!(reason, GAME_FAILED_REASON);
+    }
+    let stats = server.stats();
+    assert_eq!(stats.game_panics.get(), 1);
+
+    // A fresh world takes new clients and ticks at the full rate; the old one is gone.
+    let mut after = connect(&server, "later").await;
+    let first = snapshots(&mut after, 1).await.tick;
+    let started = std::time::Instant::now();
+    let last = snapshots(&mut after, 60).await.tick;
+    let per_s = f64::from(last.0 - first.0) / started.elapsed().as_secs_f64();
+    assert!(per_s > 20.0, "{per_s:.1} ticks per second");
+    let view = after.replica.latest().expect("a view");
+    assert_eq!(
+        view.entities.len(),
+        1,
+        "only the new player: the old world is gone"
+    );
+    assert_eq!(stats.game_panics.get(), 1);
+    assert_eq!(stats.clients.get(), 1);
+    after.close().await.expect("closes");
+    server.shutdown().await;
+}
+
+/// Connects `name`; the world may panic before its welcome arrives, in which case there is no
+/// client to return (the session is closed all the same).
+async fn connect_or_closed(server: &Server, name: &str) -> Option<tickwire_bots::Client> {
+    bounded(
+        "connect",
+        tickwire_bots::Client::connect(&server.ws_url(), name),
+    )
+    .await
+    .ok()
+}
