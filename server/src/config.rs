@@ -151,6 +151,9 @@ pub struct Config {
     pub max_catchup_ticks: u32,
     /// Interval of the stats log line, in milliseconds. Default 5000.
     pub stats_interval_ms: u64,
+    /// Tick threads that step the server's worlds, each world on its own deadlines; 0: one
+    /// per core, at most 8. Default 0.
+    pub tick_threads: usize,
     /// Which entities each client is sent: `aoi` (those within `aoi_radius` of its player, and
     /// the player itself) or `global` (all). Default `aoi`.
     pub visibility: VisibilityMode,
@@ -226,6 +229,7 @@ impl Default for Config {
             shutdown_grace_ms: 3000,
             max_catchup_ticks: 3,
             stats_interval_ms: 5000,
+            tick_threads: 0,
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             seed: 1,
@@ -333,6 +337,9 @@ impl Config {
             return bad(
                 "join_token_public_key must be a 32-byte Ed25519 public key in URL-safe base64",
             );
+        }
+        if self.tick_threads > 64 {
+            return bad("tick_threads must be at most 64 (0: one per core)");
         }
         if self.join_token_max_ttl_s == 0 || self.join_token_memory == 0 {
             return bad("join_token_max_ttl_s and join_token_memory must be positive");

@@ -1,4 +1,5 @@
-//! The tick thread: runs [`Sim::tick`] on drift-free deadlines and logs a stats line.
+//! The tick threads: a small pool, each running [`Sim::tick`] for its worlds on drift-free
+//! deadlines; one logs the stats line.
 //!
 //! Deadlines are computed from the start instant and the tick count (never by adding a period to
 //! the previous wake-up), so rounding and scheduling jitter do not accumulate. A tick that ends
@@ -18,10 +19,10 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::stats::ServerStats;
 use crate::telemetry::Telemetry;
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
@@ -32,16 +33,44 @@ pub type Remake = Box<dyn FnMut() -> Result<Sim, ServerError> + Send>;
 /// The close reason clients of a world whose game panicked get (with 1011).
 pub const GAME_FAILED_REASON: &str = "internal error: the game failed and was restarted";
 
-/// The running tick thread.
-pub struct TickLoop {
-    stop: Sender<()>,
+/// One world on a tick thread, with its own drift-free deadlines.
+struct Room {
+    sim: Sim,
+    remake: Remake,
+    /// Deadline of tick 0.
+    start: Instant,
+    /// Ticks run (or skipped): tick `n` is due at `start + offset(n)`.
+    n: u64,
+}
+
+/// What the pool tells a tick thread.
+enum Control {
+    /// Step this world too.
+    Add(Box<Room>),
+}
+
+/// One thread of the pool.
+struct Worker {
+    control: Sender<Control>,
     handle: JoinHandle<()>,
+    /// Worlds it steps.
+    rooms: Arc<AtomicUsize>,
+}
+
+/// The tick threads: a small pool (`tick_threads`, by default one per core), each stepping the
+/// worlds given to it, each world on its own deadlines (staggered across the tick period, so
+/// the worlds of one thread do not all fall due at once). A world is stepped by one thread
+/// only; a slow world delays the others of its thread, never those of another thread.
+pub struct TickLoop {
+    workers: Vec<Worker>,
     paused: Arc<AtomicBool>,
     faults: Arc<super::Faults>,
+    added: u64,
+    tick_rate_hz: u64,
 }
 
 impl TickLoop {
-    /// Starts the thread; it owns the simulation until stopped.
+    /// Starts the threads and gives them the server's world; they own it until stopped.
     pub fn spawn(
         sim: Sim,
         remake: Remake,
@@ -51,36 +80,73 @@ impl TickLoop {
     ) -> Result<TickLoop, ServerError> {
         let paused = Arc::new(AtomicBool::new(false));
         let faults = Arc::clone(sim.faults());
-        let paused_in_loop = Arc::clone(&paused);
-        let (stop, stop_rx) = crossbeam_channel::bounded::<()>(1);
-        let schedule = Schedule {
-            tick_rate_hz: u64::from(config.tick_rate_hz),
-            max_catchup_ticks: u64::from(config.max_catchup_ticks),
-            stats_interval: Duration::from_millis(config.stats_interval_ms.max(1)),
+        let threads = match config.tick_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            n => n,
         };
-        let handle = std::thread::Builder::new()
-            .name("tickwire-tick".into())
-            .spawn(move || {
-                run(
-                    sim,
-                    remake,
-                    &schedule,
-                    &stats,
-                    &telemetry,
-                    &paused_in_loop,
-                    &stop_rx,
-                )
-            })
-            .map_err(ServerError::TickThread)?;
-        Ok(TickLoop {
-            stop,
-            handle,
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (control, control_rx) = crossbeam_channel::bounded::<Control>(64);
+            let schedule = Schedule {
+                tick_rate_hz: u64::from(config.tick_rate_hz),
+                max_catchup_ticks: u64::from(config.max_catchup_ticks),
+                stats_interval: Duration::from_millis(config.stats_interval_ms.max(1)),
+                // One stats line for the process (the telemetry window is shared).
+                logs_stats: i == 0,
+            };
+            let (stats, telemetry, paused) = (
+                Arc::clone(&stats),
+                Arc::clone(&telemetry),
+                Arc::clone(&paused),
+            );
+            let handle = std::thread::Builder::new()
+                .name(format!("tickwire-tick-{i}"))
+                .spawn(move || run(&control_rx, &schedule, &stats, &telemetry, &paused))
+                .map_err(ServerError::TickThread)?;
+            workers.push(Worker {
+                control,
+                handle,
+                rooms: Arc::new(AtomicUsize::new(0)),
+            });
+        }
+        let mut pool = TickLoop {
+            workers,
             paused,
             faults,
-        })
+            added: 0,
+            tick_rate_hz: u64::from(config.tick_rate_hz),
+        };
+        pool.add(sim, remake);
+        Ok(pool)
     }
 
-    /// The fault-injection hook of the running world.
+    /// Gives a world to the thread with the fewest, starting it within the next tick period
+    /// (staggered by eighths of a period, in the order worlds are added).
+    pub fn add(&mut self, sim: Sim, remake: Remake) {
+        let period = Duration::from_nanos(1_000_000_000 / self.tick_rate_hz.max(1));
+        let stagger = period * u32::try_from(self.added % 8).unwrap_or(0) / 8;
+        self.added += 1;
+        let room = Box::new(Room {
+            sim,
+            remake,
+            start: Instant::now() + stagger,
+            n: 0,
+        });
+        if let Some(w) = self.workers.iter().min_by_key(|w| w.rooms.load(Relaxed)) {
+            w.rooms.fetch_add(1, Relaxed);
+            if w.control.send(Control::Add(room)).is_err() {
+                warn!("a tick thread has stopped: the world is dropped");
+            }
+        }
+    }
+
+    /// The tick threads.
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The fault-injection hook of the server's world.
     #[must_use]
     pub fn faults(&self) -> &Arc<super::Faults> {
         &self.faults
@@ -92,12 +158,18 @@ impl TickLoop {
         self.paused.store(paused, Relaxed);
     }
 
-    /// Stops the loop after the current tick and waits for the thread to end.
+    /// Stops every thread after its current tick and waits for them to end.
     pub fn stop(self) {
-        // A full channel means a stop is already pending; a closed one that the thread ended.
-        let _ = self.stop.try_send(());
-        if self.handle.join().is_err() {
-            warn!("tick thread panicked");
+        let mut handles = Vec::with_capacity(self.workers.len());
+        for w in self.workers {
+            // Dropping the sender is the stop signal.
+            drop(w.control);
+            handles.push(w.handle);
+        }
+        for h in handles {
+            if h.join().is_err() {
+                warn!("tick thread panicked");
+            }
         }
     }
 }
@@ -106,6 +178,7 @@ struct Schedule {
     tick_rate_hz: u64,
     max_catchup_ticks: u64,
     stats_interval: Duration,
+    logs_stats: bool,
 }
 
 impl Schedule {
@@ -116,79 +189,69 @@ impl Schedule {
     }
 }
 
+/// A tick thread: steps whichever of its worlds is due next, waiting for it (or for a new
+/// world, or the stop) in between.
 fn run(
-    mut sim: Sim,
-    mut remake: Remake,
+    control: &crossbeam_channel::Receiver<Control>,
     schedule: &Schedule,
     stats: &ServerStats,
     telemetry: &Telemetry,
     paused: &AtomicBool,
-    stop: &crossbeam_channel::Receiver<()>,
 ) {
     let period = schedule.offset(1);
-    let start = Instant::now();
-    let mut window_start = start;
+    let mut rooms: Vec<Room> = Vec::new();
+    let mut window_start = Instant::now();
     let mut window_bytes = stats.bytes_out.get();
-    let mut window_overruns = 0u64;
-    let mut n: u64 = 0;
-    info!(tick_rate_hz = schedule.tick_rate_hz, "tick loop started");
+    let mut window_overruns = stats.overruns.get();
+    info!(tick_rate_hz = schedule.tick_rate_hz, "tick thread started");
     loop {
-        if paused.load(Relaxed) {
-            match stop.recv_timeout(period) {
-                Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        // New worlds, or the stop.
+        loop {
+            match control.try_recv() {
+                Ok(Control::Add(room)) => rooms.push(*room),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return stopped(&rooms),
             }
         }
-        // The world is not touched again after a panic (only its links, to close them), so
-        // no broken invariant of it is observed: AssertUnwindSafe holds.
-        let timings = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.tick())) {
-            Ok(timings) => timings,
-            Err(payload) => {
-                stats.game_panics.inc();
-                let clients =
-                    sim.abandon(tickwire_protocol::close::INTERNAL_ERROR, GAME_FAILED_REASON);
-                error!(
-                    panic = panic_message(payload.as_ref()),
-                    clients,
-                    "the game panicked: its world is disposed, its clients closed with 1011, \
-                     and a fresh world started"
-                );
-                match remake() {
-                    Ok(mut fresh) => {
-                        fresh.use_faults(Arc::clone(sim.faults()));
-                        sim = fresh;
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot start a fresh world: the tick loop stops");
-                        break;
-                    }
-                }
-                n += 1;
-                continue;
+        if rooms.is_empty() || paused.load(Relaxed) {
+            let wait = if rooms.is_empty() {
+                Duration::MAX
+            } else {
+                period
+            };
+            match control.recv_timeout(wait) {
+                Ok(Control::Add(room)) => rooms.push(*room),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return stopped(&rooms),
             }
+            continue;
+        }
+        let Some((i, due)) = rooms
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.start + schedule.offset(r.n)))
+            .min_by_key(|(_, due)| *due)
+        else {
+            continue;
         };
-        n += 1;
-        let mut deadline = start + schedule.offset(n);
-        let now = Instant::now();
-        let mut lag = 0;
-        if now > deadline {
-            window_overruns += 1;
-            stats.overruns.inc();
-            let behind =
-                (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz) / 1_000_000_000;
-            let behind = u64::try_from(behind).unwrap_or(u64::MAX);
-            lag = behind;
-            if behind > schedule.max_catchup_ticks {
-                n += behind;
-                stats.skipped_ticks.inc_by(behind);
-                deadline = start + schedule.offset(n);
-                warn!(skipped = behind, "tick loop fell behind; skipping ticks");
+        if due > Instant::now() {
+            match control.recv_deadline(due) {
+                Ok(Control::Add(room)) => {
+                    rooms.push(*room);
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return stopped(&rooms),
             }
         }
-        telemetry.record_tick(&timings, lag);
-        if now.duration_since(window_start) >= schedule.stats_interval {
+        if !step(&mut rooms[i], schedule, stats, telemetry) {
+            rooms.swap_remove(i);
+        }
+        let now = Instant::now();
+        if schedule.logs_stats && now.duration_since(window_start) >= schedule.stats_interval {
             let secs = now.duration_since(window_start).as_secs_f64();
             let bytes = stats.bytes_out.get();
+            let overruns = stats.overruns.get();
             let window = telemetry.take_window();
             info!(
                 clients = stats.clients.get(),
@@ -196,21 +259,73 @@ fn run(
                 tick_p50_ms = window.p50_ms,
                 tick_p99_ms = window.p99_ms,
                 tick_max_ms = window.max_ms,
-                overruns = window_overruns,
+                overruns = overruns - window_overruns,
                 bytes_out_per_s = ((bytes - window_bytes) as f64 / secs).round(),
                 snapshots_dropped = stats.snapshots_dropped.get(),
                 "stats"
             );
             window_start = now;
             window_bytes = bytes;
-            window_overruns = 0;
-        }
-        match stop.recv_deadline(deadline) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            window_overruns = overruns;
         }
     }
-    info!(ticks = n, "tick loop stopped");
+}
+
+fn stopped(rooms: &[Room]) {
+    let ticks: u64 = rooms.iter().map(|r| r.n).sum();
+    info!(worlds = rooms.len(), ticks, "tick thread stopped");
+}
+
+/// Runs one tick of `room` and moves its deadline on, skipping ticks when it is too far
+/// behind. A game panic disposes of its world and puts a fresh one in its place; false if
+/// none could be made (the room is then dropped).
+fn step(room: &mut Room, schedule: &Schedule, stats: &ServerStats, telemetry: &Telemetry) -> bool {
+    // The world is not touched again after a panic (only its links, to close them), so no
+    // broken invariant of it is observed: AssertUnwindSafe holds.
+    let sim = &mut room.sim;
+    let timings = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.tick())) {
+        Ok(timings) => timings,
+        Err(payload) => {
+            stats.game_panics.inc();
+            let clients = sim.abandon(tickwire_protocol::close::INTERNAL_ERROR, GAME_FAILED_REASON);
+            error!(
+                panic = panic_message(payload.as_ref()),
+                clients,
+                "the game panicked: its world is disposed, its clients closed with 1011, and a \
+                 fresh world started"
+            );
+            match (room.remake)() {
+                Ok(mut fresh) => {
+                    fresh.use_faults(Arc::clone(sim.faults()));
+                    *sim = fresh;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot start a fresh world: the room is dropped");
+                    return false;
+                }
+            }
+            room.n += 1;
+            return true;
+        }
+    };
+    room.n += 1;
+    let now = Instant::now();
+    let deadline = room.start + schedule.offset(room.n);
+    let mut lag = 0;
+    if now > deadline {
+        stats.overruns.inc();
+        let behind =
+            (now - deadline).as_nanos() * u128::from(schedule.tick_rate_hz) / 1_000_000_000;
+        let behind = u64::try_from(behind).unwrap_or(u64::MAX);
+        lag = behind;
+        if behind > schedule.max_catchup_ticks {
+            room.n += behind;
+            stats.skipped_ticks.inc_by(behind);
+            warn!(skipped = behind, "tick loop fell behind; skipping ticks");
+        }
+    }
+    telemetry.record_tick(&timings, lag);
+    true
 }
 
 /// The message of a panic payload (`panic!` gives a `&str` or a `String`).
@@ -232,6 +347,7 @@ mod tests {
             tick_rate_hz: 30,
             max_catchup_ticks: 3,
             stats_interval: Duration::from_secs(5),
+            logs_stats: false,
         };
         assert_eq!(s.offset(30), Duration::from_secs(1));
         assert_eq!(s.offset(30 * 3600), Duration::from_secs(3600));

@@ -654,3 +654,103 @@ fn the_game_sees_the_player_id_of_the_join_token() {
         vec![Some("account-42".to_owned()), None]
     );
 }
+
+/// Marks the player of a client named "boom" in [`Fragile`].
+#[derive(Component)]
+struct Bomb;
+
+/// The test game with a bug: a system panics once a client named "boom" has joined.
+struct Fragile;
+
+impl Game for Fragile {
+    const NAME: &'static str = "fragile";
+    type Config = ();
+    fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
+        app.replicate::<Dot>()
+            .input::<Step>()
+            .add_systems(explode)
+            .on_join(|world, joined| {
+                let mut player = world.spawn(Dot { x: 5, y: 5 });
+                if joined.name == "boom" {
+                    player.insert(Bomb);
+                }
+                player.id()
+            });
+        Ok(())
+    }
+}
+
+fn explode(bombs: Query<&Bomb>) {
+    assert!(bombs.is_empty(), "a bomb went off");
+}
+
+/// Polls `cond` until it holds, failing the test after 20 s.
+fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
+    use super::driver::{GAME_FAILED_REASON, Remake, TickLoop};
+    let config = Config {
+        tick_threads: 2,
+        ..Config::default()
+    };
+    let stats = Arc::new(ServerStats::default());
+    let telemetry = Arc::new(crate::telemetry::Telemetry::new(Arc::clone(&stats), 30, 3));
+    let world = |game: GameDef| {
+        let (joins, rx) = crossbeam_channel::bounded(8);
+        let make = {
+            let (config, stats) = (config.clone(), Arc::clone(&stats));
+            move || Sim::new(&config, &game, rx.clone(), Arc::clone(&stats))
+        };
+        let sim = make().expect("builds");
+        (sim, Box::new(make) as Remake, joins)
+    };
+    let (steady, remake, steady_joins) = world(workload().game);
+    let mut pool =
+        TickLoop::spawn(steady, remake, &config, Arc::clone(&stats), telemetry).expect("starts");
+    assert_eq!(pool.threads(), 2);
+    let (fragile, remake, fragile_joins) = world(GameDef::of::<Fragile>());
+    pool.add(fragile, remake);
+
+    let (mut calm, join) = SimClient::new(ClientId(1), "calm", 16, 64);
+    steady_joins.try_send(join).expect("room");
+    let (victim, join) = SimClient::new(ClientId(2), "victim", 16, 64);
+    fragile_joins.try_send(join).expect("room");
+    poll("the steady world's snapshots", || {
+        calm.receive_and_ack();
+        calm.frames >= 30
+    });
+    let (_boom, join) = SimClient::new(ClientId(3), "boom", 16, 64);
+    fragile_joins.try_send(join).expect("room");
+    poll("the panic", || stats.game_panics.get() == 1);
+    assert_eq!(
+        victim.kick.reason(),
+        Some((1011, GAME_FAILED_REASON.to_owned())),
+        "the panicking world's clients are closed"
+    );
+    // The other world keeps ticking, every snapshot verified.
+    let before = calm.frames;
+    poll("the steady world after the panic", || {
+        calm.receive_and_ack();
+        calm.frames >= before + 30
+    });
+    assert!(calm.kick.reason().is_none());
+    // A fresh world of the fragile game took the panicked one's place and serves new clients.
+    let (mut later, join) = SimClient::new(ClientId(4), "later", 16, 64);
+    fragile_joins.try_send(join).expect("room");
+    poll("the fresh world's snapshots", || {
+        later.receive_and_ack();
+        later.frames >= 10
+    });
+    assert_eq!(stats.game_panics.get(), 1);
+    pool.stop();
+}
