@@ -460,6 +460,198 @@ impl Report {
     }
 }
 
+/// Rooms measured for the memory of an empty room.
+pub const EMPTY_ROOMS: usize = 100;
+
+/// K rooms of N clients each, stepped one after another as one tick thread steps its rooms.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomsRow {
+    /// Rooms on the thread.
+    pub rooms: usize,
+    /// The ticks of all of them, per tick period.
+    pub period: Quantiles,
+    /// p99 of that as a fraction of the tick period.
+    pub budget_used_p99: f64,
+    /// Snapshots verified in the checking run, all rooms.
+    pub snapshots_verified: u64,
+}
+
+/// The headroom report for rooms: how many rooms of N clients one core steps within a fraction
+/// of the tick budget, and what an empty room costs in memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomsReport {
+    /// `global` or `aoi`.
+    pub visibility: String,
+    /// The tick period, ms.
+    pub budget_ms: f64,
+    /// Tick periods measured per row.
+    pub ticks: usize,
+    /// The fraction of the budget a p99 period may use.
+    pub max_fraction: f64,
+    /// Simulated clients in each room.
+    pub clients_per_room: usize,
+    /// One row per room count, ascending.
+    pub rows: Vec<RoomsRow>,
+    /// The largest room count measured whose p99 period fits under `max_fraction`: rooms per
+    /// core (one tick thread per core).
+    pub rooms_per_core: Option<usize>,
+    /// Resident memory of one room with no clients (its world, frame history, schedules):
+    /// the process's growth over [`EMPTY_ROOMS`] of them, divided; `None` where the process's
+    /// memory cannot be read.
+    pub empty_room_bytes: Option<u64>,
+}
+
+/// Measures `ticks` tick periods of `rooms` rooms of `clients` clients each: every room's
+/// clients are fed, then every room ticks (timed together), then every outbox is drained.
+#[must_use]
+pub fn measure_rooms(
+    config: &Config,
+    work: &Workload,
+    rooms: usize,
+    clients: usize,
+    ticks: usize,
+) -> RoomsRow {
+    let mut hs: Vec<Harness> = (0..rooms)
+        .map(|_| Harness::new(config, work, clients))
+        .collect();
+    for h in &mut hs {
+        for _ in 0..CHECK_TICKS {
+            h.step();
+        }
+        h.stop_verifying();
+    }
+    let mut period = Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).expect("static bounds");
+    for _ in 0..ticks {
+        for h in &mut hs {
+            h.feed();
+        }
+        let t0 = std::time::Instant::now();
+        for h in &mut hs {
+            h.tick();
+        }
+        let took = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        period.saturating_record(took.max(1));
+        for h in &mut hs {
+            h.drain();
+        }
+    }
+    let budget_ms = 1000.0 / f64::from(config.tick_rate_hz);
+    let q = Quantiles::of(&period);
+    RoomsRow {
+        rooms,
+        budget_used_p99: q.p99_ms / budget_ms,
+        period: q,
+        snapshots_verified: hs.iter().map(|h| h.verified).sum(),
+    }
+}
+
+/// The resident memory of one empty room: [`EMPTY_ROOMS`] worlds of the game built and ticked
+/// once with no clients, the process's growth divided by their number.
+#[must_use]
+pub fn empty_room_bytes(config: &Config, work: &Workload) -> Option<u64> {
+    let before = crate::process::resident_bytes()?;
+    let (_joins, rx) = crossbeam_channel::bounded(1);
+    let stats = Arc::new(ServerStats::default());
+    let worlds: Vec<Sim> = (0..EMPTY_ROOMS)
+        .map(|_| {
+            let mut sim = Sim::new(config, &work.game, rx.clone(), Arc::clone(&stats))
+                .expect("the game builds");
+            sim.tick();
+            sim
+        })
+        .collect();
+    let after = crate::process::resident_bytes()?;
+    drop(worlds);
+    Some(after.saturating_sub(before) / EMPTY_ROOMS as u64)
+}
+
+/// Measures each room count with `clients` clients per room, and the memory of an empty room.
+#[must_use]
+pub fn run_rooms(
+    config: &Config,
+    work: &Workload,
+    clients: usize,
+    room_counts: &[usize],
+    ticks: usize,
+    max_fraction: f64,
+) -> RoomsReport {
+    let empty_room_bytes = empty_room_bytes(config, work);
+    let mut counts = room_counts.to_vec();
+    counts.sort_unstable();
+    counts.dedup();
+    let rows: Vec<RoomsRow> = counts
+        .iter()
+        .map(|&k| measure_rooms(config, work, k, clients, ticks))
+        .collect();
+    let rooms_per_core = rows
+        .iter()
+        .take_while(|r| r.budget_used_p99 <= max_fraction)
+        .last()
+        .map(|r| r.rooms);
+    RoomsReport {
+        visibility: match config.visibility {
+            VisibilityMode::Global => "global",
+            VisibilityMode::Aoi => "aoi",
+        }
+        .to_owned(),
+        budget_ms: 1000.0 / f64::from(config.tick_rate_hz),
+        ticks,
+        max_fraction,
+        clients_per_room: clients,
+        rows,
+        rooms_per_core,
+        empty_room_bytes,
+    }
+}
+
+impl RoomsReport {
+    /// The report as a text table.
+    #[must_use]
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "headroom for rooms: {} visibility, {} clients per room, {} tick periods per row, \
+             budget {:.1} ms per tick, all rooms on one thread",
+            self.visibility, self.clients_per_room, self.ticks, self.budget_ms
+        );
+        let _ = writeln!(
+            s,
+            "{:>6} {:>26} {:>8} {:>9}",
+            "rooms", "period p50/p99/max (ms)", "budget", "verified"
+        );
+        for r in &self.rows {
+            let q = &r.period;
+            let _ = writeln!(
+                s,
+                "{:>6} {:>26} {:>7.1}% {:>9}",
+                r.rooms,
+                format!("{:.3}/{:.3}/{:.3}", q.p50_ms, q.p99_ms, q.max_ms),
+                r.budget_used_p99 * 100.0,
+                r.snapshots_verified
+            );
+        }
+        let _ = match self.rooms_per_core {
+            Some(k) => writeln!(
+                s,
+                "rooms per core with the p99 period under {:.0}% of the budget: {k} (of those \
+                 measured)",
+                self.max_fraction * 100.0
+            ),
+            None => writeln!(
+                s,
+                "no room count measured kept the p99 period under {:.0}% of the budget",
+                self.max_fraction * 100.0
+            ),
+        };
+        let _ = match self.empty_room_bytes {
+            Some(b) => writeln!(s, "memory of an empty room: {:.1} KiB", b as f64 / 1024.0),
+            None => writeln!(s, "memory of an empty room: not readable on this system"),
+        };
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,5 +685,32 @@ mod tests {
         assert!(table.contains("replicate p50/p99/max"), "{table}");
         let json = serde_json::to_string(&report).expect("serializes");
         assert!(json.contains("\"max_clients_under_fraction\":10"), "{json}");
+    }
+
+    #[test]
+    fn a_small_rooms_run_verifies_every_room_and_reports_rooms_per_core() {
+        let config = Config::default();
+        let work = crate::sim::tests::workload();
+        let report = run_rooms(&config, &work, 4, &[3, 1], 10, 0.5);
+        assert_eq!(report.rows.len(), 2);
+        assert_eq!(report.rows[0].rooms, 1);
+        assert_eq!(report.rows[1].rooms, 3);
+        // Every room's clients verified every snapshot of the checking run.
+        assert!(
+            report.rows[1].snapshots_verified >= 3 * 4 * (WARMUP_TICKS + CHECK_TICKS - 2) as u64,
+            "{report:?}"
+        );
+        assert!(report.rows.iter().all(|r| r.period.max_ms > 0.0));
+        assert_eq!(
+            report.rooms_per_core,
+            Some(3),
+            "tiny rooms fit any sane budget"
+        );
+        // The figure itself is for the headroom command (tests share the process's memory).
+        if cfg!(target_os = "linux") {
+            assert!(report.empty_room_bytes.is_some(), "{report:?}");
+        }
+        let table = report.table();
+        assert!(table.contains("rooms per core"), "{table}");
     }
 }

@@ -14,7 +14,7 @@
 //!   frames, kicks, leave reasons).
 //! - [`net`]: the listeners (the game port's accept loop with its connection caps, the admin
 //!   port), one session per socket, and shutdown.
-//! - [`sim`]: the world, the engine's systems in tick order, and the tick thread.
+//! - [`sim`]: the world, the engine's systems in tick order, and the pool of tick threads.
 //! - [`replication`]: world frames, their history, deltas, interest, and per-client state.
 //! - [`spatial`]: the one spatial grid (interest management here; games may use it too).
 //! - [`stats`]: counters shared by every part.
@@ -24,7 +24,7 @@
 //! - [`error`]: the crate's error type.
 //! - [`harness`]: a socket-less client of the simulation, shared by tests, benches and headroom.
 //! - [`headroom`]: N socket-less clients around a real simulation, and the "how many players
-//!   fit" report.
+//!   fit" and "how many rooms per core" reports.
 
 pub mod boundary;
 pub mod config;

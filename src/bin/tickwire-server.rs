@@ -90,6 +90,11 @@ enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Rooms mode: measure these room counts (comma-separated), each room with the one
+        /// --clients count, all stepped by one thread; reports rooms per core at
+        /// --max-fraction and the memory of an empty room.
+        #[arg(long, value_delimiter = ',', value_name = "K")]
+        rooms: Vec<usize>,
     },
     /// Join tokens: make a signing key, or mint a token with one (see docs/PROTOCOL.md).
     Token {
@@ -190,25 +195,44 @@ fn main() -> anyhow::Result<()> {
         ticks,
         max_fraction,
         json,
+        rooms,
     }) = command
     {
         anyhow::ensure!(
             !clients.is_empty() && ticks > 0,
             "--clients and --ticks must be given"
         );
-        let report = tickwire_server::headroom::run(
-            &config,
-            &bundled.workload(),
-            &clients,
-            ticks,
-            max_fraction,
-        );
+        let (table, text) = if rooms.is_empty() {
+            let report = tickwire_server::headroom::run(
+                &config,
+                &bundled.workload(),
+                &clients,
+                ticks,
+                max_fraction,
+            );
+            (report.table(), serde_json::to_string_pretty(&report))
+        } else {
+            anyhow::ensure!(
+                clients.len() == 1 && !rooms.contains(&0),
+                "with --rooms, give one --clients count (clients per room) and room counts of \
+                 at least 1"
+            );
+            let report = tickwire_server::headroom::run_rooms(
+                &config,
+                &bundled.workload(),
+                clients[0],
+                &rooms,
+                ticks,
+                max_fraction,
+            );
+            (report.table(), serde_json::to_string_pretty(&report))
+        };
         #[allow(clippy::print_stdout)] // The report is the command's output.
         {
-            print!("{}", report.table());
+            print!("{table}");
         }
         if let Some(path) = json {
-            let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
+            let text = text.context("serializing the report")?;
             std::fs::write(&path, text + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
         }
