@@ -18,21 +18,6 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
 }
 
-/// Reads a whole HTTP response (the server closes after it); returns status and text.
-async fn response(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
-    let mut out = Vec::new();
-    bounded("a response", tcp.read_to_end(&mut out))
-        .await
-        .expect("read");
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    (status, text)
-}
-
 async fn connect_from(server: &tickwire_server::Server, source: IpAddr) -> Client {
     let opts = ConnectOptions {
         source_ip: Some(source),
@@ -68,7 +53,7 @@ async fn a_flood_of_idle_upgrades_cannot_lock_players_out() {
     over.write_all(raw_upgrade_request(addr).as_bytes())
         .await
         .expect("write");
-    let (status, text) = response(&mut over).await;
+    let (status, text) = read_response(&mut over).await;
     assert_eq!(status, 503, "{text}");
     assert!(
         text.contains("too many connections from your address"),
@@ -91,7 +76,7 @@ async fn a_flood_of_idle_upgrades_cannot_lock_players_out() {
             .write_all(raw_upgrade_request(addr).as_bytes())
             .await
             .expect("write");
-        let (status, text) = response(&mut refused).await;
+        let (status, text) = read_response(&mut refused).await;
         assert_eq!(status, 503, "{text}");
         assert!(text.contains("connection cap"), "{text}");
     }
@@ -129,7 +114,7 @@ async fn past_the_lingering_refusals_a_refusal_is_one_write_and_a_close() {
     }
     // A client that has sent nothing yet still reads the answer (nothing unread, so a FIN).
     let mut refused = tcp_from(addr, ip(3)).await;
-    let (status, text) = response(&mut refused).await;
+    let (status, text) = read_response(&mut refused).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("Retry-After: 1"), "{text}");
     assert_eq!(server.stats().refused_connection_cap.get(), 1);
@@ -282,7 +267,7 @@ async fn shutdown_reaches_every_phase() {
     let stats = std::sync::Arc::clone(server.stats());
     let started = std::time::Instant::now();
     let stop = tokio::spawn(server.shutdown());
-    let (status, text) = response(&mut http).await;
+    let (status, text) = read_response(&mut http).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("shutting down"), "{text}");
     assert_eq!(raw_close_code(&mut upgraded).await, Some(close::GOING_AWAY));

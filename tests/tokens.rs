@@ -12,7 +12,7 @@ use tickwire_bots::swarm::TokenMinter;
 use tickwire_bots::{Client, SwarmConfig, run_swarm};
 use tickwire_server::token::{TokenSigner, unix_now};
 use tickwire_server::{Config, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 fn signer() -> TokenSigner {
     TokenSigner::from_key_text(&TokenSigner::generate().expect("a key")).expect("reads back")
@@ -26,9 +26,9 @@ async fn token_server(signer: &TokenSigner) -> Server {
     .await
 }
 
-/// Sends an upgrade request for `target` with `extra` header lines; returns the status and the
-/// whole response (the server closes after a refusal).
-async fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, String) {
+/// Sends an upgrade request for `target` with `extra` header lines, expecting a refusal;
+/// returns the status and the whole response (the server closes after it).
+async fn refusal(server: &Server, target: &str, extra: &str) -> (u16, String) {
     let addr = server.local_addr();
     let mut tcp = bounded("connect", tokio::net::TcpStream::connect(addr))
         .await
@@ -38,28 +38,7 @@ async fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, Str
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut got = Vec::new();
-    bounded("response", async {
-        let mut buf = [0u8; 1024];
-        loop {
-            let n = tcp.read(&mut buf).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-            if got.starts_with(b"HTTP/1.1 101") && got.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    (status, text)
+    read_response(&mut tcp).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +81,7 @@ async fn refused_tokens_get_a_status_and_a_reason() {
         ),
     ];
     for (target, status, reason) in &cases {
-        let (got, text) = upgrade_status(&server, target, "").await;
+        let (got, text) = refusal(&server, target, "").await;
         assert_eq!(got, *status, "{target}: {text}");
         assert!(text.contains(reason), "{target}: {text}");
     }
@@ -133,7 +112,7 @@ async fn a_token_is_accepted_once_in_the_query_or_as_a_subprotocol() {
     c.close().await.expect("closes");
 
     // The same token again: refused.
-    let (status, text) = upgrade_status(&server, &format!("/ws?token={token}"), "").await;
+    let (status, text) = refusal(&server, &format!("/ws?token={token}"), "").await;
     assert_eq!(status, 401, "{text}");
     assert!(text.contains("already used"), "{text}");
 
@@ -149,7 +128,7 @@ async fn a_token_is_accepted_once_in_the_query_or_as_a_subprotocol() {
     assert_eq!(protocol.as_deref(), Some("tickwire.v1"));
     // A token subprotocol with no format is refused (a browser would fail the handshake).
     let third = s.mint("alice", "arena", unix_now() + 60).expect("mints");
-    let (status, text) = upgrade_status(
+    let (status, text) = refusal(
         &server,
         "/ws",
         &format!("Sec-WebSocket-Protocol: tickwire.token.{third}\r\n"),

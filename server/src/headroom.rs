@@ -380,24 +380,13 @@ pub fn run(
     ticks: usize,
     max_fraction: f64,
 ) -> Report {
-    let mut counts = counts.to_vec();
-    counts.sort_unstable();
-    counts.dedup();
-    let rows: Vec<Row> = counts
-        .iter()
-        .map(|&n| measure(config, work, n, ticks))
-        .collect();
-    let max_clients_under_fraction = rows
-        .iter()
-        .take_while(|r| r.budget_used_p99 <= max_fraction)
-        .last()
-        .map(|r| r.clients);
+    let (rows, max_clients_under_fraction) = sweep(
+        counts,
+        |n| measure(config, work, n, ticks),
+        |r: &Row| (r.clients, r.budget_used_p99 <= max_fraction),
+    );
     Report {
-        visibility: match config.visibility {
-            VisibilityMode::Global => "global",
-            VisibilityMode::Aoi => "aoi",
-        }
-        .to_owned(),
+        visibility: visibility_name(config),
         budget_ms: 1000.0 / f64::from(config.tick_rate_hz),
         ticks,
         max_fraction,
@@ -458,6 +447,36 @@ impl Report {
         };
         s
     }
+}
+
+/// Measures each of `counts` (ascending, once each) and finds the largest that fits:
+/// `verdict` gives a row's count and whether it fits, and the search stops at the first that
+/// does not.
+fn sweep<R>(
+    counts: &[usize],
+    measure: impl Fn(usize) -> R,
+    verdict: impl Fn(&R) -> (usize, bool),
+) -> (Vec<R>, Option<usize>) {
+    let mut counts = counts.to_vec();
+    counts.sort_unstable();
+    counts.dedup();
+    let rows: Vec<R> = counts.into_iter().map(measure).collect();
+    let largest = rows
+        .iter()
+        .map(&verdict)
+        .take_while(|(_, fits)| *fits)
+        .last()
+        .map(|(n, _)| n);
+    (rows, largest)
+}
+
+/// `global` or `aoi`, as reports name it.
+fn visibility_name(config: &Config) -> String {
+    match config.visibility {
+        VisibilityMode::Global => "global",
+        VisibilityMode::Aoi => "aoi",
+    }
+    .to_owned()
 }
 
 /// Rooms measured for the memory of an empty room.
@@ -576,24 +595,13 @@ pub fn run_rooms(
     max_fraction: f64,
 ) -> RoomsReport {
     let empty_room_bytes = empty_room_bytes(config, work);
-    let mut counts = room_counts.to_vec();
-    counts.sort_unstable();
-    counts.dedup();
-    let rows: Vec<RoomsRow> = counts
-        .iter()
-        .map(|&k| measure_rooms(config, work, k, clients, ticks))
-        .collect();
-    let rooms_per_core = rows
-        .iter()
-        .take_while(|r| r.budget_used_p99 <= max_fraction)
-        .last()
-        .map(|r| r.rooms);
+    let (rows, rooms_per_core) = sweep(
+        room_counts,
+        |k| measure_rooms(config, work, k, clients, ticks),
+        |r: &RoomsRow| (r.rooms, r.budget_used_p99 <= max_fraction),
+    );
     RoomsReport {
-        visibility: match config.visibility {
-            VisibilityMode::Global => "global",
-            VisibilityMode::Aoi => "aoi",
-        }
-        .to_owned(),
+        visibility: visibility_name(config),
         budget_ms: 1000.0 / f64::from(config.tick_rate_hz),
         ticks,
         max_fraction,

@@ -138,6 +138,22 @@ pub async fn tcp_from(
         .expect("tcp connect")
 }
 
+/// Reads a whole HTTP response (the server closes after a refusal); returns status and text.
+pub async fn read_response(tcp: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    bounded("a response", tcp.read_to_end(&mut out))
+        .await
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
 /// A WebSocket upgrade request for `/ws` on `addr`.
 pub fn raw_upgrade_request(addr: std::net::SocketAddr) -> String {
     format!(
