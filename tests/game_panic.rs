@@ -29,6 +29,7 @@ impl Game for Fragile {
             .input::<Steer>()
             .add_systems(explode)
             .on_join(|world, joined| {
+                assert_ne!(joined.name, "boom-at-join", "the join hook failed");
                 let mut player = world.spawn(Dot { x: 500.0, y: 500.0 });
                 if joined.name == "boom" {
                     player.insert(Bomb);
@@ -89,4 +90,29 @@ async fn connect_or_closed(server: &Server, name: &str) -> Option<tickwire_bots:
     )
     .await
     .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_join_hook_closes_the_joining_client_with_1011_too() {
+    let server = Server::start(test_config(), GameDef::of::<Fragile>())
+        .await
+        .expect("starts");
+    let mut before = connect(&server, "calm").await;
+    snapshots(&mut before, 5).await;
+    // Its player is never made, so no kick reaches it: the world just lets go of it.
+    let joining = bounded(
+        "connect",
+        tickwire_bots::Client::connect(&server.ws_url(), "boom-at-join"),
+    )
+    .await;
+    let Err(e) = joining else {
+        panic!("no welcome can come from a world that panicked while making the player");
+    };
+    assert!(is_close(&e, 1011), "{e}");
+    let (code, reason) = bounded("the close", close_of(&mut before)).await;
+    assert_eq!((code, reason.as_str()), (Some(1011), GAME_FAILED_REASON));
+    assert_eq!(server.stats().game_panics.get(), 1);
+    let mut after = connect(&server, "later").await;
+    snapshots(&mut after, 10).await;
+    server.shutdown().await;
 }

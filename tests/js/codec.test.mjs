@@ -148,3 +148,17 @@ test("prediction replays the inputs after the acknowledged one; interpolation br
   const s = i.sample(25);
   assert.equal(s.from.tick, 1); assert.equal(s.to.tick, 2); assert.equal(s.t, 0.25);
 });
+
+test("a join token is offered as a subprotocol beside the format, never alone", async () => {
+  const { TickwireClient, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX } = await import("../../sdk/js/tickwire.js");
+  const opened = [];
+  class FakeSocket {
+    constructor(url, protocols) { opened.push({ url, protocols }); this.readyState = 0; }
+    send() {}
+  }
+  new TickwireClient("ws://127.0.0.1:1/ws", { WebSocketImpl: FakeSocket });
+  new TickwireClient("ws://127.0.0.1:1/ws", { token: "abc-_9", WebSocketImpl: FakeSocket });
+  assert.deepEqual(opened[0].protocols, SUBPROTOCOL);
+  assert.deepEqual(opened[1].protocols, [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + "abc-_9"]);
+  assert.equal(opened[1].url, "ws://127.0.0.1:1/ws", "the token stays out of the URL");
+});

@@ -12,6 +12,7 @@ use super::http::{self, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
 use crate::config::Config;
+use crate::sim::driver::GAME_FAILED_REASON;
 use crate::stats::ServerStats;
 use crate::token::{TokenError, TokenVerifier, unix_now};
 use bytes::Bytes;
@@ -473,7 +474,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         r = self.send_encoded(frame.into_bytes()) => r,
                         (code, reason) = kick.requested() => Err(End::server(code, reason)),
                     },
-                    None => Err(End::shutdown()),
+                    // The world let go of this client without a kick: it is shutting down,
+                    // or its game panicked before the client's player was made.
+                    None if *self.shutdown.borrow() => Err(End::shutdown()),
+                    None => Err(End::server(close::INTERNAL_ERROR, GAME_FAILED_REASON)),
                 },
                 frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
                     Ok(Incoming::Msg(msg)) => {
