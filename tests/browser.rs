@@ -398,3 +398,41 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_joins_a_server_that_requires_tokens_with_the_token_in_its_url() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium found: install Debian's chromium (.ci/run does) or set TICKWIRE_CHROMIUM"
+        );
+        eprintln!("skipping the token browser test: no Chromium");
+        return;
+    };
+    use tickwire_server::token::{TokenSigner, unix_now};
+    let signer =
+        TokenSigner::from_key_text(&TokenSigner::generate().expect("a key")).expect("reads back");
+    let server = start(Config {
+        join_token_public_key: signer.public_key(),
+        ..test_config()
+    })
+    .await;
+    let token = signer
+        .mint("browser-player", "arena", unix_now() + 60)
+        .expect("mints");
+    let profile =
+        std::env::temp_dir().join(format!("tickwire-chromium-token-{}", std::process::id()));
+    let url = format!("http://{}/?token={token}", server.local_addr());
+    let (mut child, mut page) = open_page(&chromium, &profile, &url).await;
+    page.until(
+        "the page to join with its token and apply snapshots",
+        "window.tickwire && tickwire.status === 'connected' && tickwire.applied > 30",
+    )
+    .await;
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(server.stats().token_refusals.get(), 0);
+    assert_eq!(server.stats().joins.get(), 1);
+    server.shutdown().await;
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&profile);
+}

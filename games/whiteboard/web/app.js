@@ -26,7 +26,9 @@ function connect() {
   if (s) for (const t of s.timers) clearInterval(t);
   s = fresh();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-  const client = new TickwireClient(url, { name: "browser" });
+  // A join token (servers with join tokens on) comes in the page's own URL: `/?token=...`.
+  const token = new URLSearchParams(location.search).get("token");
+  const client = new TickwireClient(url, { name: "browser", token });
   s.client = client;
   client.on("welcome", (w) => {
     s.welcome = w;
