@@ -50,30 +50,6 @@ impl BitWriter {
         }
     }
 
-    /// Writes the low `n` bits of `v`, `n` up to 96.
-    #[inline(always)]
-    pub(crate) fn put_wide(&mut self, v: u128, n: u32) {
-        debug_assert!(n <= 96);
-        if n <= 32 {
-            self.put(v as u64, n);
-        } else {
-            self.put(v as u64, 32);
-            if n <= 64 {
-                self.put((v >> 32) as u64, n - 32);
-            } else {
-                self.put((v >> 32) as u64, 32);
-                self.put((v >> 64) as u64, n - 64);
-            }
-        }
-    }
-
-    /// Everything written, if it is under 32 bits (no whole bytes yet): the bits and their
-    /// count.
-    #[inline(always)]
-    pub(crate) fn short(&self) -> Option<(u64, u32)> {
-        self.bytes.is_empty().then_some((self.acc, self.held))
-    }
-
     /// Writes `v >= 1` as an Elias gamma code: `k` zero bits, a one bit, then the low `k` bits
     /// of `v`, where `2^k <= v < 2^(k+1)`. 1 takes 1 bit, 2-3 take 3, 4-7 take 5.
     #[inline(always)]

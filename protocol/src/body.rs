@@ -427,22 +427,14 @@ impl BodyWriter {
 
     /// Adds an entity to `created`: its component mask and words.
     pub fn created(&mut self, schema: &GameSchema, id: NetId, mask: u32, words: &[i64]) {
-        let layout = Layout::new(schema, mask);
-        self.created_with(&layout, schema.components.len(), id, mask, words);
-    }
-
-    /// [`BodyWriter::created`] with the entity's layout already worked out.
-    pub fn created_with(
-        &mut self,
-        layout: &Layout,
-        components: usize,
-        id: NetId,
-        mask: u32,
-        words: &[i64],
-    ) {
-        self.gap(CREATED, id);
-        self.bits.put(u64::from(mask), components as u32);
-        layout.write_all(&mut self.bits, words);
+        let mut e = EncodedEntity::default();
+        e.encode_with(
+            &Layout::new(schema, mask),
+            schema.components.len(),
+            mask,
+            words,
+        );
+        self.created_from(id, &e);
     }
 
     /// Adds an entity to `created` from its encoded record.
@@ -455,35 +447,6 @@ impl BodyWriter {
     /// Adds an entity's change to `changed`.
     #[inline]
     pub fn changed(&mut self, id: NetId, c: &EncodedChange) {
-        // The common case in one write: a short record after another change, a small gap,
-        // at most 32 fields. The same bits as the general path below.
-        if let Some((payload, held)) = c.payload.short()
-            && self.list == CHANGED
-            && id.0 > self.prev
-            && id.0 - self.prev < 1 << 15
-            && c.fields <= 32
-        {
-            let gap = id.0 - self.prev;
-            let k = 31 - gap.leading_zeros();
-            // gamma(gap): k zeros, a one, the low k bits.
-            let mut v = u128::from((1 | ((gap & ((1 << k) - 1)) << 1)) << k);
-            let mut n = 2 * k + 1;
-            if self.prev_change == Some((c.mask, c.fields)) {
-                v |= 1 << n;
-                n += 1;
-            } else {
-                n += 1;
-                v |= u128::from(c.mask) << n;
-                n += u32::from(c.fields);
-                self.prev_change = Some((c.mask, c.fields));
-            }
-            v |= u128::from(payload) << n;
-            n += held;
-            self.prev = id.0;
-            self.counts[CHANGED] += 1;
-            self.bits.put_wide(v, n);
-            return;
-        }
         self.change_header(id, c.mask, c.fields);
         self.bits.append(&c.payload);
     }
@@ -864,21 +827,21 @@ mod tests {
         s
     }
 
-    /// The body from `base` to `cur` through the writer's direct paths (layouts, changes
-    /// written straight into the body), as the server's global encoder writes it.
+    /// The body from `base` to `cur` through the server's paths (shared created records,
+    /// changes written straight into the body), where `write_diff` goes through change records.
     fn direct_body(s: &GameSchema, base: &Entities, cur: &Entities) -> Vec<u8> {
         let mut layouts = Layouts::default();
         let mut w = BodyWriter::default();
         for (id, st) in cur {
             if base.get(id).is_none_or(|old| old.mask != st.mask) {
-                let layout = layouts.get(s, st.mask);
-                if id.0 % 2 == 0 {
-                    w.created_with(layout, s.components.len(), *id, st.mask, &st.words);
-                } else {
-                    let mut e = EncodedEntity::default();
-                    e.encode_with(layout, s.components.len(), st.mask, &st.words);
-                    w.created_from(*id, &e);
-                }
+                let mut e = EncodedEntity::default();
+                e.encode_with(
+                    layouts.get(s, st.mask),
+                    s.components.len(),
+                    st.mask,
+                    &st.words,
+                );
+                w.created_from(*id, &e);
             }
         }
         for (id, st) in cur {

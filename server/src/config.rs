@@ -405,6 +405,32 @@ mod tests {
     }
 
     #[test]
+    fn the_token_and_tick_thread_settings_are_checked() {
+        let with = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|c| c.join_token_public_key = "not a key".into()).is_err());
+        assert!(with(|c| c.join_token_max_ttl_s = 0).is_err());
+        assert!(with(|c| c.join_token_memory = 0).is_err());
+        assert!(with(|c| c.tick_threads = 65).is_err());
+        assert!(with(|c| c.tick_threads = 2).is_ok());
+        let key = crate::token::TokenSigner::from_key_text(
+            &crate::token::TokenSigner::generate().expect("a key"),
+        )
+        .expect("reads back")
+        .public_key();
+        let cfg = Config {
+            join_token_public_key: key,
+            ..Config::default()
+        };
+        cfg.validate().expect("a real key is accepted");
+        assert!(cfg.token_verifier().expect("parses").is_some());
+        assert!(Config::default().token_verifier().expect("off").is_none());
+    }
+
+    #[test]
     fn ms_to_ticks_rounds_up() {
         let cfg = Config::default();
         assert_eq!(cfg.ms_to_ticks(1000u32), 30);

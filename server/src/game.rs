@@ -287,10 +287,7 @@ impl<C: Component + Replicate> Capture for ComponentCapture<C> {
             if !ok && clamp_words(&self.fields, scratch) {
                 tracing::warn!(component = C::NAME, "a replicated value was out of range");
             }
-            // Values are a few words: a loop, not a call to memcpy.
-            for (to, from) in words[at..at + self.words].iter_mut().zip(scratch.iter()) {
-                *to = *from;
-            }
+            words[at..at + self.words].copy_from_slice(scratch);
         }
     }
 }

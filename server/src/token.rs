@@ -381,38 +381,44 @@ mod tests {
     fn a_good_token_is_accepted_once() {
         let s = signer();
         let v = verifier(&s);
-        let t = s.mint("player-7", "arena", NOW + 60).expect("mints");
+        let t = s.mint("player-7", "some-game", NOW + 60).expect("mints");
         assert!(t.len() <= MAX_TOKEN_CHARS);
-        let claims = v.check(&t, "arena", NOW).expect("accepted");
+        let claims = v.check(&t, "some-game", NOW).expect("accepted");
         assert_eq!(claims.player, "player-7");
-        assert_eq!(claims.game, "arena");
+        assert_eq!(claims.game, "some-game");
         assert_eq!(claims.expires, NOW + 60);
-        assert_eq!(v.check(&t, "arena", NOW + 1), Err(TokenError::Reused));
+        assert_eq!(v.check(&t, "some-game", NOW + 1), Err(TokenError::Reused));
         // A second token for the same player is a different token.
-        let t2 = s.mint("player-7", "arena", NOW + 60).expect("mints");
+        let t2 = s.mint("player-7", "some-game", NOW + 60).expect("mints");
         assert_ne!(t, t2);
-        assert!(v.check(&t2, "arena", NOW).is_ok());
+        assert!(v.check(&t2, "some-game", NOW).is_ok());
     }
 
     #[test]
     fn every_refusal_has_its_reason_and_status() {
         let s = signer();
         let v = verifier(&s);
-        let expired = s.mint("p", "arena", NOW - 1).expect("mints");
-        assert_eq!(v.check(&expired, "arena", NOW), Err(TokenError::Expired));
-        let too_long = s.mint("p", "arena", NOW + 301).expect("mints");
+        let expired = s.mint("p", "some-game", NOW - 1).expect("mints");
         assert_eq!(
-            v.check(&too_long, "arena", NOW),
+            v.check(&expired, "some-game", NOW),
+            Err(TokenError::Expired)
+        );
+        let too_long = s.mint("p", "some-game", NOW + 301).expect("mints");
+        assert_eq!(
+            v.check(&too_long, "some-game", NOW),
             Err(TokenError::TooLong { max_ttl_s: 300 })
         );
-        let other = signer().mint("p", "arena", NOW + 60).expect("mints");
-        assert_eq!(v.check(&other, "arena", NOW), Err(TokenError::BadSignature));
-        let wrong_game = s.mint("p", "whiteboard", NOW + 60).expect("mints");
-        let e = v.check(&wrong_game, "arena", NOW).expect_err("refused");
+        let other = signer().mint("p", "some-game", NOW + 60).expect("mints");
+        assert_eq!(
+            v.check(&other, "some-game", NOW),
+            Err(TokenError::BadSignature)
+        );
+        let wrong_game = s.mint("p", "other-game", NOW + 60).expect("mints");
+        let e = v.check(&wrong_game, "some-game", NOW).expect_err("refused");
         assert!(matches!(e, TokenError::WrongGame { .. }));
         assert_eq!(e.status(), 403);
         // Malformed: not base64, cut, a flipped version, trailing bytes, too long.
-        let good = s.mint("p", "arena", NOW + 60).expect("mints");
+        let good = s.mint("p", "some-game", NOW + 60).expect("mints");
         let bytes = URL_SAFE_NO_PAD.decode(&good).expect("base64");
         for bad in [
             "not base64!".to_owned(),
@@ -423,7 +429,7 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(
-                v.check(&bad, "arena", NOW),
+                v.check(&bad, "some-game", NOW),
                 Err(TokenError::Malformed),
                 "{bad}"
             );
@@ -432,16 +438,19 @@ mod tests {
         let mut forged = bytes.clone();
         forged[1] ^= 1; // the expiry
         assert_eq!(
-            v.check(&URL_SAFE_NO_PAD.encode(&forged), "arena", NOW),
+            v.check(&URL_SAFE_NO_PAD.encode(&forged), "some-game", NOW),
             Err(TokenError::BadSignature)
         );
         assert_eq!(TokenError::Missing.status(), 401);
         assert_eq!(TokenError::Malformed.status(), 400);
         assert_eq!(TokenError::Busy.status(), 503);
         // Names out of bounds are not minted.
-        assert_eq!(s.mint("", "arena", NOW + 60), Err(TokenError::Malformed));
         assert_eq!(
-            s.mint(&"x".repeat(65), "arena", NOW + 60),
+            s.mint("", "some-game", NOW + 60),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            s.mint(&"x".repeat(65), "some-game", NOW + 60),
             Err(TokenError::Malformed)
         );
     }
@@ -450,16 +459,16 @@ mod tests {
     fn used_tokens_are_forgotten_when_they_expire_and_the_memory_is_capped() {
         let s = signer();
         let v = TokenVerifier::new(&s.public_key(), 300, 2).expect("public key");
-        let a = s.mint("a", "arena", NOW + 10).expect("mints");
-        let b = s.mint("b", "arena", NOW + 20).expect("mints");
-        let c = s.mint("c", "arena", NOW + 30).expect("mints");
-        assert!(v.check(&a, "arena", NOW).is_ok());
-        assert!(v.check(&b, "arena", NOW).is_ok());
-        assert_eq!(v.check(&c, "arena", NOW), Err(TokenError::Busy));
+        let a = s.mint("a", "some-game", NOW + 10).expect("mints");
+        let b = s.mint("b", "some-game", NOW + 20).expect("mints");
+        let c = s.mint("c", "some-game", NOW + 30).expect("mints");
+        assert!(v.check(&a, "some-game", NOW).is_ok());
+        assert!(v.check(&b, "some-game", NOW).is_ok());
+        assert_eq!(v.check(&c, "some-game", NOW), Err(TokenError::Busy));
         // Once `a` expired its slot is free; `a` itself stays refused (expired).
-        assert!(v.check(&c, "arena", NOW + 10).is_ok());
-        assert_eq!(v.check(&a, "arena", NOW + 10), Err(TokenError::Expired));
-        assert_eq!(v.check(&b, "arena", NOW + 11), Err(TokenError::Reused));
+        assert!(v.check(&c, "some-game", NOW + 10).is_ok());
+        assert_eq!(v.check(&a, "some-game", NOW + 10), Err(TokenError::Expired));
+        assert_eq!(v.check(&b, "some-game", NOW + 11), Err(TokenError::Reused));
     }
 
     #[test]

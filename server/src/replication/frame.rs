@@ -82,15 +82,59 @@ enum Slot {
     Changed(u32),
 }
 
+/// Records encoded this tick, their buffers kept from tick to tick.
+#[derive(Debug)]
+struct Records<R> {
+    all: Vec<R>,
+    /// The first `used` are this tick's.
+    used: usize,
+}
+
+impl<R: Default> Records<R> {
+    fn new() -> Records<R> {
+        Records {
+            all: Vec::new(),
+            used: 0,
+        }
+    }
+
+    /// Forgets this tick's records (keeping their buffers).
+    fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    /// A buffer for the next record; [`Records::keep`] counts it as one of this tick's.
+    fn next(&mut self) -> &mut R {
+        if self.all.len() == self.used {
+            self.all.push(R::default());
+        }
+        &mut self.all[self.used]
+    }
+
+    /// Keeps the record [`Records::next`] gave; returns its index.
+    fn keep(&mut self) -> u32 {
+        self.used += 1;
+        (self.used - 1) as u32
+    }
+
+    fn get(&self, i: u32) -> &R {
+        &self.all[i as usize]
+    }
+}
+
+impl<R: Default> Default for Records<R> {
+    fn default() -> Self {
+        Records::new()
+    }
+}
+
 /// This tick's change records against one baseline, by entity index in the newest frame: each
 /// is encoded once, however many clients' views contain it.
 #[derive(Debug)]
 struct ChangeCache {
     baseline: Tick,
     slots: Vec<Slot>,
-    /// Records; the first `used` are this tick's (their buffers are reused).
-    records: Vec<EncodedChange>,
-    used: usize,
+    records: Records<EncodedChange>,
 }
 
 /// Most baselines cached per tick; clients whose baseline is not among them still get correct
@@ -117,15 +161,13 @@ struct Walk {
 struct CreatedCache {
     /// Per entity: its record's index, or `u32::MAX` if not encoded yet.
     slots: Vec<u32>,
-    /// Records; the first `used` are this tick's (their buffers are reused).
-    records: Vec<EncodedEntity>,
-    used: usize,
+    records: Records<EncodedEntity>,
 }
 
 impl CreatedCache {
     /// Forgets the records: a new frame with `entities` entities is the newest.
     fn reset(&mut self, entities: usize) {
-        self.used = 0;
+        self.records.clear();
         self.slots.clear();
         self.slots.resize(entities, u32::MAX);
     }
@@ -138,24 +180,17 @@ impl CreatedCache {
         cf: &WorldFrame,
         idx: usize,
     ) -> &EncodedEntity {
-        let slot = self.slots[idx];
-        if slot != u32::MAX {
-            return &self.records[slot as usize];
+        if self.slots[idx] == u32::MAX {
+            let c = &cf.entities[idx];
+            self.records.next().encode_with(
+                layouts.get(schema, c.mask),
+                schema.components.len(),
+                c.mask,
+                cf.words_of(c),
+            );
+            self.slots[idx] = self.records.keep();
         }
-        if self.records.len() == self.used {
-            self.records.push(EncodedEntity::default());
-        }
-        let c = &cf.entities[idx];
-        let rec = &mut self.records[self.used];
-        rec.encode_with(
-            layouts.get(schema, c.mask),
-            schema.components.len(),
-            c.mask,
-            cf.words_of(c),
-        );
-        self.slots[idx] = self.used as u32;
-        self.used += 1;
-        &self.records[self.used - 1]
+        self.records.get(self.slots[idx])
     }
 }
 
@@ -223,13 +258,9 @@ fn write_changes<'a>(
                         let fresh = if b.hash == c.hash && old == new {
                             Slot::Unchanged
                         } else {
-                            if cache.records.len() == cache.used {
-                                cache.records.push(EncodedChange::default());
-                            }
-                            let rec = &mut cache.records[cache.used];
+                            let rec = cache.records.next();
                             if rec.encode_with(layouts.get(schema, c.mask), old, new) {
-                                cache.used += 1;
-                                Slot::Changed(cache.used as u32 - 1)
+                                Slot::Changed(cache.records.keep())
                             } else {
                                 Slot::Unchanged
                             }
@@ -240,15 +271,13 @@ fn write_changes<'a>(
                     known => known,
                 };
                 if let Slot::Changed(i) = slot {
-                    w.changed(c.id, &cache.records[i as usize]);
+                    w.changed(c.id, cache.records.get(i));
                 }
             }
             None => {
-                // No record to share: the change goes straight into the body.
-                if b.hash != c.hash || bf.words_of(b) != cf.words_of(c) {
-                    let layout = layouts.get(schema, c.mask);
-                    w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
-                }
+                // No record to share: the change (if any) goes straight into the body.
+                let layout = layouts.get(schema, c.mask);
+                w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
             }
         }
     }
@@ -512,14 +541,13 @@ fn change_cache<'a>(
         caches.push(ChangeCache {
             baseline,
             slots: Vec::new(),
-            records: Vec::new(),
-            used: 0,
+            records: Records::new(),
         });
     }
     let cache = &mut caches[*used];
     *used += 1;
     cache.baseline = baseline;
-    cache.used = 0;
+    cache.records.clear();
     cache.slots.clear();
     cache.slots.resize(entities, Slot::Unknown);
     Some(cache)
