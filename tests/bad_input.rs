@@ -38,6 +38,7 @@ async fn hello(ws: &mut Raw) {
     ws.send(encoded(&ClientMsg::Hello {
         version: tickwire_protocol::PROTOCOL_VERSION,
         name: "raw".into(),
+        room: tickwire_protocol::RoomRequest::default(),
     }))
     .await
     .expect("send hello");
@@ -119,6 +120,7 @@ async fn wrong_version_closes_4001_with_both_versions_named() {
     ws.send(encoded(&ClientMsg::Hello {
         version: 999,
         name: "future".into(),
+        room: tickwire_protocol::RoomRequest::default(),
     }))
     .await
     .expect("send");
@@ -144,6 +146,7 @@ async fn out_of_order_messages_close_4002() {
     c.send(&ClientMsg::Hello {
         version: tickwire_protocol::PROTOCOL_VERSION,
         name: "again".into(),
+        room: tickwire_protocol::RoomRequest::default(),
     })
     .await
     .expect("send");

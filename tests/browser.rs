@@ -337,17 +337,26 @@ async fn the_whiteboard_page_loads_on_the_same_sdk_and_sees_others_draw() {
         ..test_config()
     })
     .await;
+    // Eight bots on two boards (rooms); the page joins one of them by id, from its URL.
     let bots = tokio::spawn(run_swarm(SwarmConfig {
         url: server.ws_url(),
-        bots: 4,
+        bots: 8,
+        rooms: 2,
         duration: Duration::from_secs(30),
         seed: 9,
         metrics_url: server.metrics_url(),
         behaviours: tickwire::behaviours(),
         ..SwarmConfig::default()
     }));
+    let rooms = std::sync::Arc::clone(server.rooms());
+    eventually("two boards of four bots", || {
+        let list = rooms.list();
+        list.len() == 2 && list.iter().all(|r| r.players() == 4)
+    })
+    .await;
+    let room = rooms.list()[1].id().to_owned();
     let profile = std::env::temp_dir().join(format!("tickwire-chromium-wb-{}", std::process::id()));
-    let url = format!("http://{}/", server.local_addr());
+    let url = format!("http://{}/?room={room}", server.local_addr());
     let (mut child, mut page) = open_page(&chromium, &profile, &url).await;
     page.until(
         "the whiteboard page to connect and see the bots",
@@ -355,6 +364,12 @@ async fn the_whiteboard_page_loads_on_the_same_sdk_and_sees_others_draw() {
          && tickwire.others.length >= 4",
     )
     .await;
+    assert_eq!(page.eval("tickwire.room").await, json!(room));
+    assert_eq!(
+        page.eval("tickwire.others.length").await,
+        json!(4),
+        "only its own board's players"
+    );
     // Other players' changes arrive: strokes accumulate and cursors move.
     page.eval("window.__strokes = tickwire.strokes; window.__start = Object.fromEntries(tickwire.others.map(o => [o.id, o.x + ',' + o.y])); true").await;
     page.until(

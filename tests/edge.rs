@@ -172,6 +172,7 @@ async fn subprotocols_binary_json_and_unknown() {
     let hello = ClientMsg::Hello {
         version: PROTOCOL_VERSION,
         name: "json".into(),
+        room: tickwire_protocol::RoomRequest::default(),
     };
     ws.send(Message::text(encode_client_json(&hello)))
         .await
@@ -296,6 +297,7 @@ async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
         &ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             name: "silent".into(),
+            room: tickwire_protocol::RoomRequest::default(),
         },
         &mut hello,
     );
@@ -634,6 +636,7 @@ async fn a_full_join_queue_closes_1013_server_busy() {
             &ClientMsg::Hello {
                 version: PROTOCOL_VERSION,
                 name: "queued".into(),
+                room: tickwire_protocol::RoomRequest::default(),
             },
             &mut buf,
         );

@@ -240,6 +240,31 @@ fn vectors() -> Value {
             ClientMsg::Hello {
                 version: PROTOCOL_VERSION,
                 name: "héllo".into(),
+                room: RoomRequest::JoinOrCreate {
+                    game: "arena".into(),
+                    filter: vec![("mode".into(), "duel".into())],
+                },
+            },
+        ),
+        client(
+            "hello joining a room by id",
+            ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                name: "b".into(),
+                room: RoomRequest::Join {
+                    id: "k3x9pq2m".into(),
+                },
+            },
+        ),
+        client(
+            "hello creating a room",
+            ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                name: String::new(),
+                room: RoomRequest::Create {
+                    game: String::new(),
+                    props: vec![("private".into(), "yes".into()), ("map".into(), "ß".into())],
+                },
             },
         ),
         client(

@@ -131,6 +131,7 @@ async fn raw_joined(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
         &ClientMsg::Hello {
             version: PROTOCOL_VERSION,
             name: "raw".into(),
+            room: tickwire_protocol::RoomRequest::default(),
         },
         &mut hello,
     );

@@ -139,6 +139,70 @@ async fn a_token_is_accepted_once_in_the_query_or_as_a_subprotocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_token_admits_its_room_only() {
+    use tickwire_protocol::{RoomRequest, close};
+    let s = signer();
+    let server = token_server(&s).await;
+    let url = server.ws_url();
+    // A room, made by a player with a game token.
+    let opts = ConnectOptions {
+        token: Some(s.mint("host", "arena", unix_now() + 60).expect("mints")),
+        room: RoomRequest::Create {
+            game: String::new(),
+            props: vec![("private".into(), "yes".into())],
+        },
+        ..ConnectOptions::default()
+    };
+    let host = bounded("connect", Client::connect_with(&url, "host", &opts))
+        .await
+        .expect("a game token admits any room of the game");
+    let room = host.welcome.room.clone();
+    let ticket = |player: &str, room: &str| ConnectOptions {
+        token: Some(
+            s.mint_scoped(player, "arena", Some(room), unix_now() + 60)
+                .expect("mints"),
+        ),
+        ..ConnectOptions::default()
+    };
+    // A token for this room, used for another room or for join-or-create: 4009.
+    let wrong = [
+        RoomRequest::Join {
+            id: "elsewhere".into(),
+        },
+        RoomRequest::default(),
+        RoomRequest::Create {
+            game: String::new(),
+            props: Vec::new(),
+        },
+    ];
+    for (i, request) in wrong.into_iter().enumerate() {
+        let opts = ConnectOptions {
+            room: request,
+            ..ticket(&format!("guest-{i}"), &room)
+        };
+        match bounded("connect", Client::connect_with(&url, "guest", &opts)).await {
+            Err(e) => {
+                assert!(is_close(&e, close::NOT_PERMITTED), "{e}");
+                assert!(e.to_string().contains(&room), "names the room: {e}");
+            }
+            Ok(_) => panic!("a room token admitted another room"),
+        }
+    }
+    // The same kind of token, joining the room by id: welcomed, into that room.
+    let opts = ConnectOptions {
+        room: RoomRequest::Join { id: room.clone() },
+        ..ticket("guest", &room)
+    };
+    let mut guest = bounded("connect", Client::connect_with(&url, "guest", &opts))
+        .await
+        .expect("the room's token admits it");
+    assert_eq!(guest.welcome.room, room);
+    snapshots(&mut guest, 3).await;
+    assert_eq!(server.stats().room_refusals.get(), 3);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_mint_their_own_tokens() {
     let s = signer();
     let server = token_server(&s).await;

@@ -84,7 +84,7 @@ async fn a_late_joiner_receives_and_verifies_a_thousand_strokes_and_bots_never_d
 }
 
 #[tokio::test]
-async fn a_full_board_refuses_a_join_with_1013() {
+async fn a_full_board_is_locked_and_a_second_board_opens() {
     let mut config = whiteboard();
     let mut section = toml::Table::new();
     section.insert("max_players".into(), toml::Value::Integer(1));
@@ -94,19 +94,31 @@ async fn a_full_board_refuses_a_join_with_1013() {
     let server = start(config).await;
     let mut first = connect(&server, "first").await;
     snapshots(&mut first, 1).await;
+    // The game's cap is its rooms' cap: a join by id of the full board is refused...
+    let opts = tickwire_bots::client::ConnectOptions {
+        room: tickwire_protocol::RoomRequest::Join {
+            id: first.welcome.room.clone(),
+        },
+        ..Default::default()
+    };
     let refused = bounded(
         "the refusal",
-        tickwire_bots::Client::connect(&server.ws_url(), "second"),
+        tickwire_bots::Client::connect_with(&server.ws_url(), "second", &opts),
     )
     .await;
     match refused {
         Err(ClientError::Closed { code, reason }) => {
-            assert_eq!(code, Some(close::TRY_AGAIN_LATER));
-            assert!(reason.contains("game full"), "{reason}");
+            assert_eq!(code, Some(close::ROOM_FULL));
+            assert!(reason.contains("full (1 players)"), "{reason}");
         }
         Ok(_) => panic!("joined a full board"),
         Err(e) => panic!("{e}"),
     }
+    // ...and join-or-create opens a second board.
+    let mut second = connect(&server, "second").await;
+    assert_ne!(second.welcome.room, first.welcome.room);
+    snapshots(&mut second, 1).await;
+    assert_eq!(server.rooms().len(), 2);
     // The player on the board never noticed.
     snapshots(&mut first, 5).await;
     assert_eq!(

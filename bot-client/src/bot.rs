@@ -107,6 +107,8 @@ pub struct BotMetrics {
     pub snapshot_bytes: u64,
     /// Full snapshots received (whole run).
     pub full_snapshots: u64,
+    /// The room it joined.
+    pub room: String,
 }
 
 impl BotMetrics {
@@ -129,6 +131,7 @@ impl BotMetrics {
             visible_players_sum: 0,
             snapshot_bytes: 0,
             full_snapshots: 0,
+            room: String::new(),
         }
     }
 }
@@ -216,6 +219,7 @@ pub async fn run_bot(
         Err(why) => return failed(live, metrics, why),
     };
     live.connected.fetch_add(1, Relaxed);
+    metrics.room.clone_from(&client.welcome.room);
     live.tick_rate_hz
         .store(u64::from(client.welcome.tick_rate_hz), Relaxed);
     live.aoi.store(u64::from(client.mode() == "aoi"), Relaxed);

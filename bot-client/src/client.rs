@@ -9,7 +9,7 @@ use tickwire_protocol::body::write_record;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
 use tickwire_protocol::{
     ApplyError, ClientMsg, GameSchema, InputMsg, NetId, PROTOCOL_VERSION, Replica, Replicate,
-    ServerMsg, SnapshotHeader, Tick, Welcome,
+    RoomRequest, ServerMsg, SnapshotHeader, Tick, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpSocket;
@@ -43,6 +43,9 @@ pub struct ConnectOptions {
     /// A join token, sent as the URL's query parameter `token` (for servers that require
     /// them; see `docs/PROTOCOL.md`, "Join tokens").
     pub token: Option<String>,
+    /// Which room the hello asks for. Default: any room of the server's game with a free
+    /// seat.
+    pub room: RoomRequest,
 }
 
 /// A TLS client configuration that trusts the CA certificates in a PEM file.
@@ -270,6 +273,7 @@ impl Client {
                 player: NetId(0),
                 tick_rate_hz: 0,
                 tick: Tick(0),
+                room: String::new(),
                 visibility: tickwire_protocol::Visibility::Global,
                 schema: GameSchema::default(),
                 statics: Vec::new(),
@@ -286,6 +290,7 @@ impl Client {
             .send(&ClientMsg::Hello {
                 version: PROTOCOL_VERSION,
                 name: name.to_owned(),
+                room: opts.room.clone(),
             })
             .await?;
         match client.next_server_msg().await? {

@@ -75,6 +75,8 @@ pub struct Report {
     pub bots: u64,
     /// Bots that were welcomed.
     pub connected: u64,
+    /// Distinct rooms the connected bots joined.
+    pub rooms: u64,
     /// Bots that could not connect or were not welcomed.
     pub failed: u64,
     /// Connected bots whose connection ended before the run did.
@@ -166,8 +168,8 @@ impl Report {
         let _ = writeln!(s, "tickwire-bots: {verdict} ({})", self.url);
         let _ = writeln!(
             s,
-            "  bots       {} asked, {} connected, {} failed, {} dropped, {} desyncs",
-            self.bots, self.connected, self.failed, self.dropped, self.desyncs
+            "  bots       {} asked, {} connected in {} rooms, {} failed, {} dropped, {} desyncs",
+            self.bots, self.connected, self.rooms, self.failed, self.dropped, self.desyncs
         );
         let _ = writeln!(
             s,

@@ -59,6 +59,10 @@ pub struct SwarmConfig {
     pub game: Option<String>,
     /// Mints a join token for a bot's name, for servers that require them. Default none.
     pub tokens: Option<TokenMinter>,
+    /// Spread the bots over this many rooms: bot `i` joins or creates a room whose property
+    /// `swarm` is `i % rooms`. 0: every bot joins or creates with no filter (one room while
+    /// it has seats). Default 0.
+    pub rooms: u32,
 }
 
 /// Mints a join token for the bot of the given name.
@@ -90,6 +94,7 @@ impl Default for SwarmConfig {
             behaviours: Vec::new(),
             game: None,
             tokens: None,
+            rooms: 0,
         }
     }
 }
@@ -101,6 +106,14 @@ pub fn loopback_source(i: u32) -> std::net::IpAddr {
     let b = (i / 250) % 250 + 1;
     let c = i % 250 + 1;
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, a as u8, b as u8, c as u8))
+}
+
+/// The room request of bot `i` when the swarm is spread over `rooms` rooms.
+fn swarm_room(rooms: u32, i: u32) -> Option<tickwire_protocol::RoomRequest> {
+    (rooms > 0).then(|| tickwire_protocol::RoomRequest::JoinOrCreate {
+        game: String::new(),
+        filter: vec![("swarm".into(), (i % rooms).to_string())],
+    })
 }
 
 /// True if `url`'s host is an IPv4 loopback address (so any 127.x.y.z can reach it).
@@ -136,6 +149,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             connect: ConnectOptions {
                 source_ip: source(i),
                 token: cfg.tokens.as_ref().map(|mint| (mint.0)(&name)),
+                room: swarm_room(cfg.rooms, i).unwrap_or_else(|| cfg.connect.room.clone()),
                 ..cfg.connect.clone()
             },
             name,
@@ -305,6 +319,7 @@ fn build_report(
     let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
     let mut down = Vec::new();
     let mut up = Vec::new();
+    let mut rooms = std::collections::HashSet::new();
     let mut r = Report {
         url: cfg.url.clone(),
         bots: u64::from(cfg.bots),
@@ -354,6 +369,7 @@ fn build_report(
         });
         r.full_snapshots += m.full_snapshots;
         r.entities_created += m.entities_created;
+        rooms.insert(m.room.clone());
         snapshots += m.snapshots;
         visible += m.visible_sum;
         visible_players += m.visible_players_sum;
@@ -362,6 +378,7 @@ fn build_report(
         down.extend_from_slice(&m.down_per_s[..whole_seconds.min(m.down_per_s.len())]);
         up.extend_from_slice(&m.up_per_s[..whole_seconds.min(m.up_per_s.len())]);
     }
+    r.rooms = rooms.len() as u64;
     // Bots that never reported (aborted at wind-down) count as dropped.
     let missing = u64::from(cfg.bots).saturating_sub(outcomes.len() as u64);
     r.dropped += missing;

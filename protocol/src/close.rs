@@ -35,3 +35,10 @@ pub const IDLE_TIMEOUT: u16 = 4004;
 pub const TOO_SLOW: u16 = 4005;
 /// The client was sent snapshots for `ack_timeout_ms` without acknowledging any of them.
 pub const NO_ACKS: u16 = 4006;
+/// The hello asked for a room (by id) or a game this server does not have. Retrying the same
+/// request is pointless.
+pub const NO_SUCH_ROOM: u16 = 4007;
+/// The room asked for by id is full (locked). Another room, or later, may have a seat.
+pub const ROOM_FULL: u16 = 4008;
+/// The client's join token does not admit the room or game its hello asked for.
+pub const NOT_PERMITTED: u16 = 4009;

@@ -103,6 +103,72 @@ pub fn sanitize_name(name: &str) -> String {
     out
 }
 
+/// Most properties a room has, or a join-or-create filter names.
+pub const MAX_ROOM_PROPS: usize = 8;
+/// Longest room property key, in bytes.
+pub const MAX_PROP_KEY_BYTES: usize = 32;
+/// Longest room property value, in bytes.
+pub const MAX_PROP_VALUE_BYTES: usize = 64;
+/// Longest room id or game name in a hello, in bytes.
+pub const MAX_ROOM_ID_BYTES: usize = 64;
+
+/// Why a hello's room request was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RoomRequestError {
+    /// Over [`MAX_ROOM_PROPS`] properties.
+    #[error("at most {MAX_ROOM_PROPS} room properties")]
+    TooManyProps,
+    /// A key empty, over [`MAX_PROP_KEY_BYTES`], or repeated, or a value over
+    /// [`MAX_PROP_VALUE_BYTES`], or either with control characters.
+    #[error(
+        "bad room property {0:?}: keys are 1 to {MAX_PROP_KEY_BYTES} bytes and unique, values at most {MAX_PROP_VALUE_BYTES} bytes, neither with control characters"
+    )]
+    BadProp(String),
+    /// A room id or game name empty where one is needed, over [`MAX_ROOM_ID_BYTES`], or with
+    /// control characters.
+    #[error("bad room id or game name {0:?}")]
+    BadName(String),
+}
+
+/// Checks a hello's room request against the limits above: it is what the server will store
+/// and list, so nothing unbounded gets in.
+pub fn validate_room_request(req: &crate::msg::RoomRequest) -> Result<(), RoomRequestError> {
+    use crate::msg::RoomRequest;
+    let name_ok = |s: &str, empty_ok: bool| {
+        (empty_ok || !s.is_empty())
+            && s.len() <= MAX_ROOM_ID_BYTES
+            && !s.chars().any(char::is_control)
+    };
+    let (name, empty_ok, props) = match req {
+        RoomRequest::JoinOrCreate { game, filter } => (game, true, filter.as_slice()),
+        RoomRequest::Create { game, props } => (game, true, props.as_slice()),
+        RoomRequest::Join { id } => (id, false, &[][..]),
+    };
+    if !name_ok(name, empty_ok) {
+        return Err(RoomRequestError::BadName(name.chars().take(80).collect()));
+    }
+    validate_props(props)
+}
+
+/// Checks room properties against [`MAX_ROOM_PROPS`], [`MAX_PROP_KEY_BYTES`] and
+/// [`MAX_PROP_VALUE_BYTES`]; keys must be unique.
+pub fn validate_props(props: &[(String, String)]) -> Result<(), RoomRequestError> {
+    if props.len() > MAX_ROOM_PROPS {
+        return Err(RoomRequestError::TooManyProps);
+    }
+    for (i, (k, v)) in props.iter().enumerate() {
+        let ok = !k.is_empty()
+            && k.len() <= MAX_PROP_KEY_BYTES
+            && v.len() <= MAX_PROP_VALUE_BYTES
+            && !k.chars().chain(v.chars()).any(char::is_control)
+            && !props[..i].iter().any(|(k2, _)| k2 == k);
+        if !ok {
+            return Err(RoomRequestError::BadProp(k.chars().take(40).collect()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +236,46 @@ mod tests {
         let s = sanitize_name(&long);
         assert!(s.len() <= MAX_NAME_BYTES);
         assert_eq!(s.chars().count(), 16);
+    }
+
+    #[test]
+    fn room_requests_are_bounded() {
+        use crate::msg::RoomRequest;
+        let props = |n: usize| (0..n).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert!(validate_room_request(&RoomRequest::default()).is_ok());
+        assert!(
+            validate_room_request(&RoomRequest::Create {
+                game: "g".into(),
+                props: props(MAX_ROOM_PROPS)
+            })
+            .is_ok()
+        );
+        assert_eq!(
+            validate_room_request(&RoomRequest::JoinOrCreate {
+                game: String::new(),
+                filter: props(MAX_ROOM_PROPS + 1)
+            }),
+            Err(RoomRequestError::TooManyProps)
+        );
+        let one = |k: &str, v: &str| RoomRequest::JoinOrCreate {
+            game: String::new(),
+            filter: vec![(k.into(), v.into())],
+        };
+        assert!(validate_room_request(&one("", "v")).is_err(), "empty key");
+        assert!(validate_room_request(&one("k\n", "v")).is_err(), "control");
+        assert!(validate_room_request(&one("k", &"v".repeat(MAX_PROP_VALUE_BYTES + 1))).is_err());
+        assert!(validate_room_request(&one(&"k".repeat(MAX_PROP_KEY_BYTES), "")).is_ok());
+        let twice = RoomRequest::Create {
+            game: String::new(),
+            props: vec![("k".into(), "1".into()), ("k".into(), "2".into())],
+        };
+        assert!(validate_room_request(&twice).is_err(), "repeated key");
+        assert!(validate_room_request(&RoomRequest::Join { id: String::new() }).is_err());
+        assert!(
+            validate_room_request(&RoomRequest::Join {
+                id: "x".repeat(MAX_ROOM_ID_BYTES + 1)
+            })
+            .is_err()
+        );
     }
 }

@@ -36,6 +36,8 @@ pub enum ClientMsg {
         version: u16,
         /// Display name, at most [`crate::input::MAX_NAME_BYTES`] bytes of UTF-8.
         name: String,
+        /// Which room to join (see [`RoomRequest`]).
+        room: RoomRequest,
     },
     /// The player's controls for one tick, with the client's latest acknowledgement riding
     /// along (one upstream message per tick).
@@ -105,6 +107,8 @@ pub struct Welcome {
     pub tick_rate_hz: u16,
     /// The server's tick when the client joined.
     pub tick: Tick,
+    /// The id of the room the client joined.
+    pub room: String,
     /// Which entities this client is sent.
     pub visibility: Visibility,
     /// The game: its components, input and static record types.
@@ -121,6 +125,42 @@ impl Welcome {
             .iter()
             .filter(move |r| Some(usize::from(r.kind)) == kind)
             .map(|r| S::read(&r.words))
+    }
+}
+
+/// Which room a hello asks for. A room is one running instance of the server's game.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub enum RoomRequest {
+    /// A room of `game` that has a free seat and whose properties include every pair of
+    /// `filter`; if there is none, a new room with `filter` as its properties. An empty `game`
+    /// means the server's game.
+    JoinOrCreate {
+        /// The game's name (as in its schema), or empty.
+        game: String,
+        /// Properties the room must have, as (key, value) pairs.
+        filter: Vec<(String, String)>,
+    },
+    /// The room with this id (from a listing, or shared by another player).
+    Join {
+        /// The room's id.
+        id: String,
+    },
+    /// A new room of `game` with these properties (a private match: it is joined by id).
+    Create {
+        /// The game's name (as in its schema), or empty.
+        game: String,
+        /// The new room's properties, as (key, value) pairs.
+        props: Vec<(String, String)>,
+    },
+}
+
+impl Default for RoomRequest {
+    /// Any room of the server's game with a free seat.
+    fn default() -> Self {
+        RoomRequest::JoinOrCreate {
+            game: String::new(),
+            filter: Vec::new(),
+        }
     }
 }
 

@@ -41,13 +41,27 @@ export interface Welcome {
   player: number;
   tick_rate_hz: number;
   tick: number;
+  /** The id of the room joined. */
+  room: string;
   visibility: Visibility;
   schema: GameSchema;
   statics: StaticRecord[];
 }
 
+/** Which room a hello asks for (properties as [key, value] pairs). */
+export type RoomRequest =
+  | { JoinOrCreate: { game: string; filter: [string, string][] } }
+  | { Join: { id: string } }
+  | { Create: { game: string; props: [string, string][] } };
+/** Any room of `game` ("" = the server's) whose properties include `filter`, else a new one. */
+export declare function joinOrCreate(filter?: Record<string, string | number>, game?: string): RoomRequest;
+/** The room with this id. */
+export declare function joinRoom(id: string): RoomRequest;
+/** A new room of `game` ("" = the server's) with these properties. */
+export declare function createRoom(props?: Record<string, string | number>, game?: string): RoomRequest;
+
 export type ClientMsg =
-  | { Hello: { version: number; name: string } }
+  | { Hello: { version: number; name: string; room: RoomRequest } }
   | { Input: { seq: number; ack: number | null; fields: number[] } }
   | { Ack: { tick: number } }
   | { Ping: { nonce: number } }
@@ -136,10 +150,18 @@ export interface SnapshotEvent {
 }
 
 export declare class TickwireClient {
-  /** `token`: a join token, for servers that require them (sent as a subprotocol). */
+  /**
+   * `token`: a join token, for servers that require them (sent as a subprotocol).
+   * `room`: which room to join; by default any room of the server's game with a free seat.
+   */
   constructor(
     url: string,
-    options?: { name?: string; token?: string | null; WebSocketImpl?: typeof WebSocket },
+    options?: {
+      name?: string;
+      token?: string | null;
+      room?: RoomRequest;
+      WebSocketImpl?: typeof WebSocket;
+    },
   );
   readonly welcome: Welcome | null;
   readonly schema: GameSchema | null;

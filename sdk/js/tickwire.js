@@ -13,7 +13,7 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** The binary subprotocol. */
 export const SUBPROTOCOL = "tickwire.v1";
 /** The prefix of the subprotocol that carries a join token. */
@@ -604,13 +604,49 @@ export function statics(welcome, name) {
 
 // ---- messages ------------------------------------------------------------------------------
 
+const ROOM_REQUESTS = ["JoinOrCreate", "Join", "Create"];
+
+/** A room request: any room of `game` ("" = the server's) whose properties include `filter`, else a new one with them. */
+export function joinOrCreate(filter = {}, game = "") {
+  return { JoinOrCreate: { game, filter: Object.entries(filter).map(([k, v]) => [k, String(v)]) } };
+}
+/** A room request: the room with this id. */
+export function joinRoom(id) { return { Join: { id } }; }
+/** A room request: a new room of `game` ("" = the server's) with these properties. */
+export function createRoom(props = {}, game = "") {
+  return { Create: { game, props: Object.entries(props).map(([k, v]) => [k, String(v)]) } };
+}
+
+function writePairs(w, pairs) { w.vec(pairs, ([k, v]) => { w.string(k); w.string(v); }); }
+function readPairs(r) { return r.vec(() => [r.string(), r.string()]); }
+
+function writeRoomRequest(w, req) {
+  const [name, m] = Object.entries(req)[0];
+  w.varint(ROOM_REQUESTS.indexOf(name));
+  switch (name) {
+    case "JoinOrCreate": w.string(m.game); writePairs(w, m.filter); break;
+    case "Join": w.string(m.id); break;
+    case "Create": w.string(m.game); writePairs(w, m.props); break;
+    default: throw new Error(`unknown room request ${name}`);
+  }
+}
+
+function readRoomRequest(r) {
+  const name = r.variant(ROOM_REQUESTS);
+  switch (name) {
+    case "JoinOrCreate": return { JoinOrCreate: { game: r.string(), filter: readPairs(r) } };
+    case "Join": return { Join: { id: r.string() } };
+    default: return { Create: { game: r.string(), props: readPairs(r) } };
+  }
+}
+
 /** Encodes a client message. */
 export function encodeClient(msg) {
   const w = new Writer();
   const [name, m] = Object.entries(msg)[0];
   w.varint(CLIENT_VARIANTS.indexOf(name));
   switch (name) {
-    case "Hello": w.varint(m.version); w.string(m.name); break;
+    case "Hello": w.varint(m.version); w.string(m.name); writeRoomRequest(w, m.room ?? joinOrCreate()); break;
     case "Input": w.varint(m.seq); w.varint(m.ack === null || m.ack === undefined ? 0 : m.ack + 1); w.bytes(Uint8Array.from(m.fields)); break;
     case "Ack": w.varint(m.tick); break;
     case "Ping": w.varint(m.nonce); break;
@@ -626,7 +662,7 @@ export function decodeClient(bytes) {
   const name = r.variant(CLIENT_VARIANTS);
   let m;
   switch (name) {
-    case "Hello": m = { version: r.varint(), name: r.string() }; break;
+    case "Hello": m = { version: r.varint(), name: r.string(), room: readRoomRequest(r) }; break;
     case "Input": {
       const seq = r.varint(), ack = r.varint();
       m = { seq, ack: ack === 0 ? null : ack - 1, fields: [...r.rest()] };
@@ -659,6 +695,7 @@ export function decodeServer(bytes) {
         player: r.varint(),
         tick_rate_hz: r.varint(),
         tick: r.varint(),
+        room: r.string(),
         visibility: readVisibility(r),
         schema: {
           game: r.string(),
@@ -690,6 +727,7 @@ export function encodeServer(msg) {
   switch (name) {
     case "Welcome": {
       w.varint(m.version); w.varint(m.player); w.varint(m.tick_rate_hz); w.varint(m.tick);
+      w.string(m.room);
       if (m.visibility === "Global") w.varint(0);
       else { w.varint(1); w.f32(m.visibility.Aoi.radius); }
       w.string(m.schema.game);
@@ -854,8 +892,11 @@ export class TickwireClient {
   /**
    * `token`: a join token for servers that require them (sent as the subprotocol
    * `tickwire.token.<token>` beside `tickwire.v1`, since browsers cannot set headers).
+   * `room`: which room to join (`joinOrCreate(filter)`, `joinRoom(id)`, `createRoom(props)`);
+   * by default any room of the server's game with a free seat. The welcome's `room` is the
+   * id of the room joined.
    */
-  constructor(url, { name = "player", token = null, WebSocketImpl = globalThis.WebSocket } = {}) {
+  constructor(url, { name = "player", token = null, room = joinOrCreate(), WebSocketImpl = globalThis.WebSocket } = {}) {
     this.url = url;
     this.name = name;
     this.handlers = {};
@@ -869,7 +910,7 @@ export class TickwireClient {
     const protocols = token ? [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + token] : SUBPROTOCOL;
     const ws = new WebSocketImpl(url, protocols);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.send({ Hello: { version: PROTOCOL_VERSION, name } });
+    ws.onopen = () => this.send({ Hello: { version: PROTOCOL_VERSION, name, room } });
     ws.onmessage = (ev) => this.receive(new Uint8Array(ev.data));
     ws.onclose = (ev) => this.emit("close", { code: ev.code, reason: ev.reason || this.closeReason });
     ws.onerror = () => this.emit("error", new Error("WebSocket error"));

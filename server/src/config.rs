@@ -58,8 +58,8 @@ pub struct Config {
     /// Outgoing frames queued per client between the tick thread and its session; while full,
     /// the client skips snapshots. Default 4.
     pub outbox_len: usize,
-    /// Join requests queued for the tick thread; when full, new clients are closed with 1013.
-    /// Default 256.
+    /// Join requests queued for each room's world; when full, new clients are closed with
+    /// 1013. Default 256.
     pub join_queue_len: usize,
     /// Largest WebSocket message (and frame) accepted from a client, in bytes. Default 1024.
     pub max_message_bytes: usize,
@@ -154,6 +154,17 @@ pub struct Config {
     /// Tick threads that step the server's worlds, each world on its own deadlines; 0: one
     /// per core, at most 8. Default 0.
     pub tick_threads: usize,
+    /// Most rooms open at once; a hello that would create one more is refused with 1013.
+    /// Default 512.
+    pub max_rooms: usize,
+    /// Most players in one room; 0: the game's own cap, else `max_clients`. A full room is
+    /// locked: join-or-create passes it by, a join by id is refused with 4008. Default 0.
+    pub room_max_players: usize,
+    /// How long a room stays open with no player in it before it is disposed, in ms.
+    /// Default 30000.
+    pub room_empty_grace_ms: u64,
+    /// Whether the game port answers `GET /rooms` with the public lobby listing. Default true.
+    pub room_listing: bool,
     /// Which entities each client is sent: `aoi` (those within `aoi_radius` of its player, and
     /// the player itself) or `global` (all). Default `aoi`.
     pub visibility: VisibilityMode,
@@ -230,6 +241,10 @@ impl Default for Config {
             max_catchup_ticks: 3,
             stats_interval_ms: 5000,
             tick_threads: 0,
+            max_rooms: 512,
+            room_max_players: 0,
+            room_empty_grace_ms: 30_000,
+            room_listing: true,
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             seed: 1,
@@ -338,6 +353,9 @@ impl Config {
                 "join_token_public_key must be a 32-byte Ed25519 public key in URL-safe base64",
             );
         }
+        if self.max_rooms == 0 {
+            return bad("max_rooms must be at least 1");
+        }
         if self.tick_threads > 64 {
             return bad("tick_threads must be at most 64 (0: one per core)");
         }
@@ -416,6 +434,8 @@ mod tests {
         assert!(with(|c| c.join_token_memory = 0).is_err());
         assert!(with(|c| c.tick_threads = 65).is_err());
         assert!(with(|c| c.tick_threads = 2).is_ok());
+        assert!(with(|c| c.max_rooms = 0).is_err());
+        assert!(with(|c| c.room_max_players = 10).is_ok());
         let key = crate::token::TokenSigner::from_key_text(
             &crate::token::TokenSigner::generate().expect("a key"),
         )

@@ -19,6 +19,7 @@ use bevy_ecs::system::ScheduleSystem;
 use glam::IVec2;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use tickwire_protocol::input::InputWords;
 use tickwire_protocol::schema::{GameSchema, Replicate, clamp_words};
 use tickwire_protocol::{NetId, StaticRecord, Tick};
@@ -144,6 +145,19 @@ impl Controls {
         if self.this_tick.len() < max_per_tick {
             self.this_tick.push(words);
         }
+    }
+}
+
+/// The room this world is: its id and properties (set by whoever created it: the filter of the
+/// join-or-create that made it, a client's create, or the operator). A game may read it in its
+/// systems and hooks, for example to pick a mode or a map by a property.
+#[derive(Resource, Debug, Clone)]
+pub struct Room(pub Arc<crate::rooms::RoomInfo>);
+
+impl std::ops::Deref for Room {
+    type Target = crate::rooms::RoomInfo;
+    fn deref(&self) -> &crate::rooms::RoomInfo {
+        &self.0
     }
 }
 
@@ -530,8 +544,9 @@ impl GameApp {
         self
     }
 
-    /// Caps the game's players: a client joining a full game is closed with 1013 and the
-    /// reason `game full` (the server-wide `max_clients` still applies too).
+    /// Caps the players of each room of the game: a full room is locked (join-or-create opens
+    /// another, a join by id is refused with 4008). `room_max_players` may lower it further,
+    /// and the server-wide `max_clients` still applies.
     pub fn player_cap(&mut self, players: usize) -> &mut Self {
         self.player_cap = Some(players);
         self

@@ -22,6 +22,8 @@
 //! - [`token`]: signed join tokens (Ed25519): minting, checking, single use.
 //! - [`process`]: the process's CPU time, memory and open-file limit.
 //! - [`error`]: the crate's error type.
+//! - [`rooms`]: the registry of rooms (running instances of the game): seats, join-or-create,
+//!   caps, disposal, listings.
 //! - [`harness`]: a socket-less client of the simulation, shared by tests, benches and headroom.
 //! - [`headroom`]: N socket-less clients around a real simulation, and the "how many players
 //!   fit" and "how many rooms per core" reports.
@@ -35,6 +37,7 @@ pub mod headroom;
 pub mod net;
 pub mod process;
 pub mod replication;
+pub mod rooms;
 pub mod server;
 pub mod sim;
 pub mod spatial;
@@ -44,7 +47,8 @@ pub mod token;
 
 pub use config::{Config, VisibilityMode};
 pub use error::ServerError;
-pub use game::{Clock, Controls, Game, GameApp, GameDef, Joined, Net};
+pub use game::{Clock, Controls, Game, GameApp, GameDef, Joined, Net, Room};
 pub use net::web::Asset;
+pub use rooms::{RoomInfo, Rooms};
 pub use server::Server;
 pub use stats::ServerStats;

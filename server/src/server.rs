@@ -1,6 +1,7 @@
 //! [`Server`]: the composition root. It validates the configuration, raises the open-file
-//! limit, loads the map, binds the game port and the admin port, starts the tick thread and
-//! the accept loops, and shuts everything down in order.
+//! limit, checks that the game builds, binds the game port and the admin port, starts the pool
+//! of tick threads, the room registry and the accept loops, and shuts everything down in
+//! order. Rooms (worlds of the game) are created on demand by hellos, or by the operator.
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -8,6 +9,7 @@ use crate::game::GameDef;
 use crate::net::admin;
 use crate::net::listener::accept_loop;
 use crate::net::session::Shared;
+use crate::rooms::{RoomLimits, Rooms, StartRoom};
 use crate::sim::Sim;
 use crate::sim::driver::TickLoop;
 use crate::stats::ServerStats;
@@ -29,12 +31,14 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     accept_task: tokio::task::JoinHandle<()>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
-    tick: TickLoop,
+    tick: Arc<TickLoop>,
+    rooms: Arc<Rooms>,
 }
 
 impl Server {
-    /// Validates the config, raises the open-file limit, builds `game`, binds the game port
-    /// (and the admin port, if configured), and starts the tick thread and accept loops.
+    /// Validates the config, raises the open-file limit, builds a world of `game` once (to check
+    /// it and read its schema), binds the game port (and the admin port, if configured), and
+    /// starts the tick threads, the room registry and the accept loops. No room is open yet.
     pub async fn start(config: Config, game: GameDef) -> Result<Server, ServerError> {
         config.validate()?;
         let admin_bind = config.admin_addr()?;
@@ -47,14 +51,13 @@ impl Server {
             "open-file limit"
         );
         let stats = Arc::new(ServerStats::default());
-        let (join_tx, join_rx) = crossbeam_channel::bounded(config.join_queue_len);
-        let sim = Sim::new(&config, &game, join_rx.clone(), Arc::clone(&stats))?;
-        let remake: crate::sim::driver::Remake = {
-            let (config, stats) = (config.clone(), Arc::clone(&stats));
-            Box::new(move || Sim::new(&config, &game, join_rx.clone(), Arc::clone(&stats)))
-        };
-        let schema = Arc::clone(sim.schema());
-        let page = sim.page();
+        // A first world, only to check the game and read what every room shares.
+        let (_, no_joins) = crossbeam_channel::bounded(1);
+        let probe = Sim::new(&config, &game, no_joins, Arc::new(ServerStats::default()))?;
+        let schema = Arc::clone(probe.schema());
+        let page = probe.page();
+        let game_cap = probe.player_cap();
+        drop(probe);
         info!(game = game.name(), "game built");
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(crate::net::tls::acceptor(cert, key)?),
@@ -79,13 +82,37 @@ impl Server {
             config.tick_rate_hz,
             config.max_catchup_ticks,
         ));
-        let tick = TickLoop::spawn(
-            sim,
-            remake,
+        let tick = Arc::new(TickLoop::spawn(
             &config,
             Arc::clone(&stats),
             Arc::clone(&telemetry),
-        )?;
+        )?);
+        let start: StartRoom = {
+            let (config, stats, tick) = (config.clone(), Arc::clone(&stats), Arc::clone(&tick));
+            Box::new(move |info, joins, registry| {
+                let sim = Sim::in_room(&config, &game, joins, Arc::clone(&stats), info)?;
+                tick.add(sim, registry);
+                Ok(())
+            })
+        };
+        let room_cap = match config.room_max_players {
+            0 => game_cap.unwrap_or(config.max_clients),
+            n => game_cap.map_or(n, |g| g.min(n)),
+        }
+        .min(config.max_clients);
+        let rooms = Rooms::new(
+            game.name(),
+            RoomLimits {
+                max_rooms: config.max_rooms,
+                max_players: config.max_clients,
+                room_cap,
+                empty_grace: std::time::Duration::from_millis(config.room_empty_grace_ms),
+                join_queue_len: config.join_queue_len,
+            },
+            Arc::clone(&stats),
+            start,
+        );
+        telemetry.watch_rooms(Arc::downgrade(&rooms));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         let ws_path = config.ws_path.clone();
@@ -94,6 +121,7 @@ impl Server {
             tokio::spawn(admin::serve(
                 listener,
                 Arc::clone(&telemetry),
+                Arc::clone(&rooms),
                 config.allowed_hosts.clone(),
                 config.admin_max_connections,
                 std::time::Duration::from_millis(config.admin_timeout_ms),
@@ -110,7 +138,7 @@ impl Server {
         }
         let shared = Arc::new(Shared::new(
             config,
-            join_tx,
+            Arc::clone(&rooms),
             Arc::clone(&stats),
             tls,
             schema,
@@ -118,9 +146,9 @@ impl Server {
             tokens,
         ));
         let accept_task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
-        info!(%local_addr, scheme, %ws_path, "listening");
+        info!(%local_addr, scheme, %ws_path, room_cap, "listening");
         if let Some(addr) = admin_addr {
-            info!(%addr, "admin endpoints /metrics and /healthz listening");
+            info!(%addr, "admin endpoints /metrics, /healthz and /rooms listening");
         }
         Ok(Server {
             local_addr,
@@ -133,7 +161,14 @@ impl Server {
             accept_task,
             admin_task,
             tick,
+            rooms,
         })
+    }
+
+    /// The rooms.
+    #[must_use]
+    pub fn rooms(&self) -> &Arc<Rooms> {
+        &self.rooms
     }
 
     /// The address actually bound (useful with port 0).
@@ -178,8 +213,8 @@ impl Server {
         self.tick.set_paused(paused);
     }
 
-    /// Injects faults into what the tick thread sends, for tests of the verifier (see
-    /// [`crate::sim::Faults`]).
+    /// Injects faults into what the tick threads send (in any room), for tests of the
+    /// verifier (see [`crate::sim::Faults`]).
     #[must_use]
     pub fn faults(&self) -> &Arc<crate::sim::Faults> {
         self.tick.faults()
@@ -198,6 +233,8 @@ impl Server {
             let _ = admin.await;
         }
         let tick = self.tick;
+        // Worlds hold the registry only weakly, and the registry holds the pool: stopping the
+        // pool drops every world.
         if tokio::task::spawn_blocking(move || tick.stop())
             .await
             .is_err()

@@ -12,8 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The close codes counted one by one; any other code is counted as `other`.
-pub const COUNTED_CLOSE_CODES: [u16; 15] = [
-    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4002, 4003, 4004, 4005, 4006,
+pub const COUNTED_CLOSE_CODES: [u16; 18] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4002, 4003, 4004, 4005, 4006, 4007,
+    4008, 4009,
 ];
 
 /// The leave reasons counted, by label (see [`LeaveReason::label`]).
@@ -32,9 +33,9 @@ struct LeaveLabel {
 }
 
 /// The close codes as label values, in the order of [`COUNTED_CLOSE_CODES`].
-const CLOSE_CODE_LABELS: [&str; 15] = [
+const CLOSE_CODE_LABELS: [&str; 18] = [
     "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1013", "4001", "4002", "4003",
-    "4004", "4005", "4006",
+    "4004", "4005", "4006", "4007", "4008", "4009",
 ];
 
 macro_rules! server_stats {
@@ -133,14 +134,22 @@ server_stats! {
         http_refusals => "http_refusals",
         /// WebSocket upgrades refused for their join token (also counted in http_refusals)
         token_refusals => "token_refusals",
-        /// Worlds disposed because the game panicked (their clients closed with 1011)
+        /// Rooms disposed because the game panicked in them (their clients closed with 1011)
         game_panics => "game_panics",
+        /// Rooms created (on demand by a hello, or by the operator)
+        rooms_created => "rooms_created",
+        /// Rooms disposed (empty for the grace period, or their game panicked)
+        rooms_disposed => "rooms_disposed",
+        /// Hellos refused a room: no such room or game, room full, rooms or players at the cap, or not permitted by the join token
+        room_refusals => "room_refusals",
     }
     gauges {
-        /// The last completed tick
+        /// The last completed tick of any room
         tick => "tick",
-        /// Players in the world
+        /// Players in the rooms' worlds
         clients => "clients",
+        /// Rooms open (each one world of the game)
+        rooms => "rooms",
         /// Open WebSocket sessions (upgraded, joined or not)
         sessions => "sessions",
         /// Sockets open on the game port, in any phase

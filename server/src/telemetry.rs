@@ -28,6 +28,13 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// The labels of a room's series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoomLabel {
+    room: String,
+    game: String,
+}
+
 /// Longest tick duration recorded, in microseconds (60 s).
 const MAX_RECORDED_US: u64 = 60_000_000;
 
@@ -67,6 +74,8 @@ pub struct Telemetry {
     stall_after: Duration,
     /// More ticks behind schedule than this means the loop is overloaded.
     max_lag_ticks: u64,
+    /// Rooms open: with none, no tick is due and the idle loop is healthy.
+    rooms: Gauge,
 }
 
 fn histogram() -> Histogram {
@@ -101,6 +110,7 @@ impl Telemetry {
             lag_ticks.clone(),
         );
         stats.register(registry);
+        let rooms = stats.rooms.clone();
         let period = Duration::from_secs(1) / u32::from(tick_rate_hz.max(1));
         Telemetry {
             registry: Mutex::new(root),
@@ -111,7 +121,18 @@ impl Telemetry {
             last_tick_end_ns: AtomicU64::new(0),
             stall_after: period * (max_lag_ticks + 1).max(3),
             max_lag_ticks: u64::from(max_lag_ticks),
+            rooms,
         }
+    }
+
+    /// Adds each room's series to `/metrics`: `tickwire_room_players`, `tickwire_room_ticks`
+    /// and `tickwire_room_tick_seconds`, labelled by room and game. A room's series go with
+    /// it when it is disposed, so the labels never outnumber `max_rooms`.
+    pub fn watch_rooms(&self, rooms: std::sync::Weak<crate::rooms::Rooms>) {
+        self.registry
+            .lock()
+            .sub_registry_with_prefix("tickwire")
+            .register_collector(Box::new(RoomCollector(rooms)));
     }
 
     /// Records one tick: its phase timings and how far behind schedule the loop is after it.
@@ -150,6 +171,10 @@ impl Telemetry {
 
     /// `Ok` while the loop is on schedule; otherwise why not.
     pub fn health(&self) -> Result<(), String> {
+        if self.rooms.get() == 0 {
+            // No world to step: the threads wait, as they should.
+            return Ok(());
+        }
         let last = Duration::from_nanos(self.last_tick_end_ns.load(Relaxed));
         let since = self.start.elapsed().saturating_sub(last);
         if since > self.stall_after {
@@ -203,6 +228,53 @@ impl Collector for TickCollector {
         )?;
         metric
             .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+/// Each open room's players, ticks and tick time, read at scrape time.
+#[derive(Debug)]
+struct RoomCollector(std::sync::Weak<crate::rooms::Rooms>);
+
+impl Collector for RoomCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(rooms) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let rooms = rooms.list();
+        let label = |r: &crate::rooms::RoomInfo| RoomLabel {
+            room: r.id().to_owned(),
+            game: r.game().to_owned(),
+        };
+        let mut players = e.encode_descriptor(
+            "room_players",
+            "Players in each room (seats taken, including clients on their way in)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for r in &rooms {
+            let g = ConstGauge::new(i64::try_from(r.players()).unwrap_or(i64::MAX));
+            g.encode(players.encode_family(&label(r))?)?;
+        }
+        let mut ticks = e.encode_descriptor(
+            "room_ticks",
+            "Ticks each room has run",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for r in &rooms {
+            ConstCounter::new(r.ticks()).encode(ticks.encode_family(&label(r))?)?;
+        }
+        let mut time = e.encode_descriptor(
+            "room_tick_seconds",
+            "Time each room has spent in its ticks (divide by room_ticks for the mean)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for r in &rooms {
+            ConstCounter::new(r.tick_time().as_secs_f64())
+                .encode(time.encode_family(&label(r))?)?;
+        }
+        Ok(())
     }
 }
 

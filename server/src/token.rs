@@ -14,15 +14,18 @@
 //! u64 LE  expiry, Unix seconds
 //! [16]    nonce (random)
 //! u8 len, bytes   player id (1 to 64 bytes of UTF-8)
-//! u8      scope kind: 0 = a game
+//! u8      scope kind: 0 = any room of a game, 1 = one room of a game
 //! u8 len, bytes   the game's name (1 to 64 bytes)
+//! u8 len, bytes   kind 1 only: the room's id (1 to 64 bytes)
 //! [64]    Ed25519 signature of every byte above
 //! ```
 //!
 //! A client sends it as the query parameter `token` of the WebSocket URL, or (browsers cannot
 //! set headers) as the subprotocol `tickwire.token.<token>` offered beside `tickwire.v1`.
 //! Each token is accepted once: its nonce is remembered until it expires, and an expiry more
-//! than `join_token_max_ttl_s` ahead is refused, which bounds that memory.
+//! than `join_token_max_ttl_s` ahead is refused, which bounds that memory. The signature,
+//! expiry, nonce and game are checked before the upgrade; a token for one room admits only a
+//! hello that joins that room by id (otherwise the session is closed with 4009).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,11 +44,12 @@ pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "tickwire.token.";
 pub const MAX_TOKEN_NAME_BYTES: usize = 64;
 /// Longest token accepted, in base64 characters (the largest a valid token can be).
 pub const MAX_TOKEN_CHARS: usize =
-    (1 + 8 + 16 + 2 * (1 + MAX_TOKEN_NAME_BYTES) + 1 + 64) * 4 / 3 + 4;
+    (1 + 8 + 16 + 3 * (1 + MAX_TOKEN_NAME_BYTES) + 1 + 64) * 4 / 3 + 4;
 
 const NONCE_BYTES: usize = 16;
 const SIGNATURE_BYTES: usize = 64;
 const SCOPE_GAME: u8 = 0;
+const SCOPE_ROOM: u8 = 1;
 
 /// What a token grants: who joins, where, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,8 @@ pub struct Claims {
     pub player: String,
     /// The game it may join.
     pub game: String,
+    /// The one room of the game it may join, if it is scoped to one.
+    pub room: Option<String>,
     /// Expiry, Unix seconds.
     pub expires: u64,
     /// Random bytes that make the token single-use.
@@ -184,11 +190,27 @@ impl TokenSigner {
     /// # Errors
     /// If a name is empty or longer than [`MAX_TOKEN_NAME_BYTES`], or the random source fails.
     pub fn mint(&self, player: &str, game: &str, expires: u64) -> Result<String, TokenError> {
+        self.mint_scoped(player, game, None, expires)
+    }
+
+    /// A token for `player` to join `game`, or only its room `room` if given, until `expires`
+    /// (Unix seconds), with a fresh nonce.
+    ///
+    /// # Errors
+    /// If a name is empty or longer than [`MAX_TOKEN_NAME_BYTES`], or the random source fails.
+    pub fn mint_scoped(
+        &self,
+        player: &str,
+        game: &str,
+        room: Option<&str>,
+        expires: u64,
+    ) -> Result<String, TokenError> {
         let mut nonce = [0u8; NONCE_BYTES];
         self.rng.fill(&mut nonce).map_err(|_| TokenError::Busy)?;
         let claims = Claims {
             player: player.to_owned(),
             game: game.to_owned(),
+            room: room.map(str::to_owned),
             expires,
             nonce,
         };
@@ -201,7 +223,7 @@ impl TokenSigner {
 /// The signed part of a token.
 fn payload(c: &Claims) -> Result<Vec<u8>, TokenError> {
     let name_ok = |s: &str| (1..=MAX_TOKEN_NAME_BYTES).contains(&s.len());
-    if !name_ok(&c.player) || !name_ok(&c.game) {
+    if !name_ok(&c.player) || !name_ok(&c.game) || !c.room.as_deref().is_none_or(name_ok) {
         return Err(TokenError::Malformed);
     }
     let mut out = Vec::with_capacity(1 + 8 + NONCE_BYTES + 3 + c.player.len() + c.game.len());
@@ -210,9 +232,17 @@ fn payload(c: &Claims) -> Result<Vec<u8>, TokenError> {
     out.extend_from_slice(&c.nonce);
     out.push(c.player.len() as u8);
     out.extend_from_slice(c.player.as_bytes());
-    out.push(SCOPE_GAME);
+    out.push(if c.room.is_some() {
+        SCOPE_ROOM
+    } else {
+        SCOPE_GAME
+    });
     out.push(c.game.len() as u8);
     out.extend_from_slice(c.game.as_bytes());
+    if let Some(room) = &c.room {
+        out.push(room.len() as u8);
+        out.extend_from_slice(room.as_bytes());
+    }
     Ok(out)
 }
 
@@ -234,11 +264,18 @@ fn parse(bytes: &[u8]) -> Result<(Claims, usize), TokenError> {
         .map_err(|_| TokenError::Malformed)?;
     let player_len = usize::from(take(1)?[0]);
     let player = take(player_len)?.to_vec();
-    if take(1)? != [SCOPE_GAME] {
+    let kind = take(1)?[0];
+    if kind != SCOPE_GAME && kind != SCOPE_ROOM {
         return Err(TokenError::Malformed);
     }
     let game_len = usize::from(take(1)?[0]);
     let game = take(game_len)?.to_vec();
+    let room = if kind == SCOPE_ROOM {
+        let room_len = usize::from(take(1)?[0]);
+        Some(take(room_len)?.to_vec())
+    } else {
+        None
+    };
     let signed = bytes.len() - r.len();
     if r.len() != SIGNATURE_BYTES {
         return Err(TokenError::Malformed);
@@ -253,6 +290,7 @@ fn parse(bytes: &[u8]) -> Result<(Claims, usize), TokenError> {
         Claims {
             player: text(player)?,
             game: text(game)?,
+            room: room.map(text).transpose()?,
             expires,
             nonce,
         },
@@ -386,6 +424,7 @@ mod tests {
         let claims = v.check(&t, "some-game", NOW).expect("accepted");
         assert_eq!(claims.player, "player-7");
         assert_eq!(claims.game, "some-game");
+        assert_eq!(claims.room, None);
         assert_eq!(claims.expires, NOW + 60);
         assert_eq!(v.check(&t, "some-game", NOW + 1), Err(TokenError::Reused));
         // A second token for the same player is a different token.
@@ -477,5 +516,30 @@ mod tests {
         assert!(TokenVerifier::new("short", 300, 10).is_err());
         let s = signer();
         assert_eq!(s.public_key().len(), 43);
+    }
+
+    #[test]
+    fn a_room_token_carries_its_room() {
+        let s = signer();
+        let v = verifier(&s);
+        let long = "r".repeat(MAX_TOKEN_NAME_BYTES);
+        let t = s
+            .mint_scoped(&"p".repeat(64), &"g".repeat(64), Some(&long), NOW + 60)
+            .expect("mints");
+        assert!(t.len() <= MAX_TOKEN_CHARS, "{} chars", t.len());
+        let claims = v.check(&t, &"g".repeat(64), NOW).expect("accepted");
+        assert_eq!(claims.room.as_deref(), Some(long.as_str()));
+        assert_eq!(
+            s.mint_scoped("p", "g", Some(""), NOW + 60),
+            Err(TokenError::Malformed)
+        );
+        // The room is signed: cutting it off breaks the token.
+        let short = s
+            .mint_scoped("p", "g", Some("abc"), NOW + 60)
+            .expect("mints");
+        let mut bytes = URL_SAFE_NO_PAD.decode(&short).expect("base64");
+        let at = bytes.len() - 64 - 4;
+        bytes[at] = 2;
+        assert!(v.check(&URL_SAFE_NO_PAD.encode(&bytes), "g", NOW).is_err());
     }
 }

@@ -72,6 +72,10 @@ struct Cli {
     /// Seconds until each bot's token expires.
     #[arg(long, default_value_t = 120)]
     token_ttl: u64,
+    /// Spread the bots over K rooms (join or create; bot i asks for a room whose property
+    /// `swarm` is i % K) [default: 0, every bot joins or creates with no filter].
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    rooms: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -141,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         behaviours: tickwire::behaviours(),
         game: cli.game,
         tokens,
+        rooms: cli.rooms,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -36,9 +36,15 @@ struct Cli {
     /// Simulation ticks (and snapshots) per second [default: 30].
     #[arg(long, value_name = "HZ")]
     tick_rate: Option<u16>,
-    /// Most players at once [default: 2048].
+    /// Most players at once, over all rooms [default: 2048].
     #[arg(long, value_name = "N")]
     max_clients: Option<usize>,
+    /// Most rooms open at once [default: 512].
+    #[arg(long, value_name = "N")]
+    max_rooms: Option<usize>,
+    /// Most players in one room [default: 0, the game's own cap, else --max-clients].
+    #[arg(long, value_name = "N")]
+    room_max_players: Option<usize>,
     /// Map file [default: the embedded assets/maps/arena.toml].
     #[arg(long, value_name = "FILE")]
     map: Option<PathBuf>,
@@ -112,7 +118,8 @@ enum TokenAction {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Print a token that lets PLAYER join GAME once, signed with the key in FILE.
+    /// Print a token that lets PLAYER join the server's game (or only its room ROOM) once,
+    /// signed with the key in FILE.
     Mint {
         /// The private key written by `token new-key`.
         #[arg(long, value_name = "FILE")]
@@ -124,6 +131,9 @@ enum TokenAction {
         /// default).
         #[arg(long, default_value_t = 60)]
         ttl: u64,
+        /// Admit only this room (the client must join it by id).
+        #[arg(long, value_name = "ID")]
+        room: Option<String>,
     },
 }
 
@@ -147,6 +157,12 @@ impl Cli {
         }
         if let Some(v) = self.max_clients {
             cfg.max_clients = v;
+        }
+        if let Some(v) = self.max_rooms {
+            cfg.max_rooms = v;
+        }
+        if let Some(v) = self.room_max_players {
+            cfg.room_max_players = v;
         }
         if let Some(v) = self.game {
             cfg.game = v;
@@ -311,12 +327,17 @@ fn token_command(action: TokenAction, game: &str) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", out.display()))?;
             format!("join_token_public_key = \"{}\"", signer.public_key())
         }
-        TokenAction::Mint { key, player, ttl } => {
+        TokenAction::Mint {
+            key,
+            player,
+            ttl,
+            room,
+        } => {
             let text = std::fs::read_to_string(&key)
                 .with_context(|| format!("reading {}", key.display()))?;
             let signer = TokenSigner::from_key_text(&text)
                 .with_context(|| format!("reading the key in {}", key.display()))?;
-            signer.mint(&player, game, unix_now() + ttl)?
+            signer.mint_scoped(&player, game, room.as_deref(), unix_now() + ttl)?
         }
     };
     #[allow(clippy::print_stdout)] // The command's output.

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import {
   applyBody, decodeClient, decodeFields, decodeServer, encodeClient, encodeFields, encodeServer,
   entityHash, readRecord, Replica, viewChecksum, writeBody, writeRecord, component, statics,
-  Predictor, Interpolator,
+  Predictor, Interpolator, joinOrCreate, joinRoom, createRoom,
 } from "../../sdk/js/tickwire.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../golden/vectors.json", import.meta.url), "utf8"));
@@ -161,4 +161,21 @@ test("a join token is offered as a subprotocol beside the format, never alone", 
   assert.deepEqual(opened[0].protocols, SUBPROTOCOL);
   assert.deepEqual(opened[1].protocols, [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + "abc-_9"]);
   assert.equal(opened[1].url, "ws://127.0.0.1:1/ws", "the token stays out of the URL");
+});
+
+test("the room request helpers build what the Rust codec encodes", () => {
+  const hellos = vectors.messages.filter((v) => v.direction === "client" && "Hello" in v.json);
+  const made = {
+    JoinOrCreate: (m) => joinOrCreate(Object.fromEntries(m.filter), m.game),
+    Join: (m) => joinRoom(m.id),
+    Create: (m) => createRoom(Object.fromEntries(m.props), m.game),
+  };
+  const seen = new Set();
+  for (const v of hellos) {
+    const [kind, m] = Object.entries(v.json.Hello.room)[0];
+    seen.add(kind);
+    const hello = { Hello: { ...v.json.Hello, room: made[kind](m) } };
+    assert.equal(hex(encodeClient(hello)), v.hex, kind);
+  }
+  assert.deepEqual([...seen].sort(), ["Create", "Join", "JoinOrCreate"]);
 });

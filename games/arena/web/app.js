@@ -4,7 +4,9 @@
 // prediction (plugged into the SDK's Predictor), and interpolation of everyone else about
 // 100 ms in the past (the SDK's Interpolator). `window.tickwire` exposes its state for tests.
 
-import { Interpolator, Predictor, TickwireClient, component, statics } from "/sdk/tickwire.js";
+import {
+  Interpolator, Predictor, TickwireClient, component, joinOrCreate, joinRoom, statics,
+} from "/sdk/tickwire.js";
 
 const INTERP_DELAY_MS = 100;
 const VIEW_WORLD_WIDTH = 2000; // World units across the canvas.
@@ -86,12 +88,16 @@ function connect() {
   if (s) for (const t of s.timers) clearInterval(t);
   s = freshState();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-  // A join token (servers with join tokens on) comes in the page's own URL: `/?token=...`.
-  const token = new URLSearchParams(location.search).get("token");
-  const client = new TickwireClient(url, { name: "browser", token });
+  // A join token (servers with join tokens on) and a room to join by id come in the page's
+  // own URL: `/?token=...&room=...`; without a room, any room with a free seat.
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const room = params.get("room") ? joinRoom(params.get("room")) : joinOrCreate();
+  const client = new TickwireClient(url, { name: "browser", token, room });
   s.client = client;
   client.on("welcome", (w) => {
     s.welcome = w;
+    $("room").textContent = w.room;
     s.arena = arenaOf(w);
     s.predictor = new Predictor((p, input) => step(s.arena, p, input));
     s.status = "connected";
@@ -295,6 +301,7 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  get room() { return s.welcome ? s.welcome.room : null; },
   get status() { return s.status; },
   get closeCode() { return s.closeCode; },
   get closeReason() { return s.closeReason; },

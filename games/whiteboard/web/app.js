@@ -3,7 +3,7 @@
 // this page draws strokes and cursors and sends the pointer as the input (pen down while the
 // button is held). `window.tickwire` exposes its state for tests.
 
-import { TickwireClient, component, statics } from "/sdk/tickwire.js";
+import { TickwireClient, component, joinOrCreate, joinRoom, statics } from "/sdk/tickwire.js";
 
 const COLOURS = ["#2e3440", "#bf616a", "#d08770", "#ebcb8b", "#a3be8c", "#88c0d0", "#5e81ac", "#b48ead",
   "#8fbcbb", "#81a1c1", "#4c566a", "#d8dee9", "#e5e9f0", "#3b4252", "#a3be8c", "#bf616a"];
@@ -26,12 +26,16 @@ function connect() {
   if (s) for (const t of s.timers) clearInterval(t);
   s = fresh();
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-  // A join token (servers with join tokens on) comes in the page's own URL: `/?token=...`.
-  const token = new URLSearchParams(location.search).get("token");
-  const client = new TickwireClient(url, { name: "browser", token });
+  // A join token (servers with join tokens on) and a room to join by id come in the page's
+  // own URL: `/?token=...&room=...`; without a room, any room with a free seat.
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const room = params.get("room") ? joinRoom(params.get("room")) : joinOrCreate();
+  const client = new TickwireClient(url, { name: "browser", token, room });
   s.client = client;
   client.on("welcome", (w) => {
     s.welcome = w;
+    $("room").textContent = w.room;
     s.size = statics(w, "Board")[0].size;
     s.status = "connected";
     s.timers.push(setInterval(sendInput, 1000 / w.tick_rate_hz));
@@ -149,6 +153,7 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  get room() { return s.welcome ? s.welcome.room : null; },
   get status() { return s.status; },
   get game() { return s.welcome ? s.welcome.schema.game : null; },
   get applied() { return s.applied; },

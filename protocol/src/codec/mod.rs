@@ -397,6 +397,28 @@ mod tests {
             ClientMsg::Hello {
                 version: crate::PROTOCOL_VERSION,
                 name: "bot-1".into(),
+                room: crate::RoomRequest::default(),
+            },
+            ClientMsg::Hello {
+                version: crate::PROTOCOL_VERSION,
+                name: "b".into(),
+                room: crate::RoomRequest::JoinOrCreate {
+                    game: "g".into(),
+                    filter: vec![("mode".into(), "ctf".into())],
+                },
+            },
+            ClientMsg::Hello {
+                version: crate::PROTOCOL_VERSION,
+                name: "b".into(),
+                room: crate::RoomRequest::Join { id: "r1".into() },
+            },
+            ClientMsg::Hello {
+                version: crate::PROTOCOL_VERSION,
+                name: "b".into(),
+                room: crate::RoomRequest::Create {
+                    game: String::new(),
+                    props: vec![("private".into(), "yes".into())],
+                },
             },
             input.clone(),
             ClientMsg::Input(InputMsg {
@@ -440,6 +462,7 @@ mod tests {
             player: NetId(3),
             tick_rate_hz: 30,
             tick: Tick(77),
+            room: "r7".into(),
             visibility: Visibility::Aoi { radius: 800.0 },
             schema: GameSchema {
                 game: "g".into(),
@@ -530,8 +553,9 @@ mod tests {
         let mut bytes = vec![0u8, 2, 0xFD];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode_client(&bytes).is_err());
-        // A welcome whose schema claims u32::MAX components.
-        let mut bytes = vec![0u8, 4, 1, 30, 0, 0, 1, b'g', 0xFC];
+        // A welcome (version 5, player 1, 30 Hz, tick 0, room "", global) whose schema claims
+        // u32::MAX components.
+        let mut bytes = vec![0u8, 5, 1, 30, 0, 0, 0, 1, b'g', 0xFC];
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_server(&bytes).is_err());
         assert!(decode_server(&[1, 0, 0]).is_err(), "cut snapshot header");

@@ -1,10 +1,12 @@
-//! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz`, on their own
-//! address (`admin_bind`, by default `127.0.0.1:7778`) so the public game port does not expose
+//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`, and the rooms
+//! (`GET /rooms` and `GET /rooms/<id>` in detail, `POST /rooms?key=value...` to create an
+//! empty room with those properties), on their own address (`admin_bind`, by default `127.0.0.1:7778`) so the public game port does not expose
 //! them. One short-lived task per request, at most `admin_max_connections` at once; a request
 //! must arrive and be answered within `admin_timeout_ms`. Requests whose `Host` is not an IP literal or one of
 //! `allowed_hosts` get 403, so a DNS-rebinding page cannot read them through a browser.
 
 use super::http::{self, AdminEndpoint, Head};
+use crate::rooms::Rooms;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use tracing::{debug, warn};
 pub(crate) async fn serve(
     listener: TcpListener,
     telemetry: Arc<Telemetry>,
+    rooms: Arc<Rooms>,
     hosts: Vec<String>,
     max_connections: usize,
     timeout: Duration,
@@ -36,9 +39,11 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (telemetry, hosts) = (Arc::clone(&telemetry), Arc::clone(&hosts));
+                    let (telemetry, rooms, hosts) =
+                        (Arc::clone(&telemetry), Arc::clone(&rooms), Arc::clone(&hosts));
                     tasks.spawn(async move {
-                        let _ = tokio::time::timeout(timeout, answer(stream, &telemetry, &hosts)).await;
+                        let answering = answer(stream, &telemetry, &rooms, &hosts);
+                        let _ = tokio::time::timeout(timeout, answering).await;
                         drop(permit);
                     });
                 }
@@ -54,9 +59,10 @@ pub(crate) async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn answer(mut stream: TcpStream, telemetry: &Telemetry, hosts: &[String]) {
+async fn answer(mut stream: TcpStream, telemetry: &Telemetry, rooms: &Rooms, hosts: &[String]) {
     let mut buf = Vec::with_capacity(512);
     let text = "text/plain; charset=utf-8";
+    let json = "application/json";
     let bytes = match http::read_head(&mut stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route_admin(&buf[..len], hosts) {
             Ok(AdminEndpoint::Metrics) => http::response(
@@ -68,6 +74,23 @@ async fn answer(mut stream: TcpStream, telemetry: &Telemetry, hosts: &[String]) 
             Ok(AdminEndpoint::Healthz) => match telemetry.health() {
                 Ok(()) => http::response(200, text, &[], "ok\n"),
                 Err(why) => http::response(503, text, &[], &format!("{why}\n")),
+            },
+            Ok(AdminEndpoint::Rooms) => {
+                let all: Vec<_> = rooms.list().iter().map(|r| r.detail_json()).collect();
+                http::response(
+                    200,
+                    json,
+                    &[],
+                    &format!("{}\n", serde_json::Value::Array(all)),
+                )
+            }
+            Ok(AdminEndpoint::Room(id)) => match rooms.get(&id) {
+                Some(room) => http::response(200, json, &[], &format!("{}\n", room.detail_json())),
+                None => http::response(404, text, &[], &format!("no such room {id:?}\n")),
+            },
+            Ok(AdminEndpoint::CreateRoom(props)) => match rooms.create_empty(props) {
+                Ok(room) => http::response(201, json, &[], &format!("{}\n", room.detail_json())),
+                Err(e) => http::response(503, text, &[], &format!("{e}\n")),
             },
             Err(r) => {
                 debug!(status = r.status, "admin request refused");

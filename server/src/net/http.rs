@@ -93,12 +93,19 @@ impl Refusal {
 }
 
 /// An endpoint of the admin listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminEndpoint {
     /// `GET /metrics`: Prometheus text.
     Metrics,
     /// `GET /healthz`: 200 while the tick loop is on schedule, 503 otherwise.
     Healthz,
+    /// `GET /rooms`: every room in detail.
+    Rooms,
+    /// `GET /rooms/<id>`: one room in detail.
+    Room(String),
+    /// `POST /rooms?key=value&...`: create an empty room with these properties
+    /// (URL-encoded).
+    CreateRoom(Vec<(String, String)>),
 }
 
 /// What the game port's routing decided.
@@ -108,6 +115,8 @@ pub enum Route {
     Upgrade(Upgrade),
     /// Serve a file of the game's page or the JavaScript SDK (`GET /`, `/sdk/tickwire.js`).
     Asset(&'static super::web::Asset),
+    /// Serve the public lobby listing (`GET /rooms`).
+    Rooms,
     /// Answer with an error status and close.
     Refuse(Refusal),
 }
@@ -125,6 +134,8 @@ pub struct Policy {
     pub origins: OriginPolicy,
     /// The game's page files.
     pub page: &'static [super::web::Asset],
+    /// Whether `GET /rooms` lists the rooms.
+    pub room_listing: bool,
 }
 
 impl Default for Policy {
@@ -135,6 +146,7 @@ impl Default for Policy {
             web_client: true,
             origins: OriginPolicy::default(),
             page: &[],
+            room_listing: true,
         }
     }
 }
@@ -267,6 +279,10 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
         only_get(&req, path)?;
         return Ok(Route::Asset(asset));
     }
+    if policy.room_listing && path == "/rooms" {
+        only_get(&req, path)?;
+        return Ok(Route::Rooms);
+    }
     if path != ws_path {
         return Err(Refusal::new(
             404,
@@ -385,8 +401,9 @@ fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Routes a request head on the admin listener: `GET /metrics` and `GET /healthz`, for a
-/// `Host` that [`host_allowed`] accepts.
+/// Routes a request head on the admin listener: `GET /metrics`, `GET /healthz`,
+/// `GET /rooms`, `GET /rooms/<id>` and `POST /rooms?key=value...`, for a `Host` that
+/// [`host_allowed`] accepts.
 pub fn route_admin(head: &[u8], hosts: &[String]) -> Result<AdminEndpoint, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let req = parse(head, &mut headers)?;
@@ -394,14 +411,32 @@ pub fn route_admin(head: &[u8], hosts: &[String]) -> Result<AdminEndpoint, Refus
     let endpoint = match path {
         "/metrics" => AdminEndpoint::Metrics,
         "/healthz" => AdminEndpoint::Healthz,
+        "/rooms" if req.method == Some("POST") => {
+            let query = req
+                .path
+                .unwrap_or("")
+                .split_once('?')
+                .map_or("", |(_, q)| q);
+            let props: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if let Err(e) = tickwire_protocol::input::validate_props(&props) {
+                return Err(Refusal::new(400, format!("{e}\n")));
+            }
+            AdminEndpoint::CreateRoom(props)
+        }
+        "/rooms" => AdminEndpoint::Rooms,
+        p if p.starts_with("/rooms/") => AdminEndpoint::Room(p["/rooms/".len()..].to_owned()),
         _ => {
             return Err(Refusal::new(
                 404,
-                "not found: this admin port serves /metrics and /healthz\n",
+                "not found: this admin port serves /metrics, /healthz and /rooms\n",
             ));
         }
     };
-    only_get(&req, path)?;
+    if !matches!(endpoint, AdminEndpoint::CreateRoom(_)) {
+        only_get(&req, path)?;
+    }
     match header(&req, "host") {
         Some(h) if host_allowed(h, hosts) => Ok(endpoint),
         h => Err(Refusal::new(
@@ -417,7 +452,9 @@ pub fn route_admin(head: &[u8], hosts: &[String]) -> Result<AdminEndpoint, Refus
 fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -532,7 +569,7 @@ mod tests {
     fn status(r: Route) -> u16 {
         match r {
             Route::Upgrade(_) => 101,
-            Route::Asset(_) => 200,
+            Route::Asset(_) | Route::Rooms => 200,
             Route::Refuse(e) => e.status,
         }
     }
@@ -549,6 +586,40 @@ mod tests {
             Route::Refuse(e) => e,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn room_routes() {
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let policy = Policy::default();
+        assert_eq!(route(get("/rooms").as_bytes(), &policy), Route::Rooms);
+        let post = "POST /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        assert_eq!(status(route(post.as_bytes(), &policy)), 405);
+        let off = Policy {
+            room_listing: false,
+            ..Policy::default()
+        };
+        assert_eq!(status(route(get("/rooms").as_bytes(), &off)), 404);
+        // The admin port: details, one room, and creation with URL-encoded properties.
+        let hosts: Vec<String> = Vec::new();
+        let admin = |head: String| route_admin(head.as_bytes(), &hosts);
+        assert_eq!(admin(get("/rooms")), Ok(AdminEndpoint::Rooms));
+        assert_eq!(
+            admin(get("/rooms/abc")),
+            Ok(AdminEndpoint::Room("abc".into()))
+        );
+        let create = |q: &str| format!("POST /rooms?{q} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(
+            admin(create("mode=ctf&map=big%20one")),
+            Ok(AdminEndpoint::CreateRoom(vec![
+                ("mode".into(), "ctf".into()),
+                ("map".into(), "big one".into())
+            ]))
+        );
+        let status_of = |r: Result<AdminEndpoint, Refusal>| r.map_or_else(|e| e.status, |_| 200);
+        assert_eq!(status_of(admin(create("a=1&a=2"))), 400, "repeated key");
+        let put = "PUT /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_owned();
+        assert_eq!(status_of(admin(put)), 405);
     }
 
     #[test]

@@ -12,21 +12,22 @@ use super::http::{self, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
 use crate::config::Config;
+use crate::rooms::{Rooms, Seat};
 use crate::sim::driver::GAME_FAILED_REASON;
 use crate::stats::ServerStats;
-use crate::token::{TokenError, TokenVerifier, unix_now};
+use crate::token::{Claims, TokenError, TokenVerifier, unix_now};
 use bytes::Bytes;
 use crossbeam_channel::TrySendError;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tickwire_protocol::codec::{
     decode_client, decode_client_json, decode_server, encode_server, encode_server_json,
 };
-use tickwire_protocol::input::{sanitize_name, validate_input};
-use tickwire_protocol::{ClientMsg, GameSchema, ServerMsg, Tick, close};
+use tickwire_protocol::input::{sanitize_name, validate_input, validate_room_request};
+use tickwire_protocol::{ClientMsg, GameSchema, RoomRequest, ServerMsg, Tick, close};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -47,10 +48,10 @@ const MAX_CLOSE_REASON_BYTES: usize = 123;
 /// State shared by all sessions of one server.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    joins: crossbeam_channel::Sender<JoinRequest>,
+    /// The rooms: every join goes through them.
+    rooms: Arc<Rooms>,
     pub(crate) stats: Arc<ServerStats>,
     next_id: AtomicU64,
-    players: AtomicUsize,
     ws_config: WebSocketConfig,
     policy: http::Policy,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -63,7 +64,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         config: Config,
-        joins: crossbeam_channel::Sender<JoinRequest>,
+        rooms: Arc<Rooms>,
         stats: Arc<ServerStats>,
         tls: Option<tokio_rustls::TlsAcceptor>,
         schema: Arc<GameSchema>,
@@ -85,13 +86,13 @@ impl Shared {
                 hosts: config.allowed_hosts.clone(),
             },
             page,
+            room_listing: config.room_listing,
         };
         Shared {
             config,
-            joins,
+            rooms,
             stats,
             next_id: AtomicU64::new(1),
-            players: AtomicUsize::new(0),
             ws_config,
             policy,
             tls,
@@ -159,7 +160,12 @@ pub(crate) async fn run<P: Send>(
     _permit: P,
 ) {
     let id = ClientId(shared.next_id.fetch_add(1, Relaxed));
-    let span = info_span!("session", client = id.0, %peer);
+    let span = info_span!(
+        "session",
+        client = id.0,
+        %peer,
+        room = tracing::field::Empty
+    );
     async move {
         // Snapshots are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
@@ -203,7 +209,7 @@ async fn serve<S>(
         r = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)) => Some(r),
         _ = stop.changed() => None,
     };
-    let (protocol, player_id, leftover) = match upgraded {
+    let (protocol, claims, leftover) = match upgraded {
         Some(Ok(Some(up))) => up,
         Some(Ok(None)) => return,
         Some(Err(_)) => {
@@ -252,28 +258,29 @@ async fn serve<S>(
         last_seq: 0,
         last_seen: now,
         limiter,
-        player_id,
+        claims,
     };
     session.run().await;
     shared.stats.sessions.dec();
 }
 
-/// Checks the join token when tokens are on: the player id it carries, or why it is refused.
-fn check_token(shared: &Shared, token: Option<&str>) -> Result<Option<String>, TokenError> {
+/// Checks the join token when tokens are on: what it grants, or why it is refused.
+fn check_token(shared: &Shared, token: Option<&str>) -> Result<Option<Claims>, TokenError> {
     let Some(verifier) = &shared.tokens else {
         return Ok(None);
     };
     let token = token.ok_or(TokenError::Missing)?;
-    let claims = verifier.check(token, &shared.schema.game, unix_now())?;
-    Ok(Some(claims.player))
+    verifier
+        .check(token, &shared.schema.game, unix_now())
+        .map(Some)
 }
 
-/// Reads and routes the request; answers refusals itself. Returns the subprotocol, the player
-/// id of the join token (when tokens are on) and any bytes read past the request head.
+/// Reads and routes the request; answers refusals itself. Returns the subprotocol, what the
+/// join token grants (when tokens are on) and any bytes read past the request head.
 async fn upgrade<S>(
     stream: &mut S,
     shared: &Shared,
-) -> Option<(Subprotocol, Option<String>, Vec<u8>)>
+) -> Option<(Subprotocol, Option<Claims>, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -281,12 +288,12 @@ where
     let refusal = match http::read_head(stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.policy) {
             Route::Upgrade(up) => match check_token(shared, up.token.as_deref()) {
-                Ok(player_id) => {
+                Ok(claims) => {
                     http::write_all(stream, &http::upgrade_response(&up))
                         .await
                         .ok()?;
                     debug!(protocol = up.protocol.name(), "upgraded");
-                    return Some((up.protocol, player_id, buf.split_off(len)));
+                    return Some((up.protocol, claims, buf.split_off(len)));
                 }
                 Err(e) => {
                     shared.stats.token_refusals.inc();
@@ -302,6 +309,14 @@ where
                     refusal
                 }
             },
+            Route::Rooms => {
+                let headers = ["Cache-Control: no-store".to_owned()];
+                let listing = shared.rooms.public_listing();
+                let bytes = http::response(200, "application/json", &headers, &listing);
+                let _ = http::write_all(stream, &bytes).await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
             Route::Asset(asset) => {
                 let bytes = http::response(200, asset.content_type, &[], asset.body);
                 let _ = http::write_all(stream, &bytes).await;
@@ -342,17 +357,8 @@ struct Session<S> {
     last_seq: u32,
     last_seen: Instant,
     limiter: Limiter,
-    /// The player id of the client's join token, when tokens are on.
-    player_id: Option<String>,
-}
-
-/// Releases a player slot when the session ends, however it ends.
-struct PlayerSlot<'a>(&'a AtomicUsize);
-
-impl Drop for PlayerSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
+    /// What the client's join token grants, when tokens are on.
+    claims: Option<Claims>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -395,23 +401,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let cfg = &shared.config;
         let mut stop = self.shutdown.clone();
         let hello = tokio::time::timeout(shared.ms(cfg.hello_timeout_ms), self.hello());
-        let name = tokio::select! {
+        let (name, request) = tokio::select! {
             r = hello => match r {
                 Err(_) => return End::violation(close::HELLO_TIMEOUT, "no hello within the timeout"),
                 Ok(Err(end)) => return end,
-                Ok(Ok(name)) => name,
+                Ok(Ok(hello)) => hello,
             },
             _ = stop.changed() => return End::shutdown(),
         };
 
-        if shared
-            .players
-            .fetch_update(Relaxed, Relaxed, |n| (n < cfg.max_clients).then_some(n + 1))
-            .is_err()
-        {
-            return End::server(close::TRY_AGAIN_LATER, "server full");
-        }
-        let _slot = PlayerSlot(&shared.players);
+        // The seat is held until the session ends (after the world is told it left).
+        let token_room = self.claims.as_ref().and_then(|c| c.room.as_deref());
+        let seat = match shared.rooms.join(&request, token_room) {
+            Ok(seat) => seat,
+            Err(refusal) => {
+                shared.stats.room_refusals.inc();
+                debug!(%refusal, "no room for the hello");
+                return End::server(refusal.code(), refusal.to_string());
+            }
+        };
+        tracing::Span::current().record("room", seat.room().id());
 
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.input_queue_len);
         let (outbox_tx, mut outbox) = mpsc::channel(cfg.outbox_len);
@@ -424,9 +433,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             outbox: outbox_tx,
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
-            player_id: self.player_id.take(),
+            player_id: self.claims.take().map(|c| c.player),
         };
-        if shared.joins.try_send(join).is_err() {
+        if seat.joins().try_send(join).is_err() {
             return End::server(
                 close::TRY_AGAIN_LATER,
                 "server busy: too many joins at once",
@@ -436,7 +445,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let end = if *self.shutdown.borrow() {
             End::shutdown()
         } else {
-            self.play(&kick, &mut outbox, &events_tx).await
+            self.play(&seat, &kick, &mut outbox, &events_tx).await
         };
         // The reason goes in before the sender is dropped: the tick thread reads it only after
         // it sees the channel disconnect, so it always finds it.
@@ -447,12 +456,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             End::Close { code, .. } => LeaveReason::Violation { code: *code },
         });
         drop(events_tx);
+        drop(seat);
         end
     }
 
     /// The joined session's loop: snapshots out, messages in, pings, kicks and shutdown.
     async fn play(
         &mut self,
+        seat: &Seat,
         kick: &Kick,
         outbox: &mut mpsc::Receiver<Outgoing>,
         events_tx: &crossbeam_channel::Sender<ClientEvent>,
@@ -482,7 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
                     Ok(Incoming::Msg(msg)) => {
                         self.last_seen = Instant::now();
-                        self.handle(msg, events_tx).await
+                        self.handle(msg, seat, events_tx).await
                     }
                     Ok(Incoming::Pong) => {
                         self.last_seen = Instant::now();
@@ -533,12 +544,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Waits for the hello and checks it; returns the sanitized name.
-    async fn hello(&mut self) -> Result<String, End> {
+    /// Waits for the hello and checks it; returns the sanitized name and the room request.
+    async fn hello(&mut self) -> Result<(String, RoomRequest), End> {
         loop {
             match next_frame(&mut self.ws, self.protocol, &self.shared.stats).await? {
                 Incoming::Ping | Incoming::Pong => self.charge_control()?,
-                Incoming::Msg(ClientMsg::Hello { version, name }) => {
+                Incoming::Msg(ClientMsg::Hello {
+                    version,
+                    name,
+                    room,
+                }) => {
                     if version != tickwire_protocol::PROTOCOL_VERSION {
                         return Err(End::violation(
                             close::VERSION_MISMATCH,
@@ -548,7 +563,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             ),
                         ));
                     }
-                    return Ok(sanitize_name(&name));
+                    if let Err(e) = validate_room_request(&room) {
+                        return Err(End::violation(close::POLICY_VIOLATION, e.to_string()));
+                    }
+                    return Ok((sanitize_name(&name), room));
                 }
                 Incoming::Msg(_) => {
                     return Err(End::violation(
@@ -564,6 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn handle(
         &mut self,
         msg: ClientMsg,
+        seat: &Seat,
         events: &crossbeam_channel::Sender<ClientEvent>,
     ) -> Result<(), End> {
         let stats = Arc::clone(&self.shared.stats);
@@ -585,7 +604,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ClientMsg::Ping { nonce } => {
                 let pong = ServerMsg::Pong {
                     nonce,
-                    tick: Tick(stats.last_tick()),
+                    tick: Tick(seat.room().tick()),
                 };
                 return self.send_msg(&pong).await;
             }

@@ -10,33 +10,36 @@
 //! Every tick's phase timings and the lag go to [`Telemetry`].
 //!
 //! Game code can panic. A panic in a tick (a game system, a join or leave hook) disposes of
-//! that world: its clients are closed with 1011 and a reason, the panic is logged and counted
-//! (`game_panics`), and a fresh world of the same game starts on the same deadlines, so the
-//! server keeps serving new clients instead of dying with its tick thread.
+//! that room: its clients are closed with 1011 and a reason, the panic is logged and counted
+//! (`game_panics`), and the room leaves the registry, so the server keeps serving every other
+//! room (and new ones) instead of dying with its tick thread.
+//!
+//! After each tick a thread also asks the registry whether the room has been empty for its
+//! grace period; if so the room is disposed and its world dropped (see [`crate::rooms`]).
 
 use super::Sim;
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::rooms::Rooms;
 use crate::stats::ServerStats;
 use crate::telemetry::Telemetry;
 use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
-use std::sync::Arc;
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
-/// Builds a fresh world of the server's game, after a game panic disposed of the last one.
-pub type Remake = Box<dyn FnMut() -> Result<Sim, ServerError> + Send>;
-
-/// The close reason clients of a world whose game panicked get (with 1011).
-pub const GAME_FAILED_REASON: &str = "internal error: the game failed and was restarted";
+/// The close reason clients of a room whose game panicked get (with 1011).
+pub const GAME_FAILED_REASON: &str = "internal error: the game failed and its room was closed";
 
 /// One world on a tick thread, with its own drift-free deadlines.
 struct Room {
     sim: Sim,
-    remake: Remake,
+    /// The registry it belongs to (none for a world added directly, by tests).
+    registry: Weak<Rooms>,
     /// Deadline of tick 0.
     start: Instant,
     /// Ticks run (or skipped): tick `n` is due at `start + offset(n)`.
@@ -53,7 +56,7 @@ enum Control {
 struct Worker {
     control: Sender<Control>,
     handle: JoinHandle<()>,
-    /// Worlds it steps.
+    /// Worlds it steps (the thread counts down the ones it drops).
     rooms: Arc<AtomicUsize>,
 }
 
@@ -62,24 +65,22 @@ struct Worker {
 /// the worlds of one thread do not all fall due at once). A world is stepped by one thread
 /// only; a slow world delays the others of its thread, never those of another thread.
 pub struct TickLoop {
-    workers: Vec<Worker>,
+    workers: Mutex<Vec<Worker>>,
+    threads: usize,
     paused: Arc<AtomicBool>,
     faults: Arc<super::Faults>,
-    added: u64,
+    added: AtomicU64,
     tick_rate_hz: u64,
 }
 
 impl TickLoop {
-    /// Starts the threads and gives them the server's world; they own it until stopped.
+    /// Starts the threads, with no world yet.
     pub fn spawn(
-        sim: Sim,
-        remake: Remake,
         config: &Config,
         stats: Arc<ServerStats>,
         telemetry: Arc<Telemetry>,
     ) -> Result<TickLoop, ServerError> {
         let paused = Arc::new(AtomicBool::new(false));
-        let faults = Arc::clone(sim.faults());
         let threads = match config.tick_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             n => n,
@@ -94,59 +95,67 @@ impl TickLoop {
                 // One stats line for the process (the telemetry window is shared).
                 logs_stats: i == 0,
             };
-            let (stats, telemetry, paused) = (
+            let rooms = Arc::new(AtomicUsize::new(0));
+            let (stats, telemetry, paused, count) = (
                 Arc::clone(&stats),
                 Arc::clone(&telemetry),
                 Arc::clone(&paused),
+                Arc::clone(&rooms),
             );
             let handle = std::thread::Builder::new()
                 .name(format!("tickwire-tick-{i}"))
-                .spawn(move || run(&control_rx, &schedule, &stats, &telemetry, &paused))
+                .spawn(move || run(&control_rx, &schedule, &stats, &telemetry, &paused, &count))
                 .map_err(ServerError::TickThread)?;
             workers.push(Worker {
                 control,
                 handle,
-                rooms: Arc::new(AtomicUsize::new(0)),
+                rooms,
             });
         }
-        let mut pool = TickLoop {
-            workers,
+        Ok(TickLoop {
+            workers: Mutex::new(workers),
+            threads,
             paused,
-            faults,
-            added: 0,
+            faults: Arc::new(super::Faults::default()),
+            added: AtomicU64::new(0),
             tick_rate_hz: u64::from(config.tick_rate_hz),
-        };
-        pool.add(sim, remake);
-        Ok(pool)
+        })
     }
 
     /// Gives a world to the thread with the fewest, starting it within the next tick period
-    /// (staggered by eighths of a period, in the order worlds are added).
-    pub fn add(&mut self, sim: Sim, remake: Remake) {
+    /// (staggered by eighths of a period, in the order worlds are added). `registry` is the
+    /// room registry the world's room is in, which its thread asks whether to dispose of it
+    /// (a dangling one for a world outside any registry). The world uses the pool's
+    /// fault-injection hook.
+    pub fn add(&self, mut sim: Sim, registry: Weak<Rooms>) {
         let period = Duration::from_nanos(1_000_000_000 / self.tick_rate_hz.max(1));
-        let stagger = period * u32::try_from(self.added % 8).unwrap_or(0) / 8;
-        self.added += 1;
+        let added = self.added.fetch_add(1, Relaxed);
+        let stagger = period * u32::try_from(added % 8).unwrap_or(0) / 8;
+        sim.use_faults(Arc::clone(&self.faults));
         let room = Box::new(Room {
             sim,
-            remake,
+            registry,
             start: Instant::now() + stagger,
             n: 0,
         });
-        if let Some(w) = self.workers.iter().min_by_key(|w| w.rooms.load(Relaxed)) {
+        let workers = self.workers.lock();
+        if let Some(w) = workers.iter().min_by_key(|w| w.rooms.load(Relaxed)) {
             w.rooms.fetch_add(1, Relaxed);
             if w.control.send(Control::Add(room)).is_err() {
                 warn!("a tick thread has stopped: the world is dropped");
             }
+        } else {
+            warn!("the tick pool is stopped: the world is dropped");
         }
     }
 
     /// The tick threads.
     #[must_use]
     pub fn threads(&self) -> usize {
-        self.workers.len()
+        self.threads
     }
 
-    /// The fault-injection hook of the server's world.
+    /// The fault-injection hook shared by every world of the pool.
     #[must_use]
     pub fn faults(&self) -> &Arc<super::Faults> {
         &self.faults
@@ -158,10 +167,12 @@ impl TickLoop {
         self.paused.store(paused, Relaxed);
     }
 
-    /// Stops every thread after its current tick and waits for them to end.
-    pub fn stop(self) {
-        let mut handles = Vec::with_capacity(self.workers.len());
-        for w in self.workers {
+    /// Stops every thread after its current tick and waits for them to end; worlds added
+    /// afterwards are dropped.
+    pub fn stop(&self) {
+        let workers = std::mem::take(&mut *self.workers.lock());
+        let mut handles = Vec::with_capacity(workers.len());
+        for w in workers {
             // Dropping the sender is the stop signal.
             drop(w.control);
             handles.push(w.handle);
@@ -197,6 +208,7 @@ fn run(
     stats: &ServerStats,
     telemetry: &Telemetry,
     paused: &AtomicBool,
+    count: &AtomicUsize,
 ) {
     let period = schedule.offset(1);
     let mut rooms: Vec<Room> = Vec::new();
@@ -246,6 +258,7 @@ fn run(
         }
         if !step(&mut rooms[i], schedule, stats, telemetry) {
             rooms.swap_remove(i);
+            count.fetch_sub(1, Relaxed);
         }
         let now = Instant::now();
         if schedule.logs_stats && now.duration_since(window_start) >= schedule.stats_interval {
@@ -254,6 +267,7 @@ fn run(
             let overruns = stats.overruns.get();
             let window = telemetry.take_window();
             info!(
+                rooms = stats.rooms.get(),
                 clients = stats.clients.get(),
                 tick = stats.last_tick(),
                 tick_p50_ms = window.p50_ms,
@@ -277,8 +291,8 @@ fn stopped(rooms: &[Room]) {
 }
 
 /// Runs one tick of `room` and moves its deadline on, skipping ticks when it is too far
-/// behind. A game panic disposes of its world and puts a fresh one in its place; false if
-/// none could be made (the room is then dropped).
+/// behind. False when the room is gone: its game panicked (its clients are then closed with
+/// 1011), or it has been empty for the grace period; its thread then drops the world.
 fn step(room: &mut Room, schedule: &Schedule, stats: &ServerStats, telemetry: &Telemetry) -> bool {
     // The world is not touched again after a panic (only its links, to close them), so no
     // broken invariant of it is observed: AssertUnwindSafe holds.
@@ -288,28 +302,30 @@ fn step(room: &mut Room, schedule: &Schedule, stats: &ServerStats, telemetry: &T
         Err(payload) => {
             stats.game_panics.inc();
             let clients = sim.abandon(tickwire_protocol::close::INTERNAL_ERROR, GAME_FAILED_REASON);
+            if let Some(registry) = room.registry.upgrade() {
+                registry.remove(sim.room());
+            }
             error!(
+                room = sim.room().id(),
                 panic = panic_message(payload.as_ref()),
                 clients,
-                "the game panicked: its world is disposed, its clients closed with 1011, and a \
-                 fresh world started"
+                "the game panicked: its room is disposed and its clients closed with 1011"
             );
-            match (room.remake)() {
-                Ok(mut fresh) => {
-                    fresh.use_faults(Arc::clone(sim.faults()));
-                    *sim = fresh;
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot start a fresh world: the room is dropped");
-                    return false;
-                }
-            }
-            room.n += 1;
-            return true;
+            return false;
         }
     };
     room.n += 1;
     let now = Instant::now();
+    sim.room().record_tick(timings.total());
+    if let Some(registry) = room.registry.upgrade()
+        && registry.dispose_if_idle(sim.room(), now)
+    {
+        // No seat is taken, so no session is left; a player whose departure the world has
+        // not seen yet is only counted out.
+        sim.abandon(tickwire_protocol::close::GOING_AWAY, "room closed");
+        info!(room = sim.room().id(), "empty room disposed");
+        return false;
+    }
     let deadline = room.start + schedule.offset(room.n);
     let mut lag = 0;
     if now > deadline {
@@ -321,7 +337,11 @@ fn step(room: &mut Room, schedule: &Schedule, stats: &ServerStats, telemetry: &T
         if behind > schedule.max_catchup_ticks {
             room.n += behind;
             stats.skipped_ticks.inc_by(behind);
-            warn!(skipped = behind, "tick loop fell behind; skipping ticks");
+            warn!(
+                room = sim.room().id(),
+                skipped = behind,
+                "tick loop fell behind; skipping ticks"
+            );
         }
     }
     telemetry.record_tick(&timings, lag);

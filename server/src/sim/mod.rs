@@ -106,6 +106,7 @@ impl Faults {
 /// The world and one schedule per phase.
 pub struct Sim {
     world: World,
+    room: Arc<crate::rooms::RoomInfo>,
     phases: [Schedule; PHASES.len()],
     faults: Arc<Faults>,
     schema: Arc<GameSchema>,
@@ -114,7 +115,7 @@ pub struct Sim {
 
 impl Sim {
     /// A world running `game` (with its section of `config.games`), fed by `joins`, reporting
-    /// into `stats`.
+    /// into `stats`, outside any room registry.
     ///
     /// # Errors
     /// The game's configuration or registrations are invalid.
@@ -124,7 +125,26 @@ impl Sim {
         joins: Receiver<JoinRequest>,
         stats: Arc<ServerStats>,
     ) -> Result<Sim, ServerError> {
+        let room = crate::rooms::RoomInfo::detached("main", game.name());
+        Sim::in_room(config, game, joins, stats, room)
+    }
+
+    /// The world of `room`: like [`Sim::new`], and the world's tick and the welcome's room id
+    /// are the room's; the game reads the room's properties from the [`crate::game::Room`]
+    /// resource.
+    ///
+    /// # Errors
+    /// The game's configuration or registrations are invalid.
+    pub fn in_room(
+        config: &Config,
+        game: &GameDef,
+        joins: Receiver<JoinRequest>,
+        stats: Arc<ServerStats>,
+        room: Arc<crate::rooms::RoomInfo>,
+    ) -> Result<Sim, ServerError> {
         let mut app = GameApp::new(game.name(), config.seed, config.tick_rate_hz);
+        app.world_mut()
+            .insert_resource(crate::game::Room(Arc::clone(&room)));
         game.build(&mut app, config.games.get(game.name()))?;
         app.check()?;
         // Interest management needs both the setting and a game that places its entities.
@@ -197,6 +217,7 @@ impl Sim {
         ];
         Ok(Sim {
             world,
+            room,
             phases,
             faults,
             schema,
@@ -208,6 +229,20 @@ impl Sim {
     #[must_use]
     pub fn schema(&self) -> &Arc<GameSchema> {
         &self.schema
+    }
+
+    /// The room this world is.
+    #[must_use]
+    pub fn room(&self) -> &Arc<crate::rooms::RoomInfo> {
+        &self.room
+    }
+
+    /// The game's own cap on players, if it set one.
+    #[must_use]
+    pub fn player_cap(&self) -> Option<usize> {
+        self.world
+            .get_resource::<systems::GameHooks>()
+            .and_then(systems::GameHooks::player_cap)
     }
 
     /// The game's page files.
@@ -262,6 +297,7 @@ impl Sim {
         let done = self.current_tick();
         let stats = &self.world.resource::<Stats>().0;
         stats.tick.set(i64::from(done.0));
+        self.room.set_tick(done.0);
         stats.ticks_total.inc();
         self.world.resource_mut::<Clock>().tick = done.next();
         TickTimings { took }

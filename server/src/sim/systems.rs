@@ -82,6 +82,14 @@ impl GameHooks {
     }
 }
 
+impl GameHooks {
+    /// The game's own cap on players, if it set one.
+    #[must_use]
+    pub fn player_cap(&self) -> Option<usize> {
+        self.player_cap
+    }
+}
+
 /// Entities whose client left this tick, with why.
 #[derive(Resource, Default)]
 pub struct Departed(pub Vec<(Entity, NetId, LeaveReason)>);
@@ -131,6 +139,7 @@ pub fn ingest_joins(world: &mut World) {
                 player: id,
                 tick_rate_hz: clock.tick_rate_hz,
                 tick: clock.tick,
+                room: world.resource::<crate::game::Room>().id().to_owned(),
                 visibility: rules.visibility,
                 schema: (*hooks.schema).clone(),
                 statics: (*hooks.statics).clone(),

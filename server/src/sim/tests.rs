@@ -698,7 +698,7 @@ fn poll(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
-    use super::driver::{GAME_FAILED_REASON, Remake, TickLoop};
+    use super::driver::{GAME_FAILED_REASON, TickLoop};
     let config = Config {
         tick_threads: 2,
         ..Config::default()
@@ -707,19 +707,15 @@ fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
     let telemetry = Arc::new(crate::telemetry::Telemetry::new(Arc::clone(&stats), 30, 3));
     let world = |game: GameDef| {
         let (joins, rx) = crossbeam_channel::bounded(8);
-        let make = {
-            let (config, stats) = (config.clone(), Arc::clone(&stats));
-            move || Sim::new(&config, &game, rx.clone(), Arc::clone(&stats))
-        };
-        let sim = make().expect("builds");
-        (sim, Box::new(make) as Remake, joins)
+        let sim = Sim::new(&config, &game, rx, Arc::clone(&stats)).expect("builds");
+        (sim, joins)
     };
-    let (steady, remake, steady_joins) = world(workload().game);
-    let mut pool =
-        TickLoop::spawn(steady, remake, &config, Arc::clone(&stats), telemetry).expect("starts");
+    let pool = TickLoop::spawn(&config, Arc::clone(&stats), telemetry).expect("starts");
     assert_eq!(pool.threads(), 2);
-    let (fragile, remake, fragile_joins) = world(GameDef::of::<Fragile>());
-    pool.add(fragile, remake);
+    let (steady, steady_joins) = world(workload().game);
+    pool.add(steady, std::sync::Weak::new());
+    let (fragile, fragile_joins) = world(GameDef::of::<Fragile>());
+    pool.add(fragile, std::sync::Weak::new());
 
     let (mut calm, join) = SimClient::new(ClientId(1), "calm", 16, 64);
     steady_joins.try_send(join).expect("room");
@@ -744,12 +740,13 @@ fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
         calm.frames >= before + 30
     });
     assert!(calm.kick.reason().is_none());
-    // A fresh world of the fragile game took the panicked one's place and serves new clients.
-    let (mut later, join) = SimClient::new(ClientId(4), "later", 16, 64);
-    fragile_joins.try_send(join).expect("room");
-    poll("the fresh world's snapshots", || {
-        later.receive_and_ack();
-        later.frames >= 10
+    // The panicked world is gone: nothing takes its joins any more.
+    poll("the panicked world dropped", || {
+        let (_late, join) = SimClient::new(ClientId(4), "late", 16, 64);
+        matches!(
+            fragile_joins.try_send(join),
+            Err(crossbeam_channel::TrySendError::Disconnected(_))
+        )
     });
     assert_eq!(stats.game_panics.get(), 1);
     pool.stop();
