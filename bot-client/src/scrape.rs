@@ -20,10 +20,11 @@ pub struct Sample {
     pub cpu_seconds: f64,
     /// `process_resident_memory_bytes`, if reported.
     pub resident_bytes: Option<f64>,
-    /// `tickwire_ticks_total`.
-    pub ticks: f64,
-    /// `tickwire_clients`.
-    pub clients: f64,
+    /// Client ticks: one per client per tick of its room, counted as the snapshots handed
+    /// to sessions or skipped (`tickwire_snapshots_sent_total` plus
+    /// `tickwire_snapshots_dropped_total`), so a server running many rooms is measured per
+    /// client tick, not per tick of any room.
+    pub client_ticks: f64,
 }
 
 /// The default metrics URL for a server URL: its admin port (7778) when the server is on
@@ -67,8 +68,8 @@ pub async fn scrape(url: &str) -> Result<Sample, String> {
         at: Instant::now(),
         cpu_seconds: need("process_cpu_seconds_total")?,
         resident_bytes: value(&text, "process_resident_memory_bytes"),
-        ticks: need("tickwire_ticks_total")?,
-        clients: need("tickwire_clients")?,
+        client_ticks: need("tickwire_snapshots_sent_total")?
+            + need("tickwire_snapshots_dropped_total")?,
     })
 }
 
@@ -119,14 +120,13 @@ pub struct ServerCost {
 pub fn cost(before: &Sample, after: &Sample) -> Option<ServerCost> {
     let elapsed = after.at.duration_since(before.at).as_secs_f64();
     let cpu = after.cpu_seconds - before.cpu_seconds;
-    let ticks = after.ticks - before.ticks;
-    let clients = (before.clients + after.clients) / 2.0;
-    if elapsed <= 0.0 || ticks <= 0.0 || clients <= 0.0 || cpu < 0.0 {
+    let client_ticks = after.client_ticks - before.client_ticks;
+    if elapsed <= 0.0 || client_ticks <= 0.0 || cpu < 0.0 {
         return None;
     }
     Some(ServerCost {
         cpu_pct: cpu / elapsed * 100.0,
-        cpu_us_per_client_tick: cpu * 1e6 / (ticks * clients),
+        cpu_us_per_client_tick: cpu * 1e6 / client_ticks,
         resident_bytes: after.resident_bytes,
     })
 }
@@ -160,21 +160,20 @@ mod tests {
         assert_eq!(value(text, "process_cpu_seconds_total"), Some(12.5));
         assert_eq!(value(text, "tickwire_ticks_total"), Some(300.0));
         assert_eq!(value(text, "tickwire_clients"), Some(10.0));
+        // 100 clients over 300 ticks of their rooms, however many rooms that took.
         assert_eq!(value(text, "missing"), None);
         let t0 = Instant::now();
         let before = Sample {
             at: t0,
             cpu_seconds: 10.0,
             resident_bytes: None,
-            ticks: 0.0,
-            clients: 100.0,
+            client_ticks: 1000.0,
         };
         let after = Sample {
             at: t0 + Duration::from_secs(10),
             cpu_seconds: 11.5,
             resident_bytes: Some(1e6),
-            ticks: 300.0,
-            clients: 100.0,
+            client_ticks: 31_000.0,
         };
         let c = cost(&before, &after).expect("a cost");
         assert!((c.cpu_pct - 15.0).abs() < 1e-9);

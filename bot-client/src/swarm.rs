@@ -289,7 +289,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             report.server_cpu_us_per_client_tick = Some(cost.cpu_us_per_client_tick);
             report.server_resident_bytes = cost.resident_bytes;
         } else {
-            scrape_errors.push("the server ran no ticks with clients during the window".into());
+            scrape_errors.push("the server sent no snapshots during the window".into());
         }
     }
     for e in scrape_errors {
