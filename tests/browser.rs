@@ -268,6 +268,43 @@ async fn the_page_plays_in_headless_chromium() {
     );
     assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
 
+    // The connection drops without a close frame: the page shows "reconnecting" and the SDK
+    // resumes the same player, every snapshot still verified.
+    page.eval(
+        "window.__seen = []; setInterval(() => { const s = tickwire.status; \
+         if (window.__seen[window.__seen.length - 1] !== s) window.__seen.push(s); }, 1); true",
+    )
+    .await;
+    let player = page.eval("tickwire.player").await;
+    let id = u32::try_from(player.as_u64().expect("a player id")).expect("a u32");
+    server.faults().drop_connection_of(id);
+    page.until(
+        "the page to resume",
+        "tickwire.resumes === 1 && tickwire.status === 'connected'",
+    )
+    .await;
+    assert_eq!(
+        page.eval("tickwire.player").await,
+        player,
+        "the same player"
+    );
+    assert_eq!(server.stats().resumes.get(), 1);
+    let seen = page.eval("window.__seen").await;
+    assert!(
+        seen.as_array()
+            .is_some_and(|s| s.contains(&json!("reconnecting"))),
+        "the status passed through reconnecting: {seen}"
+    );
+    let applied = page.eval("tickwire.applied").await.as_u64().expect("count");
+    page.until(
+        "snapshots after the resume",
+        &format!("tickwire.applied > {applied} + 30"),
+    )
+    .await;
+    assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
+    assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
+    assert_eq!(page.eval("tickwire.errors").await, json!(0));
+
     let shot = page
         .call("Page.captureScreenshot", json!({"format": "png"}))
         .await;

@@ -279,6 +279,8 @@ async fn silent_peer_is_pinged_then_closed_4004_and_its_player_removed() {
     let server = start(Config {
         ping_interval_ms: 100,
         idle_timeout_ms: 500,
+        // A silent peer may be a dropped one: its player is held this long for a resume.
+        resume_grace_ms: 300,
         // The bystander must see the silent player wherever it spawns.
         visibility: VisibilityMode::Global,
         ..test_config()

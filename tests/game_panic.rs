@@ -1,6 +1,6 @@
-//! Game code can panic. A panic in a game system closes that world's clients with 1011 and a
-//! reason, is counted, and a fresh world of the same game takes new clients at the full tick
-//! rate: the server does not die with its tick thread.
+//! Game code can panic. A panic in a game system closes that room's clients with 1011 and a
+//! reason, is counted, and the room is disposed; a new room of the same game takes new clients
+//! at the full tick rate: the server does not die with its tick thread.
 
 mod common;
 
@@ -62,7 +62,7 @@ async fn a_game_panic_closes_its_clients_with_1011_and_a_fresh_world_serves_new_
     let stats = server.stats();
     assert_eq!(stats.game_panics.get(), 1);
 
-    // A fresh world takes new clients and ticks at the full rate; the old one is gone.
+    // A new room takes new clients and ticks at the full rate; the old one is gone.
     let mut after = connect(&server, "later").await;
     let first = snapshots(&mut after, 1).await.tick;
     let started = std::time::Instant::now();

@@ -286,6 +286,22 @@ fn vectors() -> Value {
         client("ack", ClientMsg::Ack { tick: Tick(65_536) }),
         client("ping", ClientMsg::Ping { nonce: 1 << 40 }),
         client("resync", ClientMsg::Resync { tick: Tick(250) }),
+        client(
+            "resume from a tick",
+            ClientMsg::Resume {
+                version: PROTOCOL_VERSION,
+                secret: "q1w2e3r4t5y6u7i8o9p0aZ".into(),
+                last_tick: Some(Tick(70_000)),
+            },
+        ),
+        client(
+            "resume with no tick applied",
+            ClientMsg::Resume {
+                version: PROTOCOL_VERSION,
+                secret: "s".into(),
+                last_tick: None,
+            },
+        ),
         server(
             "snapshot frame (opaque body)",
             ServerMsg::Snapshot(Snapshot {

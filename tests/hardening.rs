@@ -287,7 +287,12 @@ async fn shutdown_reaches_every_phase() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_leave_arrives_with_its_reason() {
-    let server = start(test_config()).await;
+    // A dropped connection's player is held this long for a resume, then leaves.
+    let server = start(Config {
+        resume_grace_ms: 200,
+        ..test_config()
+    })
+    .await;
     let addr = server.local_addr();
     // A clean close.
     let mut a = connect(&server, "a").await;
@@ -313,6 +318,8 @@ async fn every_leave_arrives_with_its_reason() {
     drop(c);
     let stats = server.stats();
     eventually("three leaves", || stats.leaves.get() == 3).await;
+    assert_eq!(stats.holds.get(), 1, "the dropped one was held first");
+    assert_eq!(stats.holds_expired.get(), 1);
     let reasons: Vec<_> = stats.leaves_by_reason().collect();
     assert_eq!(
         reasons,

@@ -1,7 +1,7 @@
 //! One bot: a [`Client`] driven by its game's [`Behaviour`], measuring what the scenario
 //! reports.
 
-use crate::client::{Client, ClientError, ConnectOptions, Event, open};
+use crate::client::{Backoff, Client, ClientError, ConnectOptions, Event, open};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -109,6 +109,10 @@ pub struct BotMetrics {
     pub full_snapshots: u64,
     /// The room it joined.
     pub room: String,
+    /// Connections it dropped on purpose (`drop_every`) and resumed.
+    pub resumes: u64,
+    /// Resumes that failed after every retry (the bot then stops).
+    pub resume_failures: u64,
 }
 
 impl BotMetrics {
@@ -132,6 +136,8 @@ impl BotMetrics {
             snapshot_bytes: 0,
             full_snapshots: 0,
             room: String::new(),
+            resumes: 0,
+            resume_failures: 0,
         }
     }
 }
@@ -174,6 +180,8 @@ pub struct BotParams {
     pub behaviours: Vec<(String, BehaviourFactory)>,
     /// The game whose behaviour to use; `None`: the one the server announces.
     pub game: Option<String>,
+    /// Drop the connection (no close frame) at about this interval and resume the player.
+    pub drop_every: Option<Duration>,
 }
 
 impl BotParams {
@@ -271,6 +279,13 @@ async fn drive(
     // snapshot; when snapshots stop coming, one input per period and a half anyway.
     let fallback = tokio::time::sleep(period);
     tokio::pin!(fallback);
+    // Drops on purpose at about `drop_every`: each interval drawn from 0.5 to 1.5 of it, so
+    // the swarm's drops spread out.
+    let next_drop =
+        |every: Duration| tokio::time::Instant::now() + every.mul_f64(0.5 + fastrand::f64());
+    let far = Duration::from_secs(86_400 * 365);
+    let drop_timer = tokio::time::sleep_until(next_drop(params.drop_every.unwrap_or(far)));
+    tokio::pin!(drop_timer);
     let mut pending: VecDeque<(u32, Instant)> = VecDeque::new();
     let mut words = Vec::new();
     // Set after a desync, until a full snapshot verifies again.
@@ -285,6 +300,18 @@ async fn drive(
         tokio::select! {
             _ = stop.changed() => return BotEnd::Finished,
             () = &mut fallback => send_input = true,
+            () = &mut drop_timer, if params.drop_every.is_some() => {
+                client.drop_connection().await;
+                match client.reconnect(Backoff::default()).await {
+                    Ok(_) => m.resumes += 1,
+                    Err(e) => {
+                        m.resume_failures += 1;
+                        return BotEnd::Dropped(format!("resume failed: {e}"));
+                    }
+                }
+                drop_timer.as_mut().reset(next_drop(params.drop_every.unwrap_or(far)));
+                continue;
+            }
             event = client.recv() => {
                 let event = match event {
                     Ok(ev) => ev,

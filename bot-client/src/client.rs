@@ -48,6 +48,14 @@ pub struct ConnectOptions {
     pub room: RoomRequest,
 }
 
+/// True for a close the client must not retry with the same secret.
+fn is_final(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Closed { code: Some(c), .. } if *c == tickwire_protocol::close::RESUME_REFUSED
+    )
+}
+
 /// A TLS client configuration that trusts the CA certificates in a PEM file.
 pub fn tls_config_with_ca(
     ca_pem: &std::path::Path,
@@ -251,6 +259,32 @@ pub struct Client {
     pub bytes_up: u64,
     last_error: Option<(u16, String)>,
     buf: Vec<u8>,
+    /// Where and how it connected, to resume there.
+    url: String,
+    opts: ConnectOptions,
+}
+
+/// How [`Client::reconnect`] retries: `tries` attempts, waiting `first_backoff` before the
+/// second and doubling up to `max_backoff`, each wait with up to a quarter added at random so
+/// that clients dropped together do not come back in lockstep.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Attempts at most (at least 1).
+    pub tries: u32,
+    /// Wait before the second attempt.
+    pub first_backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            tries: 6,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(3),
+        }
+    }
 }
 
 impl Client {
@@ -266,26 +300,9 @@ impl Client {
         opts: &ConnectOptions,
     ) -> Result<Client, ClientError> {
         let (ws, _) = open(url, opts).await?;
-        let mut client = Client {
-            ws,
-            welcome: Welcome {
-                version: 0,
-                player: NetId(0),
-                tick_rate_hz: 0,
-                tick: Tick(0),
-                room: String::new(),
-                visibility: tickwire_protocol::Visibility::Global,
-                schema: GameSchema::default(),
-                statics: Vec::new(),
-            },
-            replica: Replica::new(Arc::new(GameSchema::default())),
-            seq: 0,
-            applied: None,
-            bytes_down: 0,
-            bytes_up: 0,
-            last_error: None,
-            buf: Vec::new(),
-        };
+        let mut client = Client::from_ws(ws);
+        client.url = url.to_owned();
+        client.opts = opts.clone();
         client
             .send(&ClientMsg::Hello {
                 version: PROTOCOL_VERSION,
@@ -304,6 +321,113 @@ impl Client {
                 reason: message,
             }),
             other => Err(ClientError::NoWelcome(format!("{other:?}"))),
+        }
+    }
+
+    /// A client on an open WebSocket that has said nothing yet and has no welcome (for tests
+    /// that speak first themselves; [`Client::connect`] is the normal way in).
+    #[must_use]
+    pub fn from_ws(ws: Ws) -> Client {
+        Client {
+            ws,
+            welcome: Welcome {
+                version: 0,
+                player: NetId(0),
+                tick_rate_hz: 0,
+                tick: Tick(0),
+                room: String::new(),
+                resume: String::new(),
+                visibility: tickwire_protocol::Visibility::Global,
+                schema: GameSchema::default(),
+                statics: Vec::new(),
+            },
+            replica: Replica::new(Arc::new(GameSchema::default())),
+            seq: 0,
+            applied: None,
+            bytes_down: 0,
+            bytes_up: 0,
+            last_error: None,
+            buf: Vec::new(),
+            url: String::new(),
+            opts: ConnectOptions::default(),
+        }
+    }
+
+    /// Drops the connection the way a failing network does: the TCP connection is shut down
+    /// with no WebSocket close frame. [`Client::resume`] takes the player back.
+    pub async fn drop_connection(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.ws.get_mut().shutdown().await;
+    }
+
+    /// Takes the player back on a new connection (after [`Client::drop_connection`], or when
+    /// the connection failed): opens the URL again with `resume=1` (no join token needed), sends
+    /// the welcome's resume secret and the newest tick applied, and waits for the new welcome.
+    /// The replica is kept: the first snapshot is a delta against that tick while the server
+    /// still holds it, else a full one that replaces the replica's state. One attempt; see
+    /// [`Client::reconnect`] for retries.
+    ///
+    /// # Errors
+    /// The connection failed, or the server refused the resume (close 4010: do not retry).
+    pub async fn resume(&mut self) -> Result<(), ClientError> {
+        if self.welcome.resume.is_empty() {
+            return Err(ClientError::Closed {
+                code: Some(tickwire_protocol::close::RESUME_REFUSED),
+                reason: "the server does not resume players".into(),
+            });
+        }
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}resume=1", self.url);
+        let opts = ConnectOptions {
+            token: None,
+            ..self.opts.clone()
+        };
+        let (ws, _) = open(&url, &opts).await?;
+        // The old connection goes now, whatever state it was in.
+        self.ws = ws;
+        self.last_error = None;
+        let last_tick = self.applied.map(|(tick, _)| tick);
+        self.send(&ClientMsg::Resume {
+            version: PROTOCOL_VERSION,
+            secret: self.welcome.resume.clone(),
+            last_tick,
+        })
+        .await?;
+        match self.next_server_msg().await? {
+            ServerMsg::Welcome(w) => {
+                // Its ack went with the resume: the server takes the last tick as the baseline.
+                self.applied = last_tick.map(|t| (t, true));
+                self.welcome = w;
+                Ok(())
+            }
+            ServerMsg::Error { code, message } => Err(ClientError::Closed {
+                code: Some(code),
+                reason: message,
+            }),
+            other => Err(ClientError::NoWelcome(format!("{other:?}"))),
+        }
+    }
+
+    /// [`Client::resume`] with retries and backoff; stops at once on a refusal the server says
+    /// not to retry (4010). Returns the attempts made.
+    ///
+    /// # Errors
+    /// The last attempt's error.
+    pub async fn reconnect(&mut self, backoff: Backoff) -> Result<u32, ClientError> {
+        let mut wait = backoff.first_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.resume().await {
+                Ok(()) => return Ok(attempt),
+                Err(e) if is_final(&e) || attempt >= backoff.tries.max(1) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "resume failed; retrying");
+                }
+            }
+            let jitter = wait.mul_f64(fastrand::f64() / 4.0);
+            tokio::time::sleep(wait + jitter).await;
+            wait = (wait * 2).min(backoff.max_backoff);
         }
     }
 

@@ -77,6 +77,10 @@ pub struct Report {
     pub connected: u64,
     /// Distinct rooms the connected bots joined.
     pub rooms: u64,
+    /// Connections the bots dropped on purpose (`--drop-every`) and resumed.
+    pub resumes: u64,
+    /// Resumes that failed after every retry.
+    pub resume_failures: u64,
     /// Bots that could not connect or were not welcomed.
     pub failed: u64,
     /// Connected bots whose connection ended before the run did.
@@ -224,8 +228,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  other      {} full snapshots, {} entities created",
-            self.full_snapshots, self.entities_created
+            "  other      {} full snapshots, {} entities created; {} resumes, {} resume failures",
+            self.full_snapshots, self.entities_created, self.resumes, self.resume_failures
         );
         for o in &self.slow_reader_outcomes {
             let _ = writeln!(s, "  slow       {o}");

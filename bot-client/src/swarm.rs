@@ -63,6 +63,9 @@ pub struct SwarmConfig {
     /// `swarm` is `i % rooms`. 0: every bot joins or creates with no filter (one room while
     /// it has seats). Default 0.
     pub rooms: u32,
+    /// Each bot drops its connection (no close frame) at about this interval and resumes its
+    /// player; `resumes` and `resume_failures` count them. Default none.
+    pub drop_every: Option<Duration>,
 }
 
 /// Mints a join token for the bot of the given name.
@@ -95,6 +98,7 @@ impl Default for SwarmConfig {
             game: None,
             tokens: None,
             rooms: 0,
+            drop_every: None,
         }
     }
 }
@@ -155,6 +159,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             name,
             behaviours: cfg.behaviours.clone(),
             game: cfg.game.clone(),
+            drop_every: cfg.drop_every,
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
@@ -184,6 +189,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             name,
             behaviours: Vec::new(),
             game: None,
+            drop_every: None,
         };
         slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }
@@ -370,6 +376,8 @@ fn build_report(
         r.full_snapshots += m.full_snapshots;
         r.entities_created += m.entities_created;
         rooms.insert(m.room.clone());
+        r.resumes += m.resumes;
+        r.resume_failures += m.resume_failures;
         snapshots += m.snapshots;
         visible += m.visible_sum;
         visible_players += m.visible_players_sum;
@@ -453,6 +461,13 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
     }
     if r.out_of_order > 0 {
         f.push(format!("{} snapshots arrived out of order", r.out_of_order));
+    }
+    if r.resume_failures > 0 {
+        f.push(format!(
+            "{} of {} dropped connections could not be resumed",
+            r.resume_failures,
+            r.resumes + r.resume_failures
+        ));
     }
     if !cfg.idle {
         let floor = r.min_rate_floor;

@@ -42,3 +42,8 @@ pub const NO_SUCH_ROOM: u16 = 4007;
 pub const ROOM_FULL: u16 = 4008;
 /// The client's join token does not admit the room or game its hello asked for.
 pub const NOT_PERMITTED: u16 = 4009;
+/// A resume named an unknown or expired secret (or its player is gone). Retrying the same
+/// secret is pointless: join again with a hello.
+pub const RESUME_REFUSED: u16 = 4010;
+/// Another connection resumed this client's player: this one is closed.
+pub const REPLACED: u16 = 4011;

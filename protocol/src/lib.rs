@@ -42,4 +42,4 @@ pub use state::{EntityState, Words};
 pub use tick::Tick;
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;

@@ -59,6 +59,18 @@ pub enum ClientMsg {
         /// Tick of the snapshot that failed (for the server's logs).
         tick: Tick,
     },
+    /// Instead of a hello, first message of a connection that takes over a player whose
+    /// connection dropped: the server answers with a welcome for the same player and room (and
+    /// a new secret), then snapshots from the client's last applied tick on.
+    Resume {
+        /// Must equal [`crate::PROTOCOL_VERSION`].
+        version: u16,
+        /// The resume secret of the last welcome.
+        secret: String,
+        /// The newest snapshot tick the client applied, if any: the first snapshot is a delta
+        /// against it while the room still holds it, else full.
+        last_tick: Option<Tick>,
+    },
 }
 
 /// A message from the server to a client.
@@ -109,6 +121,10 @@ pub struct Welcome {
     pub tick: Tick,
     /// The id of the room the client joined.
     pub room: String,
+    /// The secret that resumes this player after a dropped connection
+    /// ([`ClientMsg::Resume`]); a new one with every welcome; empty when the server does not
+    /// hold dropped players.
+    pub resume: String,
     /// Which entities this client is sent.
     pub visibility: Visibility,
     /// The game: its components, input and static record types.

@@ -43,6 +43,8 @@ export interface Welcome {
   tick: number;
   /** The id of the room joined. */
   room: string;
+  /** The secret that resumes this player after a dropped connection ("" when the server does not). */
+  resume: string;
   visibility: Visibility;
   schema: GameSchema;
   statics: StaticRecord[];
@@ -65,7 +67,8 @@ export type ClientMsg =
   | { Input: { seq: number; ack: number | null; fields: number[] } }
   | { Ack: { tick: number } }
   | { Ping: { nonce: number } }
-  | { Resync: { tick: number } };
+  | { Resync: { tick: number } }
+  | { Resume: { version: number; secret: string; last_tick: number | null } };
 export type ServerMsg =
   | { Welcome: Welcome }
   | { Snapshot: { header: SnapshotHeader; body: number[] } }
@@ -161,17 +164,24 @@ export declare class TickwireClient {
       token?: string | null;
       room?: RoomRequest;
       WebSocketImpl?: typeof WebSocket;
+      /** Resume after a dropped connection: attempts and backoff, or `false` for none. */
+      reconnect?: { tries?: number; firstDelayMs?: number; maxDelayMs?: number } | false;
     },
   );
   readonly welcome: Welcome | null;
   readonly schema: GameSchema | null;
   readonly replica: Replica | null;
-  readonly stats: { applied: number; unapplied: number; desyncs: number; bytesDown: number; bytesUp: number };
+  readonly stats: {
+    applied: number; unapplied: number; desyncs: number; bytesDown: number; bytesUp: number;
+    resumes: number;
+  };
   on(event: "welcome", fn: (w: Welcome) => void): this;
   on(event: "snapshot", fn: (s: SnapshotEvent) => void): this;
   on(event: "unapplied", fn: (e: ApplyError) => void): this;
   on(event: "desync", fn: (e: ApplyError) => void): this;
   on(event: "pong", fn: (p: { nonce: number; tick: number }) => void): this;
+  on(event: "reconnecting", fn: (r: { attempt: number; delayMs: number }) => void): this;
+  on(event: "resumed", fn: (w: Welcome) => void): this;
   on(event: "close", fn: (c: { code: number; reason: string }) => void): this;
   on(event: "error", fn: (e: Error) => void): this;
   send(msg: ClientMsg): boolean;

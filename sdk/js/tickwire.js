@@ -13,13 +13,13 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** The binary subprotocol. */
 export const SUBPROTOCOL = "tickwire.v1";
 /** The prefix of the subprotocol that carries a join token. */
 export const TOKEN_SUBPROTOCOL_PREFIX = "tickwire.token.";
 
-const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync"];
+const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync", "Resume"];
 const SERVER_VARIANTS = ["Welcome", "Snapshot", "Pong", "Error"];
 const ENCODINGS = ["Fixed", "Angle", "UInt", "Int", "VarUInt", "VarInt", "Bool", "Str", "EntityRef"];
 const DELTAS = ["Absolute", "Diff", "AngleDiff"];
@@ -651,6 +651,10 @@ export function encodeClient(msg) {
     case "Ack": w.varint(m.tick); break;
     case "Ping": w.varint(m.nonce); break;
     case "Resync": w.varint(m.tick); break;
+    case "Resume":
+      w.varint(m.version); w.string(m.secret);
+      if (m.last_tick === null || m.last_tick === undefined) w.u8(0); else { w.u8(1); w.varint(m.last_tick); }
+      break;
     default: throw new Error(`unknown client message ${name}`);
   }
   return w.done();
@@ -671,6 +675,13 @@ export function decodeClient(bytes) {
     case "Ack": m = { tick: r.varint() }; break;
     case "Ping": m = { nonce: r.varint() }; break;
     case "Resync": m = { tick: r.varint() }; break;
+    case "Resume": {
+      const version = r.varint(), secret = r.string();
+      const some = r.u8();
+      if (some > 1) throw new Error(`bad option tag ${some}`);
+      m = { version, secret, last_tick: some === 1 ? r.varint() : null };
+      break;
+    }
   }
   r.end();
   return { [name]: m };
@@ -696,6 +707,7 @@ export function decodeServer(bytes) {
         tick_rate_hz: r.varint(),
         tick: r.varint(),
         room: r.string(),
+        resume: r.string(),
         visibility: readVisibility(r),
         schema: {
           game: r.string(),
@@ -727,7 +739,7 @@ export function encodeServer(msg) {
   switch (name) {
     case "Welcome": {
       w.varint(m.version); w.varint(m.player); w.varint(m.tick_rate_hz); w.varint(m.tick);
-      w.string(m.room);
+      w.string(m.room); w.string(m.resume);
       if (m.visibility === "Global") w.varint(0);
       else { w.varint(1); w.f32(m.visibility.Aoi.radius); }
       w.string(m.schema.game);
@@ -882,11 +894,23 @@ export class Predictor {
 
 // ---- the connection ------------------------------------------------------------------------
 
+/** Close codes after which the client must not resume (the server refused, or replaced it). */
+export const FINAL_CLOSES = new Set([4010, 4011]);
+
 /**
  * One connection to a Tickwire server: hello, welcome (the schema), a verified replica, acks
  * riding on inputs. Events (`on(name, fn)`): `welcome` (welcome), `snapshot` ({view, header,
  * counts}), `unapplied` (every snapshot that did not apply, with `err.desync`), `desync` (the
- * client resyncs by itself), `pong` ({nonce, tick}), `close` ({code, reason}), `error`.
+ * client resyncs by itself), `pong` ({nonce, tick}), `reconnecting` ({attempt, delayMs}),
+ * `resumed` (the new welcome), `close` ({code, reason}: the connection is over for good),
+ * `error`.
+ *
+ * When the connection drops without a close frame (a network failure: code 1006), the client
+ * resumes by itself: it reconnects with backoff (`reconnect.tries` attempts, from
+ * `reconnect.firstDelayMs` doubling to `reconnect.maxDelayMs`, with jitter), sends the
+ * welcome's resume secret and the newest tick applied, and keeps its replica; the server
+ * answers with a welcome for the same player and then snapshots from that tick on. A refused
+ * resume (4010) or a close the server chose ends it with `close`.
  */
 export class TickwireClient {
   /**
@@ -894,9 +918,13 @@ export class TickwireClient {
    * `tickwire.token.<token>` beside `tickwire.v1`, since browsers cannot set headers).
    * `room`: which room to join (`joinOrCreate(filter)`, `joinRoom(id)`, `createRoom(props)`);
    * by default any room of the server's game with a free seat. The welcome's `room` is the
-   * id of the room joined.
+   * id of the room joined. `reconnect`: `{tries, firstDelayMs, maxDelayMs}`, or `false` for
+   * no resume.
    */
-  constructor(url, { name = "player", token = null, room = joinOrCreate(), WebSocketImpl = globalThis.WebSocket } = {}) {
+  constructor(url, {
+    name = "player", token = null, room = joinOrCreate(), WebSocketImpl = globalThis.WebSocket,
+    reconnect = {},
+  } = {}) {
     this.url = url;
     this.name = name;
     this.handlers = {};
@@ -904,17 +932,59 @@ export class TickwireClient {
     this.welcome = null;
     this.replica = null;
     this.applied = null; // {tick, acked}
-    this.stats = { applied: 0, unapplied: 0, desyncs: 0, bytesDown: 0, bytesUp: 0 };
+    this.stats = { applied: 0, unapplied: 0, desyncs: 0, bytesDown: 0, bytesUp: 0, resumes: 0 };
     this.recovering = false;
     this.closeReason = "";
+    this.closedByUser = false;
+    this.WebSocketImpl = WebSocketImpl;
+    this.reconnect = reconnect === false ? null
+      : { tries: 6, firstDelayMs: 100, maxDelayMs: 3000, ...reconnect };
+    this.attempt = 0;
     const protocols = token ? [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + token] : SUBPROTOCOL;
-    const ws = new WebSocketImpl(url, protocols);
+    this.open(url, protocols, () => ({ Hello: { version: PROTOCOL_VERSION, name, room } }));
+  }
+  /** Opens a WebSocket and says `first()` once it is open. */
+  open(url, protocols, first) {
+    const ws = new this.WebSocketImpl(url, protocols);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.send({ Hello: { version: PROTOCOL_VERSION, name, room } });
-    ws.onmessage = (ev) => this.receive(new Uint8Array(ev.data));
-    ws.onclose = (ev) => this.emit("close", { code: ev.code, reason: ev.reason || this.closeReason });
-    ws.onerror = () => this.emit("error", new Error("WebSocket error"));
+    ws.onopen = () => this.send(first());
+    ws.onmessage = (ev) => { if (ws === this.ws) this.receive(new Uint8Array(ev.data)); };
+    ws.onclose = (ev) => { if (ws === this.ws) this.closed(ev); };
+    ws.onerror = () => { if (ws === this.ws) this.emit("error", new Error("WebSocket error")); };
     this.ws = ws;
+  }
+  /** The connection closed: resume if it dropped and may be resumed, else report the close. */
+  closed(ev) {
+    const reason = ev.reason || this.closeReason;
+    // 1006: the connection ended without a close frame; 4004: the server gave up on a silent
+    // connection (it holds the player for a resume in both cases).
+    const dropped = (ev.code === 1006 || ev.code === 4004) && !FINAL_CLOSES.has(ev.code);
+    const canResume = this.reconnect && !this.closedByUser && this.welcome?.resume
+      && dropped && this.attempt < this.reconnect.tries;
+    if (!canResume) {
+      this.emit("close", { code: ev.code, reason });
+      return;
+    }
+    const r = this.reconnect;
+    const base = Math.min(r.maxDelayMs, r.firstDelayMs * 2 ** this.attempt);
+    const delayMs = Math.round(base * (1 + Math.random() / 4));
+    this.attempt += 1;
+    this.emit("reconnecting", { attempt: this.attempt, delayMs });
+    clearTimeout(this.ackTimer);
+    setTimeout(() => this.resume(), delayMs);
+  }
+  /** Takes the player back on a new connection (no token: the secret stands for it). */
+  resume() {
+    if (this.closedByUser) return;
+    const sep = this.url.includes("?") ? "&" : "?";
+    const lastTick = this.applied ? this.applied.tick : null;
+    this.closeReason = "";
+    this.resuming = true;
+    this.open(`${this.url}${sep}resume=1`, SUBPROTOCOL, () => ({
+      Resume: { version: PROTOCOL_VERSION, secret: this.welcome.resume, last_tick: lastTick },
+    }));
+    // The resume carried the ack of the last tick.
+    if (this.applied) this.applied.acked = true;
   }
   on(name, fn) { (this.handlers[name] ??= []).push(fn); return this; }
   emit(name, arg) { for (const fn of this.handlers[name] ?? []) fn(arg); }
@@ -934,8 +1004,17 @@ export class TickwireClient {
     const [kind, m] = Object.entries(msg)[0];
     if (kind === "Welcome") {
       this.welcome = m;
-      this.replica = new Replica(m.schema);
-      this.emit("welcome", m);
+      this.attempt = 0;
+      if (this.resuming) {
+        // Same player, same replica: the next snapshot is a delta against the last tick
+        // applied, or a full one that replaces the replica's state.
+        this.resuming = false;
+        this.stats.resumes++;
+        this.emit("resumed", m);
+      } else {
+        this.replica = new Replica(m.schema);
+        this.emit("welcome", m);
+      }
     } else if (kind === "Snapshot") {
       if (!this.replica) return;
       try {
@@ -988,5 +1067,5 @@ export class TickwireClient {
     const seq = ++this.seq;
     return this.send({ Input: { seq, ack, fields } }) ? seq : 0;
   }
-  close() { this.ws.close(1000, "bye"); }
+  close() { this.closedByUser = true; this.ws.close(1000, "bye"); }
 }

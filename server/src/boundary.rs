@@ -95,7 +95,9 @@ pub enum ClientEvent {
 pub enum LeaveReason {
     /// The client closed the connection.
     PeerClosed,
-    /// The connection failed (reset, I/O error, EOF without a close frame).
+    /// The connection failed (reset, I/O error, EOF without a close frame), or another
+    /// connection resumed the player. The world holds the player for `resume_grace_ms` (when
+    /// resume is on) before it leaves for this reason.
     ConnectionLost,
     /// The server closed the connection because of what the client sent.
     Violation {
@@ -123,6 +125,10 @@ impl LeaveReason {
 /// sender, so the tick thread, which reads it only after seeing the channel disconnect, always
 /// finds it.
 pub type LeaveSlot = Arc<Mutex<Option<LeaveReason>>>;
+
+/// The kick code that makes a session drop its socket without a close frame, as a failing
+/// network would (fault injection for tests of resume).
+pub const ABORT: u16 = 0;
 
 /// A request from the tick thread to close a session with a code and reason. It does not go
 /// through the outbox, which is full exactly when a slow client must be closed.
@@ -179,4 +185,19 @@ pub struct JoinRequest {
     pub kick: Arc<Kick>,
     /// The player id of the client's join token, when tokens are on.
     pub player_id: Option<String>,
+    /// The resume secret the welcome gives the client; `None` when the server does not hold
+    /// dropped players (`resume_grace_ms = 0`).
+    pub secret: Option<String>,
+    /// Set when this connection takes over a held player: that player's current secret and the
+    /// newest tick the client applied.
+    pub resume: Option<Resume>,
+}
+
+/// A connection taking over a player whose connection dropped.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The secret of the player's last welcome.
+    pub secret: String,
+    /// The newest snapshot tick the client applied, if any.
+    pub last_tick: Option<Tick>,
 }

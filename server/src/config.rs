@@ -165,6 +165,9 @@ pub struct Config {
     pub room_empty_grace_ms: u64,
     /// Whether the game port answers `GET /rooms` with the public lobby listing. Default true.
     pub room_listing: bool,
+    /// How long a room holds the player of a connection that dropped (no close frame, or a
+    /// network error) for the client to resume it, in ms; 0 turns resume off. Default 20000.
+    pub resume_grace_ms: u64,
     /// Which entities each client is sent: `aoi` (those within `aoi_radius` of its player, and
     /// the player itself) or `global` (all). Default `aoi`.
     pub visibility: VisibilityMode,
@@ -245,6 +248,7 @@ impl Default for Config {
             room_max_players: 0,
             room_empty_grace_ms: 30_000,
             room_listing: true,
+            resume_grace_ms: 20_000,
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             seed: 1,

@@ -67,6 +67,8 @@ impl SimClient {
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
             player_id: None,
+            secret: None,
+            resume: None,
         };
         let client = SimClient {
             events: Some(events),

@@ -21,16 +21,24 @@
 //!   the lock (where no seat can be taken at the same moment) and drops the world. A room whose
 //!   game panicked is removed at once (see [`crate::sim::driver`]).
 //!
+//! - **Resume**: each seated player has a secret (the welcome's `resume`). While its session
+//!   lives the registry knows it as *live*; when the connection drops the session hands its
+//!   seat to the registry, *held* under the secret, and the world holds the player. A
+//!   connection that resumes takes the held seat (closing the old session first with 4011 if
+//!   the server has not noticed the drop yet) and the world hands it the player. The world lets
+//!   the seat go when it gives up on the player after `resume_grace_ms`. Entries are one per
+//!   seat, so they are bounded by `max_clients`.
+//!
 //! The registry holds no world: worlds live on the tick threads. What it shares with them is
 //! each room's [`RoomInfo`], a handful of atomics.
 
-use crate::boundary::JoinRequest;
+use crate::boundary::{JoinRequest, Kick};
 use crate::error::ServerError;
 use crate::stats::ServerStats;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -297,6 +305,25 @@ impl Refusal {
     }
 }
 
+/// Why a resume got no seat.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeRefusal {
+    /// No player is known by that secret (never given, already used, or given up on).
+    #[error("resume refused: unknown or expired secret")]
+    Unknown,
+    /// The player's previous connection did not let go of it in time.
+    #[error("resume refused: the previous connection did not close in time")]
+    StillLive,
+}
+
+/// What the registry knows of one resume secret.
+enum Ticket {
+    /// Its session is connected; the kick closes it if another connection resumes.
+    Live(Arc<Kick>),
+    /// Its connection dropped; the seat waits for a resume.
+    Held(Seat),
+}
+
 /// Starts a room's world: builds it from the room's info and join queue and hands it to the
 /// tick pool, with a handle on the registry so its thread can dispose of it.
 pub type StartRoom = Box<
@@ -337,6 +364,10 @@ pub struct Rooms {
     game: String,
     limits: RoomLimits,
     state: Mutex<State>,
+    /// Resume secrets (never locked together with `state`).
+    tickets: Mutex<HashMap<String, Ticket>>,
+    /// Notified whenever a ticket becomes held.
+    held: tokio::sync::Notify,
     stats: Arc<ServerStats>,
     start: StartRoom,
     me: Weak<Rooms>,
@@ -397,6 +428,8 @@ impl Rooms {
             game: game.to_owned(),
             limits,
             state: Mutex::new(State::default()),
+            tickets: Mutex::new(HashMap::new()),
+            held: tokio::sync::Notify::new(),
             stats,
             start,
             me: me.clone(),
@@ -569,10 +602,101 @@ impl Rooms {
     }
 
     /// Removes a room at once (its game panicked, or its world could not be built). Seats
-    /// still held are given back by their sessions as they end.
+    /// still taken are given back by their sessions as they end; seats held for a resume are
+    /// given back now.
     pub fn remove(&self, info: &Arc<RoomInfo>) {
-        let mut state = self.state.lock();
-        self.remove_locked(&mut state, info);
+        {
+            let mut state = self.state.lock();
+            self.remove_locked(&mut state, info);
+        }
+        let orphans: Vec<Ticket> = {
+            let mut tickets = self.tickets.lock();
+            let gone: Vec<String> = tickets
+                .iter()
+                .filter(|(_, t)| matches!(t, Ticket::Held(seat) if Arc::ptr_eq(&seat.info, info)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            gone.iter().filter_map(|k| tickets.remove(k)).collect()
+        };
+        // Their seats are given back as they drop, outside the tickets' lock.
+        drop(orphans);
+    }
+
+    /// Registers the secret of a connected player.
+    pub fn register_live(&self, secret: &str, kick: Arc<Kick>) {
+        self.tickets
+            .lock()
+            .insert(secret.to_owned(), Ticket::Live(kick));
+    }
+
+    /// The player's connection dropped: its seat waits under `secret` for a resume.
+    pub fn hold(&self, secret: &str, seat: Seat) {
+        self.tickets
+            .lock()
+            .insert(secret.to_owned(), Ticket::Held(seat));
+        self.held.notify_waiters();
+    }
+
+    /// The secret is done with (its session ended for good, or the world gave up on the held
+    /// player): forgets it, giving back a held seat.
+    pub fn forget(&self, secret: &str) {
+        let ticket = self.tickets.lock().remove(secret);
+        drop(ticket);
+    }
+
+    /// Secrets known (live and held).
+    #[must_use]
+    pub fn tickets(&self) -> usize {
+        self.tickets.lock().len()
+    }
+
+    /// Takes the seat held under `secret` for a resuming connection. If the player's session
+    /// is still connected (the drop is not noticed yet, or the client reconnected from a new
+    /// network), closes it with 4011 and waits up to `wait` for it to let go.
+    ///
+    /// # Errors
+    /// No player is known by that secret, or the old session did not end in time.
+    pub async fn resume(&self, secret: &str, wait: Duration) -> Result<Seat, ResumeRefusal> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut kicked = false;
+        loop {
+            let notified = self.held.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut tickets = self.tickets.lock();
+                match tickets.get(secret) {
+                    None => return Err(ResumeRefusal::Unknown),
+                    Some(Ticket::Held(_)) => {
+                        let Some(Ticket::Held(seat)) = tickets.remove(secret) else {
+                            return Err(ResumeRefusal::Unknown);
+                        };
+                        if !seat.info.is_open() {
+                            return Err(ResumeRefusal::Unknown);
+                        }
+                        return Ok(seat);
+                    }
+                    Some(Ticket::Live(kick)) => {
+                        if !kicked {
+                            kick.kick(
+                                close::REPLACED,
+                                "replaced: the player was resumed on another connection".into(),
+                            );
+                            kicked = true;
+                        }
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(ResumeRefusal::StillLive);
+            }
+        }
+    }
+
+    /// Drops every held seat (at shutdown, when no world is left to resume into).
+    pub fn clear_tickets(&self) {
+        let all: Vec<Ticket> = self.tickets.lock().drain().map(|(_, t)| t).collect();
+        drop(all);
     }
 
     fn remove_locked(&self, state: &mut State, info: &Arc<RoomInfo>) {

@@ -90,7 +90,14 @@ impl Server {
         let start: StartRoom = {
             let (config, stats, tick) = (config.clone(), Arc::clone(&stats), Arc::clone(&tick));
             Box::new(move |info, joins, registry| {
-                let sim = Sim::in_room(&config, &game, joins, Arc::clone(&stats), info)?;
+                let sim = Sim::in_room(
+                    &config,
+                    &game,
+                    joins,
+                    Arc::clone(&stats),
+                    info,
+                    registry.clone(),
+                )?;
                 tick.add(sim, registry);
                 Ok(())
             })
@@ -232,6 +239,8 @@ impl Server {
         if let Some(admin) = self.admin_task {
             let _ = admin.await;
         }
+        // Seats held for a resume hold the registry: let them go with the worlds.
+        self.rooms.clear_tickets();
         let tick = self.tick;
         // Worlds hold the registry only weakly, and the registry holds the pool: stopping the
         // pool drops every world.

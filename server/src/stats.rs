@@ -12,9 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The close codes counted one by one; any other code is counted as `other`.
-pub const COUNTED_CLOSE_CODES: [u16; 18] = [
+pub const COUNTED_CLOSE_CODES: [u16; 20] = [
     1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4002, 4003, 4004, 4005, 4006, 4007,
-    4008, 4009,
+    4008, 4009, 4010, 4011,
 ];
 
 /// The leave reasons counted, by label (see [`LeaveReason::label`]).
@@ -33,9 +33,9 @@ struct LeaveLabel {
 }
 
 /// The close codes as label values, in the order of [`COUNTED_CLOSE_CODES`].
-const CLOSE_CODE_LABELS: [&str; 18] = [
+const CLOSE_CODE_LABELS: [&str; 20] = [
     "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1013", "4001", "4002", "4003",
-    "4004", "4005", "4006", "4007", "4008", "4009",
+    "4004", "4005", "4006", "4007", "4008", "4009", "4010", "4011",
 ];
 
 macro_rules! server_stats {
@@ -140,6 +140,14 @@ server_stats! {
         rooms_created => "rooms_created",
         /// Rooms disposed (empty for the grace period, or their game panicked)
         rooms_disposed => "rooms_disposed",
+        /// Players held for a resume after their connection dropped
+        holds => "holds",
+        /// Players resumed by a new connection
+        resumes => "resumes",
+        /// Resumes refused (unknown or expired secret, or the player gone)
+        resume_refusals => "resume_refusals",
+        /// Held players given up on after resume_grace_ms (they left)
+        holds_expired => "holds_expired",
         /// Hellos refused a room: no such room or game, room full, rooms or players at the cap, or not permitted by the join token
         room_refusals => "room_refusals",
     }

@@ -76,6 +76,10 @@ struct Cli {
     /// `swarm` is i % K) [default: 0, every bot joins or creates with no filter].
     #[arg(long, value_name = "K", default_value_t = 0)]
     rooms: u32,
+    /// Each bot drops its TCP connection without a close frame at about this interval
+    /// (seconds) and resumes its player.
+    #[arg(long, value_name = "SECS")]
+    drop_every: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -146,6 +150,10 @@ fn main() -> anyhow::Result<()> {
         game: cli.game,
         tokens,
         rooms: cli.rooms,
+        drop_every: cli
+            .drop_every
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

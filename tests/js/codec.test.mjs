@@ -38,7 +38,7 @@ function sameValue(a, b, path = "") {
 
 test("golden vectors cover every message type and at least one game", () => {
   const names = new Set(vectors.messages.map((v) => Object.keys(v.json)[0]));
-  for (const n of ["Hello", "Input", "Ack", "Ping", "Resync", "Snapshot", "Pong", "Error"]) {
+  for (const n of ["Hello", "Input", "Ack", "Ping", "Resync", "Resume", "Snapshot", "Pong", "Error"]) {
     assert.ok(names.has(n), `no vector for ${n}`);
   }
   assert.ok(Object.keys(vectors.games).length >= 1);

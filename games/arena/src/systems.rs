@@ -7,7 +7,7 @@ use crate::map::Map;
 use bevy_ecs::prelude::*;
 use glam::{IVec2, Vec2};
 use tickwire_server::spatial::CellGrid;
-use tickwire_server::{Clock, Controls, Joined, Net};
+use tickwire_server::{Clock, Controls, Held, Joined, Net};
 use tracing::debug;
 
 /// Attempts at finding a free spawn point before falling back to the arena centre.
@@ -74,9 +74,16 @@ pub fn join(world: &mut World, joined: &Joined) -> Entity {
         .id()
 }
 
-/// Takes this tick's inputs: the newest steers, any of them may press fire.
-pub fn read_inputs(mut players: Query<(&Controls, &mut Pilot)>) {
-    for (controls, mut pilot) in &mut players {
+/// Takes this tick's inputs: the newest steers, any of them may press fire. A player held
+/// for a resume (its connection dropped) stops where it is, aim kept, and holds its fire.
+pub fn read_inputs(mut players: Query<(&Controls, &mut Pilot, Has<Held>)>) {
+    for (controls, mut pilot, held) in &mut players {
+        if held {
+            pilot.input.move_x = 0;
+            pilot.input.move_y = 0;
+            pilot.input.fire = false;
+            continue;
+        }
         if let Some(input) = controls.latest::<ArenaInput>() {
             pilot.input = input;
         }

@@ -132,6 +132,13 @@ function connect() {
     const sent = s.pings.get(nonce);
     if (sent !== undefined) { s.rttMs = performance.now() - sent; s.pings.delete(nonce); }
   });
+  // A dropped connection: the SDK resumes the same player by itself.
+  client.on("reconnecting", ({ attempt }) => { s.status = "reconnecting"; s.reconnects = attempt; });
+  client.on("resumed", (w) => {
+    s.welcome = w;
+    s.status = "connected";
+    s.resumes = (s.resumes ?? 0) + 1;
+  });
   client.on("close", ({ code, reason }) => {
     s.status = "closed";
     s.closeCode = code;
@@ -139,7 +146,7 @@ function connect() {
     for (const t of s.timers) clearInterval(t);
   });
   client.on("error", (e) => {
-    if (s.status !== "closed") s.status = "error";
+    if (s.status !== "closed" && s.status !== "reconnecting") s.status = "error";
     s.lastError = e.message;
   });
   const down = client.receive.bind(client);
@@ -301,6 +308,8 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  get resumes() { return s.resumes ?? 0; },
+  get player() { return s.welcome ? s.welcome.player : null; },
   get room() { return s.welcome ? s.welcome.room : null; },
   get status() { return s.status; },
   get closeCode() { return s.closeCode; },

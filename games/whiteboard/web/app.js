@@ -50,13 +50,22 @@ function connect() {
     if (/checksum/.test(e.message)) s.mismatches += 1;
     console.error(`snapshot not applied: ${e.message}`);
   });
+  // A dropped connection: the SDK resumes the same player by itself.
+  client.on("reconnecting", ({ attempt }) => { s.status = "reconnecting"; s.reconnects = attempt; });
+  client.on("resumed", (w) => {
+    s.welcome = w;
+    s.status = "connected";
+    s.resumes = (s.resumes ?? 0) + 1;
+  });
   client.on("close", ({ code, reason }) => {
     s.status = "closed";
     s.closeCode = code;
     s.closeReason = reason || "(no reason given)";
     for (const t of s.timers) clearInterval(t);
   });
-  client.on("error", () => { if (s.status !== "closed") s.status = "error"; });
+  client.on("error", () => {
+    if (s.status !== "closed" && s.status !== "reconnecting") s.status = "error";
+  });
 }
 
 function sendInput() {
@@ -153,6 +162,7 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  get resumes() { return s.resumes ?? 0; },
   get room() { return s.welcome ? s.welcome.room : null; },
   get status() { return s.status; },
   get game() { return s.welcome ? s.welcome.schema.game : null; },

@@ -429,6 +429,16 @@ mod tests {
             ClientMsg::Ack { tick: Tick(7) },
             ClientMsg::Ping { nonce: u64::MAX },
             ClientMsg::Resync { tick: Tick(9) },
+            ClientMsg::Resume {
+                version: crate::PROTOCOL_VERSION,
+                secret: "s3cr3t".into(),
+                last_tick: Some(Tick(70_000)),
+            },
+            ClientMsg::Resume {
+                version: crate::PROTOCOL_VERSION,
+                secret: String::new(),
+                last_tick: None,
+            },
         ];
         for m in msgs {
             let mut buf = Vec::new();
@@ -463,6 +473,7 @@ mod tests {
             tick_rate_hz: 30,
             tick: Tick(77),
             room: "r7".into(),
+            resume: "abc".into(),
             visibility: Visibility::Aoi { radius: 800.0 },
             schema: GameSchema {
                 game: "g".into(),
@@ -553,9 +564,9 @@ mod tests {
         let mut bytes = vec![0u8, 2, 0xFD];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode_client(&bytes).is_err());
-        // A welcome (version 5, player 1, 30 Hz, tick 0, room "", global) whose schema claims
-        // u32::MAX components.
-        let mut bytes = vec![0u8, 5, 1, 30, 0, 0, 0, 1, b'g', 0xFC];
+        // A welcome (version 6, player 1, 30 Hz, tick 0, room "", resume "", global) whose
+        // schema claims u32::MAX components.
+        let mut bytes = vec![0u8, 6, 1, 30, 0, 0, 0, 0, 1, b'g', 0xFC];
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_server(&bytes).is_err());
         assert!(decode_server(&[1, 0, 0]).is_err(), "cut snapshot header");

@@ -69,6 +69,9 @@ pub struct Upgrade {
     /// A join token, from the query parameter `token` or a `tickwire.token.<token>`
     /// subprotocol (checked by the caller, which holds the key).
     pub token: Option<String>,
+    /// The query parameter `resume=1`: the connection will resume a held player (its secret
+    /// stands in for a join token).
+    pub resume: bool,
 }
 
 /// A request answered with a plain HTTP response.
@@ -388,6 +391,7 @@ fn route_request(head: &[u8], policy: &Policy) -> Result<Route, Refusal> {
         protocol,
         echo_protocol: !offered.is_empty(),
         token,
+        resume: query_param(req.path.unwrap_or(""), "resume") == Some("1"),
     }))
 }
 

@@ -10,7 +10,9 @@
 
 use super::http::{self, Head, Route, Subprotocol};
 use super::rate::{Kind, Limiter, Verdict};
-use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing};
+use crate::boundary::{
+    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing, Resume,
+};
 use crate::config::Config;
 use crate::rooms::{Rooms, Seat};
 use crate::sim::driver::GAME_FAILED_REASON;
@@ -209,7 +211,7 @@ async fn serve<S>(
         r = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)) => Some(r),
         _ = stop.changed() => None,
     };
-    let (protocol, claims, leftover) = match upgraded {
+    let (protocol, claims, resume_only, leftover) = match upgraded {
         Some(Ok(Some(up))) => up,
         Some(Ok(None)) => return,
         Some(Err(_)) => {
@@ -259,6 +261,7 @@ async fn serve<S>(
         last_seen: now,
         limiter,
         claims,
+        resume_only,
     };
     session.run().await;
     shared.stats.sessions.dec();
@@ -276,24 +279,34 @@ fn check_token(shared: &Shared, token: Option<&str>) -> Result<Option<Claims>, T
 }
 
 /// Reads and routes the request; answers refusals itself. Returns the subprotocol, what the
-/// join token grants (when tokens are on) and any bytes read past the request head.
+/// join token grants (when tokens are on), whether the connection may only resume (`?resume=1`:
+/// no token is needed, the resume secret stands for it) and any bytes read past the request
+/// head.
 async fn upgrade<S>(
     stream: &mut S,
     shared: &Shared,
-) -> Option<(Subprotocol, Option<Claims>, Vec<u8>)>
+) -> Option<(Subprotocol, Option<Claims>, bool, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::with_capacity(1024);
     let refusal = match http::read_head(stream, &mut buf).await {
         Ok(Head::Complete(len)) => match http::route(&buf[..len], &shared.policy) {
-            Route::Upgrade(up) => match check_token(shared, up.token.as_deref()) {
+            Route::Upgrade(up) => match if up.resume {
+                Ok(None)
+            } else {
+                check_token(shared, up.token.as_deref())
+            } {
                 Ok(claims) => {
                     http::write_all(stream, &http::upgrade_response(&up))
                         .await
                         .ok()?;
-                    debug!(protocol = up.protocol.name(), "upgraded");
-                    return Some((up.protocol, claims, buf.split_off(len)));
+                    debug!(
+                        protocol = up.protocol.name(),
+                        resume = up.resume,
+                        "upgraded"
+                    );
+                    return Some((up.protocol, claims, up.resume, buf.split_off(len)));
                 }
                 Err(e) => {
                     shared.stats.token_refusals.inc();
@@ -359,6 +372,8 @@ struct Session<S> {
     limiter: Limiter,
     /// What the client's join token grants, when tokens are on.
     claims: Option<Claims>,
+    /// Opened with `?resume=1` (no join token needed): only a resume may follow.
+    resume_only: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -401,26 +416,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let cfg = &shared.config;
         let mut stop = self.shutdown.clone();
         let hello = tokio::time::timeout(shared.ms(cfg.hello_timeout_ms), self.hello());
-        let (name, request) = tokio::select! {
+        let first = tokio::select! {
             r = hello => match r {
                 Err(_) => return End::violation(close::HELLO_TIMEOUT, "no hello within the timeout"),
                 Ok(Err(end)) => return end,
-                Ok(Ok(hello)) => hello,
+                Ok(Ok(first)) => first,
             },
             _ = stop.changed() => return End::shutdown(),
         };
-
-        // The seat is held until the session ends (after the world is told it left).
-        let token_room = self.claims.as_ref().and_then(|c| c.room.as_deref());
-        let seat = match shared.rooms.join(&request, token_room) {
-            Ok(seat) => seat,
-            Err(refusal) => {
-                shared.stats.room_refusals.inc();
-                debug!(%refusal, "no room for the hello");
-                return End::server(refusal.code(), refusal.to_string());
+        let resuming = cfg.resume_grace_ms > 0;
+        // The seat is held until the session ends (after the world is told it left), or
+        // handed to the registry for a resume if the connection drops.
+        let (seat, name, resume) = match first {
+            First::Hello { name, room } => {
+                if self.resume_only {
+                    return End::violation(
+                        close::UNEXPECTED_MESSAGE,
+                        "a connection opened with ?resume=1 must send a resume",
+                    );
+                }
+                let token_room = self.claims.as_ref().and_then(|c| c.room.as_deref());
+                match shared.rooms.join(&room, token_room) {
+                    Ok(seat) => (seat, name, None),
+                    Err(refusal) => {
+                        shared.stats.room_refusals.inc();
+                        debug!(%refusal, "no room for the hello");
+                        return End::server(refusal.code(), refusal.to_string());
+                    }
+                }
+            }
+            First::Resume(resume) => {
+                let refused = |why: String| {
+                    shared.stats.resume_refusals.inc();
+                    debug!(%why, "resume refused");
+                    End::server(close::RESUME_REFUSED, why)
+                };
+                if !resuming {
+                    return refused("resume refused: this server does not hold players".into());
+                }
+                let wait = shared.ms(cfg.close_timeout_ms);
+                match shared.rooms.resume(&resume.secret, wait).await {
+                    Ok(seat) => (seat, String::new(), Some(resume)),
+                    Err(e) => return refused(e.to_string()),
+                }
             }
         };
         tracing::Span::current().record("room", seat.room().id());
+        let secret = resuming.then(new_secret);
 
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.input_queue_len);
         let (outbox_tx, mut outbox) = mpsc::channel(cfg.outbox_len);
@@ -434,8 +476,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
             player_id: self.claims.take().map(|c| c.player),
+            secret: secret.clone(),
+            resume,
         };
+        // Known before the welcome that carries it can reach the client.
+        if let Some(secret) = &secret {
+            shared.rooms.register_live(secret, Arc::clone(&kick));
+        }
         if seat.joins().try_send(join).is_err() {
+            if let Some(secret) = &secret {
+                shared.rooms.forget(secret);
+            }
             return End::server(
                 close::TRY_AGAIN_LATER,
                 "server busy: too many joins at once",
@@ -449,14 +500,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         // The reason goes in before the sender is dropped: the tick thread reads it only after
         // it sees the channel disconnect, so it always finds it.
-        *leave.lock() = Some(match &end {
+        let reason = match &end {
             End::PeerClosed => LeaveReason::PeerClosed,
+            // Dropped, silent past the idle timeout, or taken over by a resume: the client may
+            // come back.
             End::Lost | End::Reset => LeaveReason::ConnectionLost,
+            End::Close { code, .. } if *code == close::REPLACED || *code == close::IDLE_TIMEOUT => {
+                LeaveReason::ConnectionLost
+            }
             End::Close { code, .. } if *code == close::GOING_AWAY => LeaveReason::Shutdown,
             End::Close { code, .. } => LeaveReason::Violation { code: *code },
-        });
+        };
+        // The seat waits for a resume before the world can see the player go, so a resume
+        // always finds either the live session or the held seat.
+        match &secret {
+            Some(secret) if reason == LeaveReason::ConnectionLost => {
+                shared.rooms.hold(secret, seat);
+            }
+            Some(secret) => {
+                shared.rooms.forget(secret);
+                drop(seat);
+            }
+            None => drop(seat),
+        }
+        *leave.lock() = Some(reason);
         drop(events_tx);
-        drop(seat);
         end
     }
 
@@ -478,12 +546,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             let result = tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => Err(End::shutdown()),
-                (code, reason) = kick.requested() => Err(End::server(code, reason)),
+                (code, reason) = kick.requested() => Err(kicked(code, reason)),
                 out = outbox.recv() => match out {
                     // A peer that stopped reading blocks this write: a kick must still get through.
                     Some(frame) => tokio::select! {
                         r = self.send_encoded(frame.into_bytes()) => r,
-                        (code, reason) = kick.requested() => Err(End::server(code, reason)),
+                        (code, reason) = kick.requested() => Err(kicked(code, reason)),
                     },
                     // The world let go of this client without a kick: it is shutting down,
                     // or its game panicked before the client's player was made.
@@ -544,8 +612,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Waits for the hello and checks it; returns the sanitized name and the room request.
-    async fn hello(&mut self) -> Result<(String, RoomRequest), End> {
+    /// Waits for the hello (or a resume) and checks it.
+    async fn hello(&mut self) -> Result<First, End> {
         loop {
             match next_frame(&mut self.ws, self.protocol, &self.shared.stats).await? {
                 Incoming::Ping | Incoming::Pong => self.charge_control()?,
@@ -554,19 +622,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     name,
                     room,
                 }) => {
-                    if version != tickwire_protocol::PROTOCOL_VERSION {
-                        return Err(End::violation(
-                            close::VERSION_MISMATCH,
-                            format!(
-                                "unsupported protocol version {version}; this server speaks {}",
-                                tickwire_protocol::PROTOCOL_VERSION
-                            ),
-                        ));
-                    }
+                    check_version(version)?;
                     if let Err(e) = validate_room_request(&room) {
                         return Err(End::violation(close::POLICY_VIOLATION, e.to_string()));
                     }
-                    return Ok((sanitize_name(&name), room));
+                    return Ok(First::Hello {
+                        name: sanitize_name(&name),
+                        room,
+                    });
+                }
+                Incoming::Msg(ClientMsg::Resume {
+                    version,
+                    secret,
+                    last_tick,
+                }) => {
+                    check_version(version)?;
+                    if secret.len() > MAX_SECRET_BYTES {
+                        return Err(End::violation(
+                            close::POLICY_VIOLATION,
+                            "resume secret too long",
+                        ));
+                    }
+                    return Ok(First::Resume(Resume { secret, last_tick }));
                 }
                 Incoming::Msg(_) => {
                     return Err(End::violation(
@@ -595,7 +672,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Ok(());
         }
         let event = match msg {
-            ClientMsg::Hello { .. } => {
+            ClientMsg::Hello { .. } | ClientMsg::Resume { .. } => {
                 return Err(End::violation(
                     close::UNEXPECTED_MESSAGE,
                     "hello sent twice",
@@ -715,6 +792,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         })
         .await;
     }
+}
+
+/// Longest resume secret accepted, in bytes (the server's are 22).
+const MAX_SECRET_BYTES: usize = 64;
+
+/// The first message of a session.
+enum First {
+    /// Join a room.
+    Hello { name: String, room: RoomRequest },
+    /// Take over a held player.
+    Resume(Resume),
+}
+
+/// A fresh resume secret: 16 random bytes, URL-safe base64.
+fn new_secret() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // The system's random source failing is not something a peer can cause; fall back to
+        // a weaker source rather than refusing every join.
+        for b in &mut bytes {
+            *b = fastrand::u8(..);
+        }
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// How a kick ends the session: a close with its code, or for [`crate::boundary::ABORT`] the
+/// socket simply dropped.
+fn kicked(code: u16, reason: String) -> End {
+    if code == crate::boundary::ABORT {
+        End::Lost
+    } else {
+        End::server(code, reason)
+    }
+}
+
+/// Refuses a version other than this server's.
+fn check_version(version: u16) -> Result<(), End> {
+    if version == tickwire_protocol::PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(End::violation(
+        close::VERSION_MISMATCH,
+        format!(
+            "unsupported protocol version {version}; this server speaks {}",
+            tickwire_protocol::PROTOCOL_VERSION
+        ),
+    ))
 }
 
 /// What the peer sent: a message, or a control frame (which the budget charges).

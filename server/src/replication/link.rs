@@ -46,6 +46,10 @@ pub struct ClientLink {
     /// In `aoi` mode: the frame indices this client saw at recent ticks, newest last.
     visible: VecDeque<(Tick, Vec<u32>)>,
     visible_capacity: usize,
+    /// The secret that resumes this player (none when resume is off).
+    pub secret: Option<String>,
+    /// Since when the player is held for a resume, its connection gone.
+    pub held: Option<Tick>,
 }
 
 impl ClientLink {
@@ -70,7 +74,37 @@ impl ClientLink {
             mask_tick: now,
             visible: VecDeque::with_capacity(history),
             visible_capacity: history.max(1),
+            secret: join.secret,
+            held: None,
         }
+    }
+
+    /// Hands the link to the connection that resumed its player: new channels and secret, the
+    /// pace counters reset, and the baseline set to `last_tick`, the client's newest applied
+    /// tick, if it was sent to this client (so the first snapshot is a delta against it while
+    /// the world still holds that tick, else full). The views remembered from before the drop
+    /// stay, for that delta.
+    pub fn rebind(&mut self, join: JoinRequest, last_tick: Option<Tick>, limits: &LagLimits) {
+        self.client = join.client;
+        self.events = join.events;
+        self.outbox = join.outbox;
+        self.leave = join.leave;
+        self.kick = join.kick;
+        self.secret = join.secret;
+        self.held = None;
+        self.skipped_in_a_row = 0;
+        self.skips = SkipWindow::new(limits.skip_window);
+        self.sent_since_ack = 0;
+        self.closing = false;
+        self.pending = None;
+        self.acked = last_tick.filter(|t| self.was_sent(*t));
+    }
+
+    /// True if the snapshot of `tick` was handed to this client (within the last 64 ticks it
+    /// was sent anything).
+    fn was_sent(&self, tick: Tick) -> bool {
+        let age = self.mask_tick.since(tick);
+        (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0
     }
 
     /// An empty index buffer for this tick's view, recycled from the oldest remembered one.
@@ -167,8 +201,7 @@ impl ClientLink {
     /// drop views older than the baseline of a delta it applied). Returns false for an ack that
     /// names a tick never sent to this client.
     pub fn acknowledge(&mut self, tick: Tick) -> bool {
-        let age = self.mask_tick.since(tick);
-        let was_sent = (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0;
+        let was_sent = self.was_sent(tick);
         let newer = self.acked.is_none_or(|a| tick > a);
         if was_sent && newer {
             self.acked = Some(tick);
@@ -282,6 +315,8 @@ mod tests {
                 leave: LeaveSlot::default(),
                 kick: Arc::default(),
                 player_id: None,
+                secret: None,
+                resume: None,
             },
             Tick(100),
             32,

@@ -27,6 +27,8 @@ pub struct Rules {
     pub lag: LagLimits,
     /// Ticks of views remembered per client (the world history length).
     pub history_ticks: usize,
+    /// Ticks a dropped player is held for a resume (0: resume is off).
+    pub resume_grace_ticks: u32,
 }
 
 /// Allocator of network ids. Ids count up from 1; after 2^32 - 1 allocations they wrap, and

@@ -62,6 +62,7 @@ impl TickTimings {
 pub struct Faults {
     corrupt: AtomicU32,
     starve: AtomicBool,
+    drop_player: AtomicU32,
 }
 
 impl Faults {
@@ -74,6 +75,23 @@ impl Faults {
     /// closing it or counting it as slow.
     pub fn starve_one_client(&self) {
         self.starve.store(true, Relaxed);
+    }
+
+    /// Drops the connection of the player with this net id (in whichever room has one, on its
+    /// next hand-off) the way a failing network does: no close frame, the socket just closes.
+    /// The player is then held for a resume.
+    pub fn drop_connection_of(&self, player: u32) {
+        self.drop_player.store(player, Relaxed);
+    }
+
+    /// The player whose connection to drop, if one is pending (0: none).
+    pub(crate) fn drop_requested(&self) -> u32 {
+        self.drop_player.load(Relaxed)
+    }
+
+    /// The pending drop was carried out.
+    pub(crate) fn drop_taken(&self) {
+        self.drop_player.store(0, Relaxed);
     }
 
     /// Takes every pending checksum corruption (give back what is not used with
@@ -126,12 +144,13 @@ impl Sim {
         stats: Arc<ServerStats>,
     ) -> Result<Sim, ServerError> {
         let room = crate::rooms::RoomInfo::detached("main", game.name());
-        Sim::in_room(config, game, joins, stats, room)
+        Sim::in_room(config, game, joins, stats, room, std::sync::Weak::new())
     }
 
-    /// The world of `room`: like [`Sim::new`], and the world's tick and the welcome's room id
-    /// are the room's; the game reads the room's properties from the [`crate::game::Room`]
-    /// resource.
+    /// The world of `room` in `registry`: like [`Sim::new`], and the world's tick and the
+    /// welcome's room id are the room's; the game reads the room's properties from the
+    /// [`crate::game::Room`] resource; the world gives a held player's seat back to `registry`
+    /// when it gives up on the player.
     ///
     /// # Errors
     /// The game's configuration or registrations are invalid.
@@ -141,6 +160,7 @@ impl Sim {
         joins: Receiver<JoinRequest>,
         stats: Arc<ServerStats>,
         room: Arc<crate::rooms::RoomInfo>,
+        registry: std::sync::Weak<crate::rooms::Rooms>,
     ) -> Result<Sim, ServerError> {
         let mut app = GameApp::new(game.name(), config.seed, config.tick_rate_hz);
         app.world_mut()
@@ -179,6 +199,7 @@ impl Sim {
                 max_unacked: config.ms_to_ticks(config.ack_timeout_ms),
             },
             history_ticks: config.history_ticks as usize,
+            resume_grace_ticks: config.ms_to_ticks(config.resume_grace_ms),
         });
         world.insert_resource(NetIds::default());
         let faults = Arc::new(Faults::default());
@@ -188,6 +209,7 @@ impl Sim {
         });
         world.insert_resource(Stats(stats));
         world.insert_resource(systems::Joins(joins));
+        world.insert_resource(systems::Registry(registry));
         world.insert_resource(systems::Departed::default());
         world.insert_resource(Replication::new(
             config.history_ticks as usize,
@@ -257,8 +279,7 @@ impl Sim {
         &self.faults
     }
 
-    /// Shares another world's fault-injection hook (a fresh world after a game panic keeps
-    /// the server's).
+    /// Shares another world's fault-injection hook (every room of a server uses the pool's).
     pub fn use_faults(&mut self, faults: Arc<Faults>) {
         if let Some(mut hooks) = self.world.get_resource_mut::<components::FaultHooks>() {
             hooks.faults = Arc::clone(&faults);

@@ -5,7 +5,7 @@
 //! without waiting).
 
 use super::components::*;
-use crate::boundary::{ClientEvent, LeaveReason, Outgoing};
+use crate::boundary::{ClientEvent, JoinRequest, LeaveReason, Outgoing};
 use crate::game::{Capture, JoinHook, Joined, LeaveHook, Locate, Slots};
 use crate::replication::{ClientLink, FrameEntity, Replication};
 use bevy_ecs::prelude::*;
@@ -94,8 +94,70 @@ impl GameHooks {
 #[derive(Resource, Default)]
 pub struct Departed(pub Vec<(Entity, NetId, LeaveReason)>);
 
+/// The room registry a world's room is in (dangling for a world outside one): the world gives
+/// back the seat of a held player it gives up on.
+#[derive(Resource)]
+pub struct Registry(pub std::sync::Weak<crate::rooms::Rooms>);
+
+/// The welcome for `player`, encoded.
+fn welcome(world: &World, hooks: &GameHooks, player: NetId, secret: Option<&str>) -> Outgoing {
+    let clock = world.resource::<Clock>();
+    let welcome = ServerMsg::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        player,
+        tick_rate_hz: clock.tick_rate_hz,
+        tick: clock.tick,
+        room: world.resource::<crate::game::Room>().id().to_owned(),
+        resume: secret.unwrap_or_default().to_owned(),
+        visibility: world.resource::<Rules>().visibility,
+        schema: (*hooks.schema).clone(),
+        statics: (*hooks.statics).clone(),
+    });
+    let mut buf = Vec::new();
+    encode_server(&welcome, &mut buf);
+    Outgoing::whole(Bytes::from(buf))
+}
+
+/// Hands a held (or dropping) player to the connection that resumed it, or refuses the resume
+/// if the player is gone.
+fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
+    let Some(resume) = join.resume.take() else {
+        return;
+    };
+    let found = world
+        .query::<(Entity, &Net, &Link)>()
+        .iter(world)
+        .find(|(_, _, link)| link.0.secret.as_deref() == Some(resume.secret.as_str()))
+        .map(|(entity, net, _)| (entity, net.0));
+    let stats = Arc::clone(&world.resource::<Stats>().0);
+    let Some((entity, id)) = found else {
+        stats.resume_refusals.inc();
+        join.kick.kick(
+            tickwire_protocol::close::RESUME_REFUSED,
+            "resume refused: the player is gone".into(),
+        );
+        return;
+    };
+    // A fresh outbox has room.
+    let _ = join
+        .outbox
+        .try_send(welcome(world, hooks, id, join.secret.as_deref()));
+    let lag = world.resource::<Rules>().lag;
+    info!(
+        client = join.client.0,
+        player = id.0,
+        last_tick = ?resume.last_tick.map(|t| t.0),
+        "player resumed"
+    );
+    if let Some(mut link) = world.get_mut::<Link>(entity) {
+        link.0.rebind(join, resume.last_tick, &lag);
+    }
+    world.entity_mut(entity).remove::<crate::game::Held>();
+    stats.resumes.inc();
+}
+
 /// Creates a player for each join request through the game's join hook and sends it the
-/// welcome.
+/// welcome; hands a resumed player to its new connection.
 pub fn ingest_joins(world: &mut World) {
     world.resource_scope(|world, mut hooks: Mut<GameHooks>| {
         let rules = world.resource::<Rules>().clone();
@@ -107,6 +169,10 @@ pub fn ingest_joins(world: &mut World) {
             .take(rules.joins_per_tick)
             .collect();
         for join in joins {
+            if join.resume.is_some() {
+                resume_player(world, &hooks, join);
+                continue;
+            }
             if let Some(cap) = hooks.player_cap
                 && hooks.players >= cap
             {
@@ -134,21 +200,11 @@ pub fn ingest_joins(world: &mut World) {
                 Some(hook) => hook(world, &joined),
                 None => world.spawn_empty().id(),
             };
-            let welcome = ServerMsg::Welcome(Welcome {
-                version: PROTOCOL_VERSION,
-                player: id,
-                tick_rate_hz: clock.tick_rate_hz,
-                tick: clock.tick,
-                room: world.resource::<crate::game::Room>().id().to_owned(),
-                visibility: rules.visibility,
-                schema: (*hooks.schema).clone(),
-                statics: (*hooks.statics).clone(),
-            });
-            let mut buf = Vec::new();
-            encode_server(&welcome, &mut buf);
             // A fresh outbox has room; if the session is already gone the send fails and the
             // player is removed next tick when its event channel reports the disconnect.
-            let _ = join.outbox.try_send(Outgoing::whole(Bytes::from(buf)));
+            let _ = join
+                .outbox
+                .try_send(welcome(world, &hooks, id, join.secret.as_deref()));
             info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
             let link = ClientLink::new(join, clock.tick, rules.history_ticks, &rules.lag);
             match world.get_entity_mut(entity) {
@@ -169,16 +225,37 @@ pub fn ingest_joins(world: &mut World) {
 }
 
 /// Drains each client's queue: inputs go to its player's [`Controls`], acks move its
-/// baseline; a disconnected queue marks the player as departed.
+/// baseline; a disconnected queue marks the player as departed, or as [`Held`] for a resume
+/// when its connection dropped and resume is on. A held player whose grace period is over
+/// departs, and its seat is given back.
+///
+/// [`Held`]: crate::game::Held
+#[allow(clippy::too_many_arguments)]
 pub fn ingest_client_events(
     mut players: Query<(Entity, &Net, &mut Link, &mut Controls)>,
     rules: Res<Rules>,
     stats: Res<Stats>,
+    clock: Res<Clock>,
+    registry: Res<Registry>,
     mut departed: ResMut<Departed>,
+    mut commands: Commands,
 ) {
     for (entity, net, mut link, mut controls) in &mut players {
         let link = &mut link.0;
         controls.begin_tick();
+        if let Some(since) = link.held {
+            if clock.tick.since(since) > i32::try_from(rules.resume_grace_ticks).unwrap_or(i32::MAX)
+            {
+                stats.0.holds_expired.inc();
+                departed
+                    .0
+                    .push((entity, net.0, LeaveReason::ConnectionLost));
+                if let (Some(rooms), Some(secret)) = (registry.0.upgrade(), &link.secret) {
+                    rooms.forget(secret);
+                }
+            }
+            continue;
+        }
         let mut disconnected = false;
         for _ in 0..rules.events_per_tick {
             match link.events.try_recv() {
@@ -217,7 +294,21 @@ pub fn ingest_client_events(
                 .lock()
                 .clone()
                 .unwrap_or(LeaveReason::ConnectionLost);
-            departed.0.push((entity, net.0, reason));
+            if reason == LeaveReason::ConnectionLost
+                && link.secret.is_some()
+                && rules.resume_grace_ticks > 0
+            {
+                debug!(
+                    client = link.client.0,
+                    player = net.0.0,
+                    "player held for a resume"
+                );
+                link.held = Some(clock.tick);
+                stats.0.holds.inc();
+                commands.entity(entity).insert(crate::game::Held);
+            } else {
+                departed.0.push((entity, net.0, reason));
+            }
         }
     }
 }
@@ -366,6 +457,10 @@ pub fn replicate(
     let mut body = Vec::new();
     for (net, mut link) in &mut links {
         let link = &mut link.0;
+        if link.held.is_some() {
+            // Nobody to send to: what it saw before the drop stays for the resume's delta.
+            continue;
+        }
         let (baseline, body) = if replication.per_client_views() {
             let mut view = link.take_visible_buffer();
             if replication.visible_set(net.0, &mut view).is_none() {
@@ -391,7 +486,7 @@ pub fn replicate(
 /// Hands each client's snapshot to its session with `try_send`, never waiting: a full outbox
 /// means the client skips this snapshot, and one that stays behind too long is closed.
 pub fn hand_off(
-    mut links: Query<&mut Link>,
+    mut links: Query<(&Net, &mut Link)>,
     clock: Res<Clock>,
     rules: Res<Rules>,
     stats: Res<Stats>,
@@ -401,8 +496,13 @@ pub fn hand_off(
     // Fault injection (tests only): two relaxed loads per tick when idle.
     let mut starve = hooks.starved.is_none() && hooks.faults.starve_requested();
     let mut corrupt = hooks.faults.take_corruptions();
-    for mut link in &mut links {
+    let drop = hooks.faults.drop_requested();
+    for (net, mut link) in &mut links {
         let link = &mut link.0;
+        if drop != 0 && net.0.0 == drop {
+            hooks.faults.drop_taken();
+            link.kick.kick(crate::boundary::ABORT, String::new());
+        }
         let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
