@@ -419,6 +419,19 @@ async fn the_whiteboard_page_loads_on_the_same_sdk_and_sees_others_draw() {
         "tickwire.others.some(o => window.__start[o.id] !== undefined && window.__start[o.id] !== o.x + ',' + o.y)",
     )
     .await;
+    // Chat rides on reliable events: the page's own line comes back once, and the bots' lines
+    // arrive too.
+    page.eval("tickwire.say('hello from chromium') > 0").await;
+    page.until(
+        "the page's chat line to come back",
+        "tickwire.chat.filter(c => c.text === 'hello from chromium').length === 1",
+    )
+    .await;
+    page.until(
+        "the bots' chat lines",
+        "tickwire.chat.filter(c => c.text !== 'hello from chromium').length >= 2",
+    )
+    .await;
     assert_eq!(page.eval("tickwire.mismatches").await, json!(0));
     assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
     assert_eq!(page.eval("tickwire.errors").await, json!(0));

@@ -96,6 +96,7 @@ fn synthetic() -> Value {
         ],
         input: vec![],
         statics: vec![],
+        ..GameSchema::default()
     };
     schema.validate().expect("valid");
     let body = |x: i64, aim: i64, hp: i64, score: i64| EntityState {
@@ -292,6 +293,7 @@ fn vectors() -> Value {
                 version: PROTOCOL_VERSION,
                 secret: "q1w2e3r4t5y6u7i8o9p0aZ".into(),
                 last_tick: Some(Tick(70_000)),
+                events_received: 300,
             },
         ),
         client(
@@ -300,7 +302,33 @@ fn vectors() -> Value {
                 version: PROTOCOL_VERSION,
                 secret: "s".into(),
                 last_tick: None,
+                events_received: 0,
             },
+        ),
+        client(
+            "events with the ack of the server's",
+            ClientMsg::Events(EventsMsg {
+                ack: 12,
+                first: 70_000,
+                events: vec![
+                    EventRecord {
+                        kind: 0,
+                        words: vec![3, -3, 1 << 40],
+                    },
+                    EventRecord {
+                        kind: 1,
+                        words: vec![],
+                    },
+                ],
+            }),
+        ),
+        client(
+            "an ack of events alone",
+            ClientMsg::Events(EventsMsg {
+                ack: 5,
+                first: 1,
+                events: vec![],
+            }),
         ),
         server(
             "snapshot frame (opaque body)",
@@ -326,6 +354,17 @@ fn vectors() -> Value {
                 code: 4001,
                 message: "unsupported protocol version 1; this server speaks 4".into(),
             },
+        ),
+        server(
+            "events",
+            ServerMsg::Events(EventsMsg {
+                ack: 70_000,
+                first: 2,
+                events: vec![EventRecord {
+                    kind: 0,
+                    words: vec![7, 0, -1],
+                }],
+            }),
         ),
     ];
     let games: serde_json::Map<String, Value> = tickwire::bundled()

@@ -125,6 +125,7 @@ async fn resume_with(server: &Server, secret: &str) -> tickwire_bots::ClientErro
         version: PROTOCOL_VERSION,
         secret: secret.to_owned(),
         last_tick: None,
+        events_received: 0,
     })
     .await
     .expect("sends");
@@ -241,6 +242,7 @@ async fn a_resume_while_the_old_connection_is_open_replaces_it_with_4011() {
         version: PROTOCOL_VERSION,
         secret: old.welcome.resume.clone(),
         last_tick: Some(last),
+        events_received: 0,
     })
     .await
     .expect("sends");

@@ -113,6 +113,12 @@ pub struct BotMetrics {
     pub resumes: u64,
     /// Resumes that failed after every retry (the bot then stops).
     pub resume_failures: u64,
+    /// Game events it sent.
+    pub events_sent: u64,
+    /// Server events it took, in order.
+    pub events_received: u64,
+    /// Server events missing from the sequence or received twice.
+    pub events_lost: u64,
 }
 
 impl BotMetrics {
@@ -138,6 +144,9 @@ impl BotMetrics {
             room: String::new(),
             resumes: 0,
             resume_failures: 0,
+            events_sent: 0,
+            events_received: 0,
+            events_lost: 0,
         }
     }
 }
@@ -242,6 +251,9 @@ pub async fn run_bot(
         &mut stop,
     )
     .await;
+    metrics.events_sent = client.events.sent;
+    metrics.events_received = client.events.received;
+    metrics.events_lost = client.events.lost;
     match end {
         BotEnd::Finished => {
             // A clean close; its failure would not change any measurement.
@@ -390,7 +402,8 @@ async fn drive(
                             }
                         }
                     }
-                    Event::Pong { .. } => {}
+                    // Counted by the client (taken, lost); the game's events do not steer bots.
+                    Event::Pong { .. } | Event::Events(_) => {}
                     Event::Error { code, message } => {
                         return BotEnd::Dropped(format!("server error {code}: {message}"));
                     }
@@ -408,6 +421,18 @@ async fn drive(
                 Ok(seq) => seq,
                 Err(e) => return dropped(e),
             };
+            words.clear();
+            let view = BotView {
+                welcome: &client.welcome,
+                view: client.replica.latest(),
+            };
+            if let Some(name) = behaviour.next_event(&view, &mut words)
+                && let Err(e) = client
+                    .send_event_words(name, std::mem::take(&mut words))
+                    .await
+            {
+                return dropped(e);
+            }
             let now = Instant::now();
             if window.second(now).is_some() {
                 m.inputs += 1;

@@ -2,14 +2,15 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tickwire_protocol::body::write_record;
 use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
 use tickwire_protocol::{
-    ApplyError, ClientMsg, GameSchema, InputMsg, NetId, PROTOCOL_VERSION, Replica, Replicate,
-    RoomRequest, ServerMsg, SnapshotHeader, Tick, Welcome,
+    ApplyError, ClientMsg, EventRecord, EventsMsg, GameSchema, InputMsg, NetId, PROTOCOL_VERSION,
+    Replica, Replicate, RoomRequest, ServerMsg, SnapshotHeader, Tick, Welcome,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpSocket;
@@ -200,6 +201,9 @@ pub enum ClientError {
     /// The operation took too long.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// An event could not be sent.
+    #[error("events: {0}")]
+    Events(String),
 }
 
 /// Something the server sent, after the client has processed it.
@@ -221,6 +225,9 @@ pub enum Event {
         /// The server's tick.
         tick: Tick,
     },
+    /// Server events, each taken exactly once and in order: their sequence numbers and records
+    /// (types index the schema's `server_events`).
+    Events(Vec<(u32, EventRecord)>),
     /// The server is about to close the connection and says why.
     Error {
         /// The close code that follows.
@@ -262,7 +269,31 @@ pub struct Client {
     /// Where and how it connected, to resume there.
     url: String,
     opts: ConnectOptions,
+    /// Reliable events: ours until the server has them, and how far we took the server's.
+    pub events: ClientEvents,
 }
+
+/// A client's reliable events (see `docs/PROTOCOL.md`, "Events").
+#[derive(Debug, Default)]
+pub struct ClientEvents {
+    /// Events sent and not yet acknowledged, with their sequence numbers.
+    out: VecDeque<(u32, EventRecord)>,
+    /// Sequence number of the newest event sent.
+    last_out: u32,
+    /// The newest server event taken.
+    pub taken: u32,
+    /// Server events taken since the last acknowledgement sent.
+    ack_owed: bool,
+    /// Events sent (the first time).
+    pub sent: u64,
+    /// Server events taken.
+    pub received: u64,
+    /// Server events that never arrived (gaps in the sequence) or arrived twice: must stay 0.
+    pub lost: u64,
+}
+
+/// Most of its own events a client keeps unacknowledged.
+pub const MAX_UNACKED_EVENTS: usize = 256;
 
 /// How [`Client::reconnect`] retries: `tries` attempts, waiting `first_backoff` before the
 /// second and doubling up to `max_backoff`, each wait with up to a quarter added at random so
@@ -337,6 +368,7 @@ impl Client {
                 tick: Tick(0),
                 room: String::new(),
                 resume: String::new(),
+                events_received: 0,
                 visibility: tickwire_protocol::Visibility::Global,
                 schema: GameSchema::default(),
                 statics: Vec::new(),
@@ -350,7 +382,97 @@ impl Client {
             buf: Vec::new(),
             url: String::new(),
             opts: ConnectOptions::default(),
+            events: ClientEvents::default(),
         }
+    }
+
+    /// Sends a game event of type `E` (one of the schema's `client_events`), reliably: it is
+    /// kept until the server acknowledges it and sent again after a resume. Returns its
+    /// sequence number.
+    ///
+    /// # Errors
+    /// `E` is not a client event of the game, [`MAX_UNACKED_EVENTS`] are unacknowledged, or
+    /// the connection failed.
+    pub async fn send_event<E: Replicate>(&mut self, event: &E) -> Result<u32, ClientError> {
+        let mut words = Vec::new();
+        event.write(&mut words);
+        self.send_event_words(E::NAME, words).await
+    }
+
+    /// [`Client::send_event`] with the type's name and its words.
+    ///
+    /// # Errors
+    /// As [`Client::send_event`].
+    pub async fn send_event_words(
+        &mut self,
+        name: &str,
+        words: Vec<i64>,
+    ) -> Result<u32, ClientError> {
+        let kind = self
+            .welcome
+            .schema
+            .client_event_index(name)
+            .ok_or_else(|| ClientError::Events(format!("{name} is not a client event")))?;
+        if self.events.out.len() >= MAX_UNACKED_EVENTS {
+            return Err(ClientError::Events(format!(
+                "{MAX_UNACKED_EVENTS} events unacknowledged"
+            )));
+        }
+        let record = EventRecord {
+            kind: u16::try_from(kind).unwrap_or(u16::MAX),
+            words,
+        };
+        self.events.last_out += 1;
+        let seq = self.events.last_out;
+        self.events.out.push_back((seq, record.clone()));
+        self.events.sent += 1;
+        self.events.ack_owed = false;
+        let ack = self.events.taken;
+        self.send(&ClientMsg::Events(EventsMsg {
+            ack,
+            first: seq,
+            events: vec![record],
+        }))
+        .await?;
+        Ok(seq)
+    }
+
+    /// Acknowledges the server events taken, if that is owed (the bot does so once per tick,
+    /// with its input).
+    pub async fn flush_event_ack(&mut self) -> Result<(), ClientError> {
+        if !self.events.ack_owed {
+            return Ok(());
+        }
+        self.events.ack_owed = false;
+        let msg = EventsMsg {
+            ack: self.events.taken,
+            first: self.events.last_out + 1,
+            events: Vec::new(),
+        };
+        self.send(&ClientMsg::Events(msg)).await
+    }
+
+    /// Takes a server events message: frees ours it acknowledges, and returns the events that
+    /// come next in order (counting any gap or repeat as lost).
+    fn take_events(&mut self, msg: EventsMsg) -> Vec<(u32, EventRecord)> {
+        let e = &mut self.events;
+        while e.out.front().is_some_and(|(seq, _)| *seq <= msg.ack) {
+            e.out.pop_front();
+        }
+        let mut taken = Vec::new();
+        for (i, event) in msg.events.into_iter().enumerate() {
+            let seq = msg.first + u32::try_from(i).unwrap_or(u32::MAX);
+            if seq <= e.taken {
+                e.lost += 1;
+                continue;
+            }
+            e.lost += u64::from(seq - e.taken - 1);
+            e.taken = seq;
+            e.received += 1;
+            e.ack_owed = true;
+            taken.push((seq, event));
+        }
+        taken
     }
 
     /// Drops the connection the way a failing network does: the TCP connection is shut down
@@ -391,13 +513,28 @@ impl Client {
             version: PROTOCOL_VERSION,
             secret: self.welcome.resume.clone(),
             last_tick,
+            events_received: self.events.taken,
         })
         .await?;
         match self.next_server_msg().await? {
             ServerMsg::Welcome(w) => {
                 // Its ack went with the resume: the server takes the last tick as the baseline.
                 self.applied = last_tick.map(|t| (t, true));
+                // Ours the server has are done; the rest go again, in order.
+                let had = w.events_received;
                 self.welcome = w;
+                while self.events.out.front().is_some_and(|(seq, _)| *seq <= had) {
+                    self.events.out.pop_front();
+                }
+                let again: Vec<(u32, EventRecord)> = self.events.out.iter().cloned().collect();
+                for chunk in again.chunks(32) {
+                    let msg = EventsMsg {
+                        ack: self.events.taken,
+                        first: chunk[0].0,
+                        events: chunk.iter().map(|(_, e)| e.clone()).collect(),
+                    };
+                    self.send(&ClientMsg::Events(msg)).await?;
+                }
                 Ok(())
             }
             ServerMsg::Error { code, message } => Err(ClientError::Closed {
@@ -464,6 +601,7 @@ impl Client {
         let seq = self.seq;
         self.send(&ClientMsg::Input(InputMsg { seq, ack, fields }))
             .await?;
+        self.flush_event_ack().await?;
         Ok(seq)
     }
 
@@ -482,7 +620,8 @@ impl Client {
         {
             *sent = true;
         }
-        self.send(&ClientMsg::Ack { tick }).await
+        self.send(&ClientMsg::Ack { tick }).await?;
+        self.flush_event_ack().await
     }
 
     /// Tells the server this client dropped its replica after the snapshot of `tick` failed,
@@ -514,6 +653,7 @@ impl Client {
                 })
             }
             ServerMsg::Pong { nonce, tick } => Ok(Event::Pong { nonce, tick }),
+            ServerMsg::Events(msg) => Ok(Event::Events(self.take_events(msg))),
             ServerMsg::Error { code, message } => {
                 self.last_error = Some((code, message.clone()));
                 Ok(Event::Error { code, message })

@@ -81,6 +81,12 @@ pub struct Report {
     pub resumes: u64,
     /// Resumes that failed after every retry.
     pub resume_failures: u64,
+    /// Game events the bots sent.
+    pub events_sent: u64,
+    /// Server events the bots took, each once and in order.
+    pub events_received: u64,
+    /// Server events missing from a bot's sequence or received twice (must be 0).
+    pub events_lost: u64,
     /// Bots that could not connect or were not welcomed.
     pub failed: u64,
     /// Connected bots whose connection ended before the run did.
@@ -230,6 +236,11 @@ impl Report {
             s,
             "  other      {} full snapshots, {} entities created; {} resumes, {} resume failures",
             self.full_snapshots, self.entities_created, self.resumes, self.resume_failures
+        );
+        let _ = writeln!(
+            s,
+            "  events     {} sent, {} received, {} lost",
+            self.events_sent, self.events_received, self.events_lost
         );
         for o in &self.slow_reader_outcomes {
             let _ = writeln!(s, "  slow       {o}");

@@ -378,6 +378,9 @@ fn build_report(
         rooms.insert(m.room.clone());
         r.resumes += m.resumes;
         r.resume_failures += m.resume_failures;
+        r.events_sent += m.events_sent;
+        r.events_received += m.events_received;
+        r.events_lost += m.events_lost;
         snapshots += m.snapshots;
         visible += m.visible_sum;
         visible_players += m.visible_players_sum;
@@ -461,6 +464,12 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
     }
     if r.out_of_order > 0 {
         f.push(format!("{} snapshots arrived out of order", r.out_of_order));
+    }
+    if r.events_lost > 0 {
+        f.push(format!(
+            "{} server events lost or repeated (gaps or repeats in the bots' sequences)",
+            r.events_lost
+        ));
     }
     if r.resume_failures > 0 {
         f.push(format!(

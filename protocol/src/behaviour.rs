@@ -19,6 +19,13 @@ pub trait Behaviour: Send {
     /// Writes the words of the next input (one per tick, a record of the schema's input) into
     /// `out`, which is empty.
     fn next_input(&mut self, bot: &BotView<'_>, out: &mut Vec<i64>);
+
+    /// An event to send this tick, if any: writes its words into `out` (which is empty) and
+    /// returns the name of its type (one of the schema's `client_events`). Called once per tick
+    /// after [`Behaviour::next_input`]; by default the bot sends none.
+    fn next_event(&mut self, _bot: &BotView<'_>, _out: &mut Vec<i64>) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Makes the behaviour of one bot from its seed and its welcome. All of a bot's randomness

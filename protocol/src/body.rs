@@ -800,6 +800,7 @@ mod tests {
             ],
             input: vec![],
             statics: vec![],
+            ..GameSchema::default()
         }
     }
 

@@ -47,3 +47,6 @@ pub const NOT_PERMITTED: u16 = 4009;
 pub const RESUME_REFUSED: u16 = 4010;
 /// Another connection resumed this client's player: this one is closed.
 pub const REPLACED: u16 = 4011;
+/// The client fell too far behind on events: more unacknowledged server events (or bytes of
+/// them) than the server keeps per client; or it sent events out of order.
+pub const EVENTS_BEHIND: u16 = 4012;

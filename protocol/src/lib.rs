@@ -33,8 +33,8 @@ pub mod tick;
 pub use codec::CodecError;
 pub use input::{InputError, InputWords};
 pub use msg::{
-    ClientMsg, InputMsg, NetId, RoomRequest, ServerMsg, Snapshot, SnapshotHeader, StaticRecord,
-    Visibility, Welcome,
+    ClientMsg, EventRecord, EventsMsg, InputMsg, NetId, RoomRequest, ServerMsg, Snapshot,
+    SnapshotHeader, StaticRecord, Visibility, Welcome,
 };
 pub use replica::{ApplyError, Replica, View};
 pub use schema::{Delta, Encoding, Field, GameSchema, Replicate};
@@ -42,4 +42,4 @@ pub use state::{EntityState, Words};
 pub use tick::Tick;
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;

@@ -70,7 +70,13 @@ pub enum ClientMsg {
         /// The newest snapshot tick the client applied, if any: the first snapshot is a delta
         /// against it while the room still holds it, else full.
         last_tick: Option<Tick>,
+        /// Sequence number of the newest server event the client received (0: none): the
+        /// server sends the ones after it again.
+        events_received: u32,
     },
+    /// Events of the game's `client_events` types, and the acknowledgement of the server's
+    /// events.
+    Events(EventsMsg),
 }
 
 /// A message from the server to a client.
@@ -94,6 +100,35 @@ pub enum ServerMsg {
         /// Human-readable reason; may be longer than a close frame allows.
         message: String,
     },
+    /// Events of the game's `server_events` types, and the acknowledgement of the client's
+    /// events.
+    Events(EventsMsg),
+}
+
+/// Reliable ordered events one way, and the acknowledgement of the other way's.
+///
+/// Each direction numbers its events 1, 2, 3, ... for the player's whole life, across resumes.
+/// A receiver takes event `n` only after `n - 1`, ignores one it already has, and acknowledges
+/// the newest it has taken; a sender keeps every event until it is acknowledged, and sends
+/// again the ones after what the other side reports on a resume.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode, Serialize, Deserialize)]
+pub struct EventsMsg {
+    /// The newest event of the other direction taken so far (0: none).
+    pub ack: u32,
+    /// Sequence number of `events[0]`.
+    pub first: u32,
+    /// The events, in order.
+    pub events: Vec<EventRecord>,
+}
+
+/// One event: its type (an index into the schema's `client_events` or `server_events`) and its
+/// words.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Index of its type.
+    pub kind: u16,
+    /// Its words.
+    pub words: Vec<i64>,
 }
 
 /// One tick of player controls: written by hand in the codec (see `docs/PROTOCOL.md`, "Input").
@@ -125,6 +160,9 @@ pub struct Welcome {
     /// ([`ClientMsg::Resume`]); a new one with every welcome; empty when the server does not
     /// hold dropped players.
     pub resume: String,
+    /// Sequence number of the newest client event the server has taken from this player (0 on
+    /// a join): after a resume the client sends the ones after it again.
+    pub events_received: u32,
     /// Which entities this client is sent.
     pub visibility: Visibility,
     /// The game: its components, input and static record types.

@@ -156,6 +156,10 @@ pub struct GameSchema {
     pub input: Vec<Field>,
     /// Static record types, sent once in the welcome.
     pub statics: Vec<ComponentSchema>,
+    /// Event types clients send (reliable, ordered; see `docs/PROTOCOL.md`, "Events").
+    pub client_events: Vec<ComponentSchema>,
+    /// Event types the server sends.
+    pub server_events: Vec<ComponentSchema>,
 }
 
 /// Why a schema or a value does not fit the rules.
@@ -390,7 +394,12 @@ impl GameSchema {
     /// Checks every rule of this module: names, counts, encodings, delta modes.
     pub fn validate(&self) -> Result<(), SchemaError> {
         check_name(&self.game, &mut Vec::new())?;
-        for list in [&self.components, &self.statics] {
+        for list in [
+            &self.components,
+            &self.statics,
+            &self.client_events,
+            &self.server_events,
+        ] {
             if list.len() > MAX_COMPONENTS {
                 return Err(SchemaError::TooManyComponents { count: list.len() });
             }
@@ -419,6 +428,18 @@ impl GameSchema {
     #[must_use]
     pub fn component_index(&self, name: &str) -> Option<usize> {
         self.components.iter().position(|c| c.name == name)
+    }
+
+    /// Index of a client event type by name.
+    #[must_use]
+    pub fn client_event_index(&self, name: &str) -> Option<usize> {
+        self.client_events.iter().position(|c| c.name == name)
+    }
+
+    /// Index of a server event type by name.
+    #[must_use]
+    pub fn server_event_index(&self, name: &str) -> Option<usize> {
+        self.server_events.iter().position(|c| c.name == name)
     }
 
     /// Index of a static record type by name.
@@ -547,6 +568,7 @@ mod tests {
             }],
             input: vec![Field::new("fire", Encoding::Bool)],
             statics: vec![],
+            ..GameSchema::default()
         }
     }
 

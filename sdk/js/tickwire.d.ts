@@ -28,7 +28,18 @@ export interface GameSchema {
   components: ComponentSchema[];
   input: Field[];
   statics: ComponentSchema[];
+  /** Event types clients send. */
+  client_events: ComponentSchema[];
+  /** Event types the server sends. */
+  server_events: ComponentSchema[];
 }
+
+/** One event: its type (an index into the schema's event types of its direction) and words. */
+export interface EventRecord { kind: number; words: number[] }
+/** Events one way and the acknowledgement of the other way's. */
+export interface EventsMsg { ack: number; first: number; events: EventRecord[] }
+/** A server event taken by a client, decoded. */
+export type GameEvent = { seq: number; type: string } & Values;
 
 /** One entity: which components it has (bit i for components[i]) and their words. */
 export interface EntityState { mask: number; words: number[] }
@@ -45,6 +56,8 @@ export interface Welcome {
   room: string;
   /** The secret that resumes this player after a dropped connection ("" when the server does not). */
   resume: string;
+  /** The newest client event the server has taken from this player (0 on a join). */
+  events_received: number;
   visibility: Visibility;
   schema: GameSchema;
   statics: StaticRecord[];
@@ -68,12 +81,14 @@ export type ClientMsg =
   | { Ack: { tick: number } }
   | { Ping: { nonce: number } }
   | { Resync: { tick: number } }
-  | { Resume: { version: number; secret: string; last_tick: number | null } };
+  | { Resume: { version: number; secret: string; last_tick: number | null; events_received: number } }
+  | { Events: EventsMsg };
 export type ServerMsg =
   | { Welcome: Welcome }
   | { Snapshot: { header: SnapshotHeader; body: number[] } }
   | { Pong: { nonce: number; tick: number } }
-  | { Error: { code: number; message: string } };
+  | { Error: { code: number; message: string } }
+  | { Events: EventsMsg };
 
 /** Natural values of a record, by field name. */
 export type Values = Record<string, number | boolean | string>;
@@ -180,11 +195,15 @@ export declare class TickwireClient {
   on(event: "unapplied", fn: (e: ApplyError) => void): this;
   on(event: "desync", fn: (e: ApplyError) => void): this;
   on(event: "pong", fn: (p: { nonce: number; tick: number }) => void): this;
+  on(event: "events", fn: (events: GameEvent[]) => void): this;
   on(event: "reconnecting", fn: (r: { attempt: number; delayMs: number }) => void): this;
   on(event: "resumed", fn: (w: Welcome) => void): this;
   on(event: "close", fn: (c: { code: number; reason: string }) => void): this;
   on(event: "error", fn: (e: Error) => void): this;
   send(msg: ClientMsg): boolean;
   sendInput(values: Values): number;
+  /** Sends a client event reliably; returns its sequence number (0 if it cannot now). */
+  sendEvent(name: string, values: Values): number;
+  readonly events: { sent: number; received: number; lost: number; taken: number };
   close(): void;
 }

@@ -13,14 +13,14 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 /** The binary subprotocol. */
 export const SUBPROTOCOL = "tickwire.v1";
 /** The prefix of the subprotocol that carries a join token. */
 export const TOKEN_SUBPROTOCOL_PREFIX = "tickwire.token.";
 
-const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync", "Resume"];
-const SERVER_VARIANTS = ["Welcome", "Snapshot", "Pong", "Error"];
+const CLIENT_VARIANTS = ["Hello", "Input", "Ack", "Ping", "Resync", "Resume", "Events"];
+const SERVER_VARIANTS = ["Welcome", "Snapshot", "Pong", "Error", "Events"];
 const ENCODINGS = ["Fixed", "Angle", "UInt", "Int", "VarUInt", "VarInt", "Bool", "Str", "EntityRef"];
 const DELTAS = ["Absolute", "Diff", "AngleDiff"];
 
@@ -617,6 +617,17 @@ export function createRoom(props = {}, game = "") {
   return { Create: { game, props: Object.entries(props).map(([k, v]) => [k, String(v)]) } };
 }
 
+function writeEvents(w, m) {
+  w.varint(m.ack); w.varint(m.first);
+  w.vec(m.events, (e) => { w.varint(e.kind); w.vec(e.words, (x) => w.zigzag(x)); });
+}
+function readEvents(r) {
+  return {
+    ack: r.varint(), first: r.varint(),
+    events: r.vec(() => ({ kind: r.varint(), words: r.vec(() => r.zigzag()) })),
+  };
+}
+
 function writePairs(w, pairs) { w.vec(pairs, ([k, v]) => { w.string(k); w.string(v); }); }
 function readPairs(r) { return r.vec(() => [r.string(), r.string()]); }
 
@@ -654,7 +665,9 @@ export function encodeClient(msg) {
     case "Resume":
       w.varint(m.version); w.string(m.secret);
       if (m.last_tick === null || m.last_tick === undefined) w.u8(0); else { w.u8(1); w.varint(m.last_tick); }
+      w.varint(m.events_received ?? 0);
       break;
+    case "Events": writeEvents(w, m); break;
     default: throw new Error(`unknown client message ${name}`);
   }
   return w.done();
@@ -679,9 +692,10 @@ export function decodeClient(bytes) {
       const version = r.varint(), secret = r.string();
       const some = r.u8();
       if (some > 1) throw new Error(`bad option tag ${some}`);
-      m = { version, secret, last_tick: some === 1 ? r.varint() : null };
+      m = { version, secret, last_tick: some === 1 ? r.varint() : null, events_received: r.varint() };
       break;
     }
+    case "Events": m = readEvents(r); break;
   }
   r.end();
   return { [name]: m };
@@ -708,12 +722,15 @@ export function decodeServer(bytes) {
         tick: r.varint(),
         room: r.string(),
         resume: r.string(),
+        events_received: r.varint(),
         visibility: readVisibility(r),
         schema: {
           game: r.string(),
           components: r.vec(() => readComponent(r)),
           input: r.vec(() => readField(r)),
           statics: r.vec(() => readComponent(r)),
+          client_events: r.vec(() => readComponent(r)),
+          server_events: r.vec(() => readComponent(r)),
         },
         statics: r.vec(() => ({ kind: r.varint(), words: r.vec(() => r.zigzag()) })),
       };
@@ -726,6 +743,7 @@ export function decodeServer(bytes) {
     }
     case "Pong": m = { nonce: r.varint(), tick: r.varint() }; break;
     case "Error": m = { code: r.varint(), message: r.string() }; break;
+    case "Events": m = readEvents(r); break;
   }
   r.end();
   return { [name]: m };
@@ -739,13 +757,15 @@ export function encodeServer(msg) {
   switch (name) {
     case "Welcome": {
       w.varint(m.version); w.varint(m.player); w.varint(m.tick_rate_hz); w.varint(m.tick);
-      w.string(m.room); w.string(m.resume);
+      w.string(m.room); w.string(m.resume); w.varint(m.events_received);
       if (m.visibility === "Global") w.varint(0);
       else { w.varint(1); w.f32(m.visibility.Aoi.radius); }
       w.string(m.schema.game);
       w.vec(m.schema.components, (c) => writeComponent(w, c));
       w.vec(m.schema.input, (f) => writeField(w, f));
       w.vec(m.schema.statics, (c) => writeComponent(w, c));
+      w.vec(m.schema.client_events, (c) => writeComponent(w, c));
+      w.vec(m.schema.server_events, (c) => writeComponent(w, c));
       w.vec(m.statics, (s) => { w.varint(s.kind); w.vec(s.words, (x) => w.zigzag(x)); });
       break;
     }
@@ -759,6 +779,7 @@ export function encodeServer(msg) {
     }
     case "Pong": w.varint(m.nonce); w.varint(m.tick); break;
     case "Error": w.varint(m.code); w.string(m.message); break;
+    case "Events": writeEvents(w, m); break;
     default: throw new Error(`unknown server message ${name}`);
   }
   return w.done();
@@ -901,7 +922,8 @@ export const FINAL_CLOSES = new Set([4010, 4011]);
  * One connection to a Tickwire server: hello, welcome (the schema), a verified replica, acks
  * riding on inputs. Events (`on(name, fn)`): `welcome` (welcome), `snapshot` ({view, header,
  * counts}), `unapplied` (every snapshot that did not apply, with `err.desync`), `desync` (the
- * client resyncs by itself), `pong` ({nonce, tick}), `reconnecting` ({attempt, delayMs}),
+ * client resyncs by itself), `pong` ({nonce, tick}), `events` (server events taken, each once
+ * and in order: `[{seq, type, ...fields}]`), `reconnecting` ({attempt, delayMs}),
  * `resumed` (the new welcome), `close` ({code, reason}: the connection is over for good),
  * `error`.
  *
@@ -940,6 +962,8 @@ export class TickwireClient {
     this.reconnect = reconnect === false ? null
       : { tries: 6, firstDelayMs: 100, maxDelayMs: 3000, ...reconnect };
     this.attempt = 0;
+    // Reliable events: ours until the server acknowledges them, and how far we took its.
+    this.events = { out: [], lastOut: 0, taken: 0, ackOwed: false, sent: 0, received: 0, lost: 0 };
     const protocols = token ? [SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + token] : SUBPROTOCOL;
     this.open(url, protocols, () => ({ Hello: { version: PROTOCOL_VERSION, name, room } }));
   }
@@ -981,7 +1005,10 @@ export class TickwireClient {
     this.closeReason = "";
     this.resuming = true;
     this.open(`${this.url}${sep}resume=1`, SUBPROTOCOL, () => ({
-      Resume: { version: PROTOCOL_VERSION, secret: this.welcome.resume, last_tick: lastTick },
+      Resume: {
+        version: PROTOCOL_VERSION, secret: this.welcome.resume, last_tick: lastTick,
+        events_received: this.events.taken,
+      },
     }));
     // The resume carried the ack of the last tick.
     if (this.applied) this.applied.acked = true;
@@ -1007,9 +1034,16 @@ export class TickwireClient {
       this.attempt = 0;
       if (this.resuming) {
         // Same player, same replica: the next snapshot is a delta against the last tick
-        // applied, or a full one that replaces the replica's state.
+        // applied, or a full one that replaces the replica's state. Our events the server
+        // has not taken go again, in order.
         this.resuming = false;
         this.stats.resumes++;
+        const ev = this.events;
+        ev.out = ev.out.filter(([seq]) => seq > m.events_received);
+        for (let i = 0; i < ev.out.length; i += 32) {
+          const chunk = ev.out.slice(i, i + 32);
+          this.send({ Events: { ack: ev.taken, first: chunk[0][0], events: chunk.map(([, e]) => e) } });
+        }
         this.emit("resumed", m);
       } else {
         this.replica = new Replica(m.schema);
@@ -1039,6 +1073,8 @@ export class TickwireClient {
       }
     } else if (kind === "Pong") {
       this.emit("pong", m);
+    } else if (kind === "Events") {
+      this.takeEvents(m);
     } else if (kind === "Error") {
       this.closeReason = m.message;
     }
@@ -1052,6 +1088,7 @@ export class TickwireClient {
         this.applied.acked = true;
         this.send({ Ack: { tick: this.applied.tick } });
       }
+      this.flushEventAck();
     }, 500 / hz);
   }
   /**
@@ -1065,7 +1102,55 @@ export class TickwireClient {
     let ack = null;
     if (this.applied && !this.applied.acked) { ack = this.applied.tick; this.applied.acked = true; }
     const seq = ++this.seq;
-    return this.send({ Input: { seq, ack, fields } }) ? seq : 0;
+    const sent = this.send({ Input: { seq, ack, fields } });
+    this.flushEventAck();
+    return sent ? seq : 0;
+  }
+  /**
+   * Sends a game event of the client event type `name`, given as an object of natural values
+   * by field name, reliably: kept until the server acknowledges it and sent again after a
+   * resume. Returns its sequence number (0 before the welcome, or with 256 unacknowledged).
+   */
+  sendEvent(name, values) {
+    if (!this.welcome) return 0;
+    const kind = this.welcome.schema.client_events.findIndex((c) => c.name === name);
+    if (kind < 0) throw new Error(`${name} is not a client event of ${this.welcome.schema.game}`);
+    const ev = this.events;
+    if (ev.out.length >= 256) return 0;
+    const event = { kind, words: encodeFields(this.welcome.schema.client_events[kind].fields, values) };
+    const seq = ++ev.lastOut;
+    ev.out.push([seq, event]);
+    ev.sent++;
+    ev.ackOwed = false;
+    this.send({ Events: { ack: ev.taken, first: seq, events: [event] } });
+    return seq;
+  }
+  /** Takes the server's events in order (each once) and emits `events` with them decoded. */
+  takeEvents(m) {
+    const ev = this.events;
+    ev.out = ev.out.filter(([seq]) => seq > m.ack);
+    const taken = [];
+    m.events.forEach((e, i) => {
+      const seq = m.first + i;
+      if (seq <= ev.taken) { ev.lost++; return; }
+      ev.lost += seq - ev.taken - 1;
+      ev.taken = seq;
+      ev.received++;
+      const type = this.welcome.schema.server_events[e.kind];
+      taken.push({ seq, type: type.name, ...decodeFields(type.fields, e.words) });
+    });
+    if (taken.length > 0) {
+      ev.ackOwed = true;
+      this.emit("events", taken);
+      this.scheduleAck();
+    }
+  }
+  /** Acknowledges the server's events taken, if owed. */
+  flushEventAck() {
+    const ev = this.events;
+    if (!ev.ackOwed) return;
+    ev.ackOwed = false;
+    this.send({ Events: { ack: ev.taken, first: ev.lastOut + 1, events: [] } });
   }
   close() { this.closedByUser = true; this.ws.close(1000, "bye"); }
 }

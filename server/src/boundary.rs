@@ -72,7 +72,7 @@ impl Outgoing {
 pub struct ClientId(pub u64);
 
 /// What a session forwards to the tick thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum ClientEvent {
     /// An input, checked against the game's schema, with the acknowledgement it carried.
     Input {
@@ -88,6 +88,9 @@ pub enum ClientEvent {
     /// The client dropped its replica after a snapshot failed to apply at this tick: forget
     /// its acknowledgements and send it a full snapshot.
     Resync(Tick),
+    /// Game events, checked against the schema's `client_events`, and the acknowledgement of
+    /// the server's events.
+    Events(tickwire_protocol::EventsMsg),
 }
 
 /// Why a player left the world.
@@ -200,4 +203,6 @@ pub struct Resume {
     pub secret: String,
     /// The newest snapshot tick the client applied, if any.
     pub last_tick: Option<Tick>,
+    /// The newest server event the client received.
+    pub events_received: u32,
 }

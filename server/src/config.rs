@@ -165,6 +165,12 @@ pub struct Config {
     pub room_empty_grace_ms: u64,
     /// Whether the game port answers `GET /rooms` with the public lobby listing. Default true.
     pub room_listing: bool,
+    /// Most server events kept per client until it acknowledges them; a client further behind
+    /// is closed with 4012. Default 256.
+    pub max_pending_events: usize,
+    /// Most bytes of server events (encoded) kept per client until it acknowledges them; a
+    /// client further behind is closed with 4012. Default 65536.
+    pub max_pending_event_bytes: usize,
     /// How long a room holds the player of a connection that dropped (no close frame, or a
     /// network error) for the client to resume it, in ms; 0 turns resume off. Default 20000.
     pub resume_grace_ms: u64,
@@ -249,6 +255,8 @@ impl Default for Config {
             room_empty_grace_ms: 30_000,
             room_listing: true,
             resume_grace_ms: 20_000,
+            max_pending_events: 256,
+            max_pending_event_bytes: 64 * 1024,
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             seed: 1,

@@ -148,6 +148,104 @@ impl Controls {
     }
 }
 
+/// The events the client that controls this entity sent this tick (reliable and in order: each
+/// exactly once, across resumes too), already checked against the schema's `client_events`.
+/// Only the engine writes it, on the client's own player entity.
+#[derive(Component, Debug, Default)]
+pub struct Inbox {
+    names: Arc<Vec<String>>,
+    this_tick: Vec<tickwire_protocol::EventRecord>,
+}
+
+impl Inbox {
+    pub(crate) fn new(names: Arc<Vec<String>>) -> Inbox {
+        Inbox {
+            names,
+            this_tick: Vec::new(),
+        }
+    }
+
+    /// This tick's events of type `E`, oldest first.
+    pub fn read<E: Replicate>(&self) -> impl Iterator<Item = E> + '_ {
+        let kind = self.names.iter().position(|n| n == E::NAME);
+        self.this_tick
+            .iter()
+            .filter(move |e| Some(usize::from(e.kind)) == kind)
+            .map(|e| E::read(&e.words))
+    }
+
+    /// Events received this tick, of any type.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.this_tick.len()
+    }
+
+    /// True if none arrived this tick.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.this_tick.is_empty()
+    }
+
+    pub(crate) fn begin_tick(&mut self) {
+        self.this_tick.clear();
+    }
+
+    pub(crate) fn push(&mut self, event: tickwire_protocol::EventRecord) {
+        self.this_tick.push(event);
+    }
+}
+
+/// Events for clients, of the schema's `server_events` types: the engine delivers them
+/// reliably and in order, each exactly once (across resumes too), after this tick's systems.
+#[derive(Resource, Debug, Default)]
+pub struct ServerEvents {
+    names: Arc<Vec<String>>,
+    pub(crate) pending: Vec<(Option<Entity>, tickwire_protocol::EventRecord)>,
+}
+
+impl ServerEvents {
+    pub(crate) fn new(names: Arc<Vec<String>>) -> ServerEvents {
+        ServerEvents {
+            names,
+            pending: Vec::new(),
+        }
+    }
+
+    fn record<E: Replicate>(&self, event: &E) -> tickwire_protocol::EventRecord {
+        let Some(kind) = self.names.iter().position(|n| n == E::NAME) else {
+            panic!(
+                "event type {} is not registered: call app.server_event::<{}>()",
+                E::NAME,
+                E::NAME
+            );
+        };
+        let mut words = Vec::new();
+        event.write(&mut words);
+        tickwire_protocol::EventRecord {
+            kind: u16::try_from(kind).unwrap_or(u16::MAX),
+            words,
+        }
+    }
+
+    /// Sends `event` to the client that controls `player` (nothing if no client does).
+    ///
+    /// # Panics
+    /// If `E` was not registered with [`GameApp::server_event`].
+    pub fn send<E: Replicate>(&mut self, player: Entity, event: &E) {
+        let r = self.record(event);
+        self.pending.push((Some(player), r));
+    }
+
+    /// Sends `event` to every client in the room.
+    ///
+    /// # Panics
+    /// If `E` was not registered with [`GameApp::server_event`].
+    pub fn broadcast<E: Replicate>(&mut self, event: &E) {
+        let r = self.record(event);
+        self.pending.push((None, r));
+    }
+}
+
 /// The room this world is: its id and properties (set by whoever created it: the filter of the
 /// join-or-create that made it, a client's create, or the operator). A game may read it in its
 /// systems and hooks, for example to pick a mode or a map by a property.
@@ -459,6 +557,24 @@ impl GameApp {
     pub fn input<I: Replicate>(&mut self) -> &mut Self {
         self.schema.input = I::fields();
         self.input_registered = true;
+        self
+    }
+
+    /// Declares an event type clients send: reliable, ordered, each delivered exactly once, in
+    /// the [`Inbox`] of the sender's player entity, checked against `E`'s fields first.
+    pub fn client_event<E: Replicate>(&mut self) -> &mut Self {
+        if self.schema.client_event_index(E::NAME).is_none() {
+            self.schema.client_events.push(E::schema());
+        }
+        self
+    }
+
+    /// Declares an event type the server sends with [`ServerEvents`]: reliable, ordered, each
+    /// delivered exactly once.
+    pub fn server_event<E: Replicate>(&mut self) -> &mut Self {
+        if self.schema.server_event_index(E::NAME).is_none() {
+            self.schema.server_events.push(E::schema());
+        }
         self
     }
 

@@ -32,6 +32,10 @@ pub struct SimClient {
     /// Snapshots verified so far (applied to the replica, checksum matched).
     pub verified: u64,
     seq: u32,
+    /// Server events taken, in order (acknowledged as they come).
+    pub server_events: Vec<(u32, tickwire_protocol::EventRecord)>,
+    /// The newest server event taken.
+    pub events_taken: u32,
 }
 
 /// What one [`SimClient::receive`] drained.
@@ -81,6 +85,8 @@ impl SimClient {
             frames: 0,
             verified: 0,
             seq: 0,
+            server_events: Vec::new(),
+            events_taken: 0,
         };
         (client, join)
     }
@@ -114,7 +120,9 @@ impl SimClient {
             got.frames += 1;
             got.bytes += frame.len() as u64;
             self.frames += 1;
-            if !verify && self.player != NetId(0) {
+            // Unverified, a snapshot (a frame with a header of its own) is only counted; other
+            // messages (the welcome, events) are always read.
+            if !verify && self.player != NetId(0) && !frame.head.as_bytes().is_empty() {
                 continue;
             }
             // What the session would write: one message.
@@ -140,6 +148,28 @@ impl SimClient {
                         })?;
                         self.verified += 1;
                     }
+                }
+                ServerMsg::Events(msg) => {
+                    for (i, e) in msg.events.into_iter().enumerate() {
+                        let seq = msg.first + u32::try_from(i).unwrap_or(u32::MAX);
+                        if seq <= self.events_taken {
+                            continue;
+                        }
+                        if seq != self.events_taken + 1 {
+                            return Err(format!(
+                                "server event {seq} after {}: one was lost",
+                                self.events_taken
+                            ));
+                        }
+                        self.events_taken = seq;
+                        self.server_events.push((seq, e));
+                    }
+                    // Acknowledged at once, as a client does with its next input.
+                    self.send(ClientEvent::Events(tickwire_protocol::EventsMsg {
+                        ack: self.events_taken,
+                        first: 1,
+                        events: Vec::new(),
+                    }));
                 }
                 other => return Err(format!("unexpected message {other:?}")),
             }

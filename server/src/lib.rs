@@ -47,7 +47,9 @@ pub mod token;
 
 pub use config::{Config, VisibilityMode};
 pub use error::ServerError;
-pub use game::{Clock, Controls, Game, GameApp, GameDef, Held, Joined, Net, Room};
+pub use game::{
+    Clock, Controls, Game, GameApp, GameDef, Held, Inbox, Joined, Net, Room, ServerEvents,
+};
 pub use net::web::Asset;
 pub use rooms::{RoomInfo, Rooms};
 pub use server::Server;

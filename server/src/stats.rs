@@ -12,9 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The close codes counted one by one; any other code is counted as `other`.
-pub const COUNTED_CLOSE_CODES: [u16; 20] = [
+pub const COUNTED_CLOSE_CODES: [u16; 21] = [
     1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001, 4002, 4003, 4004, 4005, 4006, 4007,
-    4008, 4009, 4010, 4011,
+    4008, 4009, 4010, 4011, 4012,
 ];
 
 /// The leave reasons counted, by label (see [`LeaveReason::label`]).
@@ -33,9 +33,9 @@ struct LeaveLabel {
 }
 
 /// The close codes as label values, in the order of [`COUNTED_CLOSE_CODES`].
-const CLOSE_CODE_LABELS: [&str; 20] = [
+const CLOSE_CODE_LABELS: [&str; 21] = [
     "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1013", "4001", "4002", "4003",
-    "4004", "4005", "4006", "4007", "4008", "4009", "4010", "4011",
+    "4004", "4005", "4006", "4007", "4008", "4009", "4010", "4011", "4012",
 ];
 
 macro_rules! server_stats {
@@ -148,6 +148,12 @@ server_stats! {
         resume_refusals => "resume_refusals",
         /// Held players given up on after resume_grace_ms (they left)
         holds_expired => "holds_expired",
+        /// Client events taken by the game (each exactly once)
+        events_in => "events_in",
+        /// Server events handed to sessions (each once, or again after a resume)
+        events_out => "events_out",
+        /// Clients closed (4012), or holds ended, for falling too far behind on events or sending them out of order
+        event_kicks => "event_kicks",
         /// Hellos refused a room: no such room or game, room full, rooms or players at the cap, or not permitted by the join token
         room_refusals => "room_refusals",
     }

@@ -179,3 +179,56 @@ test("the room request helpers build what the Rust codec encodes", () => {
   }
   assert.deepEqual([...seen].sort(), ["Create", "Join", "JoinOrCreate"]);
 });
+
+test("events are taken once and in order, acknowledged, and sent again after a resume", async () => {
+  const { TickwireClient } = await import("../../sdk/js/tickwire.js");
+  const opened = [];
+  class FakeSocket {
+    constructor(url, protocols) { this.url = url; this.protocols = protocols; this.readyState = 0; this.sent = []; opened.push(this); }
+    send(bytes) { this.sent.push(decodeClient(bytes)); }
+    open() { this.readyState = 1; this.onopen(); }
+    deliver(msg) { this.onmessage({ data: encodeServer(msg).buffer }); }
+  }
+  const welcome = vectors.games.whiteboard.welcome.json.Welcome;
+  const client = new TickwireClient("ws://127.0.0.1:1/ws", {
+    WebSocketImpl: FakeSocket, reconnect: { tries: 2, firstDelayMs: 1, maxDelayMs: 1 },
+  });
+  const taken = [];
+  client.on("events", (es) => taken.push(...es));
+  const first = opened[0];
+  first.open();
+  assert.ok("Hello" in first.sent[0]);
+  first.deliver({ Welcome: { ...welcome, resume: "secret-1", events_received: 0 } });
+  const say = welcome.schema.client_events.findIndex((c) => c.name === "Say");
+  const chat = welcome.schema.server_events.findIndex((c) => c.name === "Chat");
+  assert.ok(say >= 0 && chat >= 0, "the whiteboard declares its chat events");
+
+  assert.equal(client.sendEvent("Say", { text: "one" }), 1);
+  assert.deepEqual(first.sent.at(-1).Events.first, 1);
+  const line = (text) => ({ kind: chat, words: encodeFields(welcome.schema.server_events[chat].fields, { from: 7, text }) });
+  first.deliver({ Events: { ack: 1, first: 1, events: [line("x"), line("y")] } });
+  assert.deepEqual(taken.map((e) => [e.seq, e.type, e.from, e.text]), [[1, "Chat", 7, "x"], [2, "Chat", 7, "y"]]);
+  client.flushEventAck();
+  assert.deepEqual(first.sent.at(-1), { Events: { ack: 2, first: 2, events: [] } }, "the ack of both");
+  assert.equal(client.sendEvent("Say", { text: "two" }), 2);
+
+  // The connection drops: the client resumes with what it took, and sends again what the
+  // server had not taken.
+  first.onclose({ code: 1006, reason: "", wasClean: false });
+  await new Promise((r) => setTimeout(r, 50));
+  const second = opened[1];
+  assert.ok(second.url.endsWith("?resume=1"));
+  second.open();
+  assert.deepEqual(second.sent[0], {
+    Resume: { version: welcome.version, secret: "secret-1", last_tick: null, events_received: 2 },
+  });
+  second.deliver({ Welcome: { ...welcome, resume: "secret-2", events_received: 1 } });
+  const again = second.sent.at(-1).Events;
+  assert.equal(again.first, 2, "only the event the server had not taken");
+  assert.equal(again.events.length, 1);
+  // The server sends again what the client had not acknowledged: taken once only.
+  second.deliver({ Events: { ack: 2, first: 3, events: [line("z")] } });
+  assert.deepEqual(taken.map((e) => e.text), ["x", "y", "z"]);
+  assert.equal(client.events.lost, 0);
+  assert.equal(client.stats.resumes, 1);
+});

@@ -441,3 +441,33 @@ mod tests {
         assert_eq!(Vitals::read(&w), v);
     }
 }
+
+/// The kill feed: a server event to every client in the room when a player is killed (reliable
+/// and in order, like every event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kill {
+    /// Who fired the shot.
+    pub killer: NetId,
+    /// Who died.
+    pub victim: NetId,
+}
+
+impl Replicate for Kill {
+    const NAME: &'static str = "Kill";
+    fn fields() -> Vec<Field> {
+        vec![
+            Field::new("killer", Encoding::EntityRef),
+            Field::new("victim", Encoding::EntityRef),
+        ]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        out.extend([i64::from(self.killer.0), i64::from(self.victim.0)]);
+    }
+    fn read(words: &[i64]) -> Self {
+        let id = |w: i64| NetId(u32::try_from(w).unwrap_or(0));
+        Kill {
+            killer: id(words[0]),
+            victim: id(words[1]),
+        }
+    }
+}

@@ -89,6 +89,7 @@ impl Game for Arena {
             .replicate::<Vitals>()
             .replicate::<Shot>()
             .input::<ArenaInput>()
+            .server_event::<Kill>()
             .statics([rules])
             .statics(walls)
             .interest::<Position>(POS_SCALE, size_q, |p| p.0)

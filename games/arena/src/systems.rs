@@ -7,7 +7,7 @@ use crate::map::Map;
 use bevy_ecs::prelude::*;
 use glam::{IVec2, Vec2};
 use tickwire_server::spatial::CellGrid;
-use tickwire_server::{Clock, Controls, Held, Joined, Net};
+use tickwire_server::{Clock, Controls, Held, Joined, Net, ServerEvents};
 use tracing::debug;
 
 /// Attempts at finding a free spawn point before falling back to the arena centre.
@@ -175,11 +175,12 @@ fn segment_distance(a: Vec2, b: Vec2, p: Vec2) -> f32 {
 
 /// Moves projectiles to where their fixed trajectory puts them at this tick; one that hits a
 /// living player (not its owner) on the way damages it and vanishes, as does one that hits a
-/// wall, leaves the arena or runs out of time. A kill scores for the owner and starts the
-/// victim's respawn timer.
+/// wall, leaves the arena or runs out of time. A kill scores for the owner, starts the
+/// victim's respawn timer and goes out on the kill feed.
 #[allow(clippy::too_many_arguments)] // A system's parameters are its declared data access.
 pub fn move_projectiles(
     mut commands: Commands,
+    mut feed: ResMut<ServerEvents>,
     mut projectiles: Query<(Entity, &Shot, &mut Flight)>,
     mut players: Query<(&Net, &mut Vitals, &mut Pilot)>,
     grid: Res<PlayerGrid>,
@@ -222,6 +223,10 @@ pub fn move_projectiles(
             vitals.hp = vitals.hp.saturating_sub(g.projectile_damage);
             if vitals.hp == 0 {
                 victim.respawn_ticks = tuning.respawn_ticks;
+                feed.broadcast(&Kill {
+                    killer: shot.owner,
+                    victim: victim_net.0,
+                });
                 debug!(
                     victim = victim_net.0.0,
                     killer = shot.owner.0,

@@ -185,6 +185,20 @@ fn shots_damage_kill_score_and_the_dead_respawn() {
     assert!(a.frames > 50 && b.frames > 50);
     let replica = a.replica.as_ref().expect("replica");
     assert_eq!(replica.get::<Vitals>(a.player).map(|v| v.score), Some(1));
+    // The kill went out on the kill feed, once, to both.
+    let kill = Kill {
+        killer: a.player,
+        victim: b.player,
+    };
+    for c in [&a, &b] {
+        let feed: Vec<Kill> = c
+            .server_events
+            .iter()
+            .map(|(_, e)| Kill::read(&e.words))
+            .collect();
+        assert_eq!(feed, vec![kill], "exactly one kill on the feed");
+        assert_eq!(c.server_events[0].0, 1, "the first event");
+    }
 }
 
 #[test]

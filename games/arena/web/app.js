@@ -66,7 +66,7 @@ function arenaOf(welcome) {
 
 function freshState() {
   return {
-    client: null, status: "connecting", welcome: null, arena: null, predictor: null, predicted: null,
+    client: null, status: "connecting", welcome: null, kills: [], arena: null, predictor: null, predicted: null,
     interp: new Interpolator({ delayMs: INTERP_DELAY_MS }), rttMs: null, pings: new Map(),
     mismatches: 0, unapplied: 0, applied: 0, closeCode: null, closeReason: "", lastError: "",
     timers: [], bytesWindow: [], snapshotTimes: [], latest: null,
@@ -131,6 +131,19 @@ function connect() {
   client.on("pong", ({ nonce }) => {
     const sent = s.pings.get(nonce);
     if (sent !== undefined) { s.rttMs = performance.now() - sent; s.pings.delete(nonce); }
+  });
+  // The kill feed arrives as server events: each once, in order, across resumes too.
+  client.on("events", (events) => {
+    for (const e of events) {
+      if (e.type !== "Kill") continue;
+      s.kills.push({ killer: e.killer, victim: e.victim });
+      const me = s.welcome?.player;
+      const who = (id) => (id === me ? "you" : `#${id}`);
+      const line = document.createElement("div");
+      line.textContent = `${who(e.killer)} → ${who(e.victim)}`;
+      $("feed").append(line);
+      while ($("feed").childElementCount > 5) $("feed").firstChild.remove();
+    }
   });
   // A dropped connection: the SDK resumes the same player by itself.
   client.on("reconnecting", ({ attempt }) => { s.status = "reconnecting"; s.reconnects = attempt; });
@@ -308,6 +321,8 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  /** The kill feed taken, in order: [{killer, victim}]. */
+  get kills() { return s.kills; },
   get resumes() { return s.resumes ?? 0; },
   get player() { return s.welcome ? s.welcome.player : null; },
   get room() { return s.welcome ? s.welcome.room : null; },

@@ -2,9 +2,10 @@
 //! straight runs (a new random heading about every second, and at once at the board's edge),
 //! the pen is down nine runs in ten, each bot has its own colour and width; a bot clears the
 //! board when its view holds more than [`CLEAR_AT`] strokes (so long runs exercise clears
-//! without the board growing forever). All randomness comes from the seed.
+//! without the board growing forever); and about every three seconds a bot says something on
+//! the chat. All randomness comes from the seed.
 
-use crate::{BOARD_SIZE, COLOURS, Cursor, Draw, MAX_WIDTH, Stroke};
+use crate::{BOARD_SIZE, COLOURS, Cursor, Draw, MAX_WIDTH, Say, Stroke};
 use std::f32::consts::TAU;
 use tickwire_protocol::behaviour::{Behaviour, BotView};
 use tickwire_protocol::{Replicate, Welcome};
@@ -24,6 +25,9 @@ pub struct Scribble {
     down: bool,
     colour: u32,
     width: u32,
+    /// Ticks until its next chat line, and lines said.
+    chat_in: u32,
+    said: u32,
 }
 
 impl Scribble {
@@ -39,6 +43,8 @@ impl Scribble {
             down: true,
             colour: rng.u32(0..COLOURS),
             width: rng.u32(1..=MAX_WIDTH.min(8)),
+            chat_in: rng.u32(30..=150),
+            said: 0,
             rng,
         }
     }
@@ -96,6 +102,17 @@ impl Behaviour for Scribble {
                 .count()
         });
         self.next(strokes).write(out);
+    }
+
+    fn next_event(&mut self, _bot: &BotView<'_>, out: &mut Vec<i64>) -> Option<&'static str> {
+        self.chat_in = self.chat_in.saturating_sub(1);
+        if self.chat_in > 0 {
+            return None;
+        }
+        self.chat_in = self.rng.u32(60..=120);
+        self.said += 1;
+        Say(format!("line {} in colour {}", self.said, self.colour)).write(out);
+        Some(Say::NAME)
     }
 }
 

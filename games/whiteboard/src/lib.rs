@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use tickwire_protocol::schema::{Delta, Encoding, Field, str_bytes, str_words};
 use tickwire_protocol::{NetId, Replicate};
-use tickwire_server::{Asset, Controls, Game, GameApp, Joined, Net};
+use tickwire_server::{Asset, Controls, Game, GameApp, Inbox, Joined, Net, ServerEvents};
 
 /// Board units across and down: coordinates are `0..BOARD_SIZE`.
 pub const BOARD_SIZE: i64 = 4096;
@@ -121,6 +121,70 @@ impl Replicate for Name {
     }
     fn read(w: &[i64]) -> Self {
         Name(String::from_utf8_lossy(&str_bytes(w).unwrap_or_default()).into_owned())
+    }
+}
+
+/// Longest chat line, in bytes of UTF-8.
+pub const CHAT_BYTES: u8 = 48;
+
+fn chat_text() -> Field {
+    Field::new(
+        "text",
+        Encoding::Str {
+            max_bytes: CHAT_BYTES,
+        },
+    )
+}
+
+/// A chat line a player says (a client event: reliable and in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Say(pub String);
+
+impl Replicate for Say {
+    const NAME: &'static str = "Say";
+    fn fields() -> Vec<Field> {
+        vec![chat_text()]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        str_words(&self.0, CHAT_BYTES, out);
+    }
+    fn read(w: &[i64]) -> Self {
+        Say(String::from_utf8_lossy(&str_bytes(w).unwrap_or_default()).into_owned())
+    }
+}
+
+/// A chat line as everyone on the board gets it (a server event): who said it and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    /// The player who said it.
+    pub from: NetId,
+    /// What they said.
+    pub text: String,
+}
+
+impl Replicate for Chat {
+    const NAME: &'static str = "Chat";
+    fn fields() -> Vec<Field> {
+        vec![Field::new("from", Encoding::EntityRef), chat_text()]
+    }
+    fn write(&self, out: &mut Vec<i64>) {
+        out.push(i64::from(self.from.0));
+        str_words(&self.text, CHAT_BYTES, out);
+    }
+    fn read(w: &[i64]) -> Self {
+        Chat {
+            from: NetId(u32::try_from(w[0]).unwrap_or(0)),
+            text: String::from_utf8_lossy(&str_bytes(&w[1..]).unwrap_or_default()).into_owned(),
+        }
+    }
+}
+
+/// Says every chat line a player sent this tick to everyone on the board, in order.
+fn chat(players: Query<(&Net, &Inbox)>, mut events: ResMut<ServerEvents>) {
+    for (net, inbox) in &players {
+        for Say(text) in inbox.read::<Say>() {
+            events.broadcast(&Chat { from: net.0, text });
+        }
     }
 }
 
@@ -324,13 +388,15 @@ impl Game for Whiteboard {
             .replicate::<Name>()
             .replicate::<Stroke>()
             .input::<Draw>()
+            .client_event::<Say>()
+            .server_event::<Chat>()
             .statics([Board {
                 size: BOARD_SIZE,
                 max_strokes: config.max_strokes,
                 max_players: config.max_players,
             }])
             .player_cap(config.max_players as usize)
-            .add_systems((draw, clear).chain())
+            .add_systems((draw, clear, chat).chain())
             .on_join(join)
             .on_leave(leave)
             .page(PAGE);

@@ -18,7 +18,7 @@ let colour = 0, width = 3, clearRequested = false;
 let pageErrors = 0;
 
 function fresh() {
-  return { client: null, status: "connecting", welcome: null, size: 4096, latest: null, applied: 0,
+  return { client: null, status: "connecting", welcome: null, chat: [], size: 4096, latest: null, applied: 0,
     unapplied: 0, mismatches: 0, closeCode: null, closeReason: "", timers: [], snapshotTimes: [] };
 }
 
@@ -49,6 +49,18 @@ function connect() {
     s.unapplied += 1;
     if (/checksum/.test(e.message)) s.mismatches += 1;
     console.error(`snapshot not applied: ${e.message}`);
+  });
+  // Chat lines arrive as server events: each once, in order, across resumes too.
+  client.on("events", (events) => {
+    for (const e of events) {
+      if (e.type !== "Chat") continue;
+      s.chat.push({ from: e.from, text: e.text });
+      const line = document.createElement("div");
+      line.textContent = `${e.from === s.welcome?.player ? "me" : `#${e.from}`}: ${e.text}`;
+      $("lines").append(line);
+      while ($("lines").childElementCount > 50) $("lines").firstChild.remove();
+      $("lines").scrollTop = $("lines").scrollHeight;
+    }
   });
   // A dropped connection: the SDK resumes the same player by itself.
   client.on("reconnecting", ({ attempt }) => { s.status = "reconnecting"; s.reconnects = attempt; });
@@ -139,7 +151,13 @@ const toCanvas = (e) => {
 addEventListener("pointermove", toCanvas);
 canvas.addEventListener("pointerdown", (e) => { toCanvas(e); pointer.down = true; });
 addEventListener("pointerup", () => { pointer.down = false; });
+$("say").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter" || !s.client || !e.target.value) return;
+  s.client.sendEvent("Say", { text: e.target.value });
+  e.target.value = "";
+});
 addEventListener("keydown", (e) => {
+  if (document.activeElement === $("say")) return; // typing a chat line
   if (e.key >= "1" && e.key <= "9") colour = Number(e.key) - 1;
   else if (e.key === "[") width = Math.max(1, width - 1);
   else if (e.key === "]") width = Math.min(31, width + 1);
@@ -162,6 +180,10 @@ addEventListener("error", () => { pageErrors += 1; });
 addEventListener("unhandledrejection", () => { pageErrors += 1; });
 
 window.tickwire = {
+  /** Chat lines taken, in order: [{from, text}]. */
+  get chat() { return s.chat; },
+  /** Says a chat line (a reliable client event). */
+  say(text) { return s.client.sendEvent("Say", { text }); },
   get resumes() { return s.resumes ?? 0; },
   get room() { return s.welcome ? s.welcome.room : null; },
   get status() { return s.status; },

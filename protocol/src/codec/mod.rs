@@ -25,6 +25,8 @@ pub const MAX_SERVER_MSG_BYTES: usize = 4 * 1024 * 1024;
 /// Variant index of [`ServerMsg::Snapshot`] in the encoding: a snapshot's header and body are
 /// written and read here by hand (the body is the rest of the frame). A test pins it.
 const SNAPSHOT_VARIANT: u8 = 1;
+/// Index of `ServerMsg::Events`.
+const EVENTS_VARIANT: u8 = 4;
 /// Variant index of [`ClientMsg::Input`]: also written and read by hand.
 const INPUT_VARIANT: u8 = 1;
 
@@ -235,11 +237,15 @@ pub fn encode_server_json(msg: &ServerMsg) -> String {
 /// varint input sequence.
 pub const MAX_SNAPSHOT_HEADER_BYTES: usize = 11;
 
-/// A snapshot frame's header, encoded: the part of a frame that is each client's own (its
-/// input sequence), which a server puts in front of a body it shares between clients.
+/// Longest [`FrameHead`]: an events message's (variant and three varints).
+pub const MAX_FRAME_HEAD_BYTES: usize = 16;
+
+/// The head of a frame, encoded: the part of a frame that is each client's own (a snapshot's
+/// input sequence; an events message's acknowledgement and numbering), which a server puts in
+/// front of a body it shares between clients.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FrameHead {
-    bytes: [u8; MAX_SNAPSHOT_HEADER_BYTES],
+    bytes: [u8; MAX_FRAME_HEAD_BYTES],
     len: u8,
 }
 
@@ -257,7 +263,7 @@ impl FrameHead {
             header.baseline.is_some(),
             "a baseline 1 to 255 ticks old"
         );
-        let mut b = [0u8; MAX_SNAPSHOT_HEADER_BYTES];
+        let mut b = [0u8; MAX_FRAME_HEAD_BYTES];
         b[0] = SNAPSHOT_VARIANT;
         b[1..5].copy_from_slice(&header.tick.0.to_le_bytes());
         b[5] = age.unwrap_or(0);
@@ -282,11 +288,49 @@ impl FrameHead {
         FrameHead { bytes: b, len }
     }
 
+    /// The head of a [`ServerMsg::Events`] frame with `count` events, whose body is their
+    /// encodings one after the other ([`encode_event`]): together, the bytes of the whole
+    /// message.
+    #[must_use]
+    pub fn events(ack: u32, first: u32, count: u32) -> FrameHead {
+        let mut bytes = [0u8; MAX_FRAME_HEAD_BYTES];
+        bytes[0] = EVENTS_VARIANT;
+        let mut at = 1;
+        // Bincode varints of u32 (see `varint_into`), into the array: no allocation.
+        for x in [ack, first, count] {
+            match x {
+                0..=250 => {
+                    bytes[at] = x as u8;
+                    at += 1;
+                }
+                251..=0xFFFF => {
+                    bytes[at] = 0xFB;
+                    bytes[at + 1..at + 3].copy_from_slice(&(x as u16).to_le_bytes());
+                    at += 3;
+                }
+                _ => {
+                    bytes[at] = 0xFC;
+                    bytes[at + 1..at + 5].copy_from_slice(&x.to_le_bytes());
+                    at += 5;
+                }
+            }
+        }
+        FrameHead {
+            bytes,
+            len: at as u8,
+        }
+    }
+
     /// The bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+}
+
+/// Appends one event's encoding, as it appears in an events message.
+pub fn encode_event(event: &crate::msg::EventRecord, out: &mut Vec<u8>) {
+    encode_into(event, out);
 }
 
 /// Appends a complete [`ServerMsg::Snapshot`] frame from a header and an encoded body
@@ -433,12 +477,23 @@ mod tests {
                 version: crate::PROTOCOL_VERSION,
                 secret: "s3cr3t".into(),
                 last_tick: Some(Tick(70_000)),
+                events_received: 7,
             },
             ClientMsg::Resume {
                 version: crate::PROTOCOL_VERSION,
                 secret: String::new(),
                 last_tick: None,
+                events_received: 0,
             },
+            ClientMsg::Events(crate::EventsMsg {
+                ack: 3,
+                first: 9,
+                events: vec![crate::EventRecord {
+                    kind: 1,
+                    words: vec![-5, 1 << 33],
+                }],
+            }),
+            ClientMsg::Events(crate::EventsMsg::default()),
         ];
         for m in msgs {
             let mut buf = Vec::new();
@@ -474,6 +529,7 @@ mod tests {
             tick: Tick(77),
             room: "r7".into(),
             resume: "abc".into(),
+            events_received: 300,
             visibility: Visibility::Aoi { radius: 800.0 },
             schema: GameSchema {
                 game: "g".into(),
@@ -483,6 +539,7 @@ mod tests {
                 }],
                 input: vec![Field::new("b", Encoding::Bool)],
                 statics: vec![],
+                ..GameSchema::default()
             },
             statics: vec![StaticRecord {
                 kind: 0,
@@ -508,6 +565,20 @@ mod tests {
                 code: 4000,
                 message: "x".into(),
             },
+            ServerMsg::Events(crate::EventsMsg {
+                ack: 0,
+                first: 1,
+                events: vec![
+                    crate::EventRecord {
+                        kind: 0,
+                        words: vec![1, 2],
+                    },
+                    crate::EventRecord {
+                        kind: 2,
+                        words: vec![],
+                    },
+                ],
+            }),
         ] {
             let mut buf = Vec::new();
             encode_server(&m, &mut buf);
@@ -550,6 +621,35 @@ mod tests {
     }
 
     #[test]
+    fn an_events_frame_is_its_head_and_its_events() {
+        use crate::msg::{EventRecord, EventsMsg};
+        let events = vec![
+            EventRecord {
+                kind: 3,
+                words: vec![1, -1, 1 << 40],
+            },
+            EventRecord {
+                kind: 0,
+                words: vec![],
+            },
+        ];
+        for (ack, first) in [(0, 1), (250, 251), (70_000, u32::MAX - 1)] {
+            let msg = ServerMsg::Events(EventsMsg {
+                ack,
+                first,
+                events: events.clone(),
+            });
+            let mut whole = Vec::new();
+            encode_server(&msg, &mut whole);
+            let mut parts = FrameHead::events(ack, first, 2).as_bytes().to_vec();
+            for e in &events {
+                encode_event(e, &mut parts);
+            }
+            assert_eq!(parts, whole, "ack {ack}, first {first}");
+        }
+    }
+
+    #[test]
     fn oversized_input_is_refused_before_decoding() {
         let bytes = vec![0u8; MAX_CLIENT_MSG_BYTES + 1];
         assert!(matches!(
@@ -564,9 +664,9 @@ mod tests {
         let mut bytes = vec![0u8, 2, 0xFD];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode_client(&bytes).is_err());
-        // A welcome (version 6, player 1, 30 Hz, tick 0, room "", resume "", global) whose
-        // schema claims u32::MAX components.
-        let mut bytes = vec![0u8, 6, 1, 30, 0, 0, 0, 0, 1, b'g', 0xFC];
+        // A welcome (version 7, player 1, 30 Hz, tick 0, room "", resume "", no events
+        // received, global) whose schema claims u32::MAX components.
+        let mut bytes = vec![0u8, 7, 1, 30, 0, 0, 0, 0, 0, 1, b'g', 0xFC];
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode_server(&bytes).is_err());
         assert!(decode_server(&[1, 0, 0]).is_err(), "cut snapshot header");

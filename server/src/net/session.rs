@@ -635,6 +635,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     version,
                     secret,
                     last_tick,
+                    events_received,
                 }) => {
                     check_version(version)?;
                     if secret.len() > MAX_SECRET_BYTES {
@@ -643,7 +644,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             "resume secret too long",
                         ));
                     }
-                    return Ok(First::Resume(Resume { secret, last_tick }));
+                    return Ok(First::Resume(Resume {
+                        secret,
+                        last_tick,
+                        events_received,
+                    }));
                 }
                 Incoming::Msg(_) => {
                     return Err(End::violation(
@@ -669,6 +674,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Kind::Other
         };
         if !self.charge(kind)? {
+            if matches!(&msg, ClientMsg::Events(m) if !m.events.is_empty()) {
+                // Events are never dropped: over the budget, the connection is closed instead
+                // (a bare acknowledgement may go: the next one covers it).
+                return Err(End::violation(
+                    close::POLICY_VIOLATION,
+                    "event rate limit exceeded (events are never dropped)",
+                ));
+            }
             return Ok(());
         }
         let event = match msg {
@@ -686,6 +699,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.send_msg(&pong).await;
             }
             ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
+            // Reliable: never dropped. A client whose queue to the world is full has far more
+            // in flight than any game sends; it is closed rather than lose an event.
+            ClientMsg::Events(msg) => {
+                check_events(&self.shared.schema, &msg)?;
+                return match events.try_send(ClientEvent::Events(msg)) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(_)) => Err(End::violation(
+                        close::EVENTS_BEHIND,
+                        "events could not be queued: too many messages in flight",
+                    )),
+                    Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
+                };
+            }
             ClientMsg::Resync { tick } => ClientEvent::Resync(tick),
             // The one place the stale-input rule and the schema's ranges are enforced.
             ClientMsg::Input(input) => {
@@ -818,6 +844,34 @@ fn new_secret() -> String {
         }
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Most events in one message from a client.
+const MAX_EVENTS_PER_MESSAGE: usize = 32;
+
+/// Checks a client's events against the schema's `client_events`: known types, words in range.
+fn check_events(schema: &GameSchema, msg: &tickwire_protocol::EventsMsg) -> Result<(), End> {
+    if msg.events.len() > MAX_EVENTS_PER_MESSAGE {
+        return Err(End::violation(
+            close::POLICY_VIOLATION,
+            format!("more than {MAX_EVENTS_PER_MESSAGE} events in one message"),
+        ));
+    }
+    for e in &msg.events {
+        let Some(kind) = schema.client_events.get(usize::from(e.kind)) else {
+            return Err(End::violation(
+                close::POLICY_VIOLATION,
+                format!("unknown client event type {}", e.kind),
+            ));
+        };
+        if let Err(why) = GameSchema::check_words(&kind.fields, &e.words) {
+            return Err(End::violation(
+                close::POLICY_VIOLATION,
+                format!("event {}: {why}", kind.name),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How a kick ends the session: a close with its code, or for [`crate::boundary::ABORT`] the

@@ -3,11 +3,13 @@
 //! in `aoi` mode what it saw at recent ticks.
 
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
+use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::Tick;
 use tickwire_protocol::close::{NO_ACKS, TOO_SLOW};
+use tickwire_protocol::codec::FrameHead;
+use tickwire_protocol::{EventRecord, EventsMsg, Tick};
 use tokio::sync::mpsc;
 
 /// Number of recent ticks whose "sent" bit a [`ClientLink`] remembers.
@@ -50,6 +52,182 @@ pub struct ClientLink {
     pub secret: Option<String>,
     /// Since when the player is held for a resume, its connection gone.
     pub held: Option<Tick>,
+    /// Reliable game events both ways.
+    pub reliable: EventLink,
+}
+
+/// One client's reliable events: the server's, encoded and kept until acknowledged, and how
+/// far the client's have been taken.
+#[derive(Debug, Default)]
+pub struct EventLink {
+    /// Unacknowledged server events, oldest first: sequence numbers and encodings.
+    out: VecDeque<(u32, Bytes)>,
+    /// Bytes of their encodings.
+    out_bytes: usize,
+    /// Sequence number of the newest server event queued (0: none yet).
+    last_out: u32,
+    /// Sequence number of the newest server event handed to the session.
+    sent_out: u32,
+    /// This tick's broadcasts to this client, encoded together once for every client: their
+    /// first sequence number, count and bytes.
+    batch: Option<(u32, u32, Bytes)>,
+    /// The newest client event taken.
+    pub taken_in: u32,
+    /// Client events were taken since the last acknowledgement sent.
+    ack_owed: bool,
+    /// Over the bounds while held: the hold ends.
+    pub overflowed: bool,
+}
+
+/// Why events from a client were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsError {
+    /// An event skipped a sequence number.
+    Gap {
+        /// The next one expected.
+        expected: u32,
+        /// The one that came.
+        got: u32,
+    },
+    /// An acknowledgement of a server event never sent.
+    BadAck {
+        /// The acknowledgement.
+        ack: u32,
+        /// The newest sent.
+        sent: u32,
+    },
+}
+
+impl EventLink {
+    /// Queues a server event (its encoding, shared); false (and nothing queued) if that would
+    /// take the client over the bounds.
+    pub fn push(&mut self, event: Bytes, max_events: usize, max_bytes: usize) -> bool {
+        if self.out.len() >= max_events || self.out_bytes + event.len() > max_bytes {
+            return false;
+        }
+        self.last_out = self.last_out.wrapping_add(1);
+        self.out_bytes += event.len();
+        self.out.push_back((self.last_out, event));
+        true
+    }
+
+    /// Queues this tick's broadcasts: `events` one by one, and `batch`, their encodings
+    /// together, shared by every client that gets exactly these. False if the bounds stop it.
+    pub fn push_batch(
+        &mut self,
+        events: &[Bytes],
+        batch: &Bytes,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> bool {
+        let first = self.last_out.wrapping_add(1);
+        for e in events {
+            if !self.push(e.clone(), max_events, max_bytes) {
+                return false;
+            }
+        }
+        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        self.batch = (n > 1).then(|| (first, n, batch.clone()));
+        true
+    }
+
+    /// Unacknowledged server events queued.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Takes a client's events message: its acknowledgement frees server events, and its
+    /// events that come next in order are returned for the game (ones already taken are
+    /// skipped: a resend after a resume).
+    ///
+    /// # Errors
+    /// An event out of order, or an acknowledgement of an event never sent.
+    pub fn take(&mut self, msg: EventsMsg) -> Result<Vec<EventRecord>, EventsError> {
+        self.acknowledge(msg.ack)?;
+        let mut taken = Vec::new();
+        for (i, event) in msg.events.into_iter().enumerate() {
+            let seq = msg.first.wrapping_add(u32::try_from(i).unwrap_or(u32::MAX));
+            if seq <= self.taken_in {
+                continue;
+            }
+            if seq != self.taken_in.wrapping_add(1) {
+                return Err(EventsError::Gap {
+                    expected: self.taken_in.wrapping_add(1),
+                    got: seq,
+                });
+            }
+            self.taken_in = seq;
+            self.ack_owed = true;
+            taken.push(event);
+        }
+        Ok(taken)
+    }
+
+    /// The client has every server event up to `ack`: they are freed.
+    fn acknowledge(&mut self, ack: u32) -> Result<(), EventsError> {
+        if ack > self.sent_out {
+            return Err(EventsError::BadAck {
+                ack,
+                sent: self.sent_out,
+            });
+        }
+        while let Some((seq, e)) = self.out.front() {
+            if *seq > ack {
+                break;
+            }
+            self.out_bytes -= e.len();
+            self.out.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The message to hand the session this tick, if there are events it has not been handed
+    /// or an acknowledgement is owed (at most `max` events): its head (the client's own) and
+    /// body (the events' encodings, shared when it is one event or exactly this tick's
+    /// broadcasts, so a broadcast allocates nothing per client), and how many events it holds.
+    /// Mark it handed with [`EventLink::handed`] once the session took it.
+    #[must_use]
+    pub fn next_message(&self, max: usize) -> Option<(FrameHead, Bytes, u32)> {
+        let first = self.sent_out.wrapping_add(1);
+        let skip = self.out.iter().take_while(|(seq, _)| *seq < first).count();
+        let unsent = self.out.len() - skip;
+        if unsent == 0 && !self.ack_owed {
+            return None;
+        }
+        let n = unsent.min(max);
+        let body = match (n, &self.batch) {
+            (0, _) => Bytes::new(),
+            (1, _) => self.out[skip].1.clone(),
+            (n, Some((f, bn, batch))) if *f == first && *bn as usize == n => batch.clone(),
+            (n, _) => {
+                let mut b = Vec::new();
+                for (_, e) in self.out.iter().skip(skip).take(n) {
+                    b.extend_from_slice(e);
+                }
+                Bytes::from(b)
+            }
+        };
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        Some((FrameHead::events(self.taken_in, first, n), body, n))
+    }
+
+    /// The session took a message of `count` events.
+    pub fn handed(&mut self, count: u32) {
+        self.ack_owed = false;
+        self.batch = None;
+        self.sent_out = self.sent_out.wrapping_add(count);
+    }
+
+    /// A resumed client has the server's events up to `received`: the ones after it go again.
+    pub fn resume(&mut self, received: u32) {
+        let received = received.min(self.sent_out);
+        // Cannot fail: `received` is at most what was sent.
+        let _ = self.acknowledge(received);
+        self.sent_out = received;
+        self.batch = None;
+        self.ack_owed = true;
+    }
 }
 
 impl ClientLink {
@@ -76,6 +254,7 @@ impl ClientLink {
             visible_capacity: history.max(1),
             secret: join.secret,
             held: None,
+            reliable: EventLink::default(),
         }
     }
 
@@ -98,6 +277,7 @@ impl ClientLink {
         self.closing = false;
         self.pending = None;
         self.acked = last_tick.filter(|t| self.was_sent(*t));
+        self.reliable.overflowed = false;
     }
 
     /// True if the snapshot of `tick` was handed to this client (within the last 64 ticks it
@@ -415,5 +595,68 @@ mod tests {
         l.record_sent(Tick(103), true); // a delta against 101
         assert!(l.acknowledge(Tick(102)));
         assert_eq!(l.acked, Some(Tick(102)));
+    }
+
+    #[test]
+    fn events_are_taken_in_order_once_bounded_and_resent_after_a_resume() {
+        let mut e = EventLink::default();
+        let ev = |k: u16| EventRecord {
+            kind: k,
+            words: vec![i64::from(k)],
+        };
+        let msg = |ack, first, events: Vec<EventRecord>| EventsMsg { ack, first, events };
+        // Client events: in order, a resend skipped, a gap refused.
+        assert_eq!(
+            e.take(msg(0, 1, vec![ev(1), ev(2)])),
+            Ok(vec![ev(1), ev(2)])
+        );
+        assert_eq!(e.take(msg(0, 2, vec![ev(2), ev(3)])), Ok(vec![ev(3)]));
+        assert_eq!(
+            e.take(msg(0, 5, vec![ev(5)])),
+            Err(EventsError::Gap {
+                expected: 4,
+                got: 5
+            })
+        );
+        // Server events: queued up to the bound, handed once, freed by the ack.
+        let b = |n: u8| Bytes::from(vec![n; 4]);
+        assert!(e.push(b(1), 3, 1024));
+        assert!(e.push(b(2), 3, 1024));
+        assert!(e.push(b(3), 3, 1024));
+        assert!(!e.push(b(4), 3, 1024), "the count bound");
+        let (head, body, n) = e.next_message(64).expect("events to send");
+        assert_eq!((n, body.len()), (3, 12));
+        assert_eq!(
+            head,
+            FrameHead::events(3, 1, 3),
+            "acks the client's 3, numbers from 1"
+        );
+        e.handed(n);
+        assert!(e.next_message(64).is_none(), "nothing new, no ack owed");
+        assert_eq!(
+            e.take(msg(4, 4, vec![])),
+            Err(EventsError::BadAck { ack: 4, sent: 3 })
+        );
+        assert_eq!(e.take(msg(1, 4, vec![])), Ok(vec![]));
+        assert_eq!(e.pending(), 2);
+        // A resume that had only the first: the other two go again.
+        e.resume(1);
+        let (_, body, n) = e.next_message(64).expect("resend");
+        assert_eq!((n, body.as_ref()), (2, [2, 2, 2, 2, 3, 3, 3, 3].as_slice()));
+        // The byte bound.
+        let mut small = EventLink::default();
+        assert!(small.push(b(1), 10, 6));
+        assert!(!small.push(b(2), 10, 6));
+    }
+
+    #[test]
+    fn a_tick_of_broadcasts_shares_one_body() {
+        let mut e = EventLink::default();
+        let events = [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")];
+        let batch = Bytes::from_static(b"abcd");
+        assert!(e.push_batch(&events, &batch, 10, 100));
+        let (_, body, n) = e.next_message(64).expect("the batch");
+        assert_eq!(n, 2);
+        assert_eq!(body.as_ptr(), batch.as_ptr(), "shared, not copied");
     }
 }

@@ -29,6 +29,10 @@ pub struct Rules {
     pub history_ticks: usize,
     /// Ticks a dropped player is held for a resume (0: resume is off).
     pub resume_grace_ticks: u32,
+    /// Server events kept per client until acknowledged, at most (count, bytes).
+    pub max_pending_events: usize,
+    /// See `max_pending_events`.
+    pub max_pending_event_bytes: usize,
 }
 
 /// Allocator of network ids. Ids count up from 1; after 2^32 - 1 allocations they wrap, and

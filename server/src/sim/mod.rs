@@ -200,6 +200,8 @@ impl Sim {
             },
             history_ticks: config.history_ticks as usize,
             resume_grace_ticks: config.ms_to_ticks(config.resume_grace_ms),
+            max_pending_events: config.max_pending_events.max(1),
+            max_pending_event_bytes: config.max_pending_event_bytes.max(64),
         });
         world.insert_resource(NetIds::default());
         let faults = Arc::new(Faults::default());
@@ -208,6 +210,12 @@ impl Sim {
             starved: None,
         });
         world.insert_resource(Stats(stats));
+        let server_events = schema
+            .server_events
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        world.insert_resource(crate::game::ServerEvents::new(Arc::new(server_events)));
         world.insert_resource(systems::Joins(joins));
         world.insert_resource(systems::Registry(registry));
         world.insert_resource(systems::Departed::default());
@@ -235,7 +243,7 @@ impl Sim {
             simulate,
             phase(systems::capture_world.into_configs()),
             phase(systems::replicate.into_configs()),
-            phase(systems::hand_off.into_configs()),
+            phase((systems::deliver_events, systems::hand_off).chain()),
         ];
         Ok(Sim {
             world,

@@ -30,6 +30,8 @@ pub struct GameHooks {
     pub schema: Arc<GameSchema>,
     /// The static records, sent in every welcome.
     pub statics: Arc<Vec<StaticRecord>>,
+    /// Names of the client event types, for each player's [`crate::game::Inbox`].
+    pub client_events: Arc<Vec<String>>,
     pub(crate) on_join: Option<JoinHook>,
     pub(crate) on_leave: Option<LeaveHook>,
     pub(crate) captures: Vec<Box<dyn Capture>>,
@@ -60,7 +62,15 @@ impl GameHooks {
         &'static [crate::net::web::Asset],
     ) {
         let page = app.page;
+        let client_events = Arc::new(
+            app.schema
+                .client_events
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        );
         let hooks = GameHooks {
+            client_events,
             schema: Arc::new(app.schema),
             statics: Arc::new(app.statics),
             on_join: app.on_join,
@@ -100,7 +110,13 @@ pub struct Departed(pub Vec<(Entity, NetId, LeaveReason)>);
 pub struct Registry(pub std::sync::Weak<crate::rooms::Rooms>);
 
 /// The welcome for `player`, encoded.
-fn welcome(world: &World, hooks: &GameHooks, player: NetId, secret: Option<&str>) -> Outgoing {
+fn welcome(
+    world: &World,
+    hooks: &GameHooks,
+    player: NetId,
+    secret: Option<&str>,
+    events_received: u32,
+) -> Outgoing {
     let clock = world.resource::<Clock>();
     let welcome = ServerMsg::Welcome(Welcome {
         version: PROTOCOL_VERSION,
@@ -109,6 +125,7 @@ fn welcome(world: &World, hooks: &GameHooks, player: NetId, secret: Option<&str>
         tick: clock.tick,
         room: world.resource::<crate::game::Room>().id().to_owned(),
         resume: secret.unwrap_or_default().to_owned(),
+        events_received,
         visibility: world.resource::<Rules>().visibility,
         schema: (*hooks.schema).clone(),
         statics: (*hooks.statics).clone(),
@@ -128,9 +145,9 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
         .query::<(Entity, &Net, &Link)>()
         .iter(world)
         .find(|(_, _, link)| link.0.secret.as_deref() == Some(resume.secret.as_str()))
-        .map(|(entity, net, _)| (entity, net.0));
+        .map(|(entity, net, link)| (entity, net.0, link.0.reliable.taken_in));
     let stats = Arc::clone(&world.resource::<Stats>().0);
-    let Some((entity, id)) = found else {
+    let Some((entity, id, taken_in)) = found else {
         stats.resume_refusals.inc();
         join.kick.kick(
             tickwire_protocol::close::RESUME_REFUSED,
@@ -141,7 +158,7 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
     // A fresh outbox has room.
     let _ = join
         .outbox
-        .try_send(welcome(world, hooks, id, join.secret.as_deref()));
+        .try_send(welcome(world, hooks, id, join.secret.as_deref(), taken_in));
     let lag = world.resource::<Rules>().lag;
     info!(
         client = join.client.0,
@@ -151,6 +168,7 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
     );
     if let Some(mut link) = world.get_mut::<Link>(entity) {
         link.0.rebind(join, resume.last_tick, &lag);
+        link.0.reliable.resume(resume.events_received);
     }
     world.entity_mut(entity).remove::<crate::game::Held>();
     stats.resumes.inc();
@@ -204,17 +222,18 @@ pub fn ingest_joins(world: &mut World) {
             // player is removed next tick when its event channel reports the disconnect.
             let _ = join
                 .outbox
-                .try_send(welcome(world, &hooks, id, join.secret.as_deref()));
+                .try_send(welcome(world, &hooks, id, join.secret.as_deref(), 0));
             info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
             let link = ClientLink::new(join, clock.tick, rules.history_ticks, &rules.lag);
+            let inbox = crate::game::Inbox::new(Arc::clone(&hooks.client_events));
             match world.get_entity_mut(entity) {
                 Ok(mut e) => {
-                    e.insert((Net(id), Controls::default(), Link(link)));
+                    e.insert((Net(id), Controls::default(), inbox, Link(link)));
                 }
                 Err(_) => {
                     // The hook returned an entity it did not spawn: the client gets a player
                     // the engine owns, so it still joins.
-                    world.spawn((Net(id), Controls::default(), Link(link)));
+                    world.spawn((Net(id), Controls::default(), inbox, Link(link)));
                 }
             }
             let stats = &world.resource::<Stats>().0;
@@ -232,7 +251,13 @@ pub fn ingest_joins(world: &mut World) {
 /// [`Held`]: crate::game::Held
 #[allow(clippy::too_many_arguments)]
 pub fn ingest_client_events(
-    mut players: Query<(Entity, &Net, &mut Link, &mut Controls)>,
+    mut players: Query<(
+        Entity,
+        &Net,
+        &mut Link,
+        &mut Controls,
+        &mut crate::game::Inbox,
+    )>,
     rules: Res<Rules>,
     stats: Res<Stats>,
     clock: Res<Clock>,
@@ -240,12 +265,14 @@ pub fn ingest_client_events(
     mut departed: ResMut<Departed>,
     mut commands: Commands,
 ) {
-    for (entity, net, mut link, mut controls) in &mut players {
+    for (entity, net, mut link, mut controls, mut inbox) in &mut players {
         let link = &mut link.0;
         controls.begin_tick();
+        inbox.begin_tick();
         if let Some(since) = link.held {
-            if clock.tick.since(since) > i32::try_from(rules.resume_grace_ticks).unwrap_or(i32::MAX)
-            {
+            let over = clock.tick.since(since)
+                > i32::try_from(rules.resume_grace_ticks).unwrap_or(i32::MAX);
+            if over || link.reliable.overflowed {
                 stats.0.holds_expired.inc();
                 departed
                     .0
@@ -281,6 +308,21 @@ pub fn ingest_client_events(
                     link.resync();
                     stats.0.resyncs.inc();
                 }
+                Ok(ClientEvent::Events(msg)) => match link.reliable.take(msg) {
+                    Ok(events) => {
+                        stats.0.events_in.inc_by(events.len() as u64);
+                        for e in events {
+                            inbox.push(e);
+                        }
+                    }
+                    Err(e) => {
+                        stats.0.event_kicks.inc();
+                        link.kick.kick(
+                            tickwire_protocol::close::EVENTS_BEHIND,
+                            format!("events out of order: {e:?}"),
+                        );
+                    }
+                },
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     disconnected = true;
@@ -483,8 +525,71 @@ pub fn replicate(
     }
 }
 
+/// Queues the events the game sent this tick ([`crate::game::ServerEvents`]) on their clients'
+/// links, numbered; a client over the bounds on unacknowledged events is closed with 4012 (a
+/// held one stops being held).
+pub fn deliver_events(
+    mut events: ResMut<crate::game::ServerEvents>,
+    mut links: Query<&mut Link>,
+    rules: Res<Rules>,
+    stats: Res<Stats>,
+) {
+    if events.pending.is_empty() {
+        return;
+    }
+    let (max, max_bytes) = (rules.max_pending_events, rules.max_pending_event_bytes);
+    let over = |link: &mut crate::replication::ClientLink| {
+        stats.0.event_kicks.inc();
+        if link.held.is_some() {
+            link.reliable.overflowed = true;
+        } else {
+            let n = link.reliable.pending();
+            link.kick.kick(
+                tickwire_protocol::close::EVENTS_BEHIND,
+                format!("too far behind on events: {n} unacknowledged"),
+            );
+        }
+    };
+    // Each event is encoded once, whoever gets it; this tick's broadcasts also together.
+    let encode = |e: &tickwire_protocol::EventRecord| {
+        let mut b = Vec::new();
+        tickwire_protocol::codec::encode_event(e, &mut b);
+        Bytes::from(b)
+    };
+    let mut broadcasts = Vec::new();
+    for (to, event) in events.pending.drain(..) {
+        match to {
+            Some(entity) => {
+                if let Ok(mut link) = links.get_mut(entity)
+                    && !link.0.reliable.push(encode(&event), max, max_bytes)
+                {
+                    over(&mut link.0);
+                }
+            }
+            None => broadcasts.push(encode(&event)),
+        }
+    }
+    if broadcasts.is_empty() {
+        return;
+    }
+    let batch = Bytes::from(broadcasts.concat());
+    for mut link in &mut links {
+        if !link
+            .0
+            .reliable
+            .push_batch(&broadcasts, &batch, max, max_bytes)
+        {
+            over(&mut link.0);
+        }
+    }
+}
+
+/// Most events in one message to a client.
+const MAX_EVENTS_PER_MESSAGE: usize = 64;
+
 /// Hands each client's snapshot to its session with `try_send`, never waiting: a full outbox
-/// means the client skips this snapshot, and one that stays behind too long is closed.
+/// means the client skips this snapshot, and one that stays behind too long is closed. Events
+/// not yet handed over go first, in their own message, kept until the session takes them.
 pub fn hand_off(
     mut links: Query<(&Net, &mut Link)>,
     clock: Res<Clock>,
@@ -493,6 +598,7 @@ pub fn hand_off(
     mut hooks: ResMut<FaultHooks>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
+    let mut events_out = 0u64;
     // Fault injection (tests only): two relaxed loads per tick when idle.
     let mut starve = hooks.starved.is_none() && hooks.faults.starve_requested();
     let mut corrupt = hooks.faults.take_corruptions();
@@ -506,6 +612,12 @@ pub fn hand_off(
         let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
+        if let Some((head, body, n)) = link.reliable.next_message(MAX_EVENTS_PER_MESSAGE)
+            && link.outbox.try_send(Outgoing { head, body }).is_ok()
+        {
+            events_out += u64::from(n);
+            link.reliable.handed(n);
+        }
         if starve {
             starve = false;
             hooks.faults.starve_taken();
@@ -554,6 +666,7 @@ pub fn hand_off(
     s.snapshots_dropped.inc_by(dropped);
     s.full_snapshots.inc_by(full);
     s.bytes_out.inc_by(bytes_out);
+    s.events_out.inc_by(events_out);
     if dropped > 0 {
         debug!(
             dropped,

@@ -1,0 +1,157 @@
+//! Reliable ordered events on the real server, with the whiteboard's chat (a client event
+//! `Say`, broadcast as the server event `Chat`): every line arrives exactly once and in order
+//! at every client, across resumes on both sides (a line said while the sender's connection is
+//! down is sent again, once; lines said while a receiver is away arrive when it resumes); a
+//! client that stops acknowledging is closed with 4012 at the documented bound; bots chat with
+//! drops and lose nothing.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tickwire_bots::client::Event;
+use tickwire_bots::{Client, SwarmConfig, run_swarm};
+use tickwire_protocol::{Replicate, close};
+use tickwire_server::Config;
+use tickwire_whiteboard::{Chat, Say};
+
+fn whiteboard() -> Config {
+    Config {
+        game: "whiteboard".into(),
+        ..test_config()
+    }
+}
+
+/// Plays `c` (applying and acking snapshots, acking events with its input) until it has taken
+/// `n` chat lines in all; returns every line taken so far.
+async fn chat_until(c: &mut Client, lines: &mut Vec<Chat>, n: usize) {
+    bounded("chat lines", async {
+        while lines.len() < n {
+            match c.recv().await.expect("connected") {
+                Event::Snapshot {
+                    header, outcome, ..
+                } => {
+                    outcome.expect("applies");
+                    c.ack(header.tick).await.expect("acks");
+                }
+                Event::Events(events) => {
+                    lines.extend(events.iter().map(|(_, e)| Chat::read(&e.words)));
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_arrives_exactly_once_and_in_order_across_resumes_on_both_sides() {
+    let server = start(whiteboard()).await;
+    let mut talker = connect(&server, "talker").await;
+    let mut listener = connect(&server, "listener").await;
+    let me = talker.welcome.player;
+    let (mut heard, mut echoed) = (Vec::new(), Vec::new());
+    let mut said = Vec::new();
+    let say = |i: usize| Say(format!("line {i}"));
+
+    for i in 0..5 {
+        talker.send_event(&say(i)).await.expect("says");
+        said.push(say(i).0);
+    }
+    chat_until(&mut listener, &mut heard, 5).await;
+
+    // The listener goes away; lines said meanwhile wait for it on the server.
+    listener.drop_connection().await;
+    for i in 5..10 {
+        talker.send_event(&say(i)).await.expect("says");
+        said.push(say(i).0);
+    }
+    chat_until(&mut talker, &mut echoed, 10).await;
+    listener.resume().await.expect("resumes");
+    chat_until(&mut listener, &mut heard, 10).await;
+
+    // The talker's connection drops; a line said while it is down is kept and sent again
+    // after the resume, once.
+    talker.drop_connection().await;
+    let _ = talker.send_event(&say(10)).await; // the write may fail: the event is kept
+    said.push(say(10).0);
+    talker.resume().await.expect("resumes");
+    for i in 11..14 {
+        talker.send_event(&say(i)).await.expect("says");
+        said.push(say(i).0);
+    }
+    chat_until(&mut listener, &mut heard, 14).await;
+    chat_until(&mut talker, &mut echoed, 14).await;
+
+    for lines in [&heard, &echoed] {
+        let texts: Vec<&str> = lines.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, said, "every line once, in order");
+        assert!(lines.iter().all(|c| c.from == me));
+    }
+    for c in [&talker, &listener] {
+        assert_eq!(c.events.lost, 0, "no gap and no repeat");
+        assert_eq!(c.events.received, 14);
+    }
+    assert_eq!(talker.events.sent, 14);
+    let stats = server.stats();
+    assert_eq!(stats.events_in.get(), 14, "the server took each line once");
+    assert_eq!(stats.resumes.get(), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_acknowledging_events_is_closed_4012_at_the_bound() {
+    let server = start(Config {
+        max_pending_events: 8,
+        ..whiteboard()
+    })
+    .await;
+    let mut talker = connect(&server, "talker").await;
+    let mut deaf = connect(&server, "deaf").await;
+    // The deaf client reads everything but never acknowledges an event (nor a snapshot).
+    let deaf_reads = tokio::spawn(async move {
+        loop {
+            if let Err(e) = deaf.recv().await {
+                return (e, deaf.events.received);
+            }
+        }
+    });
+    for i in 0..12 {
+        talker.send_event(&Say(format!("{i}"))).await.expect("says");
+        // The talker keeps up (its acks ride on its snapshots' acks).
+        talker.next_snapshot().await.expect("applies");
+    }
+    let (e, got) = bounded("the close", deaf_reads).await.expect("task");
+    assert!(is_close(&e, close::EVENTS_BEHIND), "{e}");
+    assert!(e.to_string().contains("unacknowledged"), "{e}");
+    assert!(got <= 8, "never more than the bound in flight: {got}");
+    assert!(server.stats().event_kicks.get() >= 1);
+    // The talker, which acknowledges, is fine.
+    snapshots(&mut talker, 5).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_chat_through_drops_and_lose_no_event() {
+    let server = start(whiteboard()).await;
+    let report = bounded(
+        "the swarm",
+        run_swarm(SwarmConfig {
+            url: server.ws_url(),
+            bots: 8,
+            duration: Duration::from_secs(6),
+            drop_every: Some(Duration::from_millis(1500)),
+            metrics_url: server.metrics_url(),
+            behaviours: tickwire::behaviours(),
+            ..SwarmConfig::default()
+        }),
+    )
+    .await;
+    assert!(report.ok(), "{}", report.summary());
+    assert!(report.events_sent > 0, "{}", report.summary());
+    assert!(report.events_received > 0, "{}", report.summary());
+    assert_eq!(report.events_lost, 0);
+    assert!(report.resumes > 0);
+    assert_eq!(report.resume_failures, 0);
+    server.shutdown().await;
+}
