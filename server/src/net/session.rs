@@ -262,6 +262,7 @@ async fn serve<S>(
         limiter,
         claims,
         resume_only,
+        events_backlog: None,
     };
     session.run().await;
     shared.stats.sessions.dec();
@@ -374,6 +375,8 @@ struct Session<S> {
     claims: Option<Claims>,
     /// Opened with `?resume=1` (no join token needed): only a resume may follow.
     resume_only: bool,
+    /// Client events (and the newest acknowledgement) the world's queue had no room for yet.
+    events_backlog: Option<tickwire_protocol::EventsMsg>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -581,9 +584,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 }
             };
-            if let Err(end) = result {
+            if let Err(end) = result.and_then(|()| self.flush_events(events_tx)) {
                 return end;
             }
+        }
+    }
+
+    /// Adds a client's events message to the backlog for the world: acknowledgements merge,
+    /// events queue in order (a resend of ones already queued is skipped).
+    fn queue_events(&mut self, msg: tickwire_protocol::EventsMsg) -> Result<(), End> {
+        let backlog = self
+            .events_backlog
+            .get_or_insert_with(|| tickwire_protocol::EventsMsg {
+                ack: 0,
+                first: msg.first,
+                events: Vec::new(),
+            });
+        backlog.ack = backlog.ack.max(msg.ack);
+        if msg.events.is_empty() {
+            return Ok(());
+        }
+        if backlog.events.is_empty() {
+            backlog.first = msg.first;
+        }
+        let next = backlog
+            .first
+            .wrapping_add(u32::try_from(backlog.events.len()).unwrap_or(u32::MAX));
+        // Events before `next` are already queued (a resend): skipped. A gap is the world's to
+        // judge (it knows what it has taken), so it is passed on as it is.
+        let skip = next.saturating_sub(msg.first) as usize;
+        if msg.first > next && !backlog.events.is_empty() {
+            return Err(End::violation(
+                close::EVENTS_BEHIND,
+                format!("events out of order: {} after {}", msg.first, next - 1),
+            ));
+        }
+        backlog.events.extend(msg.events.into_iter().skip(skip));
+        if backlog.events.len() > MAX_QUEUED_EVENTS {
+            return Err(End::violation(
+                close::EVENTS_BEHIND,
+                format!("more than {MAX_QUEUED_EVENTS} events in flight to the world"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hands the events backlog to the world if its queue has room; otherwise it waits (and is
+    /// tried again on every turn of the loop, at least once a tick).
+    fn flush_events(&mut self, events: &crossbeam_channel::Sender<ClientEvent>) -> Result<(), End> {
+        let Some(backlog) = self.events_backlog.take() else {
+            return Ok(());
+        };
+        match events.try_send(ClientEvent::Events(backlog)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(ClientEvent::Events(backlog))) => {
+                self.events_backlog = Some(backlog);
+                Ok(())
+            }
+            Err(_) => Err(End::shutdown()),
         }
     }
 
@@ -699,18 +757,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return self.send_msg(&pong).await;
             }
             ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
-            // Reliable: never dropped. A client whose queue to the world is full has far more
-            // in flight than any game sends; it is closed rather than lose an event.
+            // Reliable: never dropped. When the queue to the world is full (a burst), they wait
+            // in the session's bounded backlog and go with the next turn of its loop.
             ClientMsg::Events(msg) => {
                 check_events(&self.shared.schema, &msg)?;
-                return match events.try_send(ClientEvent::Events(msg)) {
-                    Ok(()) => Ok(()),
-                    Err(TrySendError::Full(_)) => Err(End::violation(
-                        close::EVENTS_BEHIND,
-                        "events could not be queued: too many messages in flight",
-                    )),
-                    Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
-                };
+                self.queue_events(msg)?;
+                return self.flush_events(events);
             }
             ClientMsg::Resync { tick } => ClientEvent::Resync(tick),
             // The one place the stale-input rule and the schema's ranges are enforced.
@@ -848,6 +900,9 @@ fn new_secret() -> String {
 
 /// Most events in one message from a client.
 const MAX_EVENTS_PER_MESSAGE: usize = 32;
+
+/// Most client events a session holds for the world while its queue is full.
+const MAX_QUEUED_EVENTS: usize = 256;
 
 /// Checks a client's events against the schema's `client_events`: known types, words in range.
 fn check_events(schema: &GameSchema, msg: &tickwire_protocol::EventsMsg) -> Result<(), End> {
