@@ -4,48 +4,18 @@
 
 mod common;
 
+#[path = "support/fragile.rs"]
+mod fragile;
 #[path = "../examples/minimal_game.rs"]
 mod minimal_game;
 
-use bevy_ecs::prelude::*;
 use common::*;
-use minimal_game::{Dot, Steer};
+use fragile::Fragile;
 use tickwire_server::sim::driver::GAME_FAILED_REASON;
-use tickwire_server::{Game, GameApp, GameDef, Server};
-
-/// Marks the player of a client named "boom".
-#[derive(Component)]
-struct Bomb;
-
-/// The guide's dots, plus a bug: a system that panics once a client named "boom" has joined.
-struct Fragile;
-
-impl Game for Fragile {
-    const NAME: &'static str = "fragile";
-    type Config = ();
-
-    fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
-        app.replicate::<Dot>()
-            .input::<Steer>()
-            .add_systems(explode)
-            .on_join(|world, joined| {
-                assert_ne!(joined.name, "boom-at-join", "the join hook failed");
-                let mut player = world.spawn(Dot { x: 500.0, y: 500.0 });
-                if joined.name == "boom" {
-                    player.insert(Bomb);
-                }
-                player.id()
-            });
-        Ok(())
-    }
-}
-
-fn explode(bombs: Query<&Bomb>) {
-    assert!(bombs.is_empty(), "a bomb went off");
-}
+use tickwire_server::{GameDef, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_game_panic_closes_its_clients_with_1011_and_a_fresh_world_serves_new_ones() {
+async fn a_game_panic_closes_its_clients_with_1011_and_a_new_room_serves_new_ones() {
     let server = Server::start(test_config(), GameDef::of::<Fragile>())
         .await
         .expect("starts");

@@ -5,12 +5,13 @@
 
 mod common;
 
+#[path = "support/fragile.rs"]
+mod fragile;
 #[path = "../examples/minimal_game.rs"]
 mod minimal_game;
 
-use bevy_ecs::prelude::*;
 use common::*;
-use minimal_game::{Dot, Dots, Steer};
+use minimal_game::{Dots, Steer};
 use std::collections::HashMap;
 use std::time::Duration;
 use tickwire_bots::client::ConnectOptions;
@@ -19,7 +20,7 @@ use tickwire_bots::{Client, ClientError};
 use tickwire_protocol::behaviour::{Behaviour, BotView};
 use tickwire_protocol::{Replicate, RoomRequest, Welcome, close};
 use tickwire_server::sim::driver::GAME_FAILED_REASON;
-use tickwire_server::{Config, Game, GameApp, GameDef, Server};
+use tickwire_server::{Config, GameDef, Server};
 
 fn filter(pairs: &[(&str, &str)]) -> RoomRequest {
     RoomRequest::JoinOrCreate {
@@ -301,36 +302,6 @@ async fn empty_rooms_are_disposed_after_the_grace_period_and_their_series_go_wit
     server.shutdown().await;
 }
 
-/// Marks the player of a client named "boom".
-#[derive(Component)]
-struct Bomb;
-
-/// The dots, with a bug: a system that panics once a client named "boom" is in its room.
-struct FragileDots;
-
-impl Game for FragileDots {
-    const NAME: &'static str = "fragile-dots";
-    type Config = ();
-
-    fn build(app: &mut GameApp, _: &()) -> Result<(), String> {
-        app.replicate::<Dot>()
-            .input::<Steer>()
-            .add_systems(explode)
-            .on_join(|world, joined| {
-                let mut player = world.spawn(Dot { x: 500.0, y: 500.0 });
-                if joined.name == "boom" {
-                    player.insert(Bomb);
-                }
-                player.id()
-            });
-        Ok(())
-    }
-}
-
-fn explode(bombs: Query<&Bomb>) {
-    assert!(bombs.is_empty(), "a bomb went off");
-}
-
 /// A bot of the dots: steers in a circle.
 struct Circler(u64);
 
@@ -352,7 +323,7 @@ fn circler(seed: u64, _: &Welcome) -> Box<dyn Behaviour> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_game_panic_in_one_room_leaves_the_bots_of_another_at_full_rate() {
-    let server = Server::start(test_config(), GameDef::of::<FragileDots>())
+    let server = Server::start(test_config(), GameDef::of::<fragile::Fragile>())
         .await
         .expect("starts");
     let swarm = tokio::spawn(run_swarm(SwarmConfig {
@@ -360,7 +331,7 @@ async fn a_game_panic_in_one_room_leaves_the_bots_of_another_at_full_rate() {
         bots: 10,
         duration: Duration::from_secs(4),
         metrics_url: Some(String::new()),
-        behaviours: vec![("fragile-dots".into(), circler)],
+        behaviours: vec![("fragile".into(), circler)],
         connect: ConnectOptions {
             room: filter(&[("calm", "yes")]),
             ..ConnectOptions::default()

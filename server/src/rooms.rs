@@ -305,6 +305,19 @@ impl Refusal {
     }
 }
 
+/// What the registry and the worlds know a resume secret by: its SHA-256, so that looking one
+/// up (a hash map, an equality test) can leak nothing of the secret through its timing.
+pub type SecretKey = [u8; 32];
+
+/// The key of a resume secret.
+#[must_use]
+pub fn secret_key(secret: &str) -> SecretKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
 /// Why a resume got no seat.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeRefusal {
@@ -365,7 +378,7 @@ pub struct Rooms {
     limits: RoomLimits,
     state: Mutex<State>,
     /// Resume secrets (never locked together with `state`).
-    tickets: Mutex<HashMap<String, Ticket>>,
+    tickets: Mutex<HashMap<SecretKey, Ticket>>,
     /// Notified whenever a ticket becomes held.
     held: tokio::sync::Notify,
     stats: Arc<ServerStats>,
@@ -611,10 +624,10 @@ impl Rooms {
         }
         let orphans: Vec<Ticket> = {
             let mut tickets = self.tickets.lock();
-            let gone: Vec<String> = tickets
+            let gone: Vec<SecretKey> = tickets
                 .iter()
                 .filter(|(_, t)| matches!(t, Ticket::Held(seat) if Arc::ptr_eq(&seat.info, info)))
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
                 .collect();
             gone.iter().filter_map(|k| tickets.remove(k)).collect()
         };
@@ -623,23 +636,19 @@ impl Rooms {
     }
 
     /// Registers the secret of a connected player.
-    pub fn register_live(&self, secret: &str, kick: Arc<Kick>) {
-        self.tickets
-            .lock()
-            .insert(secret.to_owned(), Ticket::Live(kick));
+    pub fn register_live(&self, secret: &SecretKey, kick: Arc<Kick>) {
+        self.tickets.lock().insert(*secret, Ticket::Live(kick));
     }
 
     /// The player's connection dropped: its seat waits under `secret` for a resume.
-    pub fn hold(&self, secret: &str, seat: Seat) {
-        self.tickets
-            .lock()
-            .insert(secret.to_owned(), Ticket::Held(seat));
+    pub fn hold(&self, secret: &SecretKey, seat: Seat) {
+        self.tickets.lock().insert(*secret, Ticket::Held(seat));
         self.held.notify_waiters();
     }
 
     /// The secret is done with (its session ended for good, or the world gave up on the held
     /// player): forgets it, giving back a held seat.
-    pub fn forget(&self, secret: &str) {
+    pub fn forget(&self, secret: &SecretKey) {
         let ticket = self.tickets.lock().remove(secret);
         drop(ticket);
     }
@@ -656,7 +665,7 @@ impl Rooms {
     ///
     /// # Errors
     /// No player is known by that secret, or the old session did not end in time.
-    pub async fn resume(&self, secret: &str, wait: Duration) -> Result<Seat, ResumeRefusal> {
+    pub async fn resume(&self, secret: &SecretKey, wait: Duration) -> Result<Seat, ResumeRefusal> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut kicked = false;
         loop {

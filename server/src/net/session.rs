@@ -458,7 +458,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return refused("resume refused: this server does not hold players".into());
                 }
                 let wait = shared.ms(cfg.close_timeout_ms);
-                match shared.rooms.resume(&resume.secret, wait).await {
+                let key = crate::rooms::secret_key(&resume.secret);
+                match shared.rooms.resume(&key, wait).await {
                     Ok(seat) => (seat, String::new(), Some(resume)),
                     Err(e) => return refused(e.to_string()),
                 }
@@ -466,6 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         tracing::Span::current().record("room", seat.room().id());
         let secret = resuming.then(new_secret);
+        let key = secret.as_deref().map(crate::rooms::secret_key);
 
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.input_queue_len);
         let (outbox_tx, mut outbox) = mpsc::channel(cfg.outbox_len);
@@ -483,12 +485,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             resume,
         };
         // Known before the welcome that carries it can reach the client.
-        if let Some(secret) = &secret {
-            shared.rooms.register_live(secret, Arc::clone(&kick));
+        if let Some(key) = &key {
+            shared.rooms.register_live(key, Arc::clone(&kick));
         }
         if seat.joins().try_send(join).is_err() {
-            if let Some(secret) = &secret {
-                shared.rooms.forget(secret);
+            if let Some(key) = &key {
+                shared.rooms.forget(key);
             }
             return End::server(
                 close::TRY_AGAIN_LATER,
@@ -516,12 +518,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         // The seat waits for a resume before the world can see the player go, so a resume
         // always finds either the live session or the held seat.
-        match &secret {
-            Some(secret) if reason == LeaveReason::ConnectionLost => {
-                shared.rooms.hold(secret, seat);
+        match &key {
+            Some(key) if reason == LeaveReason::ConnectionLost => {
+                shared.rooms.hold(key, seat);
             }
-            Some(secret) => {
-                shared.rooms.forget(secret);
+            Some(key) => {
+                shared.rooms.forget(key);
                 drop(seat);
             }
             None => drop(seat),

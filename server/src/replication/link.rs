@@ -48,8 +48,8 @@ pub struct ClientLink {
     /// In `aoi` mode: the frame indices this client saw at recent ticks, newest last.
     visible: VecDeque<(Tick, Vec<u32>)>,
     visible_capacity: usize,
-    /// The secret that resumes this player (none when resume is off).
-    pub secret: Option<String>,
+    /// The key of the secret that resumes this player (none when resume is off).
+    pub secret: Option<crate::rooms::SecretKey>,
     /// Since when the player is held for a resume, its connection gone.
     pub held: Option<Tick>,
     /// Reliable game events both ways.
@@ -252,7 +252,7 @@ impl ClientLink {
             mask_tick: now,
             visible: VecDeque::with_capacity(history),
             visible_capacity: history.max(1),
-            secret: join.secret,
+            secret: join.secret.as_deref().map(crate::rooms::secret_key),
             held: None,
             reliable: EventLink::default(),
         }
@@ -269,7 +269,7 @@ impl ClientLink {
         self.outbox = join.outbox;
         self.leave = join.leave;
         self.kick = join.kick;
-        self.secret = join.secret;
+        self.secret = join.secret.as_deref().map(crate::rooms::secret_key);
         self.held = None;
         self.skipped_in_a_row = 0;
         self.skips = SkipWindow::new(limits.skip_window);

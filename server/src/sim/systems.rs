@@ -141,10 +141,11 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
     let Some(resume) = join.resume.take() else {
         return;
     };
+    let key = crate::rooms::secret_key(&resume.secret);
     let found = world
         .query::<(Entity, &Net, &Link)>()
         .iter(world)
-        .find(|(_, _, link)| link.0.secret.as_deref() == Some(resume.secret.as_str()))
+        .find(|(_, _, link)| link.0.secret == Some(key))
         .map(|(entity, net, link)| (entity, net.0, link.0.reliable.taken_in));
     let stats = Arc::clone(&world.resource::<Stats>().0);
     let Some((entity, id, taken_in)) = found else {
