@@ -331,3 +331,60 @@ async fn bots_that_drop_every_second_all_resume_verified() {
     assert_eq!(server.stats().resumes.get(), report.resumes);
     server.shutdown().await;
 }
+
+/// The dots, but a player held for a resume vanishes at once (a game may do what it likes with
+/// a held player, this one despawns it).
+struct Vanishing;
+
+impl tickwire_server::Game for Vanishing {
+    const NAME: &'static str = "vanishing";
+    type Config = ();
+
+    fn build(app: &mut tickwire_server::GameApp, _: &()) -> Result<(), String> {
+        app.replicate::<Dot>()
+            .input::<Steer>()
+            .add_systems(vanish)
+            .on_join(|world, _| world.spawn(Dot { x: 1.0, y: 1.0 }).id());
+        Ok(())
+    }
+}
+
+fn vanish(
+    mut commands: bevy_ecs::prelude::Commands,
+    held: bevy_ecs::prelude::Query<
+        bevy_ecs::prelude::Entity,
+        bevy_ecs::prelude::Added<tickwire_server::Held>,
+    >,
+) {
+    for e in &held {
+        commands.entity(e).despawn();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_player_the_game_despawns_gives_its_seat_back_at_once() {
+    let server = Server::start(
+        Config {
+            resume_grace_ms: 60_000,
+            ..test_config()
+        },
+        GameDef::of::<Vanishing>(),
+    )
+    .await
+    .expect("starts");
+    let mut c = connect(&server, "gone").await;
+    snapshots(&mut c, 3).await;
+    c.drop_connection().await;
+    let rooms = std::sync::Arc::clone(server.rooms());
+    // Long before the minute of grace: the seat and the secret go with the entity.
+    eventually("the seat given back", || {
+        rooms.players() == 0 && rooms.tickets() == 0
+    })
+    .await;
+    let stats = server.stats();
+    eventually("the player counted out", || stats.clients.get() == 0).await;
+    assert_eq!(stats.leaves.get(), 1);
+    let e = c.resume().await.expect_err("nothing to resume");
+    assert!(is_close(&e, close::RESUME_REFUSED), "{e}");
+    server.shutdown().await;
+}

@@ -219,6 +219,7 @@ impl Sim {
         world.insert_resource(systems::Joins(joins));
         world.insert_resource(systems::Registry(registry));
         world.insert_resource(systems::Departed::default());
+        world.insert_resource(systems::HeldPlayers::default());
         world.insert_resource(Replication::new(
             config.history_ticks as usize,
             Arc::clone(&schema),

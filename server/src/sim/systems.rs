@@ -104,6 +104,11 @@ impl GameHooks {
 #[derive(Resource, Default)]
 pub struct Departed(pub Vec<(Entity, NetId, LeaveReason)>);
 
+/// The players held for a resume, with their secrets' keys: if the game despawns one, its
+/// seat is given back at once rather than waiting for a resume that cannot come.
+#[derive(Resource, Default)]
+pub struct HeldPlayers(pub Vec<(Entity, crate::rooms::SecretKey)>);
+
 /// The room registry a world's room is in (dangling for a world outside one): the world gives
 /// back the seat of a held player it gives up on.
 #[derive(Resource)]
@@ -172,6 +177,10 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
         link.0.reliable.resume(resume.events_received);
     }
     world.entity_mut(entity).remove::<crate::game::Held>();
+    world
+        .resource_mut::<HeldPlayers>()
+        .0
+        .retain(|(e, _)| *e != entity);
     stats.resumes.inc();
 }
 
@@ -264,8 +273,27 @@ pub fn ingest_client_events(
     clock: Res<Clock>,
     registry: Res<Registry>,
     mut departed: ResMut<Departed>,
+    mut held_players: ResMut<HeldPlayers>,
+    mut hooks: ResMut<GameHooks>,
     mut commands: Commands,
 ) {
+    // A held player the game despawned (or whose link it removed) has left: its seat is
+    // given back now, not at the end of a grace period no resume can use.
+    if !held_players.0.is_empty() {
+        let rooms = registry.0.upgrade();
+        held_players.0.retain(|(e, key)| {
+            if players.get(*e).is_ok() {
+                return true;
+            }
+            if let Some(rooms) = &rooms {
+                rooms.forget(key);
+            }
+            hooks.players = hooks.players.saturating_sub(1);
+            stats.0.record_leave(&LeaveReason::ConnectionLost);
+            stats.0.clients.dec();
+            false
+        });
+    }
     for (entity, net, mut link, mut controls, mut inbox) in &mut players {
         let link = &mut link.0;
         controls.begin_tick();
@@ -281,6 +309,7 @@ pub fn ingest_client_events(
                 if let (Some(rooms), Some(secret)) = (registry.0.upgrade(), &link.secret) {
                     rooms.forget(secret);
                 }
+                held_players.0.retain(|(e, _)| *e != entity);
             }
             continue;
         }
@@ -349,6 +378,9 @@ pub fn ingest_client_events(
                 link.held = Some(clock.tick);
                 stats.0.holds.inc();
                 commands.entity(entity).insert(crate::game::Held);
+                if let Some(key) = link.secret {
+                    held_players.0.push((entity, key));
+                }
             } else {
                 departed.0.push((entity, net.0, reason));
             }
