@@ -180,3 +180,123 @@ async fn a_burst_of_events_waits_for_room_in_the_queue_and_none_is_lost() {
     assert_eq!(talker.events.lost, 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_events_and_bad_resumes_get_their_close_codes() {
+    use tickwire_protocol::{ClientMsg, EventRecord, EventsMsg, PROTOCOL_VERSION};
+    let server = start(whiteboard()).await;
+    let say = |text: &str| {
+        let mut words = Vec::new();
+        Say(text.into()).write(&mut words);
+        EventRecord { kind: 0, words }
+    };
+    let cases: Vec<(&str, EventsMsg, u16, &str)> = vec![
+        (
+            "an unknown type",
+            EventsMsg {
+                ack: 0,
+                first: 1,
+                events: vec![EventRecord {
+                    kind: 9,
+                    words: vec![],
+                }],
+            },
+            close::POLICY_VIOLATION,
+            "unknown client event type 9",
+        ),
+        (
+            "words out of range",
+            EventsMsg {
+                ack: 0,
+                first: 1,
+                events: vec![EventRecord {
+                    kind: 0,
+                    words: vec![-1],
+                }],
+            },
+            close::POLICY_VIOLATION,
+            "event Say",
+        ),
+        (
+            "more than a client message holds",
+            EventsMsg {
+                ack: 0,
+                first: 1,
+                events: (0..33).map(|_| say("")).collect(),
+            },
+            close::INVALID_PAYLOAD,
+            "undecodable",
+        ),
+        (
+            "a gap",
+            EventsMsg {
+                ack: 0,
+                first: 2,
+                events: vec![say("skipped one")],
+            },
+            close::EVENTS_BEHIND,
+            "out of order",
+        ),
+        (
+            "an ack of events never sent",
+            EventsMsg {
+                ack: 5,
+                first: 1,
+                events: vec![],
+            },
+            close::EVENTS_BEHIND,
+            "BadAck",
+        ),
+    ];
+    for (what, msg, code, reason) in cases {
+        let mut c = connect(&server, "bad").await;
+        c.send(&ClientMsg::Events(msg)).await.expect("sends");
+        let (got, why) = close_of(&mut c).await;
+        assert_eq!(got, Some(code), "{what}: {why}");
+        assert!(why.contains(reason), "{what}: {why}");
+    }
+    // A resume secret longer than any the server gives.
+    let url = format!("{}?resume=1", server.ws_url());
+    let (ws, _) = tickwire_bots::client::open(&url, &Default::default())
+        .await
+        .expect("upgrades");
+    let mut c = Client::from_ws(ws);
+    c.send(&ClientMsg::Resume {
+        version: PROTOCOL_VERSION,
+        secret: "x".repeat(65),
+        last_tick: None,
+        events_received: 0,
+    })
+    .await
+    .expect("sends");
+    assert_eq!(close_of(&mut c).await.0, Some(close::POLICY_VIOLATION));
+    server.shutdown().await;
+
+    // A server that holds no dropped players gives no secret and refuses every resume.
+    let server = start(Config {
+        resume_grace_ms: 0,
+        ..whiteboard()
+    })
+    .await;
+    let mut c = connect(&server, "p").await;
+    assert_eq!(c.welcome.resume, "", "no secret to resume with");
+    let e = c.resume().await.expect_err("refused");
+    assert!(is_close(&e, close::RESUME_REFUSED), "{e}");
+    let url = format!("{}?resume=1", server.ws_url());
+    let (ws, _) = tickwire_bots::client::open(&url, &Default::default())
+        .await
+        .expect("upgrades");
+    let mut raw = Client::from_ws(ws);
+    raw.send(&ClientMsg::Resume {
+        version: PROTOCOL_VERSION,
+        secret: "anything".into(),
+        last_tick: None,
+        events_received: 0,
+    })
+    .await
+    .expect("sends");
+    let (code, why) = close_of(&mut raw).await;
+    assert_eq!(code, Some(close::RESUME_REFUSED));
+    assert!(why.contains("does not hold players"), "{why}");
+    server.shutdown().await;
+}

@@ -49,6 +49,13 @@ pub struct ConnectOptions {
     pub room: RoomRequest,
 }
 
+/// True if an events message decodes within the server's limit on a client message.
+fn fits(msg: &EventsMsg) -> bool {
+    let mut buf = Vec::new();
+    encode_client(&ClientMsg::Events(msg.clone()), &mut buf);
+    tickwire_protocol::codec::decode_client(&buf).is_ok()
+}
+
 /// True for a close the client must not retry with the same secret.
 fn is_final(e: &ClientError) -> bool {
     matches!(
@@ -422,6 +429,16 @@ impl Client {
             kind: u16::try_from(kind).unwrap_or(u16::MAX),
             words,
         };
+        let probe = EventsMsg {
+            ack: 0,
+            first: 1,
+            events: vec![record.clone()],
+        };
+        if !fits(&probe) {
+            return Err(ClientError::Events(format!(
+                "a {name} event is larger than a client message may be"
+            )));
+        }
         self.events.last_out += 1;
         let seq = self.events.last_out;
         self.events.out.push_back((seq, record.clone()));
@@ -526,14 +543,31 @@ impl Client {
                 while self.events.out.front().is_some_and(|(seq, _)| *seq <= had) {
                     self.events.out.pop_front();
                 }
+                // As many to a message as the server's 512-byte decode limit takes.
+                let mut msg: Option<EventsMsg> = None;
                 let again: Vec<(u32, EventRecord)> = self.events.out.iter().cloned().collect();
-                for chunk in again.chunks(32) {
-                    let msg = EventsMsg {
-                        ack: self.events.taken,
-                        first: chunk[0].0,
-                        events: chunk.iter().map(|(_, e)| e.clone()).collect(),
-                    };
-                    self.send(&ClientMsg::Events(msg)).await?;
+                for (seq, event) in again {
+                    let ack = self.events.taken;
+                    let m = msg.get_or_insert_with(|| EventsMsg {
+                        ack,
+                        first: seq,
+                        events: Vec::new(),
+                    });
+                    m.events.push(event.clone());
+                    if !fits(m) && m.events.len() > 1 {
+                        m.events.pop();
+                        let full = msg.replace(EventsMsg {
+                            ack,
+                            first: seq,
+                            events: vec![event],
+                        });
+                        if let Some(full) = full {
+                            self.send(&ClientMsg::Events(full)).await?;
+                        }
+                    }
+                }
+                if let Some(m) = msg {
+                    self.send(&ClientMsg::Events(m)).await?;
                 }
                 Ok(())
             }

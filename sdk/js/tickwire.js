@@ -915,9 +915,6 @@ export class Predictor {
 
 // ---- the connection ------------------------------------------------------------------------
 
-/** Close codes after which the client must not resume (the server refused, or replaced it). */
-export const FINAL_CLOSES = new Set([4010, 4011]);
-
 /**
  * One connection to a Tickwire server: hello, welcome (the schema), a verified replica, acks
  * riding on inputs. Events (`on(name, fn)`): `welcome` (welcome), `snapshot` ({view, header,
@@ -982,7 +979,8 @@ export class TickwireClient {
     const reason = ev.reason || this.closeReason;
     // 1006: the connection ended without a close frame; 4004: the server gave up on a silent
     // connection (it holds the player for a resume in both cases).
-    const dropped = (ev.code === 1006 || ev.code === 4004) && !FINAL_CLOSES.has(ev.code);
+    // 1013 on a resume: the previous connection has not let go of the player yet.
+    const dropped = ev.code === 1006 || ev.code === 4004 || (this.resuming && ev.code === 1013);
     const canResume = this.reconnect && !this.closedByUser && this.welcome?.resume
       && dropped && this.attempt < this.reconnect.tries;
     if (!canResume) {
@@ -1040,10 +1038,21 @@ export class TickwireClient {
         this.stats.resumes++;
         const ev = this.events;
         ev.out = ev.out.filter(([seq]) => seq > m.events_received);
-        for (let i = 0; i < ev.out.length; i += 32) {
-          const chunk = ev.out.slice(i, i + 32);
+        // As many to a message as the server's 512-byte limit takes (it counts what the
+        // decoded message holds: about 32 bytes an event and 8 a word).
+        let chunk = [];
+        let size = 64;
+        const flush = () => {
+          if (chunk.length === 0) return;
           this.send({ Events: { ack: ev.taken, first: chunk[0][0], events: chunk.map(([, e]) => e) } });
+          chunk = []; size = 64;
+        };
+        for (const item of ev.out) {
+          const cost = 32 + 8 * item[1].words.length;
+          if (size + cost > 512) flush();
+          chunk.push(item); size += cost;
         }
+        flush();
         this.emit("resumed", m);
       } else {
         this.replica = new Replica(m.schema);

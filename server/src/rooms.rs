@@ -329,6 +329,18 @@ pub enum ResumeRefusal {
     StillLive,
 }
 
+impl ResumeRefusal {
+    /// The close code that carries it: 4010 (do not retry) for an unknown secret, 1013 (try
+    /// again) while the previous connection still holds the player.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            ResumeRefusal::Unknown => close::RESUME_REFUSED,
+            ResumeRefusal::StillLive => close::TRY_AGAIN_LATER,
+        }
+    }
+}
+
 /// What the registry knows of one resume secret.
 enum Ticket {
     /// Its session is connected; the kick closes it if another connection resumes.

@@ -449,19 +449,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             }
             First::Resume(resume) => {
-                let refused = |why: String| {
+                let refused = |code: u16, why: String| {
                     shared.stats.resume_refusals.inc();
                     debug!(%why, "resume refused");
-                    End::server(close::RESUME_REFUSED, why)
+                    End::server(code, why)
                 };
                 if !resuming {
-                    return refused("resume refused: this server does not hold players".into());
+                    return refused(
+                        close::RESUME_REFUSED,
+                        "resume refused: this server does not hold players".into(),
+                    );
                 }
                 let wait = shared.ms(cfg.close_timeout_ms);
                 let key = crate::rooms::secret_key(&resume.secret);
                 match shared.rooms.resume(&key, wait).await {
                     Ok(seat) => (seat, String::new(), Some(resume)),
-                    Err(e) => return refused(e.to_string()),
+                    Err(e) => return refused(e.code(), e.to_string()),
                 }
             }
         };
@@ -612,8 +615,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let next = backlog
             .first
             .wrapping_add(u32::try_from(backlog.events.len()).unwrap_or(u32::MAX));
-        // Events before `next` are already queued (a resend): skipped. A gap is the world's to
-        // judge (it knows what it has taken), so it is passed on as it is.
+        // Events before `next` are already queued (a resend): skipped. A gap after queued
+        // events is refused here as the world would refuse it; with nothing queued, the world
+        // judges (it knows what it has taken).
         let skip = next.saturating_sub(msg.first) as usize;
         if msg.first > next && !backlog.events.is_empty() {
             return Err(End::violation(
@@ -900,20 +904,12 @@ fn new_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Most events in one message from a client.
-const MAX_EVENTS_PER_MESSAGE: usize = 32;
-
 /// Most client events a session holds for the world while its queue is full.
 const MAX_QUEUED_EVENTS: usize = 256;
 
 /// Checks a client's events against the schema's `client_events`: known types, words in range.
+/// (How many fit in one message is bounded by the codec's 512-byte limit, checked before.)
 fn check_events(schema: &GameSchema, msg: &tickwire_protocol::EventsMsg) -> Result<(), End> {
-    if msg.events.len() > MAX_EVENTS_PER_MESSAGE {
-        return Err(End::violation(
-            close::POLICY_VIOLATION,
-            format!("more than {MAX_EVENTS_PER_MESSAGE} events in one message"),
-        ));
-    }
     for e in &msg.events {
         let Some(kind) = schema.client_events.get(usize::from(e.kind)) else {
             return Err(End::violation(

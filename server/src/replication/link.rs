@@ -75,7 +75,8 @@ pub struct EventLink {
     pub taken_in: u32,
     /// Client events were taken since the last acknowledgement sent.
     ack_owed: bool,
-    /// Over the bounds while held: the hold ends.
+    /// Went over the bounds on unacknowledged events: the client is being closed (4012), or,
+    /// held, its hold ends.
     pub overflowed: bool,
 }
 

@@ -90,9 +90,7 @@ impl GameHooks {
         };
         (hooks, app.world, app.simulate, page)
     }
-}
 
-impl GameHooks {
     /// The game's own cap on players, if it set one.
     #[must_use]
     pub fn player_cap(&self) -> Option<usize> {
@@ -153,14 +151,24 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
         .find(|(_, _, link)| link.0.secret == Some(key))
         .map(|(entity, net, link)| (entity, net.0, link.0.reliable.taken_in));
     let stats = Arc::clone(&world.resource::<Stats>().0);
-    let Some((entity, id, taken_in)) = found else {
+    let refuse = |why: &str| {
         stats.resume_refusals.inc();
-        join.kick.kick(
-            tickwire_protocol::close::RESUME_REFUSED,
-            "resume refused: the player is gone".into(),
-        );
+        join.kick
+            .kick(tickwire_protocol::close::RESUME_REFUSED, why.to_owned());
+    };
+    let Some((entity, id, taken_in)) = found else {
+        refuse("resume refused: the player is gone");
         return;
     };
+    // An event could not be kept for it while it was away: resuming would lose it. The
+    // player leaves on this tick's ingest instead.
+    if world
+        .get::<Link>(entity)
+        .is_some_and(|l| l.0.reliable.overflowed)
+    {
+        refuse("resume refused: more events were missed while away than the server keeps");
+        return;
+    }
     // A fresh outbox has room.
     let _ = join
         .outbox
@@ -571,11 +579,15 @@ pub fn deliver_events(
         return;
     }
     let (max, max_bytes) = (rules.max_pending_events, rules.max_pending_event_bytes);
+    // Once per client: a client over the bound is being closed (or its hold ends), and what
+    // the game sends it meanwhile is not queued.
     let over = |link: &mut crate::replication::ClientLink| {
+        if link.reliable.overflowed {
+            return;
+        }
+        link.reliable.overflowed = true;
         stats.0.event_kicks.inc();
-        if link.held.is_some() {
-            link.reliable.overflowed = true;
-        } else {
+        if link.held.is_none() {
             let n = link.reliable.pending();
             link.kick.kick(
                 tickwire_protocol::close::EVENTS_BEHIND,
@@ -632,7 +644,7 @@ pub fn hand_off(
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
     let mut events_out = 0u64;
-    // Fault injection (tests only): two relaxed loads per tick when idle.
+    // Fault injection (tests only): three relaxed loads per tick when idle.
     let mut starve = hooks.starved.is_none() && hooks.faults.starve_requested();
     let mut corrupt = hooks.faults.take_corruptions();
     let drop = hooks.faults.drop_requested();
