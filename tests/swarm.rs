@@ -93,3 +93,65 @@ async fn churn_and_swarm(visibility: VisibilityMode) -> Report {
     server.shutdown().await;
     report
 }
+
+/// `--verify K`: K bots decode and verify, the rest read headers, acknowledge and count bytes.
+/// The header-only bots still take every snapshot (checked for order and for baselines they
+/// received), send their inputs and take their events; the report says how many verified,
+/// and its view figures come from the verifying bots alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifying_sample_with_header_only_bots() {
+    let server = start(Config {
+        visibility: VisibilityMode::Global,
+        ..test_config()
+    })
+    .await;
+    let report = bounded(
+        "swarm",
+        tokio::spawn(run_swarm(SwarmConfig {
+            url: server.ws_url(),
+            bots: 12,
+            verify: Some(3),
+            duration: Duration::from_secs(3),
+            ramp_per_s: 100.0,
+            seed: 11,
+            metrics_url: server.metrics_url(),
+            behaviours: tickwire::behaviours(),
+            ..SwarmConfig::default()
+        })),
+    )
+    .await
+    .expect("swarm task");
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.connected, 12, "{}", report.summary());
+    assert_eq!(report.verifying_bots, 3, "{}", report.summary());
+    assert_eq!(
+        report.per_bot.iter().filter(|b| b.verifies).count(),
+        3,
+        "{}",
+        report.summary()
+    );
+    // Every bot, header-only or not, took snapshots and sent inputs at the tick rate.
+    assert!(
+        report.min_snapshots_per_bot_per_s >= 27.0,
+        "{}",
+        report.summary()
+    );
+    assert!(
+        report.inputs_per_bot_per_s.min >= 27.0,
+        "{}",
+        report.summary()
+    );
+    assert_eq!(report.missing_baselines, 0, "{}", report.summary());
+    assert_eq!(report.out_of_order, 0, "{}", report.summary());
+    // The verifying bots see all 12 players; header-only bots do not dilute it.
+    assert!(
+        report.visible_players_per_bot >= 12.0,
+        "{}",
+        report.summary()
+    );
+    // Only the joins were full snapshots: the header-only bots' acks keep deltas coming.
+    assert_eq!(report.full_snapshots, 12, "{}", report.summary());
+    let cpu = report.bots_cpu_pct.expect("the swarm measures its own CPU");
+    assert!(cpu > 0.0, "{}", report.summary());
+    server.shutdown().await;
+}

@@ -16,6 +16,9 @@ use tokio::sync::watch;
 const MAX_PENDING_INPUTS: usize = 256;
 /// Largest round trip the histogram records, microseconds (60 s).
 const MAX_RTT_US: u64 = 60_000_000;
+/// Snapshot ticks a header-only bot remembers, to check that each delta's baseline is one it
+/// received (the server keeps baselines at most 255 ticks old).
+const RECENT_TICKS: usize = 256;
 
 /// The measured window, shared by all bots of a swarm.
 #[derive(Debug)]
@@ -75,7 +78,10 @@ pub struct Live {
 pub struct BotMetrics {
     /// Its name.
     pub name: String,
-    /// Snapshots applied and verified in the window (each a distinct, newer tick).
+    /// Whether it applied and verified every snapshot, or only read and counted their headers.
+    pub verifies: bool,
+    /// Snapshots taken in the window (each a distinct, newer tick): applied and verified by a
+    /// verifying bot, counted by a header-only one.
     pub snapshots: u64,
     /// Snapshots that did not reproduce the server's view (whole run).
     pub desyncs: u64,
@@ -125,6 +131,7 @@ impl BotMetrics {
     fn new(name: &str, seconds: usize) -> BotMetrics {
         BotMetrics {
             name: name.to_owned(),
+            verifies: true,
             snapshots: 0,
             desyncs: 0,
             missing_baselines: 0,
@@ -191,6 +198,9 @@ pub struct BotParams {
     pub game: Option<String>,
     /// Drop the connection (no close frame) at about this interval and resume the player.
     pub drop_every: Option<Duration>,
+    /// Apply and verify every snapshot (`true`), or read only their headers, acknowledge them
+    /// and count bytes (`false`: a header-only bot, so one machine can run thousands).
+    pub verify: bool,
 }
 
 impl BotParams {
@@ -236,6 +246,8 @@ pub async fn run_bot(
         Err(why) => return failed(live, metrics, why),
     };
     live.connected.fetch_add(1, Relaxed);
+    client.set_verify(params.verify);
+    metrics.verifies = params.verify;
     metrics.room.clone_from(&client.welcome.room);
     live.tick_rate_hz
         .store(u64::from(client.welcome.tick_rate_hz), Relaxed);
@@ -302,6 +314,8 @@ async fn drive(
     let mut words = Vec::new();
     // Set after a desync, until a full snapshot verifies again.
     let mut recovering = false;
+    // A header-only bot's newest snapshot ticks, oldest first.
+    let mut recent: VecDeque<Tick> = VecDeque::with_capacity(RECENT_TICKS);
     if *stop.borrow() {
         return BotEnd::Finished;
     }
@@ -374,12 +388,7 @@ async fn drive(
                         m.entities_created += counts.created as u64;
                         let view = client.replica.latest().expect("a snapshot was just applied");
                         if second.is_some() {
-                            m.snapshots += 1;
-                            let at = (header.tick, now);
-                            m.window_ticks = Some(match m.window_ticks {
-                                None => (at, at),
-                                Some((first, _)) => (first, at),
-                            });
+                            m.count_snapshot(header.tick, now, client.bytes_down - down_before);
                             m.visible_sum += view.entities.len() as u64;
                             // Players: entities of the same kind (component set) as the bot's
                             // own.
@@ -389,18 +398,33 @@ async fn drive(
                                 .values()
                                 .filter(|s| Some(s.mask) == own)
                                 .count() as u64;
-                            m.snapshot_bytes += client.bytes_down - down_before;
                         }
-                        while let Some(&(seq, sent)) = pending.front() {
-                            if seq > header.last_input_seq {
-                                break;
-                            }
-                            pending.pop_front();
-                            if second.is_some() {
-                                let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                                m.rtt_us.saturating_record(us.max(1));
-                            }
+                        settle_round_trips(&mut pending, header.last_input_seq, now, second.is_some(), m);
+                    }
+                    Event::Counted { header } => {
+                        live.snapshots.fetch_add(1, Relaxed);
+                        m.full_snapshots += u64::from(header.baseline.is_none());
+                        if recent.back().is_some_and(|t: &Tick| t.since(header.tick) >= 0) {
+                            m.out_of_order += 1;
+                            tracing::warn!(bot = %params.name, tick = header.tick.0, "snapshot out of order");
+                            continue;
                         }
+                        // A delta must be against a snapshot this bot received (and so acked).
+                        if let Some(b) = header.baseline
+                            && !recent.iter().rev().any(|t| *t == b)
+                        {
+                            m.missing_baselines += 1;
+                            tracing::warn!(bot = %params.name, tick = header.tick.0, baseline = b.0, "delta against a snapshot never received");
+                        }
+                        if recent.len() == RECENT_TICKS {
+                            recent.pop_front();
+                        }
+                        recent.push_back(header.tick);
+                        send_input = true;
+                        if second.is_some() {
+                            m.count_snapshot(header.tick, now, client.bytes_down - down_before);
+                        }
+                        settle_round_trips(&mut pending, header.last_input_seq, now, second.is_some(), m);
                     }
                     // Counted by the client (taken, lost); the game's events do not steer bots.
                     Event::Pong { .. } | Event::Events(_) => {}
@@ -448,6 +472,40 @@ async fn drive(
         if let Some(s) = window.second(Instant::now()) {
             m.up_per_s[s] += client.bytes_up - up_before;
             m.down_per_s[s] += client.bytes_down - down_before;
+        }
+    }
+}
+
+impl BotMetrics {
+    /// Counts a snapshot taken inside the window: its tick and arrival, and its bytes.
+    fn count_snapshot(&mut self, tick: Tick, now: Instant, bytes: u64) {
+        self.snapshots += 1;
+        let at = (tick, now);
+        self.window_ticks = Some(match self.window_ticks {
+            None => (at, at),
+            Some((first, _)) => (first, at),
+        });
+        self.snapshot_bytes += bytes;
+    }
+}
+
+/// Ends the round trips of the inputs up to `last_input_seq` (the newest the snapshot's tick
+/// applied), recording them when inside the window.
+fn settle_round_trips(
+    pending: &mut VecDeque<(u32, Instant)>,
+    last_input_seq: u32,
+    now: Instant,
+    in_window: bool,
+    m: &mut BotMetrics,
+) {
+    while let Some(&(seq, sent)) = pending.front() {
+        if seq > last_input_seq {
+            break;
+        }
+        pending.pop_front();
+        if in_window {
+            let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+            m.rtt_us.saturating_record(us.max(1));
         }
     }
 }

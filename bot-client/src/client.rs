@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tickwire_protocol::body::write_record;
-use tickwire_protocol::codec::{MAX_SERVER_MSG_BYTES, decode_server, encode_client};
+use tickwire_protocol::codec::{
+    MAX_SERVER_MSG_BYTES, decode_server, encode_client, peek_snapshot_header,
+};
 use tickwire_protocol::{
     ApplyError, ClientMsg, EventRecord, EventsMsg, GameSchema, InputMsg, NetId, PROTOCOL_VERSION,
     Replica, Replicate, RoomRequest, ServerMsg, SnapshotHeader, Tick, Welcome,
@@ -225,6 +227,12 @@ pub enum Event {
         /// Whether it applied cleanly.
         outcome: Result<(), ApplyError>,
     },
+    /// A snapshot only counted, not applied (the client does not verify: see
+    /// [`Client::set_verify`]); it is acknowledged like an applied one.
+    Counted {
+        /// Its header.
+        header: SnapshotHeader,
+    },
     /// Answer to a ping.
     Pong {
         /// The ping's nonce.
@@ -278,6 +286,8 @@ pub struct Client {
     opts: ConnectOptions,
     /// Reliable events: ours until the server has them, and how far we took the server's.
     pub events: ClientEvents,
+    /// Applies and verifies snapshots (the default), or only reads their headers.
+    verify: bool,
 }
 
 /// A client's reliable events (see `docs/PROTOCOL.md`, "Events").
@@ -390,6 +400,7 @@ impl Client {
             url: String::new(),
             opts: ConnectOptions::default(),
             events: ClientEvents::default(),
+            verify: true,
         }
     }
 
@@ -667,7 +678,15 @@ impl Client {
     /// Waits for the next server message and processes it: snapshots are applied to the replica
     /// and verified. Cancel-safe: nothing is lost if the future is dropped before it completes.
     pub async fn recv(&mut self) -> Result<Event, ClientError> {
-        match self.next_server_msg().await? {
+        let bytes = self.next_binary().await?;
+        if !self.verify
+            && let Some(header) = peek_snapshot_header(&bytes)
+        {
+            let header = header?;
+            self.applied = Some((header.tick, false));
+            return Ok(Event::Counted { header });
+        }
+        match decode_server(&bytes)? {
             ServerMsg::Snapshot(s) => {
                 let [created, changed, removed] =
                     tickwire_protocol::body::counts(&s.body).unwrap_or_default();
@@ -696,23 +715,43 @@ impl Client {
         }
     }
 
-    /// Receives until the next snapshot that applies, acks it and returns its header.
-    /// Snapshots that fail to apply are returned as errors.
+    /// Receives until the next snapshot that applies (or is counted, when the client does not
+    /// verify), acks it and returns its header. Snapshots that fail to apply are returned as
+    /// errors.
     pub async fn next_snapshot(&mut self) -> Result<SnapshotHeader, ClientError> {
         loop {
-            if let Event::Snapshot {
-                header, outcome, ..
-            } = self.recv().await?
-            {
-                match outcome {
+            match self.recv().await? {
+                Event::Snapshot {
+                    header, outcome, ..
+                } => match outcome {
                     Ok(()) => {
                         self.ack(header.tick).await?;
                         return Ok(header);
                     }
                     Err(e) => return Err(e.into()),
+                },
+                Event::Counted { header } => {
+                    self.ack(header.tick).await?;
+                    return Ok(header);
                 }
+                Event::Pong { .. } | Event::Events(_) | Event::Error { .. } => {}
             }
         }
+    }
+
+    /// Whether snapshots are applied to the replica and verified against the server's
+    /// checksum (`true`, the default), or only their headers read and acknowledged (`false`):
+    /// [`Client::recv`] then returns [`Event::Counted`] for each, the replica stays empty, and
+    /// the client costs little more than its socket. For load generators that sample
+    /// verification (`tickwire-bots --verify K`); a game client keeps it on.
+    pub fn set_verify(&mut self, verify: bool) {
+        self.verify = verify;
+    }
+
+    /// Whether snapshots are applied and verified ([`Client::set_verify`]).
+    #[must_use]
+    pub fn verifies(&self) -> bool {
+        self.verify
     }
 
     /// Component `C` of this client's own player, as the replica sees it.
@@ -766,6 +805,12 @@ impl Client {
     }
 
     async fn next_server_msg(&mut self) -> Result<ServerMsg, ClientError> {
+        let bytes = self.next_binary().await?;
+        Ok(decode_server(&bytes)?)
+    }
+
+    /// The next binary message's payload (pings are answered by the WebSocket layer).
+    async fn next_binary(&mut self) -> Result<Bytes, ClientError> {
         loop {
             let Some(msg) = self.ws.next().await else {
                 return Err(self.closed_error(None));
@@ -773,7 +818,7 @@ impl Client {
             match msg? {
                 Message::Binary(bytes) => {
                     self.bytes_down += bytes.len() as u64;
-                    return Ok(decode_server(&bytes)?);
+                    return Ok(bytes);
                 }
                 Message::Close(frame) => {
                     return Err(

@@ -53,7 +53,11 @@ impl MinMean {
 pub struct BotRow {
     /// The bot's name.
     pub name: String,
-    /// Snapshots applied and verified per second (each a distinct tick).
+    /// Whether it verified every snapshot (else it read headers only).
+    #[serde(default)]
+    pub verifies: bool,
+    /// Snapshots taken per second (each a distinct tick): applied and verified, or counted by
+    /// a header-only bot.
     pub applied_per_s: f64,
     /// Server ticks that passed per second, from the ticks of its first and last snapshot.
     pub ticks_elapsed_per_s: f64,
@@ -75,6 +79,13 @@ pub struct Report {
     pub bots: u64,
     /// Bots that were welcomed.
     pub connected: u64,
+    /// Connected bots that applied and verified every snapshot; the others read only the
+    /// headers, acknowledged and counted bytes (`--verify`).
+    #[serde(default)]
+    pub verifying_bots: u64,
+    /// The swarm process's own CPU over the window, percent of one core (user and system).
+    #[serde(default)]
+    pub bots_cpu_pct: Option<f64>,
     /// Distinct rooms the connected bots joined.
     pub rooms: u64,
     /// Connections the bots dropped on purpose (`--drop-every`) and resumed.
@@ -181,9 +192,15 @@ impl Report {
             "  bots       {} asked, {} connected in {} rooms, {} failed, {} dropped, {} desyncs",
             self.bots, self.connected, self.rooms, self.failed, self.dropped, self.desyncs
         );
+        let header_only = self.connected.saturating_sub(self.verifying_bots);
         let _ = writeln!(
             s,
-            "  verified   {:.2} snapshots/bot/s mean, {:.2} min (floor {:.1}); ticks elapsed {:.2}/s; \
+            "  verifying  {} bots apply and verify every snapshot, {header_only} read headers only",
+            self.verifying_bots
+        );
+        let _ = writeln!(
+            s,
+            "  snapshots  {:.2}/bot/s mean, {:.2} min (floor {:.1}); ticks elapsed {:.2}/s; \
              inputs {:.2}/bot/s mean, {:.2} min",
             self.snapshots_per_bot_per_s,
             self.min_snapshots_per_bot_per_s,
@@ -206,6 +223,12 @@ impl Report {
             ),
             _ => writeln!(s, "  server     CPU not measured (no metrics URL answered)"),
         };
+        if let Some(pct) = self.bots_cpu_pct {
+            let _ = writeln!(
+                s,
+                "  swarm      {pct:.1}% of a core (the bots' own process, over the window)"
+            );
+        }
         let _ = writeln!(
             s,
             "  window     {:.1} s at {} Hz, {} mode; {:.2} snapshots/bot/s",

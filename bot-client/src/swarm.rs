@@ -18,6 +18,10 @@ use tokio::task::JoinSet;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Time allowed for bots to finish after the window ends.
 const WIND_DOWN: Duration = Duration::from_secs(10);
+/// Runs of up to this many bots verify every snapshot in every bot unless told otherwise.
+pub const FULL_VERIFY_UP_TO: u32 = 500;
+/// Bots that verify in a larger run unless told otherwise.
+pub const DEFAULT_VERIFY_SAMPLE: u32 = 50;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -66,6 +70,32 @@ pub struct SwarmConfig {
     /// Each bot drops its connection (no close frame) at about this interval and resumes its
     /// player; `resumes` and `resume_failures` count them. Default none.
     pub drop_every: Option<Duration>,
+    /// How many bots apply and verify every snapshot; the others read only the headers,
+    /// acknowledge and count bytes (see [`verifies`] for which). `None`: every bot in runs of
+    /// up to [`FULL_VERIFY_UP_TO`], else [`DEFAULT_VERIFY_SAMPLE`].
+    pub verify: Option<u32>,
+}
+
+impl SwarmConfig {
+    /// How many bots verify, after the default.
+    #[must_use]
+    pub fn verifying_bots(&self) -> u32 {
+        self.verify
+            .unwrap_or(if self.bots <= FULL_VERIFY_UP_TO {
+                self.bots
+            } else {
+                DEFAULT_VERIFY_SAMPLE
+            })
+            .min(self.bots)
+    }
+}
+
+/// Whether bot `i` of `n` is one of the `k` that verify: spread evenly over the swarm (so over
+/// the ramp and, with `--rooms`, over the rooms), exactly `k` of them.
+#[must_use]
+pub fn verifies(i: u32, k: u32, n: u32) -> bool {
+    let (i, k, n) = (u64::from(i), u64::from(k), u64::from(n.max(1)));
+    (i + 1) * k / n != i * k / n
 }
 
 /// Mints a join token for the bot of the given name.
@@ -99,6 +129,7 @@ impl Default for SwarmConfig {
             tokens: None,
             rooms: 0,
             drop_every: None,
+            verify: None,
         }
     }
 }
@@ -134,6 +165,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     let window = Arc::new(Window::new(cfg.duration));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut bots = JoinSet::new();
+    let verifying = cfg.verifying_bots();
     let ramp_start = tokio::time::Instant::now();
     let per_bot = Duration::from_secs_f64(1.0 / cfg.ramp_per_s.max(0.001));
     let spread = cfg.spread_sources && targets_ipv4_loopback(&cfg.url);
@@ -160,6 +192,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             behaviours: cfg.behaviours.clone(),
             game: cfg.game.clone(),
             drop_every: cfg.drop_every,
+            verify: verifies(i, verifying, cfg.bots),
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
@@ -190,6 +223,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             behaviours: Vec::new(),
             game: None,
             drop_every: None,
+            verify: true,
         };
         slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }
@@ -232,6 +266,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             .ok(),
         None => None,
     };
+    let cpu_before = own_cpu_time();
     let start = Instant::now();
     let _ = window.start.set(start);
     let snaps_at_start = live.snapshots.load(Relaxed);
@@ -252,6 +287,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
         let left = cfg.duration.saturating_sub(start.elapsed());
         tokio::time::sleep(left.min(PROGRESS_EVERY)).await;
     }
+    let cpu_after = own_cpu_time();
+    let cpu_wall = start.elapsed();
     let measured = start.elapsed().min(cfg.duration);
     let after = match (&metrics_url, &before) {
         (Some(url), Some(_)) => scrape::scrape(url)
@@ -289,6 +326,10 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     report.slow_reader_outcomes = slow_outcomes;
     report.tick_rate_hz = tick_rate_hz;
     report.metrics_url.clone_from(&metrics_url);
+    if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+        report.bots_cpu_pct =
+            Some(100.0 * a.saturating_sub(b).as_secs_f64() / cpu_wall.as_secs_f64().max(1e-9));
+    }
     if let (Some(b), Some(a)) = (&before, &after) {
         if let Some(cost) = scrape::cost(b, a) {
             report.server_cpu_pct = Some(cost.cpu_pct);
@@ -315,6 +356,17 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     report
 }
 
+/// CPU time (user and system) this process has used, where the platform tells.
+fn own_cpu_time() -> Option<Duration> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let us = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
+    Some(us(usage.user_time()) + us(usage.system_time()))
+}
+
 fn build_report(
     cfg: &SwarmConfig,
     outcomes: &[BotOutcome],
@@ -335,6 +387,7 @@ fn build_report(
     };
     let mut rows: Vec<BotRow> = Vec::with_capacity(outcomes.len());
     let mut snapshots = 0u64;
+    let mut verified_snapshots = 0u64;
     let mut visible = 0u64;
     let mut visible_players = 0u64;
     let mut snapshot_bytes = 0u64;
@@ -365,8 +418,10 @@ fn build_report(
             }
             _ => 0.0,
         };
+        r.verifying_bots += u64::from(m.verifies);
         rows.push(BotRow {
             name: m.name.clone(),
+            verifies: m.verifies,
             applied_per_s: m.snapshots as f64 / secs,
             ticks_elapsed_per_s,
             inputs_per_s: m.inputs as f64 / secs,
@@ -382,9 +437,13 @@ fn build_report(
         r.events_received += m.events_received;
         r.events_lost += m.events_lost;
         snapshots += m.snapshots;
-        visible += m.visible_sum;
-        visible_players += m.visible_players_sum;
-        snapshot_bytes += m.snapshot_bytes;
+        // What a view holds is known only to the bots that decode it.
+        if m.verifies {
+            verified_snapshots += m.snapshots;
+            visible += m.visible_sum;
+            visible_players += m.visible_players_sum;
+            snapshot_bytes += m.snapshot_bytes;
+        }
         let _ = rtt.add(&m.rtt_us);
         down.extend_from_slice(&m.down_per_s[..whole_seconds.min(m.down_per_s.len())]);
         up.extend_from_slice(&m.up_per_s[..whole_seconds.min(m.up_per_s.len())]);
@@ -397,8 +456,8 @@ fn build_report(
     let secs = r.duration_s.max(1e-9);
     r.snapshots_per_bot_per_s = snapshots as f64 / r.connected.max(1) as f64 / secs;
     let per_snapshot = |v: u64| {
-        if snapshots > 0 {
-            v as f64 / snapshots as f64
+        if verified_snapshots > 0 {
+            v as f64 / verified_snapshots as f64
         } else {
             0.0
         }
@@ -483,9 +542,17 @@ fn failures(cfg: &SwarmConfig, r: &Report, rows: &[BotRow], tick_rate_hz: u16) -
         let pct = cfg.min_rate_fraction * 100.0;
         if let Some(names) = below_floor(rows, floor, |b| b.applied_per_s) {
             f.push(format!(
-                "{names}: fewer verified snapshots applied than the floor of {floor:.1}/s \
-                 ({pct:.0}% of {tick_rate_hz} Hz)"
+                "{names}: fewer snapshots taken (applied and verified, or counted by a \
+                 header-only bot) than the floor of {floor:.1}/s ({pct:.0}% of {tick_rate_hz} Hz)"
             ));
+        }
+        // A run that verified nothing cannot say the state was right.
+        if r.connected > r.dropped && r.verifying_bots == 0 {
+            f.push(
+                "no bot verified what it received (every connected bot read headers only); \
+                 use --verify 1 or more"
+                    .to_owned(),
+            );
         }
         // The scenario sends one input per tick: bots too starved of CPU to do that are not
         // running it, whatever they received.
@@ -546,6 +613,7 @@ mod tests {
     fn row(name: &str, applied: f64, inputs: f64) -> BotRow {
         BotRow {
             name: name.into(),
+            verifies: true,
             applied_per_s: applied,
             ticks_elapsed_per_s: 30.0,
             inputs_per_s: inputs,
@@ -560,6 +628,7 @@ mod tests {
         let r = Report {
             bots: 3,
             connected: 3,
+            verifying_bots: 3,
             min_rate_floor: 27.0,
             ..Report::default()
         };
@@ -571,7 +640,7 @@ mod tests {
         let f = failures(&cfg, &r, &rows, 30);
         assert_eq!(f.len(), 2, "{f:?}");
         assert!(
-            f[0].contains("verified snapshots") && f[0].contains("bot-2 12.0/s"),
+            f[0].contains("snapshots taken") && f[0].contains("bot-2 12.0/s"),
             "{f:?}"
         );
         assert!(
@@ -579,6 +648,44 @@ mod tests {
             "{f:?}"
         );
         assert!(failures(&cfg, &r, &rows[..1], 30).is_empty());
+    }
+
+    #[test]
+    fn a_run_that_verified_nothing_fails() {
+        let cfg = SwarmConfig::default();
+        let r = Report {
+            bots: 2,
+            connected: 2,
+            verifying_bots: 0,
+            min_rate_floor: 27.0,
+            ..Report::default()
+        };
+        let rows = [row("bot-0", 30.0, 30.0), row("bot-1", 30.0, 30.0)];
+        let f = failures(&cfg, &r, &rows, 30);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("no bot verified"), "{f:?}");
+    }
+
+    #[test]
+    fn the_verifying_sample_is_exact_and_spread() {
+        for (n, k) in [(1000, 50), (500, 500), (7, 3), (2000, 1), (10, 0), (3, 9)] {
+            let picked: Vec<u32> = (0..n).filter(|&i| verifies(i, k.min(n), n)).collect();
+            assert_eq!(picked.len() as u32, k.min(n), "{n} {k}");
+            // Evenly spread: gaps differ by at most one.
+            let gaps: Vec<u32> = picked.windows(2).map(|w| w[1] - w[0]).collect();
+            if let (Some(lo), Some(hi)) = (gaps.iter().min(), gaps.iter().max()) {
+                assert!(hi - lo <= 1, "{n} {k}: {gaps:?}");
+            }
+        }
+        let cfg = |bots, verify| SwarmConfig {
+            bots,
+            verify,
+            ..SwarmConfig::default()
+        };
+        assert_eq!(cfg(500, None).verifying_bots(), 500);
+        assert_eq!(cfg(501, None).verifying_bots(), DEFAULT_VERIFY_SAMPLE);
+        assert_eq!(cfg(2000, Some(50)).verifying_bots(), 50);
+        assert_eq!(cfg(20, Some(50)).verifying_bots(), 20);
     }
 
     #[test]

@@ -80,6 +80,11 @@ struct Cli {
     /// (seconds) and resumes its player.
     #[arg(long, value_name = "SECS")]
     drop_every: Option<f64>,
+    /// K bots (spread evenly over the swarm) apply and verify every snapshot; the others read
+    /// only frame headers, acknowledge and count bytes, so one machine can run thousands
+    /// [default: every bot in runs of up to 500, else 50]
+    #[arg(long, value_name = "K")]
+    verify: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -154,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             .drop_every
             .filter(|s| *s > 0.0 && s.is_finite())
             .map(Duration::from_secs_f64),
+        verify: cli.verify,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

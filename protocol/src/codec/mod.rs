@@ -191,6 +191,26 @@ pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, CodecError> {
     decode_bounded(bytes, MAX_SERVER_MSG_BYTES, SERVER_CFG)
 }
 
+/// The header of a snapshot frame without its body: `None` if the frame is not a snapshot.
+/// For clients that count snapshots rather than apply them (the swarm's header-only bots);
+/// the header decodes exactly as in [`decode_server`], and the body is left unread.
+pub fn peek_snapshot_header(bytes: &[u8]) -> Option<Result<SnapshotHeader, CodecError>> {
+    if bytes.len() > MAX_SERVER_MSG_BYTES {
+        return Some(Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit: MAX_SERVER_MSG_BYTES,
+        }));
+    }
+    let (&SNAPSHOT_VARIANT, rest) = bytes.split_first()? else {
+        return None;
+    };
+    Some(
+        bincode::decode_from_slice::<SnapshotHeader, _>(rest, SERVER_CFG)
+            .map(|(header, _)| header)
+            .map_err(CodecError::from),
+    )
+}
+
 /// Appends the encoding of a server message to `out`.
 pub fn encode_server(msg: &ServerMsg, out: &mut Vec<u8>) {
     encode_into(msg, out);
@@ -428,6 +448,48 @@ mod tests {
         assert_eq!(varint_from(&[0xFB, 3, 0]), None, "not minimal");
         assert_eq!(varint_from(&[0xFC, 3]), None, "short");
         assert_eq!(varint_from(&[0xFE]), None, "u128 is not used");
+    }
+
+    #[test]
+    fn a_peeked_snapshot_header_is_the_decoded_one() {
+        for header in [
+            SnapshotHeader {
+                tick: Tick(70_000),
+                baseline: Some(Tick(69_990)),
+                last_input_seq: 300,
+            },
+            SnapshotHeader {
+                tick: Tick(5),
+                baseline: None,
+                last_input_seq: 0,
+            },
+        ] {
+            let mut frame = Vec::new();
+            encode_snapshot_frame(&header, &[1, 2, 3, 4], &mut frame);
+            let peeked = peek_snapshot_header(&frame)
+                .expect("a snapshot")
+                .expect("decodes");
+            assert_eq!(peeked, header);
+            let ServerMsg::Snapshot(full) = decode_server(&frame).expect("decodes") else {
+                panic!("not a snapshot");
+            };
+            assert_eq!(full.header, peeked);
+            assert!(matches!(
+                peek_snapshot_header(&frame[..3]),
+                Some(Err(CodecError::Malformed(_)))
+            ));
+        }
+        let mut events = Vec::new();
+        encode_server(
+            &ServerMsg::Events(EventsMsg {
+                ack: 1,
+                first: 1,
+                events: Vec::new(),
+            }),
+            &mut events,
+        );
+        assert!(peek_snapshot_header(&events).is_none());
+        assert!(peek_snapshot_header(&[]).is_none());
     }
 
     #[test]
