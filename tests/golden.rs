@@ -196,34 +196,35 @@ fn game(name: &str, ticks: usize) -> Value {
         sim.tick();
         for (i, c) in clients.iter_mut().enumerate() {
             while let Ok(frame) = c.outbox.try_recv() {
-                let bytes = frame.into_bytes();
-                match decode_server(&bytes).expect("decodes") {
-                    ServerMsg::Welcome(w) => {
-                        if i == 0 {
-                            welcome = json!({
-                                "json": serde_json::to_value(ServerMsg::Welcome(w.clone())).expect("json"),
-                                "hex": hex(&bytes),
-                            });
-                        }
-                        c.player = w.player;
-                        c.replica = Some(Replica::new(Arc::new(w.schema.clone())));
-                        c.welcome = Some(w);
-                    }
-                    ServerMsg::Snapshot(s) => {
-                        let replica = c.replica.as_mut().expect("welcomed");
-                        let view = replica.apply(&s.header, &s.body).expect("verifies");
-                        applied[i].push(s.header.tick);
-                        if i == 0 {
-                            // Every frame's bytes; the view it gives every fourth frame (the
-                            // checksum covers the others), to keep the file small.
-                            let mut f = json!({"hex": hex(&bytes)});
-                            if frames.len() % 4 == 0 {
-                                f["view"] = view_json(&view.entities);
+                for bytes in frame.into_messages() {
+                    match decode_server(&bytes).expect("decodes") {
+                        ServerMsg::Welcome(w) => {
+                            if i == 0 {
+                                welcome = json!({
+                                    "json": serde_json::to_value(ServerMsg::Welcome(w.clone())).expect("json"),
+                                    "hex": hex(&bytes),
+                                });
                             }
-                            frames.push(f);
+                            c.player = w.player;
+                            c.replica = Some(Replica::new(Arc::new(w.schema.clone())));
+                            c.welcome = Some(w);
                         }
+                        ServerMsg::Snapshot(s) => {
+                            let replica = c.replica.as_mut().expect("welcomed");
+                            let view = replica.apply(&s.header, &s.body).expect("verifies");
+                            applied[i].push(s.header.tick);
+                            if i == 0 {
+                                // Every frame's bytes; the view it gives every fourth frame (the
+                                // checksum covers the others), to keep the file small.
+                                let mut f = json!({"hex": hex(&bytes)});
+                                if frames.len() % 4 == 0 {
+                                    f["view"] = view_json(&view.entities);
+                                }
+                                frames.push(f);
+                            }
+                        }
+                        other => panic!("unexpected {other:?}"),
                     }
-                    other => panic!("unexpected {other:?}"),
                 }
             }
             if let Some(t) = applied[i].iter().rev().nth(1) {

@@ -29,6 +29,9 @@ pub struct Outgoing {
     pub head: FrameHead,
     /// The rest of the message.
     pub body: Bytes,
+    /// The tick's events for the client (an events message: its head and body), written just
+    /// before this message and in the same write, so a tick costs one system call per client.
+    pub events: Option<(FrameHead, Bytes)>,
 }
 
 impl Outgoing {
@@ -38,13 +41,28 @@ impl Outgoing {
         Outgoing {
             head: FrameHead::default(),
             body: bytes,
+            events: None,
         }
     }
 
-    /// Its length in bytes.
+    /// A message of a head the client's own and a body (shared between clients or not).
+    #[must_use]
+    pub fn framed(head: FrameHead, body: Bytes) -> Outgoing {
+        Outgoing {
+            head,
+            body,
+            events: None,
+        }
+    }
+
+    /// Its length in bytes, with the events that go before it.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.head.as_bytes().len() + self.body.len()
+        let events = self
+            .events
+            .as_ref()
+            .map_or(0, |(head, body)| head.as_bytes().len() + body.len());
+        events + self.head.as_bytes().len() + self.body.len()
     }
 
     /// True for an empty message.
@@ -53,18 +71,31 @@ impl Outgoing {
         self.len() == 0
     }
 
-    /// The message as one buffer (copied once, unless it has no header).
-    #[must_use]
-    pub fn into_bytes(self) -> Bytes {
-        let head = self.head.as_bytes();
-        if head.is_empty() {
-            return self.body;
-        }
-        let mut bytes = Vec::with_capacity(head.len() + self.body.len());
-        bytes.extend_from_slice(head);
-        bytes.extend_from_slice(&self.body);
-        Bytes::from(bytes)
+    /// Takes the events message that goes first, as one buffer.
+    pub fn take_events(&mut self) -> Option<Bytes> {
+        self.events.take().map(|(head, body)| join(&head, body))
     }
+
+    /// The messages to write, in order, each as one buffer (copied once, unless it has no
+    /// header): the events, if any, then this message.
+    pub fn into_messages(mut self) -> impl Iterator<Item = Bytes> {
+        let events = self.take_events();
+        events
+            .into_iter()
+            .chain(std::iter::once(join(&self.head, self.body)))
+    }
+}
+
+/// A head and a body as one buffer.
+fn join(head: &FrameHead, body: Bytes) -> Bytes {
+    let head = head.as_bytes();
+    if head.is_empty() {
+        return body;
+    }
+    let mut bytes = Vec::with_capacity(head.len() + body.len());
+    bytes.extend_from_slice(head);
+    bytes.extend_from_slice(&body);
+    Bytes::from(bytes)
 }
 
 /// Identifies one connection for its whole life (used in logs).
@@ -205,4 +236,42 @@ pub struct Resume {
     pub last_tick: Option<Tick>,
     /// The newest server event the client received.
     pub events_received: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_protocol::codec::{FrameHead, decode_server};
+    use tickwire_protocol::{ServerMsg, SnapshotHeader, Tick};
+
+    #[test]
+    fn a_ticks_events_are_written_before_its_snapshot() {
+        let header = SnapshotHeader {
+            tick: Tick(9),
+            baseline: Some(Tick(8)),
+            last_input_seq: 3,
+        };
+        let mut frame = Outgoing::framed(FrameHead::snapshot(&header), Bytes::from_static(&[0]));
+        assert_eq!(
+            frame.len(),
+            FrameHead::snapshot(&header).as_bytes().len() + 1
+        );
+        // Two events of no words: the event type index and an empty word list each.
+        frame.events = Some((
+            FrameHead::events(0, 1, 2),
+            Bytes::from_static(&[0, 0, 1, 0]),
+        ));
+        let expected_len = frame.len();
+        let messages: Vec<Bytes> = frame.into_messages().collect();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages.iter().map(Bytes::len).sum::<usize>(), expected_len);
+        match decode_server(&messages[0]).expect("events decode") {
+            ServerMsg::Events(e) => assert_eq!((e.first, e.events.len()), (1, 2)),
+            other => panic!("events first, not {other:?}"),
+        }
+        assert!(matches!(
+            decode_server(&messages[1]).expect("snapshot decodes"),
+            ServerMsg::Snapshot(s) if s.header == header
+        ));
+    }
 }

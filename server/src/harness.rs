@@ -116,65 +116,76 @@ impl SimClient {
     /// A frame that does not decode, or a snapshot that does not apply, with what went wrong.
     pub fn receive(&mut self, verify: bool) -> Result<Received, String> {
         let mut got = Received::default();
-        while let Ok(frame) = self.outbox.try_recv() {
+        while let Ok(mut frame) = self.outbox.try_recv() {
             got.frames += 1;
             got.bytes += frame.len() as u64;
             self.frames += 1;
+            // The tick's events, written before its snapshot: always read.
+            if let Some(events) = frame.take_events() {
+                self.read(&events, verify, &mut got)?;
+            }
             // Unverified, a snapshot (a frame with a header of its own) is only counted; other
             // messages (the welcome, events) are always read.
             if !verify && self.player != NetId(0) && !frame.head.as_bytes().is_empty() {
                 continue;
             }
-            // What the session would write: one message.
-            let bytes = frame.into_bytes();
-            match decode_server(&bytes).map_err(|e| format!("undecodable frame: {e}"))? {
-                ServerMsg::Welcome(w) => {
-                    self.player = w.player;
-                    self.replica = Some(Replica::new(std::sync::Arc::new(w.schema.clone())));
-                    self.welcome = Some(w);
-                }
-                ServerMsg::Snapshot(s) => {
-                    got.newest = Some(s.header.tick);
-                    if verify {
-                        let replica = self
-                            .replica
-                            .as_mut()
-                            .ok_or("a snapshot before the welcome")?;
-                        replica.apply(&s.header, &s.body).map_err(|e| {
-                            format!(
-                                "snapshot of tick {} (baseline {:?}) does not apply: {e}",
-                                s.header.tick, s.header.baseline
-                            )
-                        })?;
-                        self.verified += 1;
-                    }
-                }
-                ServerMsg::Events(msg) => {
-                    for (i, e) in msg.events.into_iter().enumerate() {
-                        let seq = msg.first + u32::try_from(i).unwrap_or(u32::MAX);
-                        if seq <= self.events_taken {
-                            continue;
-                        }
-                        if seq != self.events_taken + 1 {
-                            return Err(format!(
-                                "server event {seq} after {}: one was lost",
-                                self.events_taken
-                            ));
-                        }
-                        self.events_taken = seq;
-                        self.server_events.push((seq, e));
-                    }
-                    // Acknowledged at once, as a client does with its next input.
-                    self.send(ClientEvent::Events(tickwire_protocol::EventsMsg {
-                        ack: self.events_taken,
-                        first: 1,
-                        events: Vec::new(),
-                    }));
-                }
-                other => return Err(format!("unexpected message {other:?}")),
+            // What the session would write.
+            for bytes in frame.into_messages() {
+                self.read(&bytes, verify, &mut got)?;
             }
         }
         Ok(got)
+    }
+
+    /// Reads one message the session would write.
+    fn read(&mut self, bytes: &[u8], verify: bool, got: &mut Received) -> Result<(), String> {
+        match decode_server(bytes).map_err(|e| format!("undecodable frame: {e}"))? {
+            ServerMsg::Welcome(w) => {
+                self.player = w.player;
+                self.replica = Some(Replica::new(std::sync::Arc::new(w.schema.clone())));
+                self.welcome = Some(w);
+            }
+            ServerMsg::Snapshot(s) => {
+                got.newest = Some(s.header.tick);
+                if verify {
+                    let replica = self
+                        .replica
+                        .as_mut()
+                        .ok_or("a snapshot before the welcome")?;
+                    replica.apply(&s.header, &s.body).map_err(|e| {
+                        format!(
+                            "snapshot of tick {} (baseline {:?}) does not apply: {e}",
+                            s.header.tick, s.header.baseline
+                        )
+                    })?;
+                    self.verified += 1;
+                }
+            }
+            ServerMsg::Events(msg) => {
+                for (i, e) in msg.events.into_iter().enumerate() {
+                    let seq = msg.first + u32::try_from(i).unwrap_or(u32::MAX);
+                    if seq <= self.events_taken {
+                        continue;
+                    }
+                    if seq != self.events_taken + 1 {
+                        return Err(format!(
+                            "server event {seq} after {}: one was lost",
+                            self.events_taken
+                        ));
+                    }
+                    self.events_taken = seq;
+                    self.server_events.push((seq, e));
+                }
+                // Acknowledged at once, as a client does with its next input.
+                self.send(ClientEvent::Events(tickwire_protocol::EventsMsg {
+                    ack: self.events_taken,
+                    first: 1,
+                    events: Vec::new(),
+                }));
+            }
+            other => return Err(format!("unexpected message {other:?}")),
+        }
+        Ok(())
     }
 
     /// Registers `cx`'s waker on the outbox, as a session waiting for its next frame does, so

@@ -48,6 +48,10 @@ use tracing::{Instrument, debug, info, info_span};
 const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 /// State shared by all sessions of one server.
+/// Bytes the WebSocket layer collects before it writes without being flushed: more than a
+/// tick's frames for one client, so they leave in one write.
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
+
 pub(crate) struct Shared {
     pub(crate) config: Config,
     /// The rooms: every join goes through them.
@@ -75,7 +79,9 @@ impl Shared {
     ) -> Shared {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_bytes)
-            .write_buffer_size(0)
+            // Frames written with `feed` collect in the buffer until a flush: a tick's events
+            // and snapshot leave in one system call. `send` (feed and flush) writes at once.
+            .write_buffer_size(WRITE_BATCH_BYTES.min(config.max_write_buffer_bytes / 2))
             .max_write_buffer_size(config.max_write_buffer_bytes)
             .max_message_size(Some(config.max_message_bytes))
             .max_frame_size(Some(config.max_message_bytes));
@@ -558,7 +564,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 out = outbox.recv() => match out {
                     // A peer that stopped reading blocks this write: a kick must still get through.
                     Some(frame) => tokio::select! {
-                        r = self.send_encoded(frame.into_bytes()) => r,
+                        r = self.send_queued(frame, outbox) => r,
                         (code, reason) = kick.requested() => Err(kicked(code, reason)),
                     },
                     // The world let go of this client without a kick: it is shutting down,
@@ -811,10 +817,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
         match tokio::time::timeout(timeout, self.ws.send(msg)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                debug!(error = %e, "write failed");
-                Err(if is_reset(&e) { End::Reset } else { End::Lost })
-            }
+            Ok(Err(e)) => Err(write_failed(e)),
             Err(_) => {
                 debug!("write timed out");
                 Err(End::Lost)
@@ -835,14 +838,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.send(frame).await
     }
 
-    /// Sends a frame the tick thread encoded (bincode), transcoding it for JSON sessions.
-    async fn send_encoded(&mut self, bytes: Bytes) -> Result<(), End> {
-        match self.protocol {
-            Subprotocol::Binary => self.send(Message::Binary(bytes)).await,
-            Subprotocol::Json => match decode_server(&bytes) {
-                Ok(msg) => self.send(Message::text(encode_server_json(&msg))).await,
-                Err(e) => Err(End::server(close::INTERNAL_ERROR, format!("internal: {e}"))),
-            },
+    /// Writes `first` and every frame the tick thread has already queued behind it (a tick's
+    /// events and snapshot) with one flush, so they leave in one write: one system call per
+    /// client per tick. Gives up (connection lost) after the write timeout, like [`Self::send`].
+    async fn send_queued(
+        &mut self,
+        first: Outgoing,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+    ) -> Result<(), End> {
+        let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
+        let protocol = self.protocol;
+        let ws = &mut self.ws;
+        let write = async {
+            let mut next = Some(first);
+            while let Some(frame) = next {
+                for bytes in frame.into_messages() {
+                    ws.feed(encoded_message(protocol, bytes)?)
+                        .await
+                        .map_err(write_failed)?;
+                }
+                next = outbox.try_recv().ok();
+            }
+            ws.flush().await.map_err(write_failed)
+        };
+        match tokio::time::timeout(timeout, write).await {
+            Ok(r) => r,
+            Err(_) => {
+                debug!("write timed out");
+                Err(End::Lost)
+            }
         }
     }
 
@@ -1024,6 +1048,24 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// True if the peer reset the connection or went away without a close frame.
+/// How a failed write ends the session.
+fn write_failed(e: WsError) -> End {
+    debug!(error = %e, "write failed");
+    if is_reset(&e) { End::Reset } else { End::Lost }
+}
+
+/// A frame the tick thread encoded (bincode) as the session's message, transcoded for JSON
+/// sessions.
+fn encoded_message(protocol: Subprotocol, bytes: Bytes) -> Result<Message, End> {
+    match protocol {
+        Subprotocol::Binary => Ok(Message::Binary(bytes)),
+        Subprotocol::Json => match decode_server(&bytes) {
+            Ok(msg) => Ok(Message::text(encode_server_json(&msg))),
+            Err(e) => Err(End::server(close::INTERNAL_ERROR, format!("internal: {e}"))),
+        },
+    }
+}
+
 fn is_reset(e: &WsError) -> bool {
     match e {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,

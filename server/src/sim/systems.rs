@@ -562,7 +562,7 @@ pub fn replicate(
             baseline,
             last_input_seq: link.last_input_seq,
         });
-        link.pending = Some((Outgoing { head, body }, baseline.is_none()));
+        link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
     }
 }
 
@@ -657,20 +657,26 @@ pub fn hand_off(
         let Some((mut frame, is_full)) = link.pending.take() else {
             continue;
         };
-        if let Some((head, body, n)) = link.reliable.next_message(MAX_EVENTS_PER_MESSAGE)
-            && link.outbox.try_send(Outgoing { head, body }).is_ok()
-        {
-            events_out += u64::from(n);
-            link.reliable.handed(n);
-        }
+        // The events go with the snapshot, in the same write; handed over only if it is.
+        let events = link.reliable.next_message(MAX_EVENTS_PER_MESSAGE);
         if starve {
             starve = false;
             hooks.faults.starve_taken();
             hooks.starved = Some(link.client);
         }
         if hooks.starved == Some(link.client) {
+            if let Some((head, body, n)) = events
+                && link.outbox.try_send(Outgoing::framed(head, body)).is_ok()
+            {
+                events_out += u64::from(n);
+                link.reliable.handed(n);
+            }
             continue;
         }
+        let handed_events = events.map(|(head, body, n)| {
+            frame.events = Some((head, body));
+            n
+        });
         if corrupt > 0 {
             corrupt -= 1;
             // The checksum is the frame's last four bytes.
@@ -683,6 +689,10 @@ pub fn hand_off(
         let len = frame.len() as u64;
         let ok = match link.outbox.try_send(frame) {
             Ok(()) => {
+                if let Some(n) = handed_events {
+                    events_out += u64::from(n);
+                    link.reliable.handed(n);
+                }
                 sent += 1;
                 bytes_out += len;
                 full += u64::from(is_full);

@@ -438,8 +438,9 @@ fn clients_whose_acks_lag_several_ticks_still_get_deltas() {
     let mut last_baseline_age = None;
     for _ in 0..40 {
         h.sim.tick();
-        while let Ok(bytes) = c.outbox.try_recv() {
-            if let ServerMsg::Snapshot(s) = decode_server(&bytes.into_bytes()).expect("decodes") {
+        while let Ok(frame) = c.outbox.try_recv() {
+            let bytes = frame.into_messages().last().expect("a message");
+            if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
                 c.replica
                     .as_mut()
                     .expect("welcomed")
@@ -535,8 +536,9 @@ fn resync_sends_a_full_snapshot_and_refuses_older_acks() {
     events.try_send(ClientEvent::Ack(old)).expect("room");
     h.sim.tick();
     let mut baselines = Vec::new();
-    while let Ok(bytes) = c.outbox.try_recv() {
-        if let ServerMsg::Snapshot(s) = decode_server(&bytes.into_bytes()).expect("decodes") {
+    while let Ok(frame) = c.outbox.try_recv() {
+        let bytes = frame.into_messages().last().expect("a message");
+        if let ServerMsg::Snapshot(s) = decode_server(&bytes).expect("decodes") {
             baselines.push(s.header.baseline);
             c.replica
                 .as_mut()
