@@ -108,6 +108,7 @@ fn replication(c: &mut Criterion) {
                 tick,
                 baseline: Some(t0),
                 last_input_seq: 1,
+                input_lead: 0,
             };
             let mut frame = Vec::new();
             encode_snapshot_frame(&header, &body, &mut frame);
@@ -122,6 +123,7 @@ fn replication(c: &mut Criterion) {
                 tick: t0,
                 baseline: None,
                 last_input_seq: 0,
+                input_lead: 0,
             };
             let mut seed = Vec::new();
             write_diff(

@@ -161,6 +161,7 @@ async fn send_raw_input(c: &mut Client, seq: u32, fields: Vec<u8>) {
     c.send(&ClientMsg::Input(InputMsg {
         seq,
         ack: None,
+        tick: None,
         fields,
     }))
     .await

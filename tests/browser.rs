@@ -268,6 +268,17 @@ async fn the_page_plays_in_headless_chromium() {
     );
     assert_eq!(page.eval("tickwire.unapplied").await, json!(0));
 
+    // The SDK times the page's inputs: each names its tick and the server reports how early
+    // it came. Over the seconds above most were reported on, few were late (a headless
+    // browser's timers are coarse), and the margin stayed within the clock's bounds.
+    let timing = page.eval("tickwire.inputTiming").await;
+    let reports = timing["reports"].as_f64().expect("a number");
+    let late = timing["late"].as_f64().expect("a number");
+    let margin = timing["marginMs"].as_f64().expect("a number");
+    assert!(reports >= 60.0, "{timing}");
+    assert!(late <= reports / 4.0, "{timing}");
+    assert!((1.5..=15.0).contains(&margin), "{timing}");
+
     // The connection drops without a close frame: the page shows "reconnecting" and the SDK
     // resumes the same player, every snapshot still verified.
     page.eval(

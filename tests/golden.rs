@@ -274,6 +274,7 @@ fn vectors() -> Value {
             ClientMsg::Input(InputMsg {
                 seq: 300,
                 ack: Some(Tick(70_000)),
+                tick: Some(Tick(70_002)),
                 fields: vec![0x12, 0x34, 0x56],
             }),
         ),
@@ -282,6 +283,7 @@ fn vectors() -> Value {
             ClientMsg::Input(InputMsg {
                 seq: 1,
                 ack: None,
+                tick: None,
                 fields: vec![0],
             }),
         ),
@@ -338,6 +340,7 @@ fn vectors() -> Value {
                     tick: Tick(1000),
                     baseline: Some(Tick(998)),
                     last_input_seq: 70_000,
+                    input_lead: -137,
                 },
                 body: vec![0, 0, 0, 1, 2, 3, 4],
             }),

@@ -125,6 +125,10 @@ pub struct BotMetrics {
     pub events_received: u64,
     /// Server events missing from the sequence or received twice.
     pub events_lost: u64,
+    /// Inputs the server reported late: they missed the tick they named (whole run).
+    pub late_inputs: u64,
+    /// Inputs the server reported on (whole run).
+    pub timed_inputs: u64,
 }
 
 impl BotMetrics {
@@ -154,6 +158,8 @@ impl BotMetrics {
             events_sent: 0,
             events_received: 0,
             events_lost: 0,
+            late_inputs: 0,
+            timed_inputs: 0,
         }
     }
 }
@@ -266,6 +272,8 @@ pub async fn run_bot(
     metrics.events_sent = client.events.sent;
     metrics.events_received = client.events.received;
     metrics.events_lost = client.events.lost;
+    metrics.late_inputs = client.input_clock.late;
+    metrics.timed_inputs = client.input_clock.reports;
     match end {
         BotEnd::Finished => {
             // A clean close; its failure would not change any measurement.
@@ -298,11 +306,15 @@ async fn drive(
 ) -> BotEnd {
     let hz = client.welcome.tick_rate_hz.max(1);
     let period = Duration::from_secs_f64(1.0 / f64::from(hz));
-    // One input per tick, sent as soon as a snapshot applies, so the acknowledgement riding on
-    // it reaches the server before its next tick and that tick's delta is against the newest
-    // snapshot; when snapshots stop coming, one input per period and a half anyway.
+    // One input per tick, sent when the client's input clock says (a small margin before the
+    // tick that applies it, from the server's reports), with the acknowledgement of the newest
+    // snapshot riding on it, so that tick's delta is against the newest snapshot; when
+    // snapshots stop coming, one input per period and a half anyway.
     let fallback = tokio::time::sleep(period);
     tokio::pin!(fallback);
+    let input_timer = tokio::time::sleep(period);
+    tokio::pin!(input_timer);
+    let mut input_due = false;
     // Drops on purpose at about `drop_every`: each interval drawn from 0.5 to 1.5 of it, so
     // the swarm's drops spread out.
     let next_drop =
@@ -325,7 +337,9 @@ async fn drive(
         let mut send_input = false;
         tokio::select! {
             _ = stop.changed() => return BotEnd::Finished,
-            () = &mut fallback => send_input = true,
+            // Only until the first snapshot arms the input clock, which paces the inputs after.
+            () = &mut fallback, if !input_due => send_input = true,
+            () = &mut input_timer, if input_due => send_input = true,
             () = &mut drop_timer, if params.drop_every.is_some() => {
                 client.drop_connection().await;
                 match client.reconnect(Backoff::default()).await {
@@ -353,7 +367,12 @@ async fn drive(
                             // Acknowledged on the input sent right after.
                             Ok(()) => {
                                 recovering = false;
-                                send_input = true;
+                                // The first snapshot starts the inputs; after that the input
+                                // clock paces them, one per tick.
+                                if !input_due {
+                                    input_due = true;
+                                    input_timer.as_mut().reset(client.next_input_at().into());
+                                }
                             }
                             Err(e) if e.is_desync() => {
                                 m.desyncs += 1;
@@ -420,7 +439,10 @@ async fn drive(
                             recent.pop_front();
                         }
                         recent.push_back(header.tick);
-                        send_input = true;
+                        if !input_due {
+                            input_due = true;
+                            input_timer.as_mut().reset(client.next_input_at().into());
+                        }
                         if second.is_some() {
                             m.count_snapshot(header.tick, now, client.bytes_down - down_before);
                         }
@@ -445,6 +467,7 @@ async fn drive(
                 Ok(seq) => seq,
                 Err(e) => return dropped(e),
             };
+            tracing::trace!(bot = %params.name, seq, named = ?client.input_clock.last_named(), margin = ?client.input_clock.margin(), "input sent");
             words.clear();
             let view = BotView {
                 welcome: &client.welcome,
@@ -468,6 +491,9 @@ async fn drive(
             fallback
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(now) + period * 3 / 2);
+            // The next input, at the moment the input clock gives for the next tick.
+            input_due = true;
+            input_timer.as_mut().reset(client.next_input_at().into());
         }
         if let Some(s) = window.second(Instant::now()) {
             m.up_per_s[s] += client.bytes_up - up_before;

@@ -1,5 +1,6 @@
 //! One connection to a Tickwire server, as a game client sees it.
 
+use crate::timing::InputClock;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -288,6 +289,8 @@ pub struct Client {
     pub events: ClientEvents,
     /// Applies and verifies snapshots (the default), or only reads their headers.
     verify: bool,
+    /// When to send inputs, from the server's reports on how early they arrive.
+    pub input_clock: InputClock,
 }
 
 /// A client's reliable events (see `docs/PROTOCOL.md`, "Events").
@@ -361,6 +364,7 @@ impl Client {
         match client.next_server_msg().await? {
             ServerMsg::Welcome(w) => {
                 client.replica = Replica::new(Arc::new(w.schema.clone()));
+                client.input_clock = InputClock::new(w.tick_rate_hz);
                 client.welcome = w;
                 Ok(client)
             }
@@ -401,6 +405,7 @@ impl Client {
             opts: ConnectOptions::default(),
             events: ClientEvents::default(),
             verify: true,
+            input_clock: InputClock::new(30),
         }
     }
 
@@ -644,8 +649,16 @@ impl Client {
             _ => None,
         };
         let seq = self.seq;
-        self.send(&ClientMsg::Input(InputMsg { seq, ack, fields }))
-            .await?;
+        let now = std::time::Instant::now();
+        let (_, tick) = self.input_clock.next(now);
+        self.send(&ClientMsg::Input(InputMsg {
+            seq,
+            ack,
+            tick: Some(tick),
+            fields,
+        }))
+        .await?;
+        self.input_clock.sent(seq, now, tick);
         self.flush_event_ack().await?;
         Ok(seq)
     }
@@ -684,6 +697,7 @@ impl Client {
         {
             let header = header?;
             self.applied = Some((header.tick, false));
+            self.input_clock.snapshot(&header);
             return Ok(Event::Counted { header });
         }
         match decode_server(&bytes)? {
@@ -695,6 +709,7 @@ impl Client {
                     changed: changed as usize,
                     removed: removed as usize,
                 };
+                self.input_clock.snapshot(&s.header);
                 let outcome = self.replica.apply(&s.header, &s.body).map(|_| ());
                 if outcome.is_ok() {
                     self.applied = Some((s.header.tick, false));
@@ -746,6 +761,14 @@ impl Client {
     /// verification (`tickwire-bots --verify K`); a game client keeps it on.
     pub fn set_verify(&mut self, verify: bool) {
         self.verify = verify;
+    }
+
+    /// When the next input should be sent so that it reaches the server a small margin before
+    /// the tick that applies it ([`InputClock`]): a client sending one input per tick sends
+    /// each at this moment. [`Client::send_input`] names that tick.
+    #[must_use]
+    pub fn next_input_at(&self) -> std::time::Instant {
+        self.input_clock.next(std::time::Instant::now()).0
     }
 
     /// Whether snapshots are applied and verified ([`Client::set_verify`]).

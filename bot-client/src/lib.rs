@@ -20,6 +20,7 @@ pub mod client;
 pub mod report;
 pub mod scrape;
 pub mod swarm;
+pub mod timing;
 
 pub use client::{Client, ClientError, Event};
 pub use report::Report;

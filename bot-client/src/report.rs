@@ -83,6 +83,13 @@ pub struct Report {
     /// headers, acknowledged and counted bytes (`--verify`).
     #[serde(default)]
     pub verifying_bots: u64,
+    /// Inputs the server reported late (they missed the tick they named and applied at the
+    /// next), whole run.
+    #[serde(default)]
+    pub late_inputs: u64,
+    /// Inputs the server reported on (their timing), whole run.
+    #[serde(default)]
+    pub timed_inputs: u64,
     /// The swarm process's own CPU over the window, percent of one core (user and system).
     #[serde(default)]
     pub bots_cpu_pct: Option<f64>,
@@ -244,8 +251,8 @@ impl Report {
         let q = &self.rtt_ms;
         let _ = writeln!(
             s,
-            "  input rtt  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            q.p50, q.p95, q.p99, q.max
+            "  input rtt  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} inputs late",
+            q.p50, q.p95, q.p99, q.max, self.late_inputs, self.timed_inputs
         );
         let _ = writeln!(
             s,

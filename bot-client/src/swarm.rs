@@ -436,6 +436,8 @@ fn build_report(
         r.events_sent += m.events_sent;
         r.events_received += m.events_received;
         r.events_lost += m.events_lost;
+        r.late_inputs += m.late_inputs;
+        r.timed_inputs += m.timed_inputs;
         snapshots += m.snapshots;
         // What a view holds is known only to the bots that decode it.
         if m.verifies {

@@ -198,6 +198,7 @@ mod tests {
         InputMsg {
             seq,
             ack: None,
+            tick: None,
             fields,
         }
     }
@@ -221,6 +222,7 @@ mod tests {
         let over = InputMsg {
             seq: 4,
             ack: None,
+            tick: None,
             fields: vec![0xFF, 0],
         };
         assert_eq!(

@@ -138,6 +138,11 @@ pub struct InputMsg {
     pub seq: u32,
     /// The newest snapshot tick the client has applied, if any.
     pub ack: Option<Tick>,
+    /// The tick the client means this input for (see `docs/PROTOCOL.md`, "Input timing"): the
+    /// server reports how early it arrived for that tick, or counts it late. `None`: the next
+    /// tick to run, never late.
+    #[serde(default)]
+    pub tick: Option<Tick>,
     /// The input's fields as a record of the game's input schema
     /// ([`crate::body::write_record`]).
     pub fields: Vec<u8>,
@@ -258,4 +263,10 @@ pub struct SnapshotHeader {
     pub baseline: Option<Tick>,
     /// Sequence number of the latest input the server had applied at this tick (0 if none).
     pub last_input_seq: u32,
+    /// How long before the tick it named that input arrived, in units of
+    /// [`INPUT_LEAD_UNIT_US`](crate::INPUT_LEAD_UNIT_US) (0.1 ms); negative if it arrived after
+    /// that tick had taken its inputs (a late input, applied at the next tick). Clients time
+    /// their inputs with it (`docs/PROTOCOL.md`, "Input timing"). 0 before any input.
+    #[serde(default)]
+    pub input_lead: i16,
 }

@@ -241,6 +241,7 @@ mod tests {
             tick: Tick(tick),
             baseline: baseline.map(Tick),
             last_input_seq: 0,
+            input_lead: 0,
         }
     }
 

@@ -1,6 +1,8 @@
 // Type declarations of the Tickwire JavaScript SDK (tickwire.js). See docs/PROTOCOL.md.
 
 export declare const PROTOCOL_VERSION: number;
+/** The unit of `SnapshotHeader.input_lead`, microseconds (100). */
+export declare const INPUT_LEAD_UNIT_US: number;
 export declare const SUBPROTOCOL: "tickwire.v1";
 /** The prefix of the subprotocol that carries a join token. */
 export declare const TOKEN_SUBPROTOCOL_PREFIX: "tickwire.token.";
@@ -44,7 +46,13 @@ export type GameEvent = { seq: number; type: string } & Values;
 /** One entity: which components it has (bit i for components[i]) and their words. */
 export interface EntityState { mask: number; words: number[] }
 export interface View { tick: number; entities: Map<number, EntityState> }
-export interface SnapshotHeader { tick: number; baseline: number | null; last_input_seq: number }
+export interface SnapshotHeader {
+  tick: number;
+  baseline: number | null;
+  last_input_seq: number;
+  /** How early input `last_input_seq` arrived for its tick, in 0.1 ms; negative: late. */
+  input_lead: number;
+}
 export type Visibility = "Global" | { Aoi: { radius: number } };
 export interface StaticRecord { kind: number; words: number[] }
 export interface Welcome {
@@ -77,7 +85,7 @@ export declare function createRoom(props?: Record<string, string | number>, game
 
 export type ClientMsg =
   | { Hello: { version: number; name: string; room: RoomRequest } }
-  | { Input: { seq: number; ack: number | null; fields: number[] } }
+  | { Input: { seq: number; ack: number | null; tick?: number | null; fields: number[] } }
   | { Ack: { tick: number } }
   | { Ping: { nonce: number } }
   | { Resync: { tick: number } }
@@ -161,6 +169,23 @@ export declare class Predictor<S, I> {
   pending(): number;
 }
 
+/** Input timing: when to send each input (docs/PROTOCOL.md, "Input timing"). */
+export declare class InputClock {
+  static MIN_MARGIN_MS: number;
+  static MAX_MARGIN_MS: number;
+  static START_MARGIN_MS: number;
+  constructor(tickRateHz: number);
+  /** The margin kept before each tick's deadline, ms. */
+  readonly marginMs: number;
+  /** Inputs the server reported late, and inputs it reported on. */
+  readonly late: number;
+  readonly reports: number;
+  snapshot(header: SnapshotHeader): void;
+  /** When (`performance.now()` ms) to send the next input, and the tick it is for. */
+  next(nowMs: number): { at: number; tick: number };
+  sent(seq: number, atMs: number, tick: number): void;
+}
+
 export interface SnapshotEvent {
   view: View;
   header: SnapshotHeader;
@@ -201,7 +226,13 @@ export declare class TickwireClient {
   on(event: "close", fn: (c: { code: number; reason: string }) => void): this;
   on(event: "error", fn: (e: Error) => void): this;
   send(msg: ClientMsg): boolean;
+  /** Sends an input now, naming the tick the input clock gives; returns its sequence number. */
   sendInput(values: Values): number;
+  /** Calls `produce` (which sends with `sendInput`) once per tick at the input clock's moment;
+   * stops on close or when the returned function is called. */
+  startInputs(produce: () => void): () => void;
+  stopInputs(): void;
+  readonly inputClock: InputClock;
   /** Sends a client event reliably; returns its sequence number (0 if it cannot now). */
   sendEvent(name: string, values: Values): number;
   readonly events: { sent: number; received: number; lost: number; taken: number };

@@ -13,7 +13,9 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 7;
+export const PROTOCOL_VERSION = 8;
+/** The unit of a snapshot header's `input_lead`, microseconds. */
+export const INPUT_LEAD_UNIT_US = 100;
 /** The binary subprotocol. */
 export const SUBPROTOCOL = "tickwire.v1";
 /** The prefix of the subprotocol that carries a join token. */
@@ -658,7 +660,12 @@ export function encodeClient(msg) {
   w.varint(CLIENT_VARIANTS.indexOf(name));
   switch (name) {
     case "Hello": w.varint(m.version); w.string(m.name); writeRoomRequest(w, m.room ?? joinOrCreate()); break;
-    case "Input": w.varint(m.seq); w.varint(m.ack === null || m.ack === undefined ? 0 : m.ack + 1); w.bytes(Uint8Array.from(m.fields)); break;
+    case "Input":
+      w.varint(m.seq);
+      w.varint(m.ack === null || m.ack === undefined ? 0 : m.ack + 1);
+      w.varint(m.tick === null || m.tick === undefined ? 0 : m.tick + 1);
+      w.bytes(Uint8Array.from(m.fields));
+      break;
     case "Ack": w.varint(m.tick); break;
     case "Ping": w.varint(m.nonce); break;
     case "Resync": w.varint(m.tick); break;
@@ -681,8 +688,8 @@ export function decodeClient(bytes) {
   switch (name) {
     case "Hello": m = { version: r.varint(), name: r.string(), room: readRoomRequest(r) }; break;
     case "Input": {
-      const seq = r.varint(), ack = r.varint();
-      m = { seq, ack: ack === 0 ? null : ack - 1, fields: [...r.rest()] };
+      const seq = r.varint(), ack = r.varint(), tick = r.varint();
+      m = { seq, ack: ack === 0 ? null : ack - 1, tick: tick === 0 ? null : tick - 1, fields: [...r.rest()] };
       break;
     }
     case "Ack": m = { tick: r.varint() }; break;
@@ -737,7 +744,9 @@ export function decodeServer(bytes) {
       break;
     case "Snapshot": {
       const tick = r.u32fixed(), age = r.u8();
-      const header = { tick, baseline: age === 0 ? null : (tick - age) >>> 0, last_input_seq: r.varint() };
+      const header = {
+        tick, baseline: age === 0 ? null : (tick - age) >>> 0, last_input_seq: r.varint(), input_lead: r.zigzag(),
+      };
       m = { header, body: [...r.rest()] };
       break;
     }
@@ -774,6 +783,7 @@ export function encodeServer(msg) {
       w.u32fixed(h.tick);
       w.u8(h.baseline === null ? 0 : (h.tick - h.baseline) >>> 0);
       w.varint(h.last_input_seq);
+      w.zigzag(h.input_lead ?? 0);
       w.bytes(Uint8Array.from(m.body));
       break;
     }
@@ -931,6 +941,94 @@ export class Predictor {
  * answers with a welcome for the same player and then snapshots from that tick on. A refused
  * resume (4010) or a close the server chose ends it with `close`.
  */
+/**
+ * Input timing (docs/PROTOCOL.md, "Input timing"): when to send each input so that it reaches
+ * the server a small margin before the tick that applies it. Every input names its tick; every
+ * snapshot says how early the newest input it applied arrived for its tick (`input_lead`,
+ * negative when late). An input sent at `sent` that arrived `lead` early could have been sent
+ * `lead` later, so `sent + lead` is that tick's send deadline, and tick `k + n`'s is `n` periods
+ * after. Inputs go a margin before their deadline; a late input widens the margin at once, a
+ * long run on time narrows it slowly. Times are `performance.now()` milliseconds. The Rust
+ * client's `InputClock` is the same.
+ */
+export class InputClock {
+  static MIN_MARGIN_MS = 1.5;
+  static MAX_MARGIN_MS = 15;
+  static START_MARGIN_MS = 3;
+  constructor(tickRateHz) {
+    this.periodMs = 1000 / Math.max(1, tickRateHz);
+    this.sentInputs = []; // [seq, sentAt, tick]
+    this.anchor = null; // {tick, at}: a tick and the latest moment an input for it can go
+    this.marginMs = InputClock.START_MARGIN_MS;
+    this.onTime = 0;
+    this.newest = null;
+    this.lastNamed = null;
+    this.lastSent = null;
+    this.reported = 0;
+    this.late = 0;
+    this.reports = 0;
+  }
+  deadline(tick) {
+    if (!this.anchor) return null;
+    const n = ((tick - this.anchor.tick) | 0);
+    return this.anchor.at + n * this.periodMs;
+  }
+  /** Takes a snapshot's header: its tick, and the report on the newest input it applied. */
+  snapshot(header) {
+    if (this.newest === null || ((header.tick - this.newest) | 0) > 0) this.newest = header.tick;
+    const seq = header.last_input_seq;
+    if (seq <= this.reported) return;
+    this.reported = seq;
+    while (this.sentInputs.length > 0 && this.sentInputs[0][0] < seq) this.sentInputs.shift();
+    const first = this.sentInputs[0];
+    if (!first || first[0] !== seq) return;
+    const [, sentAt, named] = first;
+    this.reports += 1;
+    const leadMs = (header.input_lead * INPUT_LEAD_UNIT_US) / 1000;
+    const measured = sentAt + leadMs;
+    const late = leadMs < 0;
+    if (late) {
+      this.late += 1;
+      this.onTime = 0;
+      this.marginMs = Math.min(this.marginMs + 1, InputClock.MAX_MARGIN_MS);
+    } else if (++this.onTime >= 90) {
+      this.onTime = 0;
+      this.marginMs = Math.max(this.marginMs - 0.25, InputClock.MIN_MARGIN_MS);
+    }
+    const predicted = this.deadline(named);
+    // A late input moves the line at once; otherwise a quarter of the error (most is jitter).
+    const at = predicted === null || late ? measured : predicted + (measured - predicted) / 4;
+    this.anchor = { tick: named, at };
+  }
+  /**
+   * When to send the next input and the tick it is for, at `now`: the first tick after the
+   * newest snapshot and the last input whose deadline has not passed, a margin before that
+   * deadline (or now). Before any report: a period after the last input (now for the first).
+   */
+  next(now) {
+    const after = (t) => (t === null ? 0 : (t + 1) >>> 0);
+    let tick = after(this.newest);
+    if (this.lastNamed !== null && ((after(this.lastNamed) - tick) | 0) > 0) tick = after(this.lastNamed);
+    let deadline = this.deadline(tick);
+    if (deadline === null) {
+      return { at: this.lastSent === null ? now : Math.max(now, this.lastSent + this.periodMs), tick };
+    }
+    if (deadline < now) {
+      const skip = Math.ceil((now - deadline) / this.periodMs);
+      tick = (tick + skip) >>> 0;
+      deadline += skip * this.periodMs;
+    }
+    return { at: Math.max(now, deadline - this.marginMs), tick };
+  }
+  /** Records an input sent at `at` for `tick`. */
+  sent(seq, at, tick) {
+    if (this.sentInputs.length >= 64) this.sentInputs.shift();
+    this.sentInputs.push([seq, at, tick]);
+    this.lastNamed = tick;
+    this.lastSent = at;
+  }
+}
+
 export class TickwireClient {
   /**
    * `token`: a join token for servers that require them (sent as the subprotocol
@@ -952,6 +1050,9 @@ export class TickwireClient {
     this.replica = null;
     this.applied = null; // {tick, acked}
     this.stats = { applied: 0, unapplied: 0, desyncs: 0, bytesDown: 0, bytesUp: 0, resumes: 0 };
+    this.inputClock = new InputClock(30);
+    this.inputTimer = null;
+    this.now = () => globalThis.performance?.now() ?? Date.now();
     this.recovering = false;
     this.closeReason = "";
     this.closedByUser = false;
@@ -984,6 +1085,7 @@ export class TickwireClient {
     const canResume = this.reconnect && !this.closedByUser && this.welcome?.resume
       && dropped && this.attempt < this.reconnect.tries;
     if (!canResume) {
+      this.stopInputs();
       this.emit("close", { code: ev.code, reason });
       return;
     }
@@ -1056,10 +1158,12 @@ export class TickwireClient {
         this.emit("resumed", m);
       } else {
         this.replica = new Replica(m.schema);
+        this.inputClock = new InputClock(m.tick_rate_hz);
         this.emit("welcome", m);
       }
     } else if (kind === "Snapshot") {
       if (!this.replica) return;
+      this.inputClock.snapshot(m.header);
       try {
         const view = this.replica.apply(m.header, m.body);
         this.recovering = false;
@@ -1111,9 +1215,34 @@ export class TickwireClient {
     let ack = null;
     if (this.applied && !this.applied.acked) { ack = this.applied.tick; this.applied.acked = true; }
     const seq = ++this.seq;
-    const sent = this.send({ Input: { seq, ack, fields } });
+    const now = this.now();
+    const { tick } = this.inputClock.next(now);
+    const sent = this.send({ Input: { seq, ack, tick, fields } });
+    if (sent) this.inputClock.sent(seq, now, tick);
     this.flushEventAck();
     return sent ? seq : 0;
+  }
+  /**
+   * Calls `produce()` once per tick, each time at the moment the input clock gives (a small
+   * margin before the tick that will apply the input); `produce` sends the input with
+   * `sendInput`. This is how a game should send its inputs: the round trip of an input is then
+   * about one network round trip plus the tick's work, not a whole tick. Stops on close, or
+   * when the returned function is called.
+   */
+  startInputs(produce) {
+    this.stopInputs();
+    const step = () => {
+      if (this.ws?.readyState === 1 && this.welcome) produce();
+      const { at } = this.inputClock.next(this.now());
+      this.inputTimer = setTimeout(step, Math.max(0, at - this.now()));
+    };
+    this.inputTimer = setTimeout(step, 0);
+    return () => this.stopInputs();
+  }
+  /** Stops the inputs `startInputs` sends. */
+  stopInputs() {
+    clearTimeout(this.inputTimer);
+    this.inputTimer = null;
   }
   /**
    * Sends a game event of the client event type `name`, given as an object of natural values

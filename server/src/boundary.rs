@@ -111,6 +111,11 @@ pub enum ClientEvent {
         seq: u32,
         /// The newest snapshot tick the client had applied, if any.
         ack: Option<Tick>,
+        /// The tick the client meant it for, if it named one.
+        tick: Option<Tick>,
+        /// When the session received it, for the client's input timing (`None` where there is
+        /// no network, as in the test harness: reported 0 early, never late).
+        received: Option<std::time::Instant>,
         /// Its fields.
         words: InputWords,
     },
@@ -250,6 +255,7 @@ mod tests {
             tick: Tick(9),
             baseline: Some(Tick(8)),
             last_input_seq: 3,
+            input_lead: 0,
         };
         let mut frame = Outgoing::framed(FrameHead::snapshot(&header), Bytes::from_static(&[0]));
         assert_eq!(

@@ -105,6 +105,8 @@ impl SimClient {
         self.send(ClientEvent::Input {
             seq: self.seq,
             ack,
+            tick: None,
+            received: None,
             words: InputWords::from_words(words),
         })
     }

@@ -120,6 +120,8 @@ server_stats! {
         inputs_rejected => "inputs_rejected",
         /// Inputs and acks dropped because a client's queue to the tick thread was full
         inputs_dropped => "inputs_dropped",
+        /// Inputs that arrived after the tick they named had taken its inputs (applied at the next tick)
+        inputs_late => "inputs_late",
         /// Acks naming a tick never sent to that client
         acks_ignored => "acks_ignored",
         /// Connections closed because of something the peer sent

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import {
   applyBody, decodeClient, decodeFields, decodeServer, encodeClient, encodeFields, encodeServer,
   entityHash, readRecord, Replica, viewChecksum, writeBody, writeRecord, component, statics,
-  Predictor, Interpolator, joinOrCreate, joinRoom, createRoom,
+  Predictor, Interpolator, joinOrCreate, joinRoom, createRoom, InputClock, INPUT_LEAD_UNIT_US,
 } from "../../sdk/js/tickwire.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../golden/vectors.json", import.meta.url), "utf8"));
@@ -231,4 +231,36 @@ test("events are taken once and in order, acknowledged, and sent again after a r
   assert.deepEqual(taken.map((e) => e.text), ["x", "y", "z"]);
   assert.equal(client.events.lost, 0);
   assert.equal(client.stats.resumes, 1);
+});
+
+test("the input clock settles inputs a margin before their tick, like the Rust one", () => {
+  // A server ticking every period from t0 takes, at tick n, the inputs that arrived by
+  // t0 + n periods; the network takes oneWay each way.
+  const period = 1000 / 30, oneWay = 0.3, t0 = 1000;
+  const clock = new InputClock(30);
+  let now = t0 + period / 3, tick = 0;
+  const early = [];
+  for (let seq = 1; seq <= 300; seq++) {
+    const { at, tick: k } = clock.next(now);
+    assert.ok(at >= now, "never in the past");
+    now = at;
+    clock.sent(seq, at, k);
+    const leadMs = t0 + k * period - (at + oneWay);
+    const lead = Math.trunc((leadMs * 1000) / INPUT_LEAD_UNIT_US);
+    early.push(leadMs);
+    const applied = lead < 0 ? k + 1 : k;
+    tick = Math.max(tick, applied);
+    now = Math.max(now, t0 + tick * period + 1.5 * oneWay);
+    clock.snapshot({ tick, baseline: null, last_input_seq: seq, input_lead: lead });
+  }
+  const settled = early.slice(30);
+  assert.ok(settled.every((ms) => ms >= 0), `none late after settling: ${settled}`);
+  assert.ok(Math.max(...settled) < 5, `a margin early, not a tick: ${Math.max(...settled)} ms`);
+  assert.ok(clock.late <= 1, `only the first input can be late: ${clock.late}`);
+  // A late report widens the margin at once.
+  const before = clock.marginMs;
+  const { at, tick: k } = clock.next(now);
+  clock.sent(301, at, k);
+  clock.snapshot({ tick: k + 1, baseline: null, last_input_seq: 301, input_lead: -20 });
+  assert.equal(clock.marginMs, Math.min(before + 1, InputClock.MAX_MARGIN_MS));
 });

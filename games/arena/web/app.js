@@ -101,7 +101,8 @@ function connect() {
     s.arena = arenaOf(w);
     s.predictor = new Predictor((p, input) => step(s.arena, p, input));
     s.status = "connected";
-    s.timers.push(setInterval(sendInput, s.arena.tickMs));
+    // One input per tick, each timed by the SDK to reach the server just before its tick.
+    client.startInputs(sendInput);
     let nonce = 0;
     s.timers.push(setInterval(() => {
       nonce += 1;
@@ -335,6 +336,12 @@ window.tickwire = {
   get unapplied() { return s.unapplied; },
   /** Snapshots applied and verified since this connection opened. */
   get applied() { return s.applied; },
+  /** The SDK's input timing: inputs the server reported on, how many of them were late,
+   * and the margin the clock keeps before each tick. */
+  get inputTiming() {
+    const c = s.client?.inputClock;
+    return c ? { reports: c.reports, late: c.late, marginMs: c.marginMs } : null;
+  },
   /** Uncaught exceptions and rejections in the page. */
   get errors() { return pageErrors; },
   get snapshotsPerSecond() { return s.snapshotTimes.length; },

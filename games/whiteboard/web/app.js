@@ -38,7 +38,8 @@ function connect() {
     $("room").textContent = w.room;
     s.size = statics(w, "Board")[0].size;
     s.status = "connected";
-    s.timers.push(setInterval(sendInput, 1000 / w.tick_rate_hz));
+    // One input per tick, each timed by the SDK to reach the server just before its tick.
+    client.startInputs(sendInput);
   });
   client.on("snapshot", ({ view }) => {
     s.latest = view;

@@ -153,15 +153,19 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
         let bad = || CodecError::Malformed(DecodeError::Other("malformed input"));
         let (seq, a) = varint_from(rest).ok_or_else(bad)?;
         let (ack, b) = varint_from(&rest[a..]).ok_or_else(bad)?;
+        let (tick, c) = varint_from(&rest[a + b..]).ok_or_else(bad)?;
         let seq = u32::try_from(seq).map_err(|_| bad())?;
-        let ack = match ack {
-            0 => None,
-            n => Some(Tick(u32::try_from(n - 1).map_err(|_| bad())?)),
+        let tick_or_none = |v: u64| match v {
+            0 => Ok(None),
+            n => u32::try_from(n - 1)
+                .map(|t| Some(Tick(t)))
+                .map_err(|_| bad()),
         };
         return Ok(ClientMsg::Input(InputMsg {
             seq,
-            ack,
-            fields: rest[a + b..].to_vec(),
+            ack: tick_or_none(ack)?,
+            tick: tick_or_none(tick)?,
+            fields: rest[a + b + c..].to_vec(),
         }));
     }
     decode_bounded(bytes, MAX_CLIENT_MSG_BYTES, CLIENT_CFG)
@@ -289,7 +293,7 @@ impl FrameHead {
         b[5] = age.unwrap_or(0);
         let seq = header.last_input_seq;
         // A bincode varint (see `varint_into`).
-        let len = match seq {
+        let mut len: usize = match seq {
             0..=250 => {
                 b[6] = seq as u8;
                 7
@@ -305,7 +309,21 @@ impl FrameHead {
                 11
             }
         };
-        FrameHead { bytes: b, len }
+        // Bincode's i16: zigzag, then a varint.
+        let lead = header.input_lead;
+        let zigzag = ((lead << 1) ^ (lead >> 15)).cast_unsigned();
+        if zigzag <= 250 {
+            b[len] = zigzag as u8;
+            len += 1;
+        } else {
+            b[len] = 0xFB;
+            b[len + 1..len + 3].copy_from_slice(&zigzag.to_le_bytes());
+            len += 3;
+        }
+        FrameHead {
+            bytes: b,
+            len: len as u8,
+        }
     }
 
     /// The head of a [`ServerMsg::Events`] frame with `count` events, whose body is their
@@ -371,7 +389,8 @@ impl Encode for SnapshotHeader {
                 .ok_or(EncodeError::Other("a baseline must be 1 to 255 ticks old"))?,
         };
         age.encode(e)?;
-        self.last_input_seq.encode(e)
+        self.last_input_seq.encode(e)?;
+        self.input_lead.encode(e)
     }
 }
 
@@ -383,6 +402,7 @@ impl<C> Decode<C> for SnapshotHeader {
             tick,
             baseline: (age > 0).then(|| tick.minus(u32::from(age))),
             last_input_seq: u32::decode(d)?,
+            input_lead: i16::decode(d)?,
         })
     }
 }
@@ -407,6 +427,7 @@ impl Encode for InputMsg {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
         self.seq.encode(e)?;
         self.ack.map_or(0u64, |t| u64::from(t.0) + 1).encode(e)?;
+        self.tick.map_or(0u64, |t| u64::from(t.0) + 1).encode(e)?;
         e.writer().write(&self.fields)
     }
 }
@@ -457,11 +478,13 @@ mod tests {
                 tick: Tick(70_000),
                 baseline: Some(Tick(69_990)),
                 last_input_seq: 300,
+                input_lead: -200,
             },
             SnapshotHeader {
                 tick: Tick(5),
                 baseline: None,
                 last_input_seq: 0,
+                input_lead: 30_000,
             },
         ] {
             let mut frame = Vec::new();
@@ -497,6 +520,7 @@ mod tests {
         let input = ClientMsg::Input(InputMsg {
             seq: 300,
             ack: Some(Tick(1000)),
+            tick: None,
             fields: vec![0xAB, 0xCD, 0xEF, 0x01],
         });
         let msgs = [
@@ -530,6 +554,7 @@ mod tests {
             ClientMsg::Input(InputMsg {
                 seq: 1,
                 ack: None,
+                tick: None,
                 fields: vec![],
             }),
             ClientMsg::Ack { tick: Tick(7) },
@@ -568,13 +593,24 @@ mod tests {
         }
         let mut buf = Vec::new();
         encode_client(&input, &mut buf);
-        // Variant, seq (3), ack + 1 (3), the fields (4).
+        // Variant, seq (3), ack + 1 (3), tick + 1 (1: none), the fields (4).
         assert_eq!(
             buf,
             [
-                1, 0xFB, 0x2C, 0x01, 0xFB, 0xE9, 0x03, 0xAB, 0xCD, 0xEF, 0x01
+                1, 0xFB, 0x2C, 0x01, 0xFB, 0xE9, 0x03, 0, 0xAB, 0xCD, 0xEF, 0x01
             ]
         );
+        // A named tick: its varint plus one.
+        let timed = ClientMsg::Input(InputMsg {
+            seq: 2,
+            ack: None,
+            tick: Some(Tick(1001)),
+            fields: vec![7],
+        });
+        buf.clear();
+        encode_client(&timed, &mut buf);
+        assert_eq!(buf, [1, 2, 0, 0xFB, 0xEA, 0x03, 7]);
+        assert_eq!(decode_client(&buf).expect("decodes"), timed);
         assert!(decode_client(&[1, 0xFB]).is_err(), "cut input");
         assert!(
             decode_client(&[1, 0xFC, 0, 0, 0, 0]).is_err(),
@@ -613,6 +649,7 @@ mod tests {
                 tick: Tick(1000),
                 baseline: Some(Tick(998)),
                 last_input_seq: 5,
+                input_lead: 0,
             },
             body: vec![0, 0, 0, 1, 2, 3, 4],
         });
@@ -659,10 +696,15 @@ mod tests {
         encode_snapshot_frame(&s.header, &s.body, &mut parts);
         assert_eq!(whole, parts);
         assert_eq!(&whole[..7], &[1, 0xE8, 0x03, 0, 0, 2, 5]);
-        // The hand-written header, at each varint width of the input sequence.
-        for seq in [0, 250, 251, 0xFFFF, 0x1_0000, u32::MAX] {
+        // The hand-written header, at each varint width of the input sequence and the lead.
+        let leads = [0, 1, -1, 125, -125, 126, -126, 20_000, i16::MIN, i16::MAX];
+        for (seq, input_lead) in [0, 250, 251, 0xFFFF, 0x1_0000, u32::MAX]
+            .into_iter()
+            .flat_map(|seq| leads.map(|lead| (seq, lead)))
+        {
             let header = SnapshotHeader {
                 last_input_seq: seq,
+                input_lead,
                 ..s.header
             };
             let mut whole = Vec::new();
@@ -677,7 +719,7 @@ mod tests {
             assert_eq!(
                 head.as_bytes(),
                 &whole[..whole.len() - s.body.len()],
-                "seq {seq}"
+                "seq {seq}, lead {input_lead}"
             );
         }
     }

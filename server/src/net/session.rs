@@ -796,6 +796,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         ClientEvent::Input {
                             seq: input.seq,
                             ack: input.ack,
+                            tick: input.tick,
+                            received: Some(std::time::Instant::now()),
                             words,
                         }
                     }

@@ -618,6 +618,7 @@ mod tests {
             tick: Tick(tick),
             baseline: used,
             last_input_seq: 0,
+            input_lead: 0,
         };
         let mut frame = Vec::new();
         codec::encode_snapshot_frame(&header, &bytes, &mut frame);
@@ -682,6 +683,7 @@ mod tests {
             tick: Tick(tick),
             baseline,
             last_input_seq: 0,
+            input_lead: 0,
         };
         // Replay: tick 1 in full, then the delta.
         let mut r1 = Replication::new(4, schema(), Some((100, IVec2::splat(1000))));

@@ -42,6 +42,9 @@ pub struct ClientLink {
     pub acked: Option<Tick>,
     /// Sequence number of the latest input applied.
     pub last_input_seq: u32,
+    /// How early that input arrived for the tick it named, in the header's units (0.1 ms);
+    /// negative if late.
+    pub input_lead: i16,
     /// Bit `i` is set if the snapshot of tick `mask_tick - i` was handed to the session.
     sent_mask: u64,
     mask_tick: Tick,
@@ -249,6 +252,7 @@ impl ClientLink {
             pending: None,
             acked: None,
             last_input_seq: 0,
+            input_lead: 0,
             sent_mask: 0,
             mask_tick: now,
             visible: VecDeque::with_capacity(history),

@@ -13,10 +13,12 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
 use glam::IVec2;
 use std::sync::Arc;
+use std::time::Instant;
 use tickwire_protocol::codec::{FrameHead, encode_server};
 use tickwire_protocol::{
     GameSchema, NetId, PROTOCOL_VERSION, ServerMsg, SnapshotHeader, StaticRecord, Welcome,
 };
+use tickwire_protocol::{INPUT_LEAD_UNIT_US, Tick};
 use tracing::{debug, info};
 
 /// Join requests from sessions.
@@ -261,6 +263,32 @@ pub fn ingest_joins(world: &mut World) {
     });
 }
 
+/// How early an input received at `received` arrived for the tick it `named` (the tick being
+/// ingested, `now`, if it named none), in the header's units ([`INPUT_LEAD_UNIT_US`]), and
+/// whether it is late: it named a tick that has already taken its inputs, so it applies at
+/// this one. The moment a tick takes its inputs is this call's; earlier ticks took theirs a
+/// whole period apart.
+fn input_lead(
+    now: Tick,
+    named: Option<Tick>,
+    received: Option<Instant>,
+    period_us: i64,
+) -> (i16, bool) {
+    let Some(received) = received else {
+        return (0, false);
+    };
+    let ticks_ahead = i64::from(named.map_or(0, |k| k.since(now)));
+    let waited = i64::try_from(received.elapsed().as_micros()).unwrap_or(i64::MAX);
+    let late = ticks_ahead < 0;
+    let mut lead_us = waited.saturating_add(ticks_ahead.saturating_mul(period_us));
+    if late {
+        // Late by the ticks it missed, whatever it waited in the queue.
+        lead_us = lead_us.min(-INPUT_LEAD_UNIT_US);
+    }
+    let units = (lead_us / INPUT_LEAD_UNIT_US).clamp(i64::from(i16::MIN), i64::from(i16::MAX));
+    (i16::try_from(units).unwrap_or(0), late)
+}
+
 /// Drains each client's queue: inputs go to its player's [`Controls`], acks move its
 /// baseline; a disconnected queue marks the player as departed, or as [`Held`] for a resume
 /// when its connection dropped and resume is on. A held player whose grace period is over
@@ -285,6 +313,7 @@ pub fn ingest_client_events(
     mut hooks: ResMut<GameHooks>,
     mut commands: Commands,
 ) {
+    let period_us = 1_000_000 / i64::from(clock.tick_rate_hz.max(1));
     // A held player the game despawned (or whose link it removed) has left: its seat is
     // given back now, not at the end of a grace period no resume can use.
     if !held_players.0.is_empty() {
@@ -324,11 +353,22 @@ pub fn ingest_client_events(
         let mut disconnected = false;
         for _ in 0..rules.events_per_tick {
             match link.events.try_recv() {
-                Ok(ClientEvent::Input { seq, ack, words }) => {
+                Ok(ClientEvent::Input {
+                    seq,
+                    ack,
+                    tick,
+                    received,
+                    words,
+                }) => {
                     // Sessions forward only strictly increasing sequence numbers, in order
                     // (that rule lives in the session alone): the last one drained is the
                     // newest.
                     link.last_input_seq = seq;
+                    let (lead, late) = input_lead(clock.tick, tick, received, period_us);
+                    link.input_lead = lead;
+                    if late {
+                        stats.0.inputs_late.inc();
+                    }
                     controls.push(seq, words, rules.events_per_tick);
                     if let Some(tick) = ack
                         && !link.acknowledge(tick)
@@ -561,6 +601,7 @@ pub fn replicate(
             tick: clock.tick,
             baseline,
             last_input_seq: link.last_input_seq,
+            input_lead: link.input_lead,
         });
         link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
     }
