@@ -156,9 +156,10 @@ impl InputClock {
     }
 
     /// When to send the next input and the tick it is for, at `now`: the first tick after the
-    /// newest snapshot and the last input whose deadline has not passed, sent its margin
-    /// before that deadline (or now, if that moment has passed: a timer that fired late still
-    /// sends for the tick it was set for). Before any report: a
+    /// newest snapshot and the last input, sent its margin before that tick's deadline, or now
+    /// if that moment has passed (a timer that fired late still sends for the tick it was set
+    /// for: the server applies it a tick later and counts it late, and the margin widens).
+    /// Only a tick whose deadline passed a whole period ago is given up for a later one. Before any report: a
     /// period after the last input (now for the first), for the tick after the newest
     /// snapshot and the last input.
     #[must_use]
@@ -174,13 +175,13 @@ impl InputClock {
             return (at, k);
         };
         // Bounded: a deadline far behind (a stalled client) jumps whole periods at once.
-        if deadline < now {
+        if deadline + self.period < now {
             let behind = (now - deadline).as_secs_f64() / self.period.as_secs_f64();
             let skip = behind.ceil().min(f64::from(u16::MAX)) as u32;
             k = Tick(k.0.wrapping_add(skip));
             deadline = self.deadline(k).unwrap_or(now);
         }
-        while deadline < now {
+        while deadline + self.period < now {
             k = k.next();
             deadline += self.period;
         }

@@ -1002,8 +1002,9 @@ export class InputClock {
   }
   /**
    * When to send the next input and the tick it is for, at `now`: the first tick after the
-   * newest snapshot and the last input whose deadline has not passed, a margin before that
-   * deadline (or now). Before any report: a period after the last input (now for the first).
+   * newest snapshot and the last input, a margin before its deadline, or now if that has
+   * passed (the server counts it late and the margin widens); only a tick whose deadline passed
+   * a whole period ago is given up. Before any report: a period after the last input.
    */
   next(now) {
     const after = (t) => (t === null ? 0 : (t + 1) >>> 0);
@@ -1013,7 +1014,7 @@ export class InputClock {
     if (deadline === null) {
       return { at: this.lastSent === null ? now : Math.max(now, this.lastSent + this.periodMs), tick };
     }
-    if (deadline < now) {
+    if (deadline + this.periodMs < now) {
       const skip = Math.ceil((now - deadline) / this.periodMs);
       tick = (tick + skip) >>> 0;
       deadline += skip * this.periodMs;

@@ -216,8 +216,11 @@ pub struct JoinRequest {
     /// The client's inputs and acks.
     pub events: Receiver<ClientEvent>,
     /// Encoded frames for the client (each one binary WebSocket message); the welcome is the
-    /// first.
+    /// first. Unused for frames when `wire` is set, but closed when the world lets go.
     pub outbox: mpsc::Sender<Outgoing>,
+    /// The fast send path of a plain-TCP binary session: frames go to its lane instead of the
+    /// outbox ([`crate::net::wire`]).
+    pub wire: Option<crate::net::wire::WireHandle>,
     /// Set by the session before it lets go of `events`.
     pub leave: LeaveSlot,
     /// Lets the tick thread close the session.

@@ -68,6 +68,7 @@ impl SimClient {
             name: name.to_owned(),
             events: events_rx,
             outbox: outbox_tx,
+            wire: None,
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
             player_id: None,

@@ -10,6 +10,7 @@
 //! - [`rate`]: per-connection message rate limits.
 //! - [`tls`]: loading the certificate and key for `wss://`.
 //! - [`web`]: the browser client's files, embedded.
+//! - [`wire`]: the fast send path of plain-TCP sessions (lanes write every client's frames).
 
 pub mod admin;
 pub mod http;
@@ -18,3 +19,4 @@ pub mod rate;
 pub mod session;
 pub mod tls;
 pub mod web;
+pub mod wire;

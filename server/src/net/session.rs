@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     schema: Arc<GameSchema>,
     /// Checks join tokens, when they are on.
     tokens: Option<TokenVerifier>,
+    /// The fast send path's lanes, one per network thread (plain-TCP binary sessions).
+    lanes: Arc<super::wire::Lanes>,
 }
 
 impl Shared {
@@ -96,6 +98,8 @@ impl Shared {
             page,
             room_listing: config.room_listing,
         };
+        let lanes =
+            super::wire::Lanes::spawn(tokio::runtime::Handle::current().metrics().num_workers());
         Shared {
             config,
             rooms,
@@ -106,6 +110,7 @@ impl Shared {
             tls,
             schema,
             tokens,
+            lanes,
         }
     }
 
@@ -182,7 +187,7 @@ pub(crate) async fn run<P: Send>(
         }
         let deadline = Instant::now() + shared.ms(shared.config.handshake_timeout_ms);
         match shared.tls.clone() {
-            None => serve(stream, deadline, id, shared, shutdown).await,
+            None => serve_plain(stream, deadline, id, shared, shutdown).await,
             Some(acceptor) => {
                 let mut stop = shutdown.clone();
                 let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
@@ -202,9 +207,35 @@ pub(crate) async fn run<P: Send>(
     .await;
 }
 
+/// A plain-TCP connection: the HTTP request and the upgrade, then the session; a binary
+/// session writes through a [`Wire`](super::wire::Wire) and its lane.
+async fn serve_plain(
+    stream: TcpStream,
+    deadline: Instant,
+    id: ClientId,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let Some((stream, up)) = handshake(stream, deadline, &shared, &shutdown).await else {
+        return;
+    };
+    if up.protocol == Subprotocol::Binary {
+        let lane = usize::try_from(id.0).unwrap_or(0);
+        let (wire, io) = super::wire::Wire::new(
+            stream,
+            Arc::clone(&shared.lanes),
+            lane,
+            shared.config.max_write_buffer_bytes,
+        );
+        start_session(io, Some(wire), up, id, shared, shutdown).await;
+    } else {
+        start_session(stream, None, up, id, shared, shutdown).await;
+    }
+}
+
 /// The HTTP request, the upgrade, then the WebSocket session.
 async fn serve<S>(
-    mut stream: S,
+    stream: S,
     deadline: Instant,
     id: ClientId,
     shared: Arc<Shared>,
@@ -212,17 +243,42 @@ async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Some((stream, up)) = handshake(stream, deadline, &shared, &shutdown).await else {
+        return;
+    };
+    start_session(stream, None, up, id, shared, shutdown).await;
+}
+
+/// What the upgrade agreed.
+struct Upgraded {
+    protocol: Subprotocol,
+    claims: Option<Claims>,
+    resume_only: bool,
+    leftover: Vec<u8>,
+}
+
+/// The HTTP request and the upgrade (refusals answered here): the stream, ready for the
+/// WebSocket, and what was agreed.
+async fn handshake<S>(
+    mut stream: S,
+    deadline: Instant,
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<(S, Upgraded)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut stop = shutdown.clone();
     let upgraded = tokio::select! {
-        r = tokio::time::timeout_at(deadline, upgrade(&mut stream, &shared)) => Some(r),
+        r = tokio::time::timeout_at(deadline, upgrade(&mut stream, shared)) => Some(r),
         _ = stop.changed() => None,
     };
     let (protocol, claims, resume_only, leftover) = match upgraded {
         Some(Ok(Some(up))) => up,
-        Some(Ok(None)) => return,
+        Some(Ok(None)) => return None,
         Some(Err(_)) => {
             debug!("handshake timed out");
-            return;
+            return None;
         }
         None => {
             // Still in the HTTP phase: answer 503 rather than leave the request hanging.
@@ -234,9 +290,37 @@ async fn serve<S>(
             let timeout = shared.ms(shared.config.close_timeout_ms);
             let _ =
                 tokio::time::timeout(timeout, refuse(&mut stream, &refusal, &shared.stats)).await;
-            return;
+            return None;
         }
     };
+    Some((
+        stream,
+        Upgraded {
+            protocol,
+            claims,
+            resume_only,
+            leftover,
+        },
+    ))
+}
+
+/// The WebSocket session on an upgraded stream.
+async fn start_session<S>(
+    stream: S,
+    wire: Option<Arc<super::wire::Wire>>,
+    up: Upgraded,
+    id: ClientId,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Upgraded {
+        protocol,
+        claims,
+        resume_only,
+        leftover,
+    } = up;
     let ws = WebSocketStream::from_partially_read(
         stream,
         leftover,
@@ -269,6 +353,7 @@ async fn serve<S>(
         claims,
         resume_only,
         events_backlog: None,
+        wire,
     };
     session.run().await;
     shared.stats.sessions.dec();
@@ -383,11 +468,18 @@ struct Session<S> {
     resume_only: bool,
     /// Client events (and the newest acknowledgement) the world's queue had no room for yet.
     events_backlog: Option<tickwire_protocol::EventsMsg>,
+    /// The fast send path (plain-TCP binary sessions): the world's frames come through the
+    /// lane, not the outbox; this session flushes what the lane could not write.
+    wire: Option<Arc<super::wire::Wire>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self) {
         let end = self.serve().await;
+        // Nothing from the world may follow the close frame.
+        if let Some(wire) = &self.wire {
+            wire.close_lane();
+        }
         let stats = &self.shared.stats;
         match end {
             End::PeerClosed => {
@@ -487,6 +579,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             name,
             events: events_rx,
             outbox: outbox_tx,
+            wire: self
+                .wire
+                .as_ref()
+                .map(|w| super::wire::WireHandle::new(w, cfg.outbox_len)),
             leave: Arc::clone(&leave),
             kick: Arc::clone(&kick),
             player_id: self.claims.take().map(|c| c.player),
@@ -571,6 +667,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     // or its game panicked before the client's player was made.
                     None if *self.shutdown.borrow() => Err(End::shutdown()),
                     None => Err(End::server(close::INTERNAL_ERROR, GAME_FAILED_REASON)),
+                },
+                // The lane left bytes the socket would not take, or the connection failed:
+                // write them as the socket drains, bounded by the write timeout (a kick still
+                // gets through).
+                () = wants_flush(self.wire.as_deref()) => tokio::select! {
+                    r = self.flush_wire() => r,
+                    (code, reason) = kick.requested() => Err(kicked(code, reason)),
                 },
                 frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
                     Ok(Incoming::Msg(msg)) => {
@@ -814,6 +917,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Writes what the lane left in the wire, giving up (connection lost) after the write
+    /// timeout.
+    async fn flush_wire(&mut self) -> Result<(), End> {
+        let Some(wire) = self.wire.clone() else {
+            return Ok(());
+        };
+        let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
+        match tokio::time::timeout(timeout, std::future::poll_fn(|cx| wire.poll_flush(cx))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                debug!(error = %e, "write failed");
+                Err(
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ) {
+                        End::Reset
+                    } else {
+                        End::Lost
+                    },
+                )
+            }
+            Err(_) => {
+                debug!("write timed out");
+                Err(End::Lost)
+            }
+        }
+    }
+
     /// Sends a frame, giving up (connection lost) after the write timeout.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
         let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
@@ -1050,6 +1182,14 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// True if the peer reset the connection or went away without a close frame.
+/// Ready when the wire, if any, has bytes for the session to write; never without a wire.
+async fn wants_flush(wire: Option<&super::wire::Wire>) {
+    match wire {
+        Some(w) => w.wants_flush().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How a failed write ends the session.
 fn write_failed(e: WsError) -> End {
     debug!(error = %e, "write failed");

@@ -24,6 +24,8 @@ pub struct ClientLink {
     pub events: Receiver<ClientEvent>,
     /// Frames to the session.
     pub outbox: mpsc::Sender<Outgoing>,
+    /// Frames to the session's lane instead, on the fast send path.
+    pub wire: Option<crate::net::wire::WireHandle>,
     /// Why the session ended, once it has.
     pub leave: LeaveSlot,
     /// Closes the session from the tick thread.
@@ -234,6 +236,37 @@ impl EventLink {
     }
 }
 
+/// Why a frame was not handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// The client has its bound of frames not yet written (or a full outbox): skipped.
+    Full,
+    /// The session is gone.
+    Closed,
+}
+
+/// Hands a frame to a session's lane (`wire`) or outbox; see [`ClientLink::hand`].
+///
+/// # Errors
+/// [`Handed::Full`] or [`Handed::Closed`]; the frame is dropped.
+pub fn hand(
+    outbox: &mpsc::Sender<Outgoing>,
+    wire: Option<&crate::net::wire::WireHandle>,
+    frame: Outgoing,
+) -> Result<(), Handed> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match wire {
+        Some(w) => w.try_send(frame).map_err(|e| match e {
+            crate::net::wire::HandError::Full => Handed::Full,
+            crate::net::wire::HandError::Closed => Handed::Closed,
+        }),
+        None => outbox.try_send(frame).map_err(|e| match e {
+            TrySendError::Full(_) => Handed::Full,
+            TrySendError::Closed(_) => Handed::Closed,
+        }),
+    }
+}
+
 impl ClientLink {
     /// The link for a join request, at the current tick, remembering `history` ticks of views,
     /// and judging the client's pace by `limits`.
@@ -243,6 +276,7 @@ impl ClientLink {
             client: join.client,
             events: join.events,
             outbox: join.outbox,
+            wire: join.wire,
             leave: join.leave,
             kick: join.kick,
             skipped_in_a_row: 0,
@@ -272,6 +306,7 @@ impl ClientLink {
         self.client = join.client;
         self.events = join.events;
         self.outbox = join.outbox;
+        self.wire = join.wire;
         self.leave = join.leave;
         self.kick = join.kick;
         self.secret = join.secret.as_deref().map(crate::rooms::secret_key);
@@ -283,6 +318,16 @@ impl ClientLink {
         self.pending = None;
         self.acked = last_tick.filter(|t| self.was_sent(*t));
         self.reliable.overflowed = false;
+    }
+
+    /// Hands a frame to the session: to its lane on the fast send path, else to its outbox.
+    /// Never waits.
+    ///
+    /// # Errors
+    /// The frame is dropped: [`Handed::Full`] if the client has its bound of frames not yet
+    /// written, [`Handed::Closed`] if the session is gone.
+    pub fn hand(&self, frame: Outgoing) -> Result<(), Handed> {
+        hand(&self.outbox, self.wire.as_ref(), frame)
     }
 
     /// True if the snapshot of `tick` was handed to this client (within the last 64 ticks it
@@ -497,6 +542,7 @@ mod tests {
                 name: String::new(),
                 events,
                 outbox,
+                wire: None,
                 leave: LeaveSlot::default(),
                 kick: Arc::default(),
                 player_id: None,

@@ -171,10 +171,12 @@ fn resume_player(world: &mut World, hooks: &GameHooks, mut join: JoinRequest) {
         refuse("resume refused: more events were missed while away than the server keeps");
         return;
     }
-    // A fresh outbox has room.
-    let _ = join
-        .outbox
-        .try_send(welcome(world, hooks, id, join.secret.as_deref(), taken_in));
+    // A fresh outbox (or wire) has room.
+    let _ = crate::replication::link::hand(
+        &join.outbox,
+        join.wire.as_ref(),
+        welcome(world, hooks, id, join.secret.as_deref(), taken_in),
+    );
     let lag = world.resource::<Rules>().lag;
     info!(
         client = join.client.0,
@@ -240,9 +242,11 @@ pub fn ingest_joins(world: &mut World) {
             };
             // A fresh outbox has room; if the session is already gone the send fails and the
             // player is removed next tick when its event channel reports the disconnect.
-            let _ = join
-                .outbox
-                .try_send(welcome(world, &hooks, id, join.secret.as_deref(), 0));
+            let _ = crate::replication::link::hand(
+                &join.outbox,
+                join.wire.as_ref(),
+                welcome(world, &hooks, id, join.secret.as_deref(), 0),
+            );
             info!(client = join.client.0, player = id.0, name = %join.name, "player joined");
             let link = ClientLink::new(join, clock.tick, rules.history_ticks, &rules.lag);
             let inbox = crate::game::Inbox::new(Arc::clone(&hooks.client_events));
@@ -707,7 +711,7 @@ pub fn hand_off(
         }
         if hooks.starved == Some(link.client) {
             if let Some((head, body, n)) = events
-                && link.outbox.try_send(Outgoing::framed(head, body)).is_ok()
+                && link.hand(Outgoing::framed(head, body)).is_ok()
             {
                 events_out += u64::from(n);
                 link.reliable.handed(n);
@@ -728,7 +732,7 @@ pub fn hand_off(
             frame.body = Bytes::from(bytes);
         }
         let len = frame.len() as u64;
-        let ok = match link.outbox.try_send(frame) {
+        let ok = match link.hand(frame) {
             Ok(()) => {
                 if let Some(n) = handed_events {
                     events_out += u64::from(n);
@@ -739,12 +743,12 @@ pub fn hand_off(
                 full += u64::from(is_full);
                 true
             }
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+            Err(crate::replication::link::Handed::Full) => {
                 dropped += 1;
                 false
             }
             // The session is gone; the player is removed when its event queue disconnects.
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+            Err(crate::replication::link::Handed::Closed) => false,
         };
         if let Some((code, reason)) = link.handed_off(clock.tick, ok, &rules.lag) {
             debug!(client = link.client.0, code, %reason, "closing a client");
