@@ -129,6 +129,8 @@ pub struct BotMetrics {
     pub late_inputs: u64,
     /// Inputs the server reported on (whole run).
     pub timed_inputs: u64,
+    /// The margin its input clock kept at the end, microseconds.
+    pub input_margin_us: u64,
 }
 
 impl BotMetrics {
@@ -160,6 +162,7 @@ impl BotMetrics {
             events_lost: 0,
             late_inputs: 0,
             timed_inputs: 0,
+            input_margin_us: 0,
         }
     }
 }
@@ -274,6 +277,8 @@ pub async fn run_bot(
     metrics.events_lost = client.events.lost;
     metrics.late_inputs = client.input_clock.late;
     metrics.timed_inputs = client.input_clock.reports;
+    metrics.input_margin_us =
+        u64::try_from(client.input_clock.margin().as_micros()).unwrap_or(u64::MAX);
     match end {
         BotEnd::Finished => {
             // A clean close; its failure would not change any measurement.

@@ -90,6 +90,9 @@ pub struct Report {
     /// Inputs the server reported on (their timing), whole run.
     #[serde(default)]
     pub timed_inputs: u64,
+    /// The margin the bots' input clocks kept before each tick at the end, mean, milliseconds.
+    #[serde(default)]
+    pub input_margin_ms: f64,
     /// The swarm process's own CPU over the window, percent of one core (user and system).
     #[serde(default)]
     pub bots_cpu_pct: Option<f64>,
@@ -251,8 +254,8 @@ impl Report {
         let q = &self.rtt_ms;
         let _ = writeln!(
             s,
-            "  input rtt  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} inputs late",
-            q.p50, q.p95, q.p99, q.max, self.late_inputs, self.timed_inputs
+            "  input rtt  p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} of {} inputs late, margin {:.1} ms",
+            q.p50, q.p95, q.p99, q.max, self.late_inputs, self.timed_inputs, self.input_margin_ms
         );
         let _ = writeln!(
             s,

@@ -388,6 +388,7 @@ fn build_report(
     let mut rows: Vec<BotRow> = Vec::with_capacity(outcomes.len());
     let mut snapshots = 0u64;
     let mut verified_snapshots = 0u64;
+    let mut margin_us = 0u64;
     let mut visible = 0u64;
     let mut visible_players = 0u64;
     let mut snapshot_bytes = 0u64;
@@ -437,6 +438,7 @@ fn build_report(
         r.events_received += m.events_received;
         r.events_lost += m.events_lost;
         r.late_inputs += m.late_inputs;
+        margin_us += m.input_margin_us;
         r.timed_inputs += m.timed_inputs;
         snapshots += m.snapshots;
         // What a view holds is known only to the bots that decode it.
@@ -451,6 +453,7 @@ fn build_report(
         up.extend_from_slice(&m.up_per_s[..whole_seconds.min(m.up_per_s.len())]);
     }
     r.rooms = rooms.len() as u64;
+    r.input_margin_ms = margin_us as f64 / 1000.0 / r.connected.max(1) as f64;
     // Bots that never reported (aborted at wind-down) count as dropped.
     let missing = u64::from(cfg.bots).saturating_sub(outcomes.len() as u64);
     r.dropped += missing;

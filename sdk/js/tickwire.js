@@ -947,8 +947,8 @@ export class Predictor {
  * snapshot says how early the newest input it applied arrived for its tick (`input_lead`,
  * negative when late). An input sent at `sent` that arrived `lead` early could have been sent
  * `lead` later, so `sent + lead` is that tick's send deadline, and tick `k + n`'s is `n` periods
- * after. Inputs go a margin before their deadline; a late input widens the margin at once, a
- * long run on time narrows it slowly. Times are `performance.now()` milliseconds. The Rust
+ * after. Inputs go a margin before their deadline; a late input widens the margin at once
+ * by how late it was (up to 2 ms) and 0.5 ms more, a long run on time narrows it slowly. Times are `performance.now()` milliseconds. The Rust
  * client's `InputClock` is the same.
  */
 export class InputClock {
@@ -990,7 +990,8 @@ export class InputClock {
     if (late) {
       this.late += 1;
       this.onTime = 0;
-      this.marginMs = Math.min(this.marginMs + 1, InputClock.MAX_MARGIN_MS);
+      // Wide enough for the lateness just seen (up to 2 ms: a stall is not jitter), and 0.5 ms.
+      this.marginMs = Math.min(this.marginMs + Math.min(-leadMs, 2) + 0.5, InputClock.MAX_MARGIN_MS);
     } else if (++this.onTime >= 90) {
       this.onTime = 0;
       this.marginMs = Math.max(this.marginMs - 0.25, InputClock.MIN_MARGIN_MS);
