@@ -55,8 +55,9 @@ pub struct Config {
     /// Client messages (inputs, acks) queued per client between its session and the tick
     /// thread; more are dropped and counted. Default 16.
     pub input_queue_len: usize,
-    /// Outgoing frames queued per client between the tick thread and its session; while full,
-    /// the client skips snapshots. Default 4.
+    /// Outgoing frames per client handed over and not yet written (queued for its session, or
+    /// on the fast send path handed to its lane and not yet out of its buffer); while that
+    /// many wait, the client skips snapshots. Default 4.
     pub outbox_len: usize,
     /// Join requests queued for each room's world; when full, new clients are closed with
     /// 1013. Default 256.

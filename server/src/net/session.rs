@@ -652,16 +652,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.reset();
         let idle = shared.ms(cfg.idle_timeout_ms);
+        // Made once, not on each turn of the loop: each turn is a message read, 30 a second.
+        // Only these futures wait on the kick and the wire (each wakes one waiter).
+        let mut stop = self.shutdown.clone();
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        let kick_requested = kick.requested();
+        tokio::pin!(kick_requested);
+        let wire = self.wire.clone();
+        let flush_wanted = wants_flush(wire.as_deref());
+        tokio::pin!(flush_wanted);
         loop {
             let result = tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => Err(End::shutdown()),
-                (code, reason) = kick.requested() => Err(kicked(code, reason)),
+                _ = &mut stopped => Err(End::shutdown()),
+                (code, reason) = &mut kick_requested => Err(kicked(code, reason)),
                 out = outbox.recv() => match out {
                     // A peer that stopped reading blocks this write: a kick must still get through.
+                    // The same kick future: `notify_one` wakes one waiter.
                     Some(frame) => tokio::select! {
                         r = self.send_queued(frame, outbox) => r,
-                        (code, reason) = kick.requested() => Err(kicked(code, reason)),
+                        (code, reason) = &mut kick_requested => Err(kicked(code, reason)),
                     },
                     // The world let go of this client without a kick: it is shutting down,
                     // or its game panicked before the client's player was made.
@@ -671,10 +682,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // The lane left bytes the socket would not take, or the connection failed:
                 // write them as the socket drains, bounded by the write timeout (a kick still
                 // gets through).
-                () = wants_flush(self.wire.as_deref()) => tokio::select! {
-                    r = self.flush_wire() => r,
-                    (code, reason) = kick.requested() => Err(kicked(code, reason)),
-                },
+                () = &mut flush_wanted => {
+                    flush_wanted.set(wants_flush(wire.as_deref()));
+                    tokio::select! {
+                        r = self.flush_wire() => r,
+                        (code, reason) = &mut kick_requested => Err(kicked(code, reason)),
+                    }
+                }
                 frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
                     Ok(Incoming::Msg(msg)) => {
                         self.last_seen = Instant::now();
