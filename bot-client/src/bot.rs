@@ -312,14 +312,12 @@ async fn drive(
     let hz = client.welcome.tick_rate_hz.max(1);
     let period = Duration::from_secs_f64(1.0 / f64::from(hz));
     // One input per tick, sent when the client's input clock says (a small margin before the
-    // tick that applies it, from the server's reports), with the acknowledgement of the newest
-    // snapshot riding on it, so that tick's delta is against the newest snapshot; when
-    // snapshots stop coming, one input per period and a half anyway.
-    let fallback = tokio::time::sleep(period);
-    tokio::pin!(fallback);
+    // tick that applies it, from the server's reports; one a period until the first report),
+    // with the acknowledgement of the newest snapshot riding on it, so that tick's delta is
+    // against the newest snapshot. The first goes as soon as the first snapshot is taken (a
+    // period from now at the latest), so its ack keeps the second snapshot a delta.
     let input_timer = tokio::time::sleep(period);
     tokio::pin!(input_timer);
-    let mut input_due = false;
     // Drops on purpose at about `drop_every`: each interval drawn from 0.5 to 1.5 of it, so
     // the swarm's drops spread out.
     let next_drop =
@@ -342,9 +340,7 @@ async fn drive(
         let mut send_input = false;
         tokio::select! {
             _ = stop.changed() => return BotEnd::Finished,
-            // Only until the first snapshot arms the input clock, which paces the inputs after.
-            () = &mut fallback, if !input_due => send_input = true,
-            () = &mut input_timer, if input_due => send_input = true,
+            () = &mut input_timer => send_input = true,
             () = &mut drop_timer, if params.drop_every.is_some() => {
                 client.drop_connection().await;
                 match client.reconnect(Backoff::default()).await {
@@ -372,12 +368,7 @@ async fn drive(
                             // Acknowledged on the input sent right after.
                             Ok(()) => {
                                 recovering = false;
-                                // The first snapshot starts the inputs; after that the input
-                                // clock paces them, one per tick.
-                                if !input_due {
-                                    input_due = true;
-                                    input_timer.as_mut().reset(client.next_input_at().into());
-                                }
+                                send_input = client.seq == 0;
                             }
                             Err(e) if e.is_desync() => {
                                 m.desyncs += 1;
@@ -444,10 +435,7 @@ async fn drive(
                             recent.pop_front();
                         }
                         recent.push_back(header.tick);
-                        if !input_due {
-                            input_due = true;
-                            input_timer.as_mut().reset(client.next_input_at().into());
-                        }
+                        send_input = client.seq == 0;
                         if second.is_some() {
                             m.count_snapshot(header.tick, now, client.bytes_down - down_before);
                         }
@@ -493,11 +481,7 @@ async fn drive(
                 pending.pop_front();
             }
             pending.push_back((seq, now));
-            fallback
-                .as_mut()
-                .reset(tokio::time::Instant::from_std(now) + period * 3 / 2);
             // The next input, at the moment the input clock gives for the next tick.
-            input_due = true;
             input_timer.as_mut().reset(client.next_input_at().into());
         }
         if let Some(s) = window.second(Instant::now()) {

@@ -185,10 +185,6 @@ impl InputClock {
             k = Tick(k.0.wrapping_add(skip));
             deadline = self.deadline(k).unwrap_or(now);
         }
-        while deadline + self.period < now {
-            k = k.next();
-            deadline += self.period;
-        }
         let at = deadline.checked_sub(self.margin).unwrap_or(now).max(now);
         (at, k)
     }

@@ -940,19 +940,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let timeout = self.shared.ms(self.shared.config.write_timeout_ms);
         match tokio::time::timeout(timeout, std::future::poll_fn(|cx| wire.poll_flush(cx))).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                debug!(error = %e, "write failed");
-                Err(
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                    ) {
-                        End::Reset
-                    } else {
-                        End::Lost
-                    },
-                )
-            }
+            Ok(Err(e)) => Err(write_failed(WsError::Io(e))),
             Err(_) => {
                 debug!("write timed out");
                 Err(End::Lost)

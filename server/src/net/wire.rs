@@ -369,6 +369,46 @@ impl AsyncWrite for WireIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use tickwire_protocol::codec::FrameHead;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn the_lane_writes_whole_frames_and_a_frame_over_the_bound_ends_the_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let mut peer = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connects");
+        let (stream, _) = listener.accept().await.expect("accepts");
+        let (wire, _io) = Wire::new(stream, Lanes::spawn(1), 0, 64 * 1024);
+        let handle = WireHandle::new(&wire, 2);
+
+        let mut frame = Outgoing::framed(FrameHead::default(), Bytes::from(vec![7u8; 200]));
+        frame.events = Some((FrameHead::default(), Bytes::from_static(&[1, 2, 3])));
+        handle.try_send(frame).expect("handed");
+        // The events message, then the snapshot, each one binary frame.
+        let mut got = vec![0u8; 2 + 3 + 4 + 200];
+        peer.read_exact(&mut got).await.expect("reads");
+        assert_eq!(&got[..5], &[0x82, 3, 1, 2, 3]);
+        assert_eq!(&got[5..9], &[0x82, 126, 0, 200]);
+        assert!(got[9..].iter().all(|b| *b == 7));
+
+        // Over the bound on unwritten bytes: the connection fails, and the session hears it.
+        let big = Outgoing::framed(FrameHead::default(), Bytes::from(vec![0u8; 70 * 1024]));
+        handle.try_send(big).expect("handed");
+        tokio::time::timeout(std::time::Duration::from_secs(5), wire.wants_flush())
+            .await
+            .expect("the session is woken");
+        let flushed = std::future::poll_fn(|cx| wire.poll_flush(cx)).await;
+        assert_eq!(
+            flushed.map_err(|e| e.kind()),
+            Err(io::ErrorKind::OutOfMemory)
+        );
+        // Nothing is left counted against the client.
+        assert_eq!(wire.backlog.load(Ordering::Acquire), 0);
+    }
 
     #[test]
     fn frame_headers_follow_rfc_6455() {

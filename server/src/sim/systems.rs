@@ -272,7 +272,7 @@ pub fn ingest_joins(world: &mut World) {
 /// whether it is late: it named a tick that has already taken its inputs, so it applies at
 /// this one. The moment a tick takes its inputs is this call's; earlier ticks took theirs a
 /// whole period apart.
-fn input_lead(
+pub(super) fn input_lead(
     now: Tick,
     named: Option<Tick>,
     received: Option<Instant>,

@@ -753,3 +753,39 @@ fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
     assert_eq!(stats.game_panics.get(), 1);
     pool.stop();
 }
+
+#[test]
+fn an_inputs_lead_is_measured_against_the_tick_it_named() {
+    use super::systems::input_lead;
+    use std::time::{Duration, Instant};
+    use tickwire_protocol::Tick;
+    let period_us = 33_333;
+    let now = Tick(100);
+    // No network (the harness): 0, never late.
+    assert_eq!(input_lead(now, Some(Tick(50)), None, period_us), (0, false));
+    let received = Instant::now()
+        .checked_sub(Duration::from_millis(2))
+        .expect("the clock is past 2 ms");
+    // Named for this tick, waited about 2 ms: about 20 units early.
+    let (lead, late) = input_lead(now, Some(now), Some(received), period_us);
+    assert!(!late && (20..40).contains(&lead), "{lead}");
+    // No tick named: the tick that applies it.
+    assert!(!input_lead(now, None, Some(received), period_us).1);
+    // Named two ticks ahead: early by two more periods.
+    let (lead, late) = input_lead(now, Some(Tick(102)), Some(received), period_us);
+    assert!(!late && (686..720).contains(&lead), "{lead}");
+    // Named for the tick before: late, and negative whatever it waited.
+    let (lead, late) = input_lead(now, Some(Tick(99)), Some(received), period_us);
+    assert!(late && lead < 0, "{lead}");
+    let just = Instant::now();
+    assert!(input_lead(now, Some(Tick(99)), Some(just), period_us).0 <= -1);
+    // Far in the past or the future: clamped to the header's i16.
+    assert_eq!(
+        input_lead(now, Some(Tick(0)), Some(received), period_us),
+        (i16::MIN, true)
+    );
+    assert_eq!(
+        input_lead(now, Some(Tick(1000)), Some(received), period_us),
+        (i16::MAX, false)
+    );
+}
