@@ -3,10 +3,11 @@
 //! - `encode/global`: the delta from one client's view a tick ago to its view now, built and
 //!   encoded without the per-tick sharing (the cost the first client with a given baseline
 //!   pays; later clients with that baseline share the bytes);
-//! - `encode_cold/aoi`: the same for one client's own view with this tick's per-baseline cache
-//!   of change records cleared before every iteration (the first client of a baseline);
-//! - `encode_warm/aoi`: with the cache filled (every later client of that baseline, which
-//!   copies the records of players it shares with earlier clients);
+//! - `encode_cold/aoi`: the same for one client's own view with this tick's per-baseline
+//!   sections and records cleared before every iteration (the first client of a baseline, which
+//!   encodes every cell it sees);
+//! - `encode_warm/aoi`: with them filled (every later client of that baseline, which puts
+//!   together the sections of the cells it sees, shared with earlier clients);
 //! - `decode`: the client decoding that frame and applying it to its baseline view, giving the
 //!   new view (decoding needs the baseline: a changed entity's fields come from its component
 //!   set).
@@ -58,10 +59,11 @@ fn replication(c: &mut Criterion) {
             let player = h.first_player().expect("client 0 was welcomed");
             // Client 0's view one tick ago (as a frame and as a replica view), then now.
             let mut before = Vec::new();
-            let (t0, base_view) = {
+            let (t0, eye0, base_view) = {
                 let mut r = h.replication();
-                if r.per_client_views() {
-                    r.visible_set(player, &mut before);
+                let eye0 = r.viewpoint(player);
+                if let Some(eye) = eye0 {
+                    r.visible(eye, &mut before);
                 }
                 let frame = r.latest().expect("a frame");
                 let mut view = View {
@@ -78,15 +80,16 @@ fn replication(c: &mut Criterion) {
                     };
                     view.entities.insert(e.id, state);
                 }
-                (frame.tick, view)
+                (frame.tick, eye0, view)
             };
             h.step();
             let mut r = h.replication();
             let schema = Arc::clone(r.schema());
             let mut now = Vec::new();
             let aoi = r.per_client_views();
-            if aoi {
-                r.visible_set(player, &mut now);
+            let eye = r.viewpoint(player);
+            if let Some(eye) = eye {
+                r.visible(eye, &mut now);
             }
             let tick = r.latest().expect("a frame").tick;
             let visible = if aoi {
@@ -95,8 +98,8 @@ fn replication(c: &mut Criterion) {
                 r.latest().expect("a frame").entities.len()
             };
             let encode = |r: &mut Replication, out: &mut Vec<u8>| {
-                if aoi {
-                    r.encode_view(Some((t0, &before)), &now, out);
+                if let (Some(eye0), Some(eye)) = (eye0, eye) {
+                    r.encode_view(Some((t0, eye0)), eye, out);
                 } else {
                     r.encode_global(Some(t0), out);
                 }

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use tickwire_protocol::behaviour::BotView;
-use tickwire_protocol::body::{write_diff, write_record};
+use tickwire_protocol::body::{
+    BodyBuilder, BodyWriter, EncodedChange, apply_body, write_diff, write_record,
+};
 use tickwire_protocol::codec::{decode_server, encode_client, encode_server};
 use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field, str_words};
 use tickwire_protocol::state::{Entities, view_checksum};
@@ -139,7 +141,45 @@ fn synthetic() -> Value {
     );
     let mut delta = Vec::new();
     write_diff(&schema, &base, &cur, view_checksum(&cur), &mut delta);
+    // The same change in three sections, ids grouped by id % 3 (as a server groups them by
+    // grid cell): it applies to the same view.
+    let mut sections = BodyBuilder::default();
+    for g in 0..3 {
+        let mine = |id: &NetId| id.0 % 3 == g;
+        let part = |v: &Entities| {
+            v.iter()
+                .filter(|(id, _)| mine(id))
+                .map(|(id, s)| (*id, s.clone()))
+                .collect::<Entities>()
+        };
+        let mut w = BodyWriter::default();
+        for (id, s) in part(&cur).iter() {
+            if part(&base).get(id).is_none_or(|old| old.mask != s.mask) {
+                w.created(&schema, *id, s.mask, &s.words);
+            }
+        }
+        for (id, s) in part(&cur).iter() {
+            if let Some(old) = part(&base).get(id).filter(|old| old.mask == s.mask) {
+                let mut rec = EncodedChange::default();
+                if rec.encode(&schema, s.mask, &old.words, &s.words) {
+                    w.changed(*id, &rec);
+                }
+            }
+        }
+        for (id, old) in part(&base).iter() {
+            if cur.get(id).is_none_or(|s| s.mask != old.mask) {
+                w.removed(*id);
+            }
+        }
+        sections.push_writer(&w);
+    }
+    assert_eq!(sections.sections(), 3);
+    let mut sectioned = Vec::new();
+    sections.finish(view_checksum(&cur), &mut sectioned);
+    let (applied, _) = apply_body(&schema, &base, &sectioned).expect("sections apply");
+    assert_eq!(applied, cur);
     json!({
+        "sections_hex": hex(&sectioned),
         "schema": schema,
         "base": view_json(&base),
         "cur": view_json(&cur),

@@ -87,18 +87,26 @@ impl BitWriter {
     }
 
     /// The whole bytes of [`BitWriter::append`]: copied when this writer holds no bits, else
-    /// put 32 bits at a time (a writer's bytes are whole 32-bit words, as `put` writes them).
+    /// shifted in 32 bits at a time (a writer's bytes are whole 32-bit words, as `put` writes
+    /// them) into room made once.
     #[inline(never)]
     fn append_bytes(&mut self, other: &[u8]) {
         if self.held == 0 {
             self.bytes.extend_from_slice(other);
             return;
         }
-        let mut words = other.chunks_exact(4);
-        for w in &mut words {
-            self.put(u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])), 32);
+        let words = other.chunks_exact(4);
+        let rest = words.remainder();
+        let start = self.bytes.len();
+        self.bytes.resize(start + other.len() - rest.len(), 0);
+        let (held, mut acc) = (self.held, self.acc);
+        for (dst, w) in self.bytes[start..].chunks_exact_mut(4).zip(words) {
+            acc |= u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])) << held;
+            dst.copy_from_slice(&(acc as u32).to_le_bytes());
+            acc >>= 32;
         }
-        for &b in words.remainder() {
+        self.acc = acc;
+        for &b in rest {
             self.put(u64::from(b), 8);
         }
     }

@@ -3,21 +3,27 @@
 //! A body turns a client's baseline view into its view at the snapshot's tick:
 //!
 //! ```text
-//! varint created_count, varint changed_count, varint removed_count   (bincode varints)
-//! bits:  created:  gamma(id gap), component mask (one bit per component type),
+//! varint created_count, changed_count, removed_count   (totals over the sections)
+//! varint section_count
+//! bits, section_count times (sections follow one another with no padding):
+//!        gamma(created + 1), gamma(changed + 1), gamma(removed + 1)   (this section's counts)
+//!        created:  gamma(id gap), component mask (one bit per component type),
 //!                  then every field of those components in full
-//!        changed:  gamma(id gap), 1 bit "same field mask as the previous change",
-//!                  else the field mask (one bit per field of the entity), then each changed
-//!                  field: in full (Absolute) or a flag bit and a small difference (Diff,
-//!                  AngleDiff; flag 0: in full)
+//!        changed:  gamma(id gap), 1 bit "same field mask as the previous change of this
+//!                  section", else the field mask (one bit per field of the entity), then each
+//!                  changed field: in full (Absolute) or a flag bit and a small difference
+//!                  (Diff, AngleDiff; flag 0: in full)
 //!        removed:  gamma(id gap)
-//!        zero bits to a whole byte
+//! zero bits to a whole byte
 //! u32 checksum (little-endian) of the whole view after applying
 //! ```
 //!
-//! Ids in each list are ascending; the first gap is the id itself. An entity whose component
-//! mask changed is removed and created again. Decoding a changed record needs the entity's
-//! component mask, so a body is decoded *against* the baseline view ([`apply_body`]).
+//! Ids in each list of a section are ascending; the first gap is the id itself. An entity is in
+//! at most one changed or removed record of a body. An entity whose component mask changed is
+//! removed and created again. Decoding a changed record needs the entity's component mask, so a
+//! body is decoded *against* the baseline view ([`apply_body`]). Sections let a server encode
+//! each part of the world once and build every client's body from the parts it sees
+//! ([`Section`], [`BodyBuilder`]); a body of the whole world has one section.
 
 use crate::bits::{BitReader, BitWriter, OutOfBits, unzigzag, zigzag};
 use crate::msg::NetId;
@@ -364,10 +370,12 @@ impl Layouts {
     }
 }
 
-/// Builds a body from its parts, so that a server can assemble each client's body from records
-/// it encoded once ([`EncodedChange`]). The lists go straight into one bit stream, so they must
-/// come in order: every created entity, then every change, then every removal, each list in
-/// ascending id order. The bytes are those of [`write_diff`] for the same views.
+/// Builds one section of a body from its parts, so that a server can assemble each client's
+/// body from records it encoded once ([`EncodedChange`]). The lists go straight into one bit
+/// stream, so they must come in order: every created entity, then every change, then every
+/// removal, each list in ascending id order. [`BodyWriter::finish`] makes a one-section body,
+/// the bytes of [`write_diff`] for the same views; [`BodyWriter::section_into`] keeps the
+/// section to be put into many bodies ([`BodyBuilder`]).
 #[derive(Debug, Default)]
 pub struct BodyWriter {
     bits: BitWriter,
@@ -377,6 +385,8 @@ pub struct BodyWriter {
     prev: u32,
     /// The previous change's field mask and field count.
     prev_change: Option<(u64, u8)>,
+    /// The one-section body of [`BodyWriter::finish`], its buffer kept between bodies.
+    body: BitWriter,
 }
 
 const CREATED: usize = 0;
@@ -391,6 +401,12 @@ impl BodyWriter {
         self.list = CREATED;
         self.prev = 0;
         self.prev_change = None;
+    }
+
+    /// True if nothing was written since the last [`BodyWriter::clear`].
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.counts == [0; 3]
     }
 
     /// Writes the gap from the previous id of `list`.
@@ -489,11 +505,116 @@ impl BodyWriter {
         self.gap(REMOVED, id);
     }
 
-    /// Appends the finished body, with `checksum`, to `out`.
+    /// Keeps what was written as a [`Section`] (its counts, then its lists), to be put into
+    /// many bodies; `s`'s buffer is reused.
+    pub fn section_into(&self, s: &mut Section) {
+        s.bits.clear();
+        s.counts = self.counts;
+        write_section(&mut s.bits, self.counts, &self.bits);
+    }
+
+    /// Appends the finished body, with `checksum`, to `out`: one section, or none if nothing
+    /// was written.
     pub fn finish(&mut self, checksum: u32, out: &mut Vec<u8>) {
+        let mut body = BodyBuilder {
+            bits: std::mem::take(&mut self.body),
+            ..BodyBuilder::default()
+        };
+        body.clear();
+        body.push_writer(self);
+        body.finish(checksum, out);
+        self.body = body.bits;
+    }
+}
+
+/// A section's counts (gamma of each plus one), then its lists.
+fn write_section(out: &mut BitWriter, counts: [u32; 3], lists: &BitWriter) {
+    for n in counts {
+        out.gamma(u64::from(n) + 1);
+    }
+    out.append(lists);
+}
+
+/// One section of a body, encoded once and put into the bodies of many clients: a server
+/// encodes each grid cell's changes against a baseline as one section and builds each client's
+/// body from the sections of the cells it sees ([`BodyBuilder`]).
+#[derive(Clone, Debug, Default)]
+pub struct Section {
+    counts: [u32; 3],
+    /// The counts, then the lists.
+    bits: BitWriter,
+}
+
+impl Section {
+    /// True if the section creates, changes and removes nothing (it is left out of bodies).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.counts == [0; 3]
+    }
+
+    /// How many entities it creates, changes and removes.
+    #[must_use]
+    pub fn counts(&self) -> [u32; 3] {
+        self.counts
+    }
+}
+
+/// Assembles a body from sections: the totals, the section count, then each section's bits
+/// one after the other (not padded between sections), then the checksum.
+#[derive(Debug, Default)]
+pub struct BodyBuilder {
+    bits: BitWriter,
+    counts: [u32; 3],
+    sections: u32,
+}
+
+impl BodyBuilder {
+    /// Empties the builder, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bits.clear();
+        self.counts = [0; 3];
+        self.sections = 0;
+    }
+
+    /// Adds the totals of a section.
+    fn count(&mut self, counts: [u32; 3]) {
+        for (t, n) in self.counts.iter_mut().zip(counts) {
+            *t += n;
+        }
+        self.sections += 1;
+    }
+
+    /// Adds a section encoded before; an empty one is left out.
+    #[inline]
+    pub fn push(&mut self, s: &Section) {
+        if s.is_empty() {
+            return;
+        }
+        self.count(s.counts);
+        self.bits.append(&s.bits);
+    }
+
+    /// Adds what `w` wrote as one section; nothing if it wrote nothing.
+    pub fn push_writer(&mut self, w: &BodyWriter) {
+        if w.is_empty() {
+            return;
+        }
+        self.count(w.counts);
+        write_section(&mut self.bits, w.counts, &w.bits);
+    }
+
+    /// How many sections were added.
+    #[must_use]
+    pub fn sections(&self) -> u32 {
+        self.sections
+    }
+
+    /// Appends the finished body, with `checksum`, to `out`.
+    pub fn finish(&self, checksum: u32, out: &mut Vec<u8>) {
         for n in self.counts {
             crate::codec::varint_into(u64::from(n), out);
         }
+        crate::codec::varint_into(u64::from(self.sections), out);
         self.bits.finish_into(out);
         out.extend_from_slice(&checksum.to_le_bytes());
     }
@@ -547,23 +668,30 @@ pub fn counts(bytes: &[u8]) -> Option<[u32; 3]> {
 }
 
 /// Applies a body to the baseline view `base` (empty for a full snapshot): returns the new view
-/// and the checksum the server sent. One merge over the baseline, so a view costs one
-/// allocation and one copy.
+/// and the checksum the server sent. The view is the baseline's copy with the changes made in
+/// place, the removals taken out and the creations merged in, so it costs one allocation and
+/// one copy.
 pub fn apply_body(
     schema: &GameSchema,
     base: &Entities,
     bytes: &[u8],
 ) -> Result<(Entities, u32), BodyError> {
-    let mut counts = [0u32; 3];
+    let mut totals = [0u32; 4];
     let mut rest = bytes;
-    for c in &mut counts {
+    for c in &mut totals {
         let (v, used) = crate::codec::varint_from(rest).ok_or(BodyError::Malformed)?;
         *c = u32::try_from(v).map_err(|_| BodyError::Malformed)?;
         rest = &rest[used..];
     }
+    let [created_total, changed_total, removed_total, sections] = totals;
     let mut r = BitReader::new(rest);
-    // Every record takes at least one bit: a forged count cannot make us loop or allocate.
-    if counts.iter().map(|c| *c as usize).sum::<usize>() > r.remaining() {
+    // Every record takes at least one bit and every section three: forged counts cannot make
+    // us loop or allocate.
+    let records = [created_total, changed_total, removed_total]
+        .iter()
+        .map(|c| *c as usize)
+        .sum::<usize>();
+    if records > r.remaining() || sections as usize * 3 > r.remaining() {
         return Err(BodyError::Malformed);
     }
     let next = |r: &mut BitReader<'_>, prev: &mut u32| -> Result<NetId, BodyError> {
@@ -571,113 +699,146 @@ pub fn apply_body(
         *prev = prev.checked_add(gap).ok_or(BodyError::Malformed)?;
         Ok(NetId(*prev))
     };
+    let count = |r: &mut BitReader<'_>| -> Result<u32, BodyError> {
+        u32::try_from(r.gamma()? - 1).map_err(|_| BodyError::Malformed)
+    };
     let ncomp = schema.components.len() as u32;
-
-    let mut created = Vec::with_capacity(counts[CREATED] as usize);
-    let mut prev = 0;
-    for _ in 0..counts[CREATED] {
-        let id = next(&mut r, &mut prev)?;
-        let mask = r.get(ncomp)? as u32;
-        let mut words = Words::new();
-        for f in fields_of(schema, mask) {
-            if !read_full(&mut r, &f.encoding, &mut words)? {
-                return Err(BodyError::BadValue(id));
-            }
-        }
-        created.push((id, EntityState { mask, words }));
-    }
-
-    // The new view: the baseline's entries in order, changed ones updated on the way.
     let entries = base.as_slice();
-    let mut out: Vec<(NetId, EntityState)> = Vec::with_capacity(entries.len() + created.len());
-    let mut cursor = 0;
-    let mut prev = 0;
-    let mut prev_mask: Option<(u64, usize)> = None;
+    // The index of `id` in the baseline, searched from `from` (ids in a list ascend).
+    let find = |from: usize, id: NetId| -> Result<usize, BodyError> {
+        let at = from + entries[from..].partition_point(|(e, _)| *e < id);
+        match entries.get(at) {
+            Some((e, _)) if *e == id => Ok(at),
+            _ => Err(BodyError::UnknownEntity(id)),
+        }
+    };
+
+    let mut out: Vec<(NetId, EntityState)> =
+        Vec::with_capacity(entries.len() + created_total as usize);
+    out.extend_from_slice(entries);
+    // Baseline entries already changed or removed by this body.
+    let mut touched = vec![false; entries.len()];
+    let mut created = Vec::with_capacity(created_total as usize);
+    let mut removed = Vec::with_capacity(removed_total as usize);
+    let mut seen = [0u32; 3];
     let mut scratch = ValueWords::new();
-    for _ in 0..counts[CHANGED] {
-        let id = next(&mut r, &mut prev)?;
-        while cursor < entries.len() && entries[cursor].0 < id {
-            out.push(entries[cursor].clone());
-            cursor += 1;
+    for _ in 0..sections {
+        let counts = [count(&mut r)?, count(&mut r)?, count(&mut r)?];
+        for (s, c) in seen.iter_mut().zip(counts) {
+            *s = s.checked_add(c).ok_or(BodyError::Malformed)?;
         }
-        match entries.get(cursor) {
-            Some((found, s)) if *found == id => out.push((id, s.clone())),
-            _ => return Err(BodyError::UnknownEntity(id)),
-        }
-        cursor += 1;
-        let state = &mut out.last_mut().expect("just pushed").1;
-        let nfields = fields_of(schema, state.mask).count();
-        let mask = if r.get(1)? == 1 {
-            match prev_mask {
-                Some((m, n)) if n == nfields => m,
-                _ => return Err(BodyError::Malformed),
-            }
-        } else {
-            let n = nfields as u32;
-            let m = r.get(n.min(32))? | r.get(n.saturating_sub(32))? << 32;
-            prev_mask = Some((m, nfields));
-            m
-        };
-        if mask == 0 {
+        if seen[CREATED] > created_total
+            || seen[CHANGED] > changed_total
+            || seen[REMOVED] > removed_total
+        {
             return Err(BodyError::Malformed);
         }
-        let mut at = 0;
-        for (i, f) in fields_of(schema, state.mask).enumerate() {
-            let len = f.words();
-            if mask & (1 << i) != 0 {
-                scratch.clear();
-                let small = match f.delta {
-                    Delta::Diff { bits } | Delta::AngleDiff { bits } => {
-                        Some(r.get(u32::from(bits))?).filter(|v| *v != escape(bits))
-                    }
-                    Delta::Absolute => None,
-                };
-                let ok = match small {
-                    Some(v) => {
-                        let z = v + 1;
-                        let old = state.words[at];
-                        let v = match f.encoding {
-                            Encoding::Angle { steps } => {
-                                (old + unzigzag(z)).rem_euclid(i64::from(steps))
-                            }
-                            _ => old + unzigzag(z),
-                        };
-                        scratch.push(v);
-                        f.encoding.check(&scratch)
-                    }
-                    None => read_full(&mut r, &f.encoding, &mut scratch)?,
-                };
-                if !ok {
+
+        let mut prev = 0;
+        for _ in 0..counts[CREATED] {
+            let id = next(&mut r, &mut prev)?;
+            let mask = r.get(ncomp)? as u32;
+            let mut words = Words::new();
+            for f in fields_of(schema, mask) {
+                if !read_full(&mut r, &f.encoding, &mut words)? {
                     return Err(BodyError::BadValue(id));
                 }
-                state.words[at..at + len].copy_from_slice(&scratch);
             }
-            at += len;
+            created.push((id, EntityState { mask, words }));
+        }
+
+        let (mut prev, mut cursor) = (0, 0);
+        let mut prev_mask: Option<(u64, usize)> = None;
+        for _ in 0..counts[CHANGED] {
+            let id = next(&mut r, &mut prev)?;
+            let at = find(cursor, id)?;
+            cursor = at + 1;
+            if std::mem::replace(&mut touched[at], true) {
+                return Err(BodyError::Malformed);
+            }
+            let state = &mut out[at].1;
+            let nfields = fields_of(schema, state.mask).count();
+            let mask = if r.get(1)? == 1 {
+                match prev_mask {
+                    Some((m, n)) if n == nfields => m,
+                    _ => return Err(BodyError::Malformed),
+                }
+            } else {
+                let n = nfields as u32;
+                let m = r.get(n.min(32))? | r.get(n.saturating_sub(32))? << 32;
+                prev_mask = Some((m, nfields));
+                m
+            };
+            if mask == 0 {
+                return Err(BodyError::Malformed);
+            }
+            let mut at = 0;
+            for (i, f) in fields_of(schema, state.mask).enumerate() {
+                let len = f.words();
+                if mask & (1 << i) != 0 {
+                    scratch.clear();
+                    let small = match f.delta {
+                        Delta::Diff { bits } | Delta::AngleDiff { bits } => {
+                            Some(r.get(u32::from(bits))?).filter(|v| *v != escape(bits))
+                        }
+                        Delta::Absolute => None,
+                    };
+                    let ok = match small {
+                        Some(v) => {
+                            let z = v + 1;
+                            let old = state.words[at];
+                            let v = match f.encoding {
+                                Encoding::Angle { steps } => {
+                                    (old + unzigzag(z)).rem_euclid(i64::from(steps))
+                                }
+                                _ => old + unzigzag(z),
+                            };
+                            scratch.push(v);
+                            f.encoding.check(&scratch)
+                        }
+                        None => read_full(&mut r, &f.encoding, &mut scratch)?,
+                    };
+                    if !ok {
+                        return Err(BodyError::BadValue(id));
+                    }
+                    state.words[at..at + len].copy_from_slice(&scratch);
+                }
+                at += len;
+            }
+        }
+
+        let (mut prev, mut cursor) = (0, 0);
+        for _ in 0..counts[REMOVED] {
+            let id = next(&mut r, &mut prev)?;
+            let at = find(cursor, id)?;
+            cursor = at + 1;
+            if std::mem::replace(&mut touched[at], true) {
+                return Err(BodyError::Malformed);
+            }
+            removed.push(at);
         }
     }
-
-    out.extend_from_slice(&entries[cursor..]);
-
-    let mut removed = Vec::with_capacity(counts[REMOVED] as usize);
-    let mut prev = 0;
-    for _ in 0..counts[REMOVED] {
-        removed.push(next(&mut r, &mut prev)?);
+    if seen != [created_total, changed_total, removed_total] {
+        return Err(BodyError::Malformed);
     }
     let tail = r.finish()?;
     let checksum: [u8; 4] = tail.try_into().map_err(|_| BodyError::Malformed)?;
     if !removed.is_empty() {
-        let (mut k, mut missing) = (0, None);
-        out.retain(|(id, _)| {
-            while k < removed.len() && removed[k] < *id {
-                missing.get_or_insert(removed[k]);
-                k += 1;
-            }
-            let gone = k < removed.len() && removed[k] == *id;
+        removed.sort_unstable();
+        let mut k = 0;
+        let mut i = 0;
+        out.retain(|_| {
+            let gone = k < removed.len() && removed[k] == i;
             k += usize::from(gone);
+            i += 1;
             !gone
         });
-        if let Some(id) = missing.or(removed.get(k).copied()) {
-            return Err(BodyError::UnknownEntity(id));
+    }
+    // Sections each list their creations in id order; together they need a sort.
+    if !created.windows(2).all(|w| w[0].0 < w[1].0) {
+        created.sort_unstable_by_key(|(id, _)| *id);
+        if let Some(w) = created.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(BodyError::DuplicateCreate(w[0].0));
         }
     }
     merge_created(&mut out, created)?;
@@ -984,5 +1145,125 @@ mod tests {
             apply_body(&s, &base, &b),
             Err(BodyError::DuplicateCreate(NetId(1)))
         );
+    }
+
+    /// The body from `base` to `cur` in sections: the ids split by `group`, each group a
+    /// section (as a server builds them per grid cell).
+    fn sectioned(
+        s: &GameSchema,
+        base: &Entities,
+        cur: &Entities,
+        groups: u32,
+        group: impl Fn(NetId) -> u32,
+    ) -> Vec<u8> {
+        let mut body = BodyBuilder::default();
+        let mut section = Section::default();
+        let mut rec = EncodedChange::default();
+        for g in 0..groups {
+            let mut w = BodyWriter::default();
+            let mine = |id: &NetId| group(*id) == g;
+            for (id, st) in cur.iter().filter(|(id, _)| mine(id)) {
+                if base.get(id).is_none_or(|old| old.mask != st.mask) {
+                    w.created(s, *id, st.mask, &st.words);
+                }
+            }
+            for (id, st) in cur.iter().filter(|(id, _)| mine(id)) {
+                if let Some(old) = base.get(id).filter(|old| old.mask == st.mask)
+                    && rec.encode(s, st.mask, &old.words, &st.words)
+                {
+                    w.changed(*id, &rec);
+                }
+            }
+            for (id, old) in base.iter().filter(|(id, _)| mine(id)) {
+                if cur.get(id).is_none_or(|st| st.mask != old.mask) {
+                    w.removed(*id);
+                }
+            }
+            // Half the groups as kept sections, half written straight in.
+            if g % 2 == 0 {
+                w.section_into(&mut section);
+                body.push(&section);
+            } else {
+                body.push_writer(&w);
+            }
+        }
+        let mut out = Vec::new();
+        body.finish(view_checksum(cur), &mut out);
+        out
+    }
+
+    #[test]
+    fn bodies_in_sections_apply_like_one_section() {
+        let s = schema();
+        let base: Entities = (1..=60)
+            .map(|i| (NetId(i), body(i64::from(i) * 10, 0, 100, 0)))
+            .collect();
+        let mut cur = base.clone();
+        for i in (1..=60).step_by(3) {
+            cur.insert(NetId(i), body(i64::from(i) * 10 + 4, 8, 100, 1));
+        }
+        for i in (2..=60).step_by(7) {
+            cur.remove(&NetId(i));
+        }
+        cur.insert(NetId(5), tag("re", 1)); // replaced
+        for i in 61..70 {
+            cur.insert(NetId(i), tag("new", i64::from(i)));
+        }
+        let mut one = Vec::new();
+        write_diff(&s, &base, &cur, view_checksum(&cur), &mut one);
+        for groups in [1, 2, 5, 13] {
+            let bytes = sectioned(&s, &base, &cur, groups, |id| (id.0 * 7) % groups);
+            let (view, sum) = apply_body(&s, &base, &bytes).expect("applies");
+            assert_eq!(view, cur, "{groups} sections");
+            assert_eq!(sum, view_checksum(&cur));
+            assert_eq!(counts(&bytes), counts(&one), "totals");
+        }
+        // One section is the reference encoder's body.
+        assert_eq!(sectioned(&s, &base, &cur, 1, |_| 0), one);
+        // Nothing to say: no section at all.
+        let mut empty = Vec::new();
+        write_diff(&s, &base, &base, 9, &mut empty);
+        assert_eq!(empty, [0, 0, 0, 0, 9, 0, 0, 0]);
+    }
+
+    #[test]
+    fn sections_that_repeat_an_entity_are_refused() {
+        let s = schema();
+        let base = Entities::from_iter([(NetId(1), body(10, 0, 100, 0))]);
+        let twice = |f: &dyn Fn(&mut BodyWriter)| {
+            let mut body = BodyBuilder::default();
+            for _ in 0..2 {
+                let mut w = BodyWriter::default();
+                f(&mut w);
+                body.push_writer(&w);
+            }
+            let mut out = Vec::new();
+            body.finish(0, &mut out);
+            apply_body(&s, &base, &out)
+        };
+        let mut rec = EncodedChange::default();
+        assert!(rec.encode(
+            &s,
+            1,
+            &base.get(&NetId(1)).expect("in").words,
+            &[11, 100, 0, 100, 0]
+        ));
+        assert_eq!(
+            twice(&|w| w.changed(NetId(1), &rec)),
+            Err(BodyError::Malformed)
+        );
+        assert_eq!(twice(&|w| w.removed(NetId(1))), Err(BodyError::Malformed));
+        assert_eq!(
+            twice(&|w| w.created(&s, NetId(4), 1, &[5, 5, 5, 5, 5])),
+            Err(BodyError::DuplicateCreate(NetId(4)))
+        );
+        // Totals that disagree with the sections.
+        let mut w = BodyWriter::default();
+        w.removed(NetId(1));
+        let mut b = Vec::new();
+        w.finish(0, &mut b);
+        assert_eq!(b[2], 1, "one removal");
+        b[2] = 2;
+        assert_eq!(apply_body(&s, &base, &b), Err(BodyError::Malformed));
     }
 }

@@ -13,7 +13,7 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 8;
+export const PROTOCOL_VERSION = 9;
 /** The unit of a snapshot header's `input_lead`, microseconds. */
 export const INPUT_LEAD_UNIT_US = 100;
 /** The binary subprotocol. */
@@ -417,8 +417,14 @@ export function writeBody(schema, base, cur, checksum) {
   }
   const out = [];
   counts.forEach((n) => writeCount(out, n));
+  const nonEmpty = counts.some((n) => n > 0);
+  writeCount(out, nonEmpty ? 1 : 0);
   const all = new BitWriter();
-  lists.forEach((l) => all.append(l));
+  // One section: its counts, then its lists.
+  if (nonEmpty) {
+    counts.forEach((n) => all.gamma(n + 1));
+    lists.forEach((l) => all.append(l));
+  }
   out.push(...all.finish());
   const w = new Writer();
   w.u32fixed(checksum);
@@ -428,67 +434,89 @@ export function writeBody(schema, base, cur, checksum) {
 
 /**
  * Applies a body to `view` (a Map of id -> {mask, words}, changed in place: pass a copy of the
- * baseline) and returns the checksum the server sent. Throws on any inconsistency.
+ * baseline) and returns the checksum the server sent. A body is sections, each with its own
+ * created, changed and removed lists; creations are added after every change and removal.
+ * Throws on any inconsistency.
  */
 export function applyBody(schema, view, bytes) {
   const r0 = new Reader(bytes);
-  const counts = [r0.varint(), r0.varint(), r0.varint()];
+  const totals = [r0.varint(), r0.varint(), r0.varint()];
+  const sections = r0.varint();
   const r = new BitReader(bytes.subarray(r0.i));
-  if (counts[0] + counts[1] + counts[2] > r.remaining()) throw new Error("malformed body: counts");
+  if (totals[0] + totals[1] + totals[2] > r.remaining() || sections * 3 > r.remaining()) {
+    throw new Error("malformed body: counts");
+  }
   const next = (prev) => prev + r.gamma();
   const ncomp = schema.components.length;
   const created = [];
-  let prev = 0;
-  for (let k = 0; k < counts[0]; k++) {
-    prev = next(prev);
-    const mask = r.get(ncomp);
-    const words = [];
-    for (const f of fieldsOf(schema, mask)) words.push(...readFull(r, f.encoding));
-    created.push([prev, { mask, words }]);
-  }
-  prev = 0;
-  let prevMask = null;
-  for (let k = 0; k < counts[1]; k++) {
-    prev = next(prev);
-    const s = view.get(prev);
-    if (!s) throw new Error(`entity ${prev} is not in the baseline`);
-    const fields = fieldsOf(schema, s.mask);
-    let mask;
-    if (r.get(1) === 1) {
-      if (!prevMask || prevMask.fields !== fields.length) throw new Error("malformed body: repeat");
-      mask = prevMask.mask;
-    } else {
-      const lo = r.get(Math.min(fields.length, 32));
-      const hi = r.get(Math.max(fields.length - 32, 0));
-      mask = BigInt(lo) | (BigInt(hi) << 32n);
-      prevMask = { mask, fields: fields.length };
+  // Ids already changed or removed by this body: each at most once.
+  const touched = new Set();
+  const touch = (id) => {
+    if (!view.has(id)) throw new Error(`entity ${id} is not in the baseline`);
+    if (touched.has(id)) throw new Error(`malformed body: entity ${id} twice`);
+    touched.add(id);
+  };
+  const seen = [0, 0, 0];
+  for (let sec = 0; sec < sections; sec++) {
+    const counts = [r.gamma() - 1, r.gamma() - 1, r.gamma() - 1];
+    counts.forEach((n, i) => { seen[i] += n; });
+    if (seen.some((n, i) => n > totals[i])) throw new Error("malformed body: section counts");
+    let prev = 0;
+    for (let k = 0; k < counts[0]; k++) {
+      prev = next(prev);
+      const mask = r.get(ncomp);
+      const words = [];
+      for (const f of fieldsOf(schema, mask)) words.push(...readFull(r, f.encoding));
+      created.push([prev, { mask, words }]);
     }
-    if (mask === 0n) throw new Error("malformed body: empty change");
-    const words = s.words.slice();
-    let at = 0;
-    fields.forEach((f, i) => {
-      const n = fieldWords(f);
-      if (mask & (1n << BigInt(i))) {
-        let v;
-        const bits = f.delta === "Absolute" ? 0 : enc(f.delta)[1].bits;
-        const small = bits ? r.get(bits) : null;
-        if (small !== null && small !== 2 ** bits - 1) {
-          const d = unzigzag(small + 1);
-          const [kind, p] = enc(f.encoding);
-          v = [kind === "Angle" ? ((((words[at] + d) % p.steps) + p.steps) % p.steps) : words[at] + d];
-          if (!check(f.encoding, v)) throw new Error(`entity ${prev}: value out of range`);
-        } else v = readFull(r, f.encoding);
-        words.splice(at, n, ...v);
+    prev = 0;
+    let prevMask = null;
+    for (let k = 0; k < counts[1]; k++) {
+      prev = next(prev);
+      touch(prev);
+      const s = view.get(prev);
+      const fields = fieldsOf(schema, s.mask);
+      let mask;
+      if (r.get(1) === 1) {
+        if (!prevMask || prevMask.fields !== fields.length) throw new Error("malformed body: repeat");
+        mask = prevMask.mask;
+      } else {
+        const lo = r.get(Math.min(fields.length, 32));
+        const hi = r.get(Math.max(fields.length - 32, 0));
+        mask = BigInt(lo) | (BigInt(hi) << 32n);
+        prevMask = { mask, fields: fields.length };
       }
-      at += n;
-    });
-    view.set(prev, { mask: s.mask, words });
+      if (mask === 0n) throw new Error("malformed body: empty change");
+      const words = s.words.slice();
+      let at = 0;
+      fields.forEach((f, i) => {
+        const n = fieldWords(f);
+        if (mask & (1n << BigInt(i))) {
+          let v;
+          const bits = f.delta === "Absolute" ? 0 : enc(f.delta)[1].bits;
+          const small = bits ? r.get(bits) : null;
+          if (small !== null && small !== 2 ** bits - 1) {
+            const d = unzigzag(small + 1);
+            const [kind, p] = enc(f.encoding);
+            v = [kind === "Angle" ? ((((words[at] + d) % p.steps) + p.steps) % p.steps) : words[at] + d];
+            if (!check(f.encoding, v)) throw new Error(`entity ${prev}: value out of range`);
+          } else v = readFull(r, f.encoding);
+          words.splice(at, n, ...v);
+        }
+        at += n;
+      });
+      view.set(prev, { mask: s.mask, words });
+    }
+    prev = 0;
+    const removed = [];
+    for (let k = 0; k < counts[2]; k++) {
+      prev = next(prev);
+      touch(prev);
+      removed.push(prev);
+    }
+    for (const id of removed) view.delete(id);
   }
-  prev = 0;
-  for (let k = 0; k < counts[2]; k++) {
-    prev = next(prev);
-    if (!view.delete(prev)) throw new Error(`entity ${prev} is not in the baseline`);
-  }
+  if (seen.some((n, i) => n !== totals[i])) throw new Error("malformed body: totals");
   for (const [id, s] of created) {
     if (view.has(id)) throw new Error(`created entity ${id} already exists`);
     view.set(id, s);

@@ -256,9 +256,9 @@ impl Harness {
             return 0;
         };
         let mut r = self.replication();
-        if r.per_client_views() {
+        if let Some(eye) = r.viewpoint(player) {
             let mut v = Vec::new();
-            r.visible_set(player, &mut v);
+            r.visible(eye, &mut v);
             v.len()
         } else {
             r.latest().map_or(0, |f| f.entities.len())

@@ -72,6 +72,14 @@ test("the synthetic schema's bodies apply and re-encode byte for byte", () => {
   const view = new Map(base);
   assert.equal(applyBody(s.schema, view, unhex(s.delta_hex)), viewChecksum(cur));
   sameValue(fromView(view), s.cur, "delta");
+  // The same change in three sections (as a server builds bodies from grid cells).
+  const sectioned = new Map(base);
+  assert.equal(applyBody(s.schema, sectioned, unhex(s.sections_hex)), viewChecksum(cur));
+  sameValue(fromView(sectioned), s.cur, "sections");
+  const cutSections = unhex(s.sections_hex);
+  for (let cut = 0; cut < cutSections.length; cut++) {
+    assert.throws(() => applyBody(s.schema, new Map(base), cutSections.subarray(0, cut)), `cut ${cut}`);
+  }
   assert.equal(hex(writeBody(s.schema, new Map(), base, viewChecksum(base))), s.full_hex);
   assert.equal(hex(writeBody(s.schema, base, cur, viewChecksum(cur))), s.delta_hex);
   // Typed access: a string and a wrapped angle come back as natural values.

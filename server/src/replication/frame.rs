@@ -1,13 +1,14 @@
 //! World frames: the replicated state of every entity at one tick, their history, and the
 //! delta between two views of them.
 
-use super::interest::Interest;
+use super::cells::{Aoi, CellIndex, Viewpoint};
+use super::records::CreatedCache;
 use bevy_ecs::resource::Resource;
 use bytes::Bytes;
 use glam::IVec2;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::body::{BodyWriter, EncodedChange, EncodedEntity, Layouts};
+use tickwire_protocol::body::{BodyWriter, Layouts};
 use tickwire_protocol::state::entity_hash;
 use tickwire_protocol::{GameSchema, NetId, Tick};
 
@@ -39,6 +40,8 @@ pub struct WorldFrame {
     pub words: Vec<i64>,
     /// Wrapping sum of the entities' hashes: the checksum of a view that sees them all.
     pub checksum: u32,
+    /// In `aoi` mode, the entities by grid cell (filled when the frame is committed).
+    pub cells: CellIndex,
 }
 
 impl WorldFrame {
@@ -71,76 +74,6 @@ impl WorldFrame {
     }
 }
 
-/// What is known about one entity's change against one baseline this tick.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// Not computed yet.
-    Unknown,
-    /// The same as at the baseline.
-    Unchanged,
-    /// Its change record, by index into the cache's records.
-    Changed(u32),
-}
-
-/// Records encoded this tick, their buffers kept from tick to tick.
-#[derive(Debug)]
-struct Records<R> {
-    all: Vec<R>,
-    /// The first `used` are this tick's.
-    used: usize,
-}
-
-impl<R: Default> Records<R> {
-    fn new() -> Records<R> {
-        Records {
-            all: Vec::new(),
-            used: 0,
-        }
-    }
-
-    /// Forgets this tick's records (keeping their buffers).
-    fn clear(&mut self) {
-        self.used = 0;
-    }
-
-    /// A buffer for the next record; [`Records::keep`] counts it as one of this tick's.
-    fn next(&mut self) -> &mut R {
-        if self.all.len() == self.used {
-            self.all.push(R::default());
-        }
-        &mut self.all[self.used]
-    }
-
-    /// Keeps the record [`Records::next`] gave; returns its index.
-    fn keep(&mut self) -> u32 {
-        self.used += 1;
-        (self.used - 1) as u32
-    }
-
-    fn get(&self, i: u32) -> &R {
-        &self.all[i as usize]
-    }
-}
-
-impl<R: Default> Default for Records<R> {
-    fn default() -> Self {
-        Records::new()
-    }
-}
-
-/// This tick's change records against one baseline, by entity index in the newest frame: each
-/// is encoded once, however many clients' views contain it.
-#[derive(Debug)]
-struct ChangeCache {
-    baseline: Tick,
-    slots: Vec<Slot>,
-    records: Records<EncodedChange>,
-}
-
-/// Most baselines cached per tick; clients whose baseline is not among them still get correct
-/// frames, built without the cache.
-const MAX_CACHED_BASELINES: usize = 8;
-
 /// What one walk found, for the lists written after `created`: reused between bodies.
 #[derive(Debug, Default)]
 struct Walk {
@@ -155,59 +88,14 @@ struct Walk {
     created: CreatedCache,
 }
 
-/// The newest frame's created records, by entity index: each entity is encoded in full once
-/// per tick, however many clients newly see it.
-#[derive(Debug, Default)]
-struct CreatedCache {
-    /// Per entity: its record's index, or `u32::MAX` if not encoded yet.
-    slots: Vec<u32>,
-    records: Records<EncodedEntity>,
-}
-
-impl CreatedCache {
-    /// Forgets the records: a new frame with `entities` entities is the newest.
-    fn reset(&mut self, entities: usize) {
-        self.records.clear();
-        self.slots.clear();
-        self.slots.resize(entities, u32::MAX);
-    }
-
-    /// The record of entity `idx` of the newest frame `cf`, encoded on first use.
-    fn record(
-        &mut self,
-        schema: &GameSchema,
-        layouts: &mut Layouts,
-        cf: &WorldFrame,
-        idx: usize,
-    ) -> &EncodedEntity {
-        if self.slots[idx] == u32::MAX {
-            let c = &cf.entities[idx];
-            self.records.next().encode_with(
-                layouts.get(schema, c.mask),
-                schema.components.len(),
-                c.mask,
-                cf.words_of(c),
-            );
-            self.slots[idx] = self.records.keep();
-        }
-        self.records.get(self.slots[idx])
-    }
-}
-
-/// Writes into `w` the changes from the view `base` (entities of frame `bf`) to the view `cur`
-/// (entities of the newest frame `cf`, with their indices in it), each sorted by id. One merge
-/// walk writes the created entities (new, or whose component set changed) and collects the
-/// rest; then the field-level records of entities that changed (taken from `cache` when given,
-/// and filled in when missing), then the removals (gone, or replaced), in the order the body's
-/// bit stream has them.
-#[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, the walk, output.
-fn write_changes<'a>(
+/// Writes into `w` the changes from frame `bf` to the newest frame `cf` (global mode: every
+/// entity is seen). One merge walk writes the created entities (new, or whose component set
+/// changed) and collects the rest; then the field-level changes, then the removals (gone, or
+/// replaced), in the order the body's bit stream has them.
+fn write_changes(
     schema: &GameSchema,
     bf: &WorldFrame,
-    base: impl Iterator<Item = (usize, &'a FrameEntity)>,
     cf: &WorldFrame,
-    cur: impl Iterator<Item = (usize, &'a FrameEntity)>,
-    mut cache: Option<&mut ChangeCache>,
     walk: &mut Walk,
     w: &mut BodyWriter,
 ) {
@@ -219,8 +107,8 @@ fn write_changes<'a>(
     } = walk;
     both.clear();
     removed.clear();
-    let mut base = base.peekable();
-    let mut cur = cur.peekable();
+    let mut base = bf.entities.iter().enumerate().peekable();
+    let mut cur = cf.entities.iter().enumerate().peekable();
     loop {
         match (base.peek(), cur.peek()) {
             (Some((bi, b)), Some((ci, c))) if b.id == c.id => {
@@ -250,36 +138,8 @@ fn write_changes<'a>(
     }
     for &(bi, ci) in both.iter() {
         let (b, c) = (&bf.entities[bi as usize], &cf.entities[ci as usize]);
-        match cache.as_deref_mut() {
-            Some(cache) => {
-                let slot = match cache.slots[ci as usize] {
-                    Slot::Unknown => {
-                        let (old, new) = (bf.words_of(b), cf.words_of(c));
-                        let fresh = if b.hash == c.hash && old == new {
-                            Slot::Unchanged
-                        } else {
-                            let rec = cache.records.next();
-                            if rec.encode_with(layouts.get(schema, c.mask), old, new) {
-                                Slot::Changed(cache.records.keep())
-                            } else {
-                                Slot::Unchanged
-                            }
-                        };
-                        cache.slots[ci as usize] = fresh;
-                        fresh
-                    }
-                    known => known,
-                };
-                if let Slot::Changed(i) = slot {
-                    w.changed(c.id, cache.records.get(i));
-                }
-            }
-            None => {
-                // No record to share: the change (if any) goes straight into the body.
-                let layout = layouts.get(schema, c.mask);
-                w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
-            }
-        }
+        let layout = layouts.get(schema, c.mask);
+        w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
     }
     // Removals in id order: gone ones and replaced ones were collected in one ascending walk.
     for id in removed.iter() {
@@ -295,16 +155,6 @@ fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&WorldFrame>
     history.get(idx).filter(|f| f.tick == tick)
 }
 
-/// The entities of `frame` at `indices`, with their indices.
-fn subset<'a>(
-    frame: &'a WorldFrame,
-    indices: &'a [u32],
-) -> impl Iterator<Item = (usize, &'a FrameEntity)> {
-    indices
-        .iter()
-        .map(move |&i| (i as usize, &frame.entities[i as usize]))
-}
-
 /// The history of world frames, the interest grid, and this tick's shared snapshot bodies.
 #[derive(Resource, Debug)]
 pub struct Replication {
@@ -313,13 +163,10 @@ pub struct Replication {
     history: VecDeque<WorldFrame>,
     /// A frame being filled for the current tick; reuses the evicted frame's buffer.
     pending: WorldFrame,
-    /// In `aoi` mode, the grid of the newest frame's entities.
-    interest: Option<Interest>,
+    /// In `aoi` mode, the grid and this tick's shared sections.
+    aoi: Option<Aoi>,
     bodies: Vec<(Option<Tick>, Bytes)>,
     writer: BodyWriter,
-    /// Change records of this tick, per baseline; the first `caches_used` are this tick's.
-    caches: Vec<ChangeCache>,
-    caches_used: usize,
     walk: Walk,
     encode_buf: Vec<u8>,
 }
@@ -336,14 +183,12 @@ impl Replication {
     ) -> Replication {
         Replication {
             schema,
-            interest: interest.map(|(r, extent)| Interest::new(r, extent)),
+            aoi: interest.map(|(r, extent)| Aoi::new(r, extent)),
             capacity: capacity.max(1),
             history: VecDeque::with_capacity(capacity + 1),
             pending: WorldFrame::default(),
             bodies: Vec::new(),
             writer: BodyWriter::default(),
-            caches: Vec::new(),
-            caches_used: 0,
             walk: Walk::default(),
             encode_buf: Vec::new(),
         }
@@ -374,12 +219,12 @@ impl Replication {
         } else {
             WorldFrame::default()
         };
-        let frame = std::mem::replace(&mut self.pending, recycled);
+        let mut frame = std::mem::replace(&mut self.pending, recycled);
         self.walk.created.reset(frame.entities.len());
-        if let Some(interest) = &mut self.interest {
-            interest.index(&frame);
+        if let Some(aoi) = &mut self.aoi {
+            aoi.index(&mut frame);
+            aoi.new_tick(frame.entities.len());
         }
-        self.caches_used = 0;
         self.history.push_back(frame);
     }
 
@@ -405,7 +250,7 @@ impl Replication {
     /// True in `aoi` mode, where each client has its own view.
     #[must_use]
     pub fn per_client_views(&self) -> bool {
-        self.interest.is_some()
+        self.aoi.is_some()
     }
 
     /// Global mode: the encoded body from `baseline` (or a full snapshot for `None`) to the
@@ -437,120 +282,65 @@ impl Replication {
         let base = baseline
             .and_then(|b| find_frame(&self.history, b))
             .unwrap_or(&empty);
-        write_changes(
-            &self.schema,
-            base,
-            base.entities.iter().enumerate(),
-            cur,
-            cur.entities.iter().enumerate(),
-            None,
-            &mut self.walk,
-            &mut self.writer,
-        );
+        write_changes(&self.schema, base, cur, &mut self.walk, &mut self.writer);
         self.writer.finish(cur.checksum, out);
     }
 
-    /// Forgets this tick's cached change and created records, so the next
-    /// [`Replication::encode_view`] encodes every record afresh (benches time the cold and the warm case).
+    /// Forgets this tick's shared records and sections, so the next
+    /// [`Replication::encode_view`] encodes everything afresh (benches time the cold and the
+    /// warm case).
     pub fn clear_change_caches(&mut self) {
-        self.caches_used = 0;
         let entities = self.history.back().map_or(0, |f| f.entities.len());
         self.walk.created.reset(entities);
+        if let Some(aoi) = &mut self.aoi {
+            aoi.new_tick(entities);
+        }
     }
 
-    /// AOI mode: fills `visible` with the indices (into the newest frame, ascending) of what the
-    /// player `own` sees now, and returns that frame's tick.
-    pub fn visible_set(&mut self, own: NetId, visible: &mut Vec<u32>) -> Option<Tick> {
+    /// AOI mode: where the player `own` looks from in the newest frame; `None` if it is not
+    /// in it (or in global mode).
+    #[must_use]
+    pub fn viewpoint(&self, own: NetId) -> Option<Viewpoint> {
+        self.aoi.as_ref()?;
         let frame = self.history.back()?;
-        let interest = self.interest.as_mut()?;
-        let own_idx = frame.index_of(own)?;
-        interest.query(frame, own_idx, visible);
-        Some(frame.tick)
+        let i = frame.index_of(own)?;
+        Some(Viewpoint(frame.entities[i].pos))
     }
 
-    /// AOI mode: encodes the body from the view `base` (a tick and the indices visible then, or
-    /// `None` for a full snapshot) to the view `cur` of the newest frame into `out`. Player
-    /// change records are encoded once per baseline per tick and shared by every client whose
-    /// view contains them. A baseline whose frame left history falls back to a full snapshot,
+    /// AOI mode: fills `out` with the indices (into the newest frame, ascending) of the
+    /// entities seen from `eye`.
+    pub fn visible(&mut self, eye: Viewpoint, out: &mut Vec<u32>) {
+        out.clear();
+        if let (Some(aoi), Some(frame)) = (&mut self.aoi, self.history.back()) {
+            aoi.visible(frame, eye, out);
+        }
+    }
+
+    /// AOI mode: encodes into `out` the body from the view seen from `base`'s viewpoint at
+    /// its tick (or `None` for a full snapshot) to the view seen from `now` in the newest
+    /// frame. The work is shared by cell and baseline between clients (see
+    /// [`super::cells`]). A baseline whose frame left history falls back to a full snapshot,
     /// which the returned baseline reports.
     pub fn encode_view(
         &mut self,
-        base: Option<(Tick, &[u32])>,
-        cur: &[u32],
+        base: Option<(Tick, Viewpoint)>,
+        now: Viewpoint,
         out: &mut Vec<u8>,
     ) -> Option<Tick> {
+        out.clear();
         let Replication {
             schema,
             history,
-            writer,
-            caches,
-            caches_used,
-            walk,
+            aoi,
             ..
         } = self;
-        let frame = history.back()?;
-        let base = base.and_then(|(t, idx)| Some((t, find_frame(history, t)?, idx)));
-        writer.clear();
-        match base {
-            Some((t, bf, idx)) => {
-                let cache = change_cache(caches, caches_used, t, frame.entities.len());
-                let base_entities = subset(bf, idx);
-                write_changes(
-                    schema,
-                    bf,
-                    base_entities,
-                    frame,
-                    subset(frame, cur),
-                    cache,
-                    walk,
-                    writer,
-                );
-            }
-            None => write_changes(
-                schema,
-                frame,
-                std::iter::empty(),
-                frame,
-                subset(frame, cur),
-                None,
-                walk,
-                writer,
-            ),
-        }
-        let checksum = subset(frame, cur).fold(0u32, |acc, (_, e)| acc.wrapping_add(e.hash));
-        out.clear();
-        writer.finish(checksum, out);
+        let (Some(aoi), Some(frame)) = (aoi.as_mut(), history.back()) else {
+            return None;
+        };
+        let base = base.and_then(|(t, eye)| Some((t, find_frame(history, t)?, eye)));
+        aoi.encode(schema, frame, base, now, out);
         base.map(|(t, _, _)| t)
     }
-}
-
-/// This tick's change cache for `baseline`, started if there is room.
-fn change_cache<'a>(
-    caches: &'a mut Vec<ChangeCache>,
-    used: &mut usize,
-    baseline: Tick,
-    entities: usize,
-) -> Option<&'a mut ChangeCache> {
-    if let Some(i) = caches[..*used].iter().position(|c| c.baseline == baseline) {
-        return Some(&mut caches[i]);
-    }
-    if *used == MAX_CACHED_BASELINES {
-        return None;
-    }
-    if caches.len() == *used {
-        caches.push(ChangeCache {
-            baseline,
-            slots: Vec::new(),
-            records: Records::new(),
-        });
-    }
-    let cache = &mut caches[*used];
-    *used += 1;
-    cache.baseline = baseline;
-    cache.records.clear();
-    cache.slots.clear();
-    cache.slots.resize(entities, Slot::Unknown);
-    Some(cache)
 }
 
 #[cfg(test)]
@@ -658,45 +448,5 @@ mod tests {
         assert_eq!(b, None, "tick 1 was evicted: a full snapshot");
         assert!(r.frame(Tick(2)).is_some());
         assert!(r.frame(Tick(1)).is_none());
-    }
-
-    #[test]
-    fn cached_records_match_fresh_ones() {
-        let mut r = Replication::new(4, schema(), Some((100, IVec2::splat(1000))));
-        fill(&mut r, 1, &[(1, 0), (2, 2), (4, 4)]);
-        fill(&mut r, 2, &[(2, 6), (3, 3), (4, 4)]);
-        let all = [0u32, 1, 2];
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        // The second encode takes every record from the cache.
-        r.encode_view(Some((Tick(1), &all)), &all, &mut first);
-        r.encode_view(Some((Tick(1), &all)), &all, &mut second);
-        assert_eq!(first, second);
-        r.clear_change_caches();
-        let mut cold = Vec::new();
-        r.encode_view(Some((Tick(1), &all)), &all, &mut cold);
-        assert_eq!(first, cold);
-        let mut replica = Replica::new(schema());
-        let mut full = Vec::new();
-        r.encode_view(None, &all, &mut full);
-        let header = |tick, baseline| SnapshotHeader {
-            tick: Tick(tick),
-            baseline,
-            last_input_seq: 0,
-            input_lead: 0,
-        };
-        // Replay: tick 1 in full, then the delta.
-        let mut r1 = Replication::new(4, schema(), Some((100, IVec2::splat(1000))));
-        fill(&mut r1, 1, &[(1, 0), (2, 2), (4, 4)]);
-        let mut b1 = Vec::new();
-        r1.encode_view(None, &all, &mut b1);
-        replica.apply(&header(1, None), &b1).expect("full applies");
-        replica
-            .apply(&header(2, Some(Tick(1))), &first)
-            .expect("delta applies");
-        assert_eq!(
-            replica.latest().expect("view").checksum(),
-            r.latest().expect("frame").checksum
-        );
     }
 }

@@ -2,6 +2,7 @@
 //! [`crate::boundary`]), what it acknowledged, which ticks were sent to it, which it skipped, and
 //! in `aoi` mode what it saw at recent ticks.
 
+use super::cells::Viewpoint;
 use crate::boundary::{ClientEvent, ClientId, JoinRequest, Kick, LeaveSlot, Outgoing};
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
@@ -50,9 +51,9 @@ pub struct ClientLink {
     /// Bit `i` is set if the snapshot of tick `mask_tick - i` was handed to the session.
     sent_mask: u64,
     mask_tick: Tick,
-    /// In `aoi` mode: the frame indices this client saw at recent ticks, newest last.
-    visible: VecDeque<(Tick, Vec<u32>)>,
-    visible_capacity: usize,
+    /// In `aoi` mode: where this client looked from at recent ticks, newest last.
+    viewpoints: VecDeque<(Tick, Viewpoint)>,
+    viewpoints_capacity: usize,
     /// The key of the secret that resumes this player (none when resume is off).
     pub secret: Option<crate::rooms::SecretKey>,
     /// Since when the player is held for a resume, its connection gone.
@@ -289,8 +290,8 @@ impl ClientLink {
             input_lead: 0,
             sent_mask: 0,
             mask_tick: now,
-            visible: VecDeque::with_capacity(history),
-            visible_capacity: history.max(1),
+            viewpoints: VecDeque::with_capacity(history),
+            viewpoints_capacity: history.max(1),
             secret: join.secret.as_deref().map(crate::rooms::secret_key),
             held: None,
             reliable: EventLink::default(),
@@ -337,31 +338,22 @@ impl ClientLink {
         (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0
     }
 
-    /// An empty index buffer for this tick's view, recycled from the oldest remembered one.
-    pub fn take_visible_buffer(&mut self) -> Vec<u32> {
-        if self.visible.len() >= self.visible_capacity {
-            self.visible.pop_front().map(|(_, v)| v).unwrap_or_default()
-        } else {
-            Vec::new()
+    /// Remembers where the client looked from at `tick`.
+    pub fn push_viewpoint(&mut self, tick: Tick, eye: Viewpoint) {
+        if self.viewpoints.len() >= self.viewpoints_capacity {
+            self.viewpoints.pop_front();
         }
+        self.viewpoints.push_back((tick, eye));
     }
 
-    /// Remembers what the client saw at `tick`.
-    pub fn push_visible(&mut self, tick: Tick, view: Vec<u32>) {
-        if self.visible.len() >= self.visible_capacity {
-            self.visible.pop_front();
-        }
-        self.visible.push_back((tick, view));
-    }
-
-    /// What the client saw at `tick`, if remembered.
+    /// Where the client looked from at `tick`, if remembered.
     #[must_use]
-    pub fn visible_at(&self, tick: Tick) -> Option<&[u32]> {
-        self.visible
+    pub fn viewpoint_at(&self, tick: Tick) -> Option<Viewpoint> {
+        self.viewpoints
             .iter()
             .rev()
             .find(|(t, _)| *t == tick)
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| *v)
     }
 
     /// Records the hand-off of the snapshot of `tick` (`sent`, or skipped because the outbox

@@ -16,9 +16,11 @@
 //! indices it saw at each recent tick are kept on its link, so its next delta is built between
 //! its view at its acknowledged tick and its view now (cost per client: what it sees).
 
+pub mod cells;
 pub mod frame;
-pub mod interest;
 pub mod link;
+mod records;
 
+pub use cells::Viewpoint;
 pub use frame::{FrameEntity, Replication, WorldFrame};
 pub use link::{ClientLink, LagLimits, SkipWindow};

@@ -589,13 +589,12 @@ pub fn replicate(
             continue;
         }
         let (baseline, body) = if replication.per_client_views() {
-            let mut view = link.take_visible_buffer();
-            if replication.visible_set(net.0, &mut view).is_none() {
+            let Some(eye) = replication.viewpoint(net.0) else {
                 continue;
-            }
-            let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
-            let baseline = replication.encode_view(base, &view, &mut body);
-            link.push_visible(clock.tick, view);
+            };
+            let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
+            let baseline = replication.encode_view(base, eye, &mut body);
+            link.push_viewpoint(clock.tick, eye);
             (baseline, Bytes::copy_from_slice(&body))
         } else {
             // Shared by every client with this baseline: only the header is the client's own.
