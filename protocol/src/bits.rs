@@ -183,6 +183,15 @@ impl<'a> BitReader<'a> {
         Ok(1 << k | low)
     }
 
+    /// Skips the zero padding to the next whole byte; padding that is not zero is an error.
+    pub fn align(&mut self) -> Result<(), OutOfBits> {
+        let pad = (8 - self.pos % 8) % 8;
+        if self.get(pad as u32)? != 0 {
+            return Err(OutOfBits);
+        }
+        Ok(())
+    }
+
     /// Skips the zero padding to the next whole byte and returns the rest; padding that is
     /// not zero is an error.
     pub fn finish(mut self) -> Result<&'a [u8], OutOfBits> {

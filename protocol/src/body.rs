@@ -5,7 +5,7 @@
 //! ```text
 //! varint created_count, changed_count, removed_count   (totals over the sections)
 //! varint section_count
-//! bits, section_count times (sections follow one another with no padding):
+//! section_count times, each padded with zero bits to a whole byte:
 //!        gamma(created + 1), gamma(changed + 1), gamma(removed + 1)   (this section's counts)
 //!        created:  gamma(id gap), component mask (one bit per component type),
 //!                  then every field of those components in full
@@ -14,7 +14,7 @@
 //!                  changed field: in full (Absolute) or a flag bit and a small difference
 //!                  (Diff, AngleDiff; flag 0: in full)
 //!        removed:  gamma(id gap)
-//! zero bits to a whole byte
+//!        zero bits to a whole byte
 //! u32 checksum (little-endian) of the whole view after applying
 //! ```
 //!
@@ -385,7 +385,7 @@ pub struct BodyWriter {
     prev: u32,
     /// The previous change's field mask and field count.
     prev_change: Option<(u64, u8)>,
-    /// The one-section body of [`BodyWriter::finish`], its buffer kept between bodies.
+    /// A buffer for the section of [`BodyWriter::finish`], kept between bodies.
     body: BitWriter,
 }
 
@@ -505,34 +505,37 @@ impl BodyWriter {
         self.gap(REMOVED, id);
     }
 
-    /// Keeps what was written as a [`Section`] (its counts, then its lists), to be put into
-    /// many bodies; `s`'s buffer is reused.
+    /// Keeps what was written as a [`Section`] (its counts, then its lists, padded to a whole
+    /// byte), to be put into many bodies; `s`'s buffers are reused.
     pub fn section_into(&self, s: &mut Section) {
-        s.bits.clear();
         s.counts = self.counts;
-        write_section(&mut s.bits, self.counts, &self.bits);
+        s.bytes.clear();
+        write_section(&mut s.bits, self.counts, &self.bits, &mut s.bytes);
     }
 
     /// Appends the finished body, with `checksum`, to `out`: one section, or none if nothing
     /// was written.
     pub fn finish(&mut self, checksum: u32, out: &mut Vec<u8>) {
-        let mut body = BodyBuilder {
-            bits: std::mem::take(&mut self.body),
-            ..BodyBuilder::default()
-        };
-        body.clear();
-        body.push_writer(self);
-        body.finish(checksum, out);
-        self.body = body.bits;
+        for n in self.counts {
+            crate::codec::varint_into(u64::from(n), out);
+        }
+        crate::codec::varint_into(u64::from(!self.is_empty()), out);
+        if !self.is_empty() {
+            write_section(&mut self.body, self.counts, &self.bits, out);
+        }
+        out.extend_from_slice(&checksum.to_le_bytes());
     }
 }
 
-/// A section's counts (gamma of each plus one), then its lists.
-fn write_section(out: &mut BitWriter, counts: [u32; 3], lists: &BitWriter) {
+/// Appends to `out` a section: its counts (gamma of each plus one), then its lists, padded to a
+/// whole byte; `scratch` is a buffer for the bits.
+fn write_section(scratch: &mut BitWriter, counts: [u32; 3], lists: &BitWriter, out: &mut Vec<u8>) {
+    scratch.clear();
     for n in counts {
-        out.gamma(u64::from(n) + 1);
+        scratch.gamma(u64::from(n) + 1);
     }
-    out.append(lists);
+    scratch.append(lists);
+    scratch.finish_into(out);
 }
 
 /// One section of a body, encoded once and put into the bodies of many clients: a server
@@ -541,7 +544,9 @@ fn write_section(out: &mut BitWriter, counts: [u32; 3], lists: &BitWriter) {
 #[derive(Clone, Debug, Default)]
 pub struct Section {
     counts: [u32; 3],
-    /// The counts, then the lists.
+    /// The counts, then the lists, padded to a whole byte: copied into bodies as they are.
+    bytes: Vec<u8>,
+    /// A buffer for the bits while encoding.
     bits: BitWriter,
 }
 
@@ -559,10 +564,12 @@ impl Section {
     }
 }
 
-/// Assembles a body from sections: the totals, the section count, then each section's bits
-/// one after the other (not padded between sections), then the checksum.
+/// Assembles a body from sections: the totals, the section count, then each section's bytes
+/// one after the other, then the checksum.
 #[derive(Debug, Default)]
 pub struct BodyBuilder {
+    bytes: Vec<u8>,
+    /// A buffer for the bits of sections written straight in.
     bits: BitWriter,
     counts: [u32; 3],
     sections: u32,
@@ -571,7 +578,7 @@ pub struct BodyBuilder {
 impl BodyBuilder {
     /// Empties the builder, keeping its buffer.
     pub fn clear(&mut self) {
-        self.bits.clear();
+        self.bytes.clear();
         self.counts = [0; 3];
         self.sections = 0;
     }
@@ -591,7 +598,7 @@ impl BodyBuilder {
             return;
         }
         self.count(s.counts);
-        self.bits.append(&s.bits);
+        self.bytes.extend_from_slice(&s.bytes);
     }
 
     /// Adds what `w` wrote as one section; nothing if it wrote nothing.
@@ -600,7 +607,7 @@ impl BodyBuilder {
             return;
         }
         self.count(w.counts);
-        write_section(&mut self.bits, w.counts, &w.bits);
+        write_section(&mut self.bits, w.counts, &w.bits, &mut self.bytes);
     }
 
     /// How many sections were added.
@@ -615,7 +622,7 @@ impl BodyBuilder {
             crate::codec::varint_into(u64::from(n), out);
         }
         crate::codec::varint_into(u64::from(self.sections), out);
-        self.bits.finish_into(out);
+        out.extend_from_slice(&self.bytes);
         out.extend_from_slice(&checksum.to_le_bytes());
     }
 }
@@ -685,13 +692,13 @@ pub fn apply_body(
     }
     let [created_total, changed_total, removed_total, sections] = totals;
     let mut r = BitReader::new(rest);
-    // Every record takes at least one bit and every section three: forged counts cannot make
+    // Every record takes at least one bit and every section a byte: forged counts cannot make
     // us loop or allocate.
     let records = [created_total, changed_total, removed_total]
         .iter()
         .map(|c| *c as usize)
         .sum::<usize>();
-    if records > r.remaining() || sections as usize * 3 > r.remaining() {
+    if records > r.remaining() || sections as usize * 8 > r.remaining() {
         return Err(BodyError::Malformed);
     }
     let next = |r: &mut BitReader<'_>, prev: &mut u32| -> Result<NetId, BodyError> {
@@ -817,6 +824,7 @@ pub fn apply_body(
             }
             removed.push(at);
         }
+        r.align()?;
     }
     if seen != [created_total, changed_total, removed_total] {
         return Err(BodyError::Malformed);

@@ -279,9 +279,13 @@ export class BitReader {
     return 2 ** k + this.get(k);
   }
   /** Checks the zero padding and returns the bytes after it. */
-  finish() {
+  /** Skips the zero padding to the next whole byte. */
+  align() {
     const pad = (8 - (this.pos % 8)) % 8;
     if (this.get(pad) !== 0) throw new Error("padding is not zero");
+  }
+  finish() {
+    this.align();
     return this.b.subarray(this.pos >> 3);
   }
 }
@@ -434,8 +438,9 @@ export function writeBody(schema, base, cur, checksum) {
 
 /**
  * Applies a body to `view` (a Map of id -> {mask, words}, changed in place: pass a copy of the
- * baseline) and returns the checksum the server sent. A body is sections, each with its own
- * created, changed and removed lists; creations are added after every change and removal.
+ * baseline) and returns the checksum the server sent. A body is sections (each padded to a
+ * whole byte), each with its own created, changed and removed lists; creations are added after
+ * every change and removal.
  * Throws on any inconsistency.
  */
 export function applyBody(schema, view, bytes) {
@@ -443,7 +448,7 @@ export function applyBody(schema, view, bytes) {
   const totals = [r0.varint(), r0.varint(), r0.varint()];
   const sections = r0.varint();
   const r = new BitReader(bytes.subarray(r0.i));
-  if (totals[0] + totals[1] + totals[2] > r.remaining() || sections * 3 > r.remaining()) {
+  if (totals[0] + totals[1] + totals[2] > r.remaining() || sections * 8 > r.remaining()) {
     throw new Error("malformed body: counts");
   }
   const next = (prev) => prev + r.gamma();
@@ -515,6 +520,7 @@ export function applyBody(schema, view, bytes) {
       removed.push(prev);
     }
     for (const id of removed) view.delete(id);
+    r.align();
   }
   if (seen.some((n, i) => n !== totals[i])) throw new Error("malformed body: totals");
   for (const [id, s] of created) {

@@ -25,7 +25,7 @@ use super::frame::WorldFrame;
 use super::records::{ChangeCache, CreatedCache, Records};
 use glam::IVec2;
 use tickwire_protocol::body::{BodyBuilder, BodyWriter, Layouts, Section};
-use tickwire_protocol::{GameSchema, NetId, Tick};
+use tickwire_protocol::{GameSchema, Tick};
 
 /// Cells per radius: a smaller cell fits the view closer to the radius (fewer entities beyond
 /// it) but cuts each client's body into more sections.
@@ -287,9 +287,10 @@ pub struct Aoi {
     stamp: u32,
     /// Entities done one by one for this client: created and changed (by index in the newest
     /// frame) and removed.
-    own_created: Vec<u32>,
-    own_changed: Vec<(u32, u32)>,
-    own_removed: Vec<NetId>,
+    own_created: IndexSet,
+    own_changed: IndexSet,
+    /// By index in the baseline frame.
+    own_removed: IndexSet,
 }
 
 impl Aoi {
@@ -309,9 +310,9 @@ impl Aoi {
             seen_now: Vec::new(),
             seen_then: Vec::new(),
             stamp: 0,
-            own_created: Vec::new(),
-            own_changed: Vec::new(),
-            own_removed: Vec::new(),
+            own_created: IndexSet::default(),
+            own_changed: IndexSet::default(),
+            own_removed: IndexSet::default(),
         }
     }
 
@@ -407,9 +408,9 @@ impl Aoi {
         let stamp = *stamp;
         let cache = &mut caches[ci];
         body.clear();
-        own_created.clear();
-        own_changed.clear();
-        own_removed.clear();
+        own_created.fit(cf.entities.len());
+        own_changed.fit(cf.entities.len());
+        own_removed.fit(frames.base.map_or(0, |(bf, _)| bf.entities.len()));
         geo.view(now, cells_now);
         for &c in cells_now.iter() {
             seen_now[c as usize] = stamp;
@@ -429,13 +430,13 @@ impl Aoi {
                 if b != NONE && seen_then[bf.cells.cell_of[b as usize] as usize] == stamp =>
             {
                 if bf.entities[b as usize].mask == cf.entities[i as usize].mask {
-                    own_changed.push((i, b));
+                    own_changed.insert(i);
                 } else {
-                    own_created.push(i);
-                    own_removed.push(cf.entities[i as usize].id);
+                    own_created.insert(i);
+                    own_removed.insert(b);
                 }
             }
-            _ => own_created.push(i),
+            _ => own_created.insert(i),
         };
         for &c in cells_now.iter() {
             checksum = checksum.wrapping_add(cf.cells.sums[c as usize]);
@@ -464,7 +465,7 @@ impl Aoi {
             // unless it is in the view now.
             let mut depart = |j: u32, i: u32| {
                 if i == NONE || seen_now[cf.cells.cell_of[i as usize] as usize] != stamp {
-                    own_removed.push(bf.entities[j as usize].id);
+                    own_removed.insert(j);
                 }
             };
             for &c in cells_then.iter() {
@@ -490,33 +491,85 @@ impl Aoi {
             }
         }
         if !(own_created.is_empty() && own_changed.is_empty() && own_removed.is_empty()) {
-            own_created.sort_unstable();
-            own_changed.sort_unstable();
-            own_removed.sort_unstable();
+            // The sets yield their indices ascending, so in id order.
             writer.clear();
-            for &i in own_created.iter() {
+            own_created.drain(|i| {
                 let rec = created.record(schema, layouts, cf, i as usize);
                 writer.created_from(cf.entities[i as usize].id, rec);
-            }
+            });
             if let Some((bf, _)) = frames.base {
-                for &(i, b) in own_changed.iter() {
+                own_changed.drain(|i| {
+                    let b = cache.back[i as usize] as usize;
                     let id = cf.entities[i as usize].id;
                     if let Some(rec) =
                         cache
                             .changes
-                            .change(schema, layouts, (bf, b as usize), (cf, i as usize))
+                            .change(schema, layouts, (bf, b), (cf, i as usize))
                     {
                         writer.changed(id, rec);
                     }
-                }
-            }
-            for &id in own_removed.iter() {
-                writer.removed(id);
+                });
+                own_removed.drain(|j| writer.removed(bf.entities[j as usize].id));
             }
             body.push_writer(writer);
         }
         out.clear();
         body.finish(checksum, out);
+    }
+}
+
+/// A set of frame indices, as a bitset: inserting is a store, and draining yields them
+/// ascending, visiting only the words between the lowest and highest index inserted.
+#[derive(Debug)]
+struct IndexSet {
+    words: Vec<u64>,
+    lo: usize,
+    hi: usize,
+}
+
+impl Default for IndexSet {
+    fn default() -> Self {
+        IndexSet {
+            words: Vec::new(),
+            lo: usize::MAX,
+            hi: 0,
+        }
+    }
+}
+
+impl IndexSet {
+    /// Makes room for indices below `n`; the set is empty (every drain leaves it so).
+    fn fit(&mut self, n: usize) {
+        if self.words.len() < n.div_ceil(64) {
+            self.words.resize(n.div_ceil(64), 0);
+        }
+    }
+
+    fn insert(&mut self, i: u32) {
+        let w = i as usize / 64;
+        self.words[w] |= 1 << (i % 64);
+        self.lo = self.lo.min(w);
+        self.hi = self.hi.max(w);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lo > self.hi
+    }
+
+    /// Calls `f` with each index, ascending, and empties the set.
+    fn drain(&mut self, mut f: impl FnMut(u32)) {
+        if self.is_empty() {
+            return;
+        }
+        for w in self.lo..=self.hi {
+            let mut bits = std::mem::take(&mut self.words[w]);
+            while bits != 0 {
+                f((w * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        self.lo = usize::MAX;
+        self.hi = 0;
     }
 }
 
@@ -554,15 +607,16 @@ fn arrivals(
             None => writer.created_from(e.id, created.record(schema, layouts, cf, i as usize)),
         }
     }
+    // A stayer's change goes into no other section: written straight in, no record kept.
     for &i in items {
-        if let Some((bf, b)) = stayed(cache, i)
-            && bf.entities[b as usize].mask == cf.entities[i as usize].mask
-            && let Some(rec) =
-                cache
-                    .changes
-                    .change(schema, layouts, (bf, b as usize), (cf, i as usize))
-        {
-            writer.changed(cf.entities[i as usize].id, rec);
+        let e = &cf.entities[i as usize];
+        if let Some((bf, b)) = stayed(cache, i) {
+            let old = &bf.entities[b as usize];
+            let same = old.hash == e.hash && bf.words_of(old) == cf.words_of(e);
+            if old.mask == e.mask && !same {
+                let layout = layouts.get(schema, e.mask);
+                writer.changed_from(e.id, layout, bf.words_of(old), cf.words_of(e));
+            }
         }
     }
     for &i in items {
@@ -627,6 +681,7 @@ mod tests {
     use crate::replication::{FrameEntity, Replication};
     use std::collections::HashMap;
     use std::sync::Arc;
+    use tickwire_protocol::NetId;
     use tickwire_protocol::body::apply_body;
     use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field};
     use tickwire_protocol::state::{Entities, EntityState, Words};
