@@ -674,6 +674,16 @@ pub fn counts(bytes: &[u8]) -> Option<[u32; 3]> {
     Some(out)
 }
 
+/// How many sections a body has (read from its first bytes).
+#[must_use]
+pub fn section_count(bytes: &[u8]) -> Option<u32> {
+    let mut rest = bytes;
+    for _ in 0..3 {
+        rest = &rest[crate::codec::varint_from(rest)?.1..];
+    }
+    u32::try_from(crate::codec::varint_from(rest)?.0).ok()
+}
+
 /// Applies a body to the baseline view `base` (empty for a full snapshot): returns the new view
 /// and the checksum the server sent. The view is the baseline's copy with the changes made in
 /// place, the removals taken out and the creations merged in, so it costs one allocation and
@@ -1225,6 +1235,11 @@ mod tests {
             assert_eq!(view, cur, "{groups} sections");
             assert_eq!(sum, view_checksum(&cur));
             assert_eq!(counts(&bytes), counts(&one), "totals");
+            assert_eq!(
+                section_count(&bytes),
+                Some(groups.min(13)),
+                "non-empty groups"
+            );
         }
         // One section is the reference encoder's body.
         assert_eq!(sectioned(&s, &base, &cur, 1, |_| 0), one);

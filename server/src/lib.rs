@@ -45,7 +45,7 @@ pub mod stats;
 pub mod telemetry;
 pub mod token;
 
-pub use config::{Config, VisibilityMode};
+pub use config::{AoiViews, Config, VisibilityMode};
 pub use error::ServerError;
 pub use game::{
     Clock, Controls, Game, GameApp, GameDef, Held, Inbox, Joined, Net, Room, ServerEvents,

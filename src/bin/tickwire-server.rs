@@ -57,6 +57,10 @@ struct Cli {
     /// Area-of-interest radius in world units, in aoi mode [default: 800].
     #[arg(long, value_name = "UNITS")]
     aoi_radius: Option<f32>,
+    /// How aoi views are cut: exact (within the radius) or cells (every grid cell the radius
+    /// touches: less tick work per client, more bytes) [default: exact].
+    #[arg(long, value_enum)]
+    aoi_views: Option<tickwire_server::AoiViews>,
     /// Seed of the server's random numbers [default: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -185,6 +189,9 @@ impl Cli {
         }
         if let Some(v) = self.aoi_radius {
             cfg.aoi_radius = v;
+        }
+        if let Some(v) = self.aoi_views {
+            cfg.aoi_views = v;
         }
         if let Some(v) = self.tls_cert {
             cfg.tls_cert = Some(v);

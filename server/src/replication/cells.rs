@@ -1,34 +1,36 @@
-//! Interest management in `aoi` mode, by grid cell, with the work shared between clients.
+//! Interest management in `aoi` mode, by grid cell.
 //!
-//! The world is cut into square cells, [`CELLS_PER_RADIUS`] to a radius. A client's view is
-//! every entity in the cells its radius touches around its player, so everything within the
-//! radius and some entities a little beyond it (at most a cell's diagonal), plus the entities
-//! the game gives no position (a bucket every view has). Each frame is indexed by cell when it
-//! is committed: a counting sort, so a cell's entities stay in id order; each cell's checksum
-//! is summed once.
+//! The world is cut into square cells, [`CELLS_PER_RADIUS`] to a radius, and each frame is
+//! indexed by cell when it is committed: a counting sort, so a cell's entities stay in id
+//! order, and each cell's checksum summed once. Entities the game gives no position are in a
+//! bucket every view holds whole. A view is cut one of two ways ([`AoiViews`]):
 //!
-//! A client's body is built from sections ([`Section`]) encoded once per tick per baseline and
-//! shared by every client with that baseline:
-//! - for each cell it sees now, the cell's *arrivals*: the changes since the baseline of the
-//!   entities that were in this same cell then, and the entities new since then. They hold for
-//!   every client that saw the cell at the baseline too;
-//! - for each cell it saw at the baseline, the cell's *departures*: its entities then that no
-//!   longer exist. They hold for every client that sees the cell now.
-//!
-//! What is left is done entity by entity, into one section of the client's own: the entities
-//! that moved to another cell since the baseline (a few per cent of them per tick), and every
-//! entity of a cell that came into the view or left it. The checksum of a view is the sum of
-//! its cells' checksums. The cost per client is the cells it sees and the entities that cross
-//! between cells, not every entity it sees.
+//! - **exact** (the default): the entities within the radius of the client's player, gathered
+//!   from the cells the radius touches (a distance test each) and kept per tick on the client's
+//!   link; the body is one merge walk from the client's view at its baseline to its view now
+//!   ([`super::Replication::encode_exact`]), one section, its records (created once per tick,
+//!   changed once per baseline) shared between clients.
+//! - **cells**: every entity of every cell the radius touches (all within the radius, and up to
+//!   a cell's diagonal beyond it). Then the work is shared by cell: for each cell, its
+//!   *arrivals* (the changes since the baseline of the entities that were in this same cell
+//!   then, and the entities new since then) and its *departures* (its entities at the baseline
+//!   that no longer exist) are encoded once per tick per baseline as sections ([`Section`]),
+//!   and a client's body is the sections of the cells it sees now and saw then. Only the
+//!   entities that moved between cells since the baseline (a few per cent a tick), and the cells
+//!   that came into the view or left it, are done entity by entity, into one section of the
+//!   client's own. The checksum of a view is the sum of its cells' checksums. The cost per
+//!   client is the cells it sees, not the entities in them; the price is a view of about 1.7
+//!   times the entities at two cells per radius, so as many more bytes.
 
-use super::frame::WorldFrame;
+use super::frame::{Walk, WorldFrame};
 use super::records::{ChangeCache, CreatedCache, Records};
+use crate::config::AoiViews;
 use glam::IVec2;
 use tickwire_protocol::body::{BodyBuilder, BodyWriter, Layouts, Section};
 use tickwire_protocol::{GameSchema, Tick};
 
-/// Cells per radius: a smaller cell fits the view closer to the radius (fewer entities beyond
-/// it) but cuts each client's body into more sections.
+/// Cells per radius: smaller cells put more of a view in whole cells (shared) and less on its
+/// rim (entity by entity), but cut each client's body into more sections, each a few bytes.
 pub const CELLS_PER_RADIUS: i32 = 2;
 
 /// No index.
@@ -44,6 +46,8 @@ pub struct Viewpoint(pub Option<IVec2>);
 /// last one is the bucket of entities without a position.
 #[derive(Debug, Clone, Copy)]
 pub struct Geometry {
+    /// True for views of whole cells ([`AoiViews::Cells`]).
+    whole_cells: bool,
     cell_q: i32,
     cols: i32,
     rows: i32,
@@ -51,12 +55,14 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// The grid for a radius of `radius_q` interest units over a world of `extent` units.
+    /// The grid for a radius of `radius_q` interest units over a world of `extent` units, for
+    /// views cut as `views` says.
     #[must_use]
-    pub fn new(radius_q: i32, extent: IVec2) -> Geometry {
+    pub fn new(radius_q: i32, extent: IVec2, views: AoiViews) -> Geometry {
         let radius_q = radius_q.max(1);
         let cell_q = (radius_q / CELLS_PER_RADIUS).max(1);
         Geometry {
+            whole_cells: views == AoiViews::Cells,
             cell_q,
             cols: (extent.x.max(0) / cell_q + 1).max(1),
             rows: (extent.y.max(0) / cell_q + 1).max(1),
@@ -120,20 +126,26 @@ impl Geometry {
         dx * dx + dy * dy <= self.radius_q * self.radius_q
     }
 
-    /// True if a client looking from `eye` sees the entities of `cell`.
+    /// True if a client looking from `eye` sees an entity at `pos`: placed nowhere, or within
+    /// the radius (exact views), or in a cell the radius touches (views of whole cells).
     #[must_use]
-    pub fn sees(&self, eye: Viewpoint, cell: u32) -> bool {
-        if cell == self.everywhere() {
-            return true;
+    pub fn contains(&self, eye: Viewpoint, pos: Option<IVec2>) -> bool {
+        match (eye.0, pos) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(c), Some(p)) if self.whole_cells => {
+                let (x, y) = self.xy(p);
+                self.touches(c, x, y)
+            }
+            (Some(c), Some(p)) => {
+                let d = (p - c).as_i64vec2();
+                d.length_squared() <= self.radius_q * self.radius_q
+            }
         }
-        let Some(c) = eye.0 else {
-            return false;
-        };
-        let cols = self.cols as u32;
-        self.touches(c, (cell % cols) as i32, (cell / cols) as i32)
     }
 
-    /// The cells seen from `eye`, row by row, the bucket last.
+    /// The cells the radius around `eye` touches, row by row, and the bucket of entities
+    /// without a position last.
     pub fn view(&self, eye: Viewpoint, out: &mut Vec<u32>) {
         out.clear();
         if let Some(c) = eye.0 {
@@ -274,16 +286,18 @@ pub struct Aoi {
     /// This tick's caches, one per distinct baseline; the first `used` are this tick's.
     caches: Vec<BaselineCache>,
     used: usize,
-    layouts: Layouts,
-    created: CreatedCache,
+    /// Field layouts and this tick's created records (and the exact views' merge walk).
+    walk: Walk,
     writer: BodyWriter,
     body: BodyBuilder,
     cells_now: Vec<u32>,
     cells_then: Vec<u32>,
-    /// Per cell: the stamp of the last body whose view now (then) had it; a stamp per body, so
-    /// "does this client see that cell" is one load.
+    /// Per cell: the stamp of the last body whose view now (then) had it; a stamp per body,
+    /// so "does this client see that cell" is one load.
     seen_now: Vec<u32>,
     seen_then: Vec<u32>,
+    /// The exact view being gathered.
+    gather: IndexSet,
     stamp: u32,
     /// Entities done one by one for this client: created and changed (by index in the newest
     /// frame) and removed.
@@ -294,21 +308,22 @@ pub struct Aoi {
 }
 
 impl Aoi {
-    /// Interest management with a radius of `radius_q` over a world of `extent` units.
+    /// Interest management with a radius of `radius_q` over a world of `extent` units, views
+    /// cut as `views` says.
     #[must_use]
-    pub fn new(radius_q: i32, extent: IVec2) -> Aoi {
+    pub fn new(radius_q: i32, extent: IVec2, views: AoiViews) -> Aoi {
         Aoi {
-            geo: Geometry::new(radius_q, extent),
+            geo: Geometry::new(radius_q, extent, views),
             caches: Vec::new(),
             used: 0,
-            layouts: Layouts::default(),
-            created: CreatedCache::default(),
+            walk: Walk::default(),
             writer: BodyWriter::default(),
             body: BodyBuilder::default(),
             cells_now: Vec::new(),
             cells_then: Vec::new(),
             seen_now: Vec::new(),
             seen_then: Vec::new(),
+            gather: IndexSet::default(),
             stamp: 0,
             own_created: IndexSet::default(),
             own_changed: IndexSet::default(),
@@ -332,17 +347,37 @@ impl Aoi {
     /// Forgets this tick's shared work: a frame with `entities` entities is the newest.
     pub(super) fn new_tick(&mut self, entities: usize) {
         self.used = 0;
-        self.created.reset(entities);
+        self.walk.created.reset(entities);
     }
 
     /// The indices (into `frame`, ascending) of the entities seen from `eye`.
     pub fn visible(&mut self, frame: &WorldFrame, eye: Viewpoint, out: &mut Vec<u32>) {
         out.clear();
         self.geo.view(eye, &mut self.cells_now);
+        self.gather.fit(frame.entities.len());
         for &c in &self.cells_now {
-            out.extend_from_slice(frame.cells.cell(c));
+            for &i in frame.cells.cell(c) {
+                if self.geo.contains(eye, frame.entities[i as usize].pos) {
+                    self.gather.insert(i);
+                }
+            }
         }
-        out.sort_unstable();
+        self.gather.drain(|i| out.push(i));
+    }
+
+    /// True when views are whole cells.
+    pub(super) fn whole_cells(&self) -> bool {
+        self.geo.whole_cells
+    }
+
+    /// The merge walk's buffers and this tick's change records against `base`, for exact views.
+    pub(super) fn walk_and_cache(
+        &mut self,
+        base: Option<(Tick, &WorldFrame)>,
+        cf: &WorldFrame,
+    ) -> (&mut Walk, &mut ChangeCache) {
+        let i = self.cache(base, cf);
+        (&mut self.walk, &mut self.caches[i].changes)
     }
 
     /// This tick's cache for `base`, started on first use.
@@ -363,7 +398,7 @@ impl Aoi {
         i
     }
 
-    /// Encodes into `out` the body from the view seen from `then` at the baseline frame `bf`
+    /// Views of whole cells: encodes into `out` the body from the view seen from `then` at the baseline frame `bf`
     /// of tick `baseline` (or nothing: a full snapshot) to the view seen from `now` in the
     /// newest frame `cf`.
     pub(super) fn encode(
@@ -391,8 +426,7 @@ impl Aoi {
         let Aoi {
             geo,
             caches,
-            layouts,
-            created,
+            walk,
             writer,
             body,
             cells_now,
@@ -407,6 +441,7 @@ impl Aoi {
         } = self;
         let stamp = *stamp;
         let cache = &mut caches[ci];
+        let (layouts, created) = (&mut walk.layouts, &mut walk.created);
         body.clear();
         own_created.fit(cf.entities.len());
         own_changed.fit(cf.entities.len());
@@ -422,13 +457,12 @@ impl Aoi {
             }
         }
         let (seen_now, seen_then) = (&*seen_now, &*seen_then);
+        let geo = &*geo;
         let mut checksum = 0u32;
-        // An entity of the newest frame that was in the view at the baseline (as entity `b`
-        // of the baseline frame) or not: changed, replaced or created.
+        // An entity of the newest frame in the view now, that was in the view at the baseline
+        // (as entity `b` of the baseline frame) or not: changed, replaced or created.
         let mut arrive = |i: u32, b: u32| match frames.base {
-            Some((bf, _))
-                if b != NONE && seen_then[bf.cells.cell_of[b as usize] as usize] == stamp =>
-            {
+            Some((bf, then)) if b != NONE && geo.contains(then, bf.entities[b as usize].pos) => {
                 if bf.entities[b as usize].mask == cf.entities[i as usize].mask {
                     own_changed.insert(i);
                 } else {
@@ -439,10 +473,10 @@ impl Aoi {
             _ => own_created.insert(i),
         };
         for &c in cells_now.iter() {
-            checksum = checksum.wrapping_add(cf.cells.sums[c as usize]);
             if cf.cells.cell(c).is_empty() {
                 continue;
             }
+            checksum = checksum.wrapping_add(cf.cells.sums[c as usize]);
             if frames.base.is_some() && seen_then[c as usize] != stamp {
                 // A cell that came into view: every entity, one by one.
                 for &i in cf.cells.cell(c) {
@@ -464,7 +498,7 @@ impl Aoi {
             // An entity of the baseline frame (`j`, now `i`) that was in the view then: removed
             // unless it is in the view now.
             let mut depart = |j: u32, i: u32| {
-                if i == NONE || seen_now[cf.cells.cell_of[i as usize] as usize] != stamp {
+                if i == NONE || !geo.contains(now, cf.entities[i as usize].pos) {
                     own_removed.insert(j);
                 }
             };
@@ -682,7 +716,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
     use tickwire_protocol::NetId;
-    use tickwire_protocol::body::apply_body;
+    use tickwire_protocol::body::{apply_body, section_count};
     use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field};
     use tickwire_protocol::state::{Entities, EntityState, Words};
 
@@ -751,7 +785,7 @@ mod tests {
         let f = r.latest().expect("frame");
         f.entities
             .iter()
-            .filter(|e| geo.sees(eye, geo.cell_of(e.pos)))
+            .filter(|e| geo.contains(eye, e.pos))
             .map(|e| {
                 let words: Words = f.words_of(e).iter().copied().collect();
                 (
@@ -766,38 +800,76 @@ mod tests {
     }
 
     #[test]
-    fn views_cover_the_radius_and_stay_within_a_cell_of_it() {
-        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT));
+    fn a_view_has_every_cell_the_radius_touches_and_knows_which_it_holds_whole() {
+        for views in [AoiViews::Exact, AoiViews::Cells] {
+            views_of(views);
+        }
+    }
+
+    fn views_of(views: AoiViews) {
+        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT), views);
         let mut rng = fastrand::Rng::with_seed(11);
+        let mut cells = Vec::new();
+        let (mut whole, mut part) = (0, 0);
         let diag = f64::from(geo.cell_q()) * 2f64.sqrt();
-        for _ in 0..2000 {
-            let eye = IVec2::new(rng.i32(-50..EXTENT + 50), rng.i32(-50..EXTENT + 50));
-            let p = IVec2::new(rng.i32(0..EXTENT), rng.i32(0..EXTENT));
-            let d = (p - eye).as_vec2().length() as f64;
-            let seen = geo.sees(Viewpoint(Some(eye)), geo.cell_of(Some(p)));
+        for _ in 0..3000 {
+            let eye = Viewpoint(Some(IVec2::new(
+                rng.i32(-50..EXTENT + 50),
+                rng.i32(-50..EXTENT + 50),
+            )));
+            geo.view(eye, &mut cells);
+            assert_eq!(cells.last(), Some(&geo.everywhere()));
+            let p = IVec2::new(rng.i32(-100..EXTENT + 100), rng.i32(-100..EXTENT + 100));
+            let entry = cells.iter().find(|c| **c == geo.cell_of(Some(p)));
+            let d = f64::from((p - eye.0.expect("placed")).as_vec2().length());
+            let seen = geo.contains(eye, Some(p));
             if d <= f64::from(RADIUS) {
-                assert!(seen, "{p} at {d} from {eye} must be seen");
+                assert!(seen, "{p} is within the radius of {eye:?}");
+            }
+            match views {
+                AoiViews::Exact => assert_eq!(seen, d <= f64::from(RADIUS) + 0.5, "{p} {eye:?}"),
+                AoiViews::Cells => assert!(!seen || d <= f64::from(RADIUS) + diag + 1.0),
             }
             if seen {
-                assert!(d <= f64::from(RADIUS) + diag + 1.0, "{p} at {d} from {eye}");
+                assert!(entry.is_some(), "{p} is seen: its cell is in the view");
             }
-            let mut cells = Vec::new();
-            geo.view(Viewpoint(Some(eye)), &mut cells);
-            assert_eq!(cells.contains(&geo.cell_of(Some(p))), seen);
+            // Views of whole cells see every entity of a cell in the view.
+            match (views, entry) {
+                (AoiViews::Cells, Some(_)) => {
+                    whole += 1;
+                    assert!(seen, "{p} is in a cell of the view");
+                }
+                (AoiViews::Exact, Some(_)) if !seen => part += 1,
+                _ => {}
+            }
         }
-        // No position: only the bucket; the bucket: always.
-        assert!(!geo.sees(Viewpoint(None), geo.cell_of(Some(IVec2::ONE))));
-        assert!(geo.sees(Viewpoint(Some(IVec2::ONE)), geo.cell_of(None)));
+        match views {
+            AoiViews::Exact => assert!(part > 50, "cells partly in the view: {part}"),
+            AoiViews::Cells => assert!(whole > 50, "{whole}"),
+        }
+        // No position: only the bucket, which holds everything placed nowhere.
+        geo.view(Viewpoint(None), &mut cells);
+        assert_eq!(cells, [geo.everywhere()]);
+        assert!(!geo.contains(Viewpoint(None), Some(IVec2::ONE)));
+        assert!(geo.contains(Viewpoint(Some(IVec2::ONE)), None));
     }
 
     /// Clients with random baselines follow a world where entities walk, jump, are born, die,
     /// change components and lose or gain their position: every body applied to the client's
     /// view at its baseline gives exactly the view seen now, with the server's checksum.
     #[test]
-    fn bodies_built_from_cells_reproduce_every_view() {
+    fn bodies_reproduce_every_view() {
+        for views in [AoiViews::Exact, AoiViews::Cells] {
+            bodies_of(views);
+        }
+    }
+
+    fn bodies_of(views: AoiViews) {
         let schema = schema();
-        let mut r = Replication::new(8, Arc::clone(&schema), Some((RADIUS, IVec2::splat(EXTENT))));
-        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT));
+        let interest = Some((RADIUS, IVec2::splat(EXTENT), views));
+        let mut r = Replication::new(8, Arc::clone(&schema), interest);
+        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT), views);
+        let mode = views;
         let mut rng = fastrand::Rng::with_seed(5);
         let mut world = std::collections::BTreeMap::new();
         let mut next_id = 1u32;
@@ -819,9 +891,10 @@ mod tests {
         }
         // Client k's player is entity k + 1 (never removed); its views by tick.
         const CLIENTS: u32 = 24;
-        let mut views: Vec<HashMap<u32, (Entities, Viewpoint)>> =
-            (0..CLIENTS).map(|_| HashMap::new()).collect();
-        let (mut full, mut sections, mut bodies) = (0, 0u64, 0u64);
+        // Per client, by tick: its view, where it looked from, and (exact) what it saw.
+        type Seen = HashMap<u32, (Entities, Viewpoint, Vec<u32>)>;
+        let mut views: Vec<Seen> = (0..CLIENTS).map(|_| HashMap::new()).collect();
+        let (mut full, mut sections, mut bodies, mut most) = (0, 0u64, 0u64, 0u32);
         for tick in 1..=60u32 {
             for (&id, t) in world.iter_mut() {
                 let players = id <= CLIENTS;
@@ -862,9 +935,17 @@ mod tests {
                 let base = tick
                     .checked_sub(lag)
                     .filter(|_| rng.u8(..) > 20)
-                    .and_then(|t| views[k as usize].get(&t).map(|(_, e)| (Tick(t), *e)));
+                    .and_then(|t| views[k as usize].get(&t).map(|(_, e, v)| (Tick(t), *e, v)));
                 let mut body = Vec::new();
-                let used = r.encode_view(base, eye, &mut body);
+                let mut visible = Vec::new();
+                let used = match mode {
+                    AoiViews::Cells => r.encode_view(base.map(|(t, e, _)| (t, e)), eye, &mut body),
+                    AoiViews::Exact => {
+                        r.visible(eye, &mut visible);
+                        let base = base.map(|(t, _, v)| (t, v.as_slice()));
+                        r.encode_exact(base, &visible, &mut body)
+                    }
+                };
                 let empty = Entities::new();
                 let from = match used {
                     Some(t) => &views[k as usize][&t.0].0,
@@ -878,15 +959,17 @@ mod tests {
                 let want = expected(&r, &geo, eye);
                 assert_eq!(view, want, "tick {tick} client {k} from {used:?}");
                 assert_eq!(sum, tickwire_protocol::state::view_checksum(&want));
-                sections += u64::from(body[3]);
+                let n = section_count(&body).expect("a body");
+                sections += u64::from(n);
+                most = most.max(n);
                 bodies += 1;
-                views[k as usize].insert(tick, (view, eye));
+                views[k as usize].insert(tick, (view, eye, visible));
             }
         }
         assert!(full >= u64::from(CLIENTS), "full snapshots were exercised");
-        assert!(
-            sections > 2 * bodies,
-            "bodies were built from many sections"
-        );
+        match mode {
+            AoiViews::Exact => assert!(most <= 1, "{most} sections in one body"),
+            AoiViews::Cells => assert!(sections > 2 * bodies, "built from many sections"),
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! delta between two views of them.
 
 use super::cells::{Aoi, CellIndex, Viewpoint};
-use super::records::CreatedCache;
+use super::records::{ChangeCache, CreatedCache};
+use crate::config::AoiViews;
 use bevy_ecs::resource::Resource;
 use bytes::Bytes;
 use glam::IVec2;
@@ -76,26 +77,32 @@ impl WorldFrame {
 
 /// What one walk found, for the lists written after `created`: reused between bodies.
 #[derive(Debug, Default)]
-struct Walk {
+pub(super) struct Walk {
     /// Entities in both views with the same components: their indices in the baseline's
     /// frame and in the newest frame.
     both: Vec<(u32, u32)>,
     /// Entities gone, or replaced.
     removed: Vec<NetId>,
     /// Field layouts by component set.
-    layouts: Layouts,
+    pub(super) layouts: Layouts,
     /// Created records of the newest frame's entities.
-    created: CreatedCache,
+    pub(super) created: CreatedCache,
 }
 
-/// Writes into `w` the changes from frame `bf` to the newest frame `cf` (global mode: every
-/// entity is seen). One merge walk writes the created entities (new, or whose component set
-/// changed) and collects the rest; then the field-level changes, then the removals (gone, or
-/// replaced), in the order the body's bit stream has them.
-fn write_changes(
+/// Writes into `w` the changes from the view `base` (entities of frame `bf`) to the view `cur`
+/// (entities of the newest frame `cf`, with their indices in it), each sorted by id. One merge
+/// walk writes the created entities (new, or whose component set changed) and collects the
+/// rest; then the field-level changes (taken from `cache` when given, and encoded into it when
+/// missing; else written straight in), then the removals (gone, or replaced), in the order the
+/// body's bit stream has them.
+#[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, the walk, output.
+fn write_changes<'a>(
     schema: &GameSchema,
     bf: &WorldFrame,
+    base: impl Iterator<Item = (usize, &'a FrameEntity)>,
     cf: &WorldFrame,
+    cur: impl Iterator<Item = (usize, &'a FrameEntity)>,
+    mut cache: Option<&mut ChangeCache>,
     walk: &mut Walk,
     w: &mut BodyWriter,
 ) {
@@ -107,8 +114,8 @@ fn write_changes(
     } = walk;
     both.clear();
     removed.clear();
-    let mut base = bf.entities.iter().enumerate().peekable();
-    let mut cur = cf.entities.iter().enumerate().peekable();
+    let mut base = base.peekable();
+    let mut cur = cur.peekable();
     loop {
         match (base.peek(), cur.peek()) {
             (Some((bi, b)), Some((ci, c))) if b.id == c.id => {
@@ -138,13 +145,33 @@ fn write_changes(
     }
     for &(bi, ci) in both.iter() {
         let (b, c) = (&bf.entities[bi as usize], &cf.entities[ci as usize]);
-        let layout = layouts.get(schema, c.mask);
-        w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
+        match cache.as_deref_mut() {
+            Some(cache) => {
+                let pair = ((bf, bi as usize), (cf, ci as usize));
+                if let Some(rec) = cache.change(schema, layouts, pair.0, pair.1) {
+                    w.changed(c.id, rec);
+                }
+            }
+            None => {
+                let layout = layouts.get(schema, c.mask);
+                w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
+            }
+        }
     }
     // Removals in id order: gone ones and replaced ones were collected in one ascending walk.
     for id in removed.iter() {
         w.removed(*id);
     }
+}
+
+/// The entities of `frame` at `indices`, with their indices.
+fn subset<'a>(
+    frame: &'a WorldFrame,
+    indices: &'a [u32],
+) -> impl Iterator<Item = (usize, &'a FrameEntity)> {
+    indices
+        .iter()
+        .map(move |&i| (i as usize, &frame.entities[i as usize]))
 }
 
 /// The frame of `tick` in a history of consecutive ticks, oldest first.
@@ -173,17 +200,17 @@ pub struct Replication {
 
 impl Replication {
     /// Keeps `capacity` ticks of history of a game with `schema`; `interest` (a radius and
-    /// the world's extent, in interest units) gives each client its own view, `None` one
-    /// shared view.
+    /// the world's extent, in interest units, and how views are cut) gives each client its own
+    /// view, `None` one shared view.
     #[must_use]
     pub fn new(
         capacity: usize,
         schema: Arc<GameSchema>,
-        interest: Option<(i32, IVec2)>,
+        interest: Option<(i32, IVec2, AoiViews)>,
     ) -> Replication {
         Replication {
             schema,
-            aoi: interest.map(|(r, extent)| Aoi::new(r, extent)),
+            aoi: interest.map(|(r, extent, views)| Aoi::new(r, extent, views)),
             capacity: capacity.max(1),
             history: VecDeque::with_capacity(capacity + 1),
             pending: WorldFrame::default(),
@@ -282,7 +309,16 @@ impl Replication {
         let base = baseline
             .and_then(|b| find_frame(&self.history, b))
             .unwrap_or(&empty);
-        write_changes(&self.schema, base, cur, &mut self.walk, &mut self.writer);
+        write_changes(
+            &self.schema,
+            base,
+            base.entities.iter().enumerate(),
+            cur,
+            cur.entities.iter().enumerate(),
+            None,
+            &mut self.walk,
+            &mut self.writer,
+        );
         self.writer.finish(cur.checksum, out);
     }
 
@@ -314,6 +350,67 @@ impl Replication {
         if let (Some(aoi), Some(frame)) = (&mut self.aoi, self.history.back()) {
             aoi.visible(frame, eye, out);
         }
+    }
+
+    /// AOI mode: true when views are whole grid cells ([`AoiViews::Cells`]), built with
+    /// [`Replication::encode_view`]; false for exact views, built with
+    /// [`Replication::encode_exact`] from the visible sets.
+    #[must_use]
+    pub fn whole_cells(&self) -> bool {
+        self.aoi.as_ref().is_some_and(Aoi::whole_cells)
+    }
+
+    /// AOI mode, exact views: encodes into `out` the body from the view `base` (a tick and the
+    /// indices visible then, in its frame, or `None` for a full snapshot) to the view `cur`
+    /// (indices into the newest frame, ascending; see [`Replication::visible`]). One merge walk
+    /// over the two views; change records are encoded once per baseline per tick and created
+    /// records once per tick, shared by every client whose view has them. A baseline whose frame
+    /// left history falls back to a full snapshot, which the returned baseline reports.
+    pub fn encode_exact(
+        &mut self,
+        base: Option<(Tick, &[u32])>,
+        cur: &[u32],
+        out: &mut Vec<u8>,
+    ) -> Option<Tick> {
+        out.clear();
+        let Replication {
+            schema,
+            history,
+            aoi,
+            writer,
+            ..
+        } = self;
+        let (Some(aoi), Some(frame)) = (aoi.as_mut(), history.back()) else {
+            return None;
+        };
+        let base = base.and_then(|(t, idx)| Some((t, find_frame(history, t)?, idx)));
+        writer.clear();
+        let (walk, cache) = aoi.walk_and_cache(base.map(|(t, bf, _)| (t, bf)), frame);
+        match base {
+            Some((_, bf, idx)) => write_changes(
+                schema,
+                bf,
+                subset(bf, idx),
+                frame,
+                subset(frame, cur),
+                Some(cache),
+                walk,
+                writer,
+            ),
+            None => write_changes(
+                schema,
+                frame,
+                std::iter::empty(),
+                frame,
+                subset(frame, cur),
+                None,
+                walk,
+                writer,
+            ),
+        }
+        let checksum = subset(frame, cur).fold(0u32, |acc, (_, e)| acc.wrapping_add(e.hash));
+        writer.finish(checksum, out);
+        base.map(|(t, _, _)| t)
     }
 
     /// AOI mode: encodes into `out` the body from the view seen from `base`'s viewpoint at

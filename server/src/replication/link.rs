@@ -51,8 +51,9 @@ pub struct ClientLink {
     /// Bit `i` is set if the snapshot of tick `mask_tick - i` was handed to the session.
     sent_mask: u64,
     mask_tick: Tick,
-    /// In `aoi` mode: where this client looked from at recent ticks, newest last.
-    viewpoints: VecDeque<(Tick, Viewpoint)>,
+    /// In `aoi` mode: where this client looked from at recent ticks, newest last, and (exact
+    /// views) the frame indices it saw then.
+    viewpoints: VecDeque<(Tick, Viewpoint, Vec<u32>)>,
     viewpoints_capacity: usize,
     /// The key of the secret that resumes this player (none when resume is off).
     pub secret: Option<crate::rooms::SecretKey>,
@@ -338,12 +339,28 @@ impl ClientLink {
         (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0
     }
 
-    /// Remembers where the client looked from at `tick`.
-    pub fn push_viewpoint(&mut self, tick: Tick, eye: Viewpoint) {
+    /// An empty index buffer for this tick's exact view, recycled from the oldest remembered.
+    pub fn take_visible_buffer(&mut self) -> Vec<u32> {
+        if self.viewpoints.len() >= self.viewpoints_capacity {
+            let mut v = self
+                .viewpoints
+                .pop_front()
+                .map(|(_, _, v)| v)
+                .unwrap_or_default();
+            v.clear();
+            v
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Remembers where the client looked from at `tick`, and what it saw (exact views; empty
+    /// for views of whole cells, which the viewpoint gives).
+    pub fn push_view(&mut self, tick: Tick, eye: Viewpoint, visible: Vec<u32>) {
         if self.viewpoints.len() >= self.viewpoints_capacity {
             self.viewpoints.pop_front();
         }
-        self.viewpoints.push_back((tick, eye));
+        self.viewpoints.push_back((tick, eye, visible));
     }
 
     /// Where the client looked from at `tick`, if remembered.
@@ -352,8 +369,18 @@ impl ClientLink {
         self.viewpoints
             .iter()
             .rev()
-            .find(|(t, _)| *t == tick)
-            .map(|(_, v)| *v)
+            .find(|(t, _, _)| *t == tick)
+            .map(|(_, v, _)| *v)
+    }
+
+    /// What the client saw at `tick` (exact views), if remembered.
+    #[must_use]
+    pub fn visible_at(&self, tick: Tick) -> Option<&[u32]> {
+        self.viewpoints
+            .iter()
+            .rev()
+            .find(|(t, _, _)| *t == tick)
+            .map(|(_, _, v)| v.as_slice())
     }
 
     /// Records the hand-off of the snapshot of `tick` (`sent`, or skipped because the outbox

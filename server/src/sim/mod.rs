@@ -173,7 +173,7 @@ impl Sim {
                 let r = (radius * i.units_per_world)
                     .round()
                     .clamp(1.0, i32::MAX as f32);
-                Some((r as i32, i.extent))
+                Some((r as i32, i.extent, config.aoi_views))
             }
             _ => None,
         };

@@ -592,9 +592,19 @@ pub fn replicate(
             let Some(eye) = replication.viewpoint(net.0) else {
                 continue;
             };
-            let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
-            let baseline = replication.encode_view(base, eye, &mut body);
-            link.push_viewpoint(clock.tick, eye);
+            let baseline = if replication.whole_cells() {
+                let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
+                let baseline = replication.encode_view(base, eye, &mut body);
+                link.push_view(clock.tick, eye, Vec::new());
+                baseline
+            } else {
+                let mut view = link.take_visible_buffer();
+                replication.visible(eye, &mut view);
+                let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+                let baseline = replication.encode_exact(base, &view, &mut body);
+                link.push_view(clock.tick, eye, view);
+                baseline
+            };
             (baseline, Bytes::copy_from_slice(&body))
         } else {
             // Shared by every client with this baseline: only the header is the client's own.
