@@ -1,13 +1,14 @@
 //! The parts of replication, one client at a time, at 100, 500, 1000 and 2000 clients in
-//! `global` and `aoi` visibility:
+//! `global` and `aoi` visibility (exact views, and views of whole cells):
 //! - `encode/global`: the delta from one client's view a tick ago to its view now, built and
 //!   encoded without the per-tick sharing (the cost the first client with a given baseline
 //!   pays; later clients with that baseline share the bytes);
-//! - `encode_cold/aoi`: the same for one client's own view with this tick's per-baseline
-//!   sections and records cleared before every iteration (the first client of a baseline, which
-//!   encodes every cell it sees);
-//! - `encode_warm/aoi`: with them filled (every later client of that baseline, which puts
-//!   together the sections of the cells it sees, shared with earlier clients);
+//! - `encode_cold/aoi`: the same for one client's own exact view with this tick's per-baseline
+//!   change records and created records cleared before every iteration (the first client of a
+//!   baseline); `encode_cold/cells` likewise with views of whole cells (`--aoi-views cells`),
+//!   whose first client encodes the sections of every cell it sees;
+//! - `encode_warm/aoi` and `encode_warm/cells`: with them filled (every later client of that
+//!   baseline: records copied, or the sections of its cells put together);
 //! - `decode`: the client decoding that frame and applying it to its baseline view, giving the
 //!   new view (decoding needs the baseline: a changed entity's fields come from its component
 //!   set).
@@ -27,7 +28,7 @@ use tickwire_protocol::codec::{decode_server, encode_snapshot_frame};
 use tickwire_protocol::{EntityState, Replica, ServerMsg, SnapshotHeader, View};
 use tickwire_server::headroom::Harness;
 use tickwire_server::replication::Replication;
-use tickwire_server::{Config, VisibilityMode};
+use tickwire_server::{AoiViews, Config, VisibilityMode};
 
 /// Mean time of `f` over a fixed number of runs, for the printed per-entity line (criterion's
 /// own estimate is the one to quote; this only puts ns per entity next to it).
@@ -45,13 +46,15 @@ fn replication(c: &mut Criterion) {
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(3));
     group.warm_up_time(Duration::from_secs(1));
-    for (mode, visibility) in [
-        ("global", VisibilityMode::Global),
-        ("aoi", VisibilityMode::Aoi),
+    for (mode, visibility, aoi_views) in [
+        ("global", VisibilityMode::Global, AoiViews::Exact),
+        ("aoi", VisibilityMode::Aoi, AoiViews::Exact),
+        ("cells", VisibilityMode::Aoi, AoiViews::Cells),
     ] {
         for n in [100usize, 500, 1000, 2000] {
             let config = Config {
                 visibility,
+                aoi_views,
                 ..Config::default()
             };
             let work = tickwire::find("").expect("the arena").workload();
@@ -99,7 +102,11 @@ fn replication(c: &mut Criterion) {
             };
             let encode = |r: &mut Replication, out: &mut Vec<u8>| {
                 if let (Some(eye0), Some(eye)) = (eye0, eye) {
-                    r.encode_view(Some((t0, eye0)), eye, out);
+                    if r.whole_cells() {
+                        r.encode_view(Some((t0, eye0)), eye, out);
+                    } else {
+                        r.encode_exact(Some((t0, &before)), &now, out);
+                    }
                 } else {
                     r.encode_global(Some(t0), out);
                 }
@@ -143,18 +150,26 @@ fn replication(c: &mut Criterion) {
 
             group.throughput(Throughput::Elements(visible as u64));
             if aoi {
-                group.bench_with_input(BenchmarkId::new("encode_cold/aoi", n), &n, |b, _| {
-                    let mut out = Vec::with_capacity(body.len());
-                    b.iter(|| {
-                        r.clear_change_caches();
-                        encode(&mut r, black_box(&mut out));
-                    });
-                });
-                group.bench_with_input(BenchmarkId::new("encode_warm/aoi", n), &n, |b, _| {
-                    let mut out = Vec::with_capacity(body.len());
-                    encode(&mut r, &mut out);
-                    b.iter(|| encode(&mut r, black_box(&mut out)));
-                });
+                group.bench_with_input(
+                    BenchmarkId::new(format!("encode_cold/{mode}"), n),
+                    &n,
+                    |b, _| {
+                        let mut out = Vec::with_capacity(body.len());
+                        b.iter(|| {
+                            r.clear_change_caches();
+                            encode(&mut r, black_box(&mut out));
+                        });
+                    },
+                );
+                group.bench_with_input(
+                    BenchmarkId::new(format!("encode_warm/{mode}"), n),
+                    &n,
+                    |b, _| {
+                        let mut out = Vec::with_capacity(body.len());
+                        encode(&mut r, &mut out);
+                        b.iter(|| encode(&mut r, black_box(&mut out)));
+                    },
+                );
             } else {
                 group.bench_with_input(BenchmarkId::new("encode/global", n), &n, |b, _| {
                     let mut out = Vec::with_capacity(body.len());

@@ -721,9 +721,25 @@ pub fn apply_body(
     };
     let ncomp = schema.components.len() as u32;
     let entries = base.as_slice();
-    // The index of `id` in the baseline, searched from `from` (ids in a list ascend).
+    // The index of `id` in the baseline, searched from `from`: the ids of a list ascend, so
+    // the next one is usually near. A gallop (1, 2, 4... ahead) then a binary search within
+    // the last step keeps the walk over the baseline's entries sequential for a dense list
+    // and logarithmic for a sparse one.
     let find = |from: usize, id: NetId| -> Result<usize, BodyError> {
-        let at = from + entries[from..].partition_point(|(e, _)| *e < id);
+        let n = entries.len();
+        let (mut lo, mut step) = (from, 1);
+        let at = loop {
+            if lo >= n || entries[lo].0 >= id {
+                break lo;
+            }
+            let probe = lo + step;
+            if probe >= n || entries[probe].0 >= id {
+                let hi = probe.min(n);
+                break lo + 1 + entries[lo + 1..hi].partition_point(|(e, _)| *e < id);
+            }
+            lo = probe;
+            step *= 2;
+        };
         match entries.get(at) {
             Some((e, _)) if *e == id => Ok(at),
             _ => Err(BodyError::UnknownEntity(id)),

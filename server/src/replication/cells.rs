@@ -243,9 +243,21 @@ struct BaselineCache {
 }
 
 impl BaselineCache {
-    /// Starts this tick's cache for `base` (its tick and frame) and the newest frame `cf`.
-    fn start(&mut self, base: Option<(Tick, &WorldFrame)>, cf: &WorldFrame, buckets: usize) {
+    /// Starts this tick's cache for `base` (its tick and frame) and the newest frame `cf`;
+    /// `maps` also maps the two frames' entities to each other and readies the cells' sections
+    /// (views of whole cells; exact views need only the change records).
+    fn start(
+        &mut self,
+        base: Option<(Tick, &WorldFrame)>,
+        cf: &WorldFrame,
+        buckets: usize,
+        maps: bool,
+    ) {
         self.baseline = base.map(|(t, _)| t);
+        self.changes.reset(cf.entities.len());
+        if !maps {
+            return;
+        }
         self.back.clear();
         self.back.resize(cf.entities.len(), NONE);
         self.fwd.clear();
@@ -269,7 +281,6 @@ impl BaselineCache {
         self.departures.resize(buckets, NONE);
         self.sections.clear();
         self.movers.clear();
-        self.changes.reset(cf.entities.len());
     }
 }
 
@@ -394,7 +405,8 @@ impl Aoi {
         }
         let i = self.used;
         self.used += 1;
-        self.caches[i].start(base, cf, self.geo.cells() + 1);
+        let maps = self.geo.whole_cells;
+        self.caches[i].start(base, cf, self.geo.cells() + 1, maps);
         i
     }
 

@@ -413,9 +413,10 @@ impl Replication {
         base.map(|(t, _, _)| t)
     }
 
-    /// AOI mode: encodes into `out` the body from the view seen from `base`'s viewpoint at
-    /// its tick (or `None` for a full snapshot) to the view seen from `now` in the newest
-    /// frame. The work is shared by cell and baseline between clients (see
+    /// AOI mode, views of whole cells ([`AoiViews::Cells`]; exact views use
+    /// [`Replication::encode_exact`]): encodes into `out` the body from the view seen from
+    /// `base`'s viewpoint at its tick (or `None` for a full snapshot) to the view seen from `now`
+    /// in the newest frame. The work is shared by cell and baseline between clients (see
     /// [`super::cells`]). A baseline whose frame left history falls back to a full snapshot,
     /// which the returned baseline reports.
     pub fn encode_view(
@@ -434,6 +435,7 @@ impl Replication {
         let (Some(aoi), Some(frame)) = (aoi.as_mut(), history.back()) else {
             return None;
         };
+        debug_assert!(aoi.whole_cells(), "exact views are built by encode_exact");
         let base = base.and_then(|(t, eye)| Some((t, find_frame(history, t)?, eye)));
         aoi.encode(schema, frame, base, now, out);
         base.map(|(t, _, _)| t)
