@@ -410,9 +410,9 @@ impl Aoi {
         i
     }
 
-    /// Views of whole cells: encodes into `out` the body from the view seen from `then` at the baseline frame `bf`
-    /// of tick `baseline` (or nothing: a full snapshot) to the view seen from `now` in the
-    /// newest frame `cf`.
+    /// Views of whole cells: encodes into `out` the body from the view seen from `then` at the
+    /// baseline frame `bf` of tick `baseline` (or nothing: a full snapshot) to the view seen
+    /// from `now` in the newest frame `cf`.
     pub(super) fn encode(
         &mut self,
         schema: &GameSchema,
@@ -724,43 +724,16 @@ fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::frame::tests::schema;
     use crate::replication::{FrameEntity, Replication};
     use std::collections::HashMap;
     use std::sync::Arc;
     use tickwire_protocol::NetId;
     use tickwire_protocol::body::{apply_body, section_count};
-    use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field};
     use tickwire_protocol::state::{Entities, EntityState, Words};
 
     const EXTENT: i32 = 4000;
     const RADIUS: i32 = 600;
-
-    fn schema() -> Arc<GameSchema> {
-        let coord = |n: &str| {
-            Field::new(
-                n,
-                Encoding::Int {
-                    min: -100,
-                    max: EXTENT + 100,
-                },
-            )
-            .delta(Delta::Diff { bits: 5 })
-        };
-        Arc::new(GameSchema {
-            game: "test".into(),
-            components: vec![
-                ComponentSchema {
-                    name: "Pos".into(),
-                    fields: vec![coord("x"), coord("y")],
-                },
-                ComponentSchema {
-                    name: "Tag".into(),
-                    fields: vec![Field::new("t", Encoding::VarUInt)],
-                },
-            ],
-            ..GameSchema::default()
-        })
-    }
 
     /// One simulated entity: its position (none: seen everywhere) and whether it has a tag.
     #[derive(Clone, Copy)]

@@ -443,23 +443,25 @@ impl Replication {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tickwire_protocol::codec;
     use tickwire_protocol::replica::Replica;
     use tickwire_protocol::schema::{ComponentSchema, Delta, Encoding, Field};
     use tickwire_protocol::{ServerMsg, SnapshotHeader};
 
-    fn schema() -> Arc<GameSchema> {
+    /// A schema of two components: `Pos` (`x`, `y`: integers from -1000 to 5000, sent as
+    /// small differences) and `Tag` (`t`: a varuint).
+    pub(in crate::replication) fn schema() -> Arc<GameSchema> {
         let num = |n: &str| {
             Field::new(
                 n,
                 Encoding::Int {
                     min: -1000,
-                    max: 1000,
+                    max: 5000,
                 },
             )
-            .delta(Delta::Diff { bits: 4 })
+            .delta(Delta::Diff { bits: 5 })
         };
         Arc::new(GameSchema {
             game: "test".into(),
