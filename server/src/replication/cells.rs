@@ -724,8 +724,8 @@ fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::frame::tests::schema;
-    use crate::replication::{FrameEntity, Replication};
+    use crate::replication::Replication;
+    use crate::replication::frame::tests::{push_entity, schema};
     use std::collections::HashMap;
     use std::sync::Arc;
     use tickwire_protocol::NetId;
@@ -745,22 +745,9 @@ mod tests {
     fn commit(r: &mut Replication, tick: u32, world: &std::collections::BTreeMap<u32, Thing>) {
         let frame = r.begin(Tick(tick));
         for (&id, t) in world {
-            let start = frame.words.len() as u32;
             let p = t.pos.unwrap_or(IVec2::new(-1, -1));
-            frame.words.extend([i64::from(p.x), i64::from(p.y)]);
-            let mut mask = 1;
-            if let Some(v) = t.tag {
-                frame.words.push(v);
-                mask = 3;
-            }
-            frame.entities.push(FrameEntity {
-                id: NetId(id),
-                mask,
-                start,
-                len: frame.words.len() as u32 - start,
-                hash: 0,
-                pos: t.pos,
-            });
+            let xy = (i64::from(p.x), i64::from(p.y));
+            push_entity(frame, id, xy, t.tag, t.pos);
         }
         r.commit();
     }

@@ -479,26 +479,33 @@ pub(super) mod tests {
         })
     }
 
+    /// Appends entity `id` of [`schema`] to a frame being filled: a `Pos` at `(x, y)`, and a
+    /// `Tag` if `tag` is given; placed at `pos` for interest management.
+    pub(in crate::replication) fn push_entity(
+        frame: &mut WorldFrame,
+        id: u32,
+        (x, y): (i64, i64),
+        tag: Option<i64>,
+        pos: Option<IVec2>,
+    ) {
+        let start = frame.words.len() as u32;
+        frame.words.extend([x, y]);
+        frame.words.extend(tag);
+        frame.entities.push(FrameEntity {
+            id: NetId(id),
+            mask: if tag.is_some() { 3 } else { 1 },
+            start,
+            len: frame.words.len() as u32 - start,
+            hash: 0,
+            pos,
+        });
+    }
+
     /// Entity `id` with a position, or (odd `x`) a tag too.
     fn fill(r: &mut Replication, tick: u32, ents: &[(u32, i64)]) {
         let frame = r.begin(Tick(tick));
         for &(id, x) in ents {
-            let start = frame.words.len() as u32;
-            frame.words.extend([x, 4]);
-            let mask = if x % 2 == 1 {
-                frame.words.push(9);
-                3
-            } else {
-                1
-            };
-            frame.entities.push(FrameEntity {
-                id: NetId(id),
-                mask,
-                start,
-                len: frame.words.len() as u32 - start,
-                hash: 0,
-                pos: None,
-            });
+            push_entity(frame, id, (x, 4), (x % 2 == 1).then_some(9), None);
         }
         r.commit();
     }
