@@ -729,12 +729,16 @@ fn worlds_on_a_pool_of_tick_threads_keep_ticking_when_another_world_panics() {
     });
     let (_boom, join) = SimClient::new(ClientId(3), "boom", 16, 64);
     fragile_joins.try_send(join).expect("room");
-    poll("the panic", || stats.game_panics.get() == 1);
+    // The tick thread counts the panic, then closes the world's clients: wait for the close.
+    poll("the panicking world's clients closed", || {
+        victim.kick.reason().is_some()
+    });
     assert_eq!(
         victim.kick.reason(),
         Some((1011, GAME_FAILED_REASON.to_owned())),
         "the panicking world's clients are closed"
     );
+    assert_eq!(stats.game_panics.get(), 1);
     // The other world keeps ticking, every snapshot verified.
     let before = calm.frames;
     poll("the steady world after the panic", || {
