@@ -385,7 +385,8 @@ pub struct BodyWriter {
     prev: u32,
     /// The previous change's field mask and field count.
     prev_change: Option<(u64, u8)>,
-    /// A buffer for the section of [`BodyWriter::finish`], kept between bodies.
+    /// A buffer for the bits of a section ([`BodyWriter::finish`], [`BodyWriter::section_into`]),
+    /// kept between sections.
     body: BitWriter,
 }
 
@@ -506,11 +507,11 @@ impl BodyWriter {
     }
 
     /// Keeps what was written as a [`Section`] (its counts, then its lists, padded to a whole
-    /// byte), to be put into many bodies; `s`'s buffers are reused.
-    pub fn section_into(&self, s: &mut Section) {
+    /// byte), to be put into many bodies; `s`'s buffer is reused.
+    pub fn section_into(&mut self, s: &mut Section) {
         s.counts = self.counts;
         s.bytes.clear();
-        write_section(&mut s.bits, self.counts, &self.bits, &mut s.bytes);
+        write_section(&mut self.body, self.counts, &self.bits, &mut s.bytes);
     }
 
     /// Appends the finished body, with `checksum`, to `out`: one section, or none if nothing
@@ -546,8 +547,6 @@ pub struct Section {
     counts: [u32; 3],
     /// The counts, then the lists, padded to a whole byte: copied into bodies as they are.
     bytes: Vec<u8>,
-    /// A buffer for the bits while encoding.
-    bits: BitWriter,
 }
 
 impl Section {
@@ -1147,6 +1146,16 @@ mod tests {
         // A forged count far beyond the bytes.
         assert_eq!(
             apply_body(&s, &base, &[0xFC, 0xFF, 0xFF, 0xFF, 0x0F, 0, 0, 0, 0, 0, 0]),
+            Err(BodyError::Malformed)
+        );
+        // A forged section count far beyond the bytes (no records, a billion sections; 252
+        // starts a bincode varint's four-byte form).
+        assert_eq!(
+            apply_body(
+                &s,
+                &base,
+                &[0, 0, 0, 252, 0x00, 0xCA, 0x9A, 0x3B, 0, 0, 0, 0]
+            ),
             Err(BodyError::Malformed)
         );
         // A change to an entity the view lacks.

@@ -342,12 +342,6 @@ impl Aoi {
         }
     }
 
-    /// The grid.
-    #[must_use]
-    pub fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-
     /// Indexes a sealed frame by cell.
     pub(super) fn index(&self, frame: &mut WorldFrame) {
         let mut cells = std::mem::take(&mut frame.cells);
@@ -707,7 +701,7 @@ fn departures(
 /// `slot` records its index.
 fn keep(
     cache: &mut BaselineCache,
-    writer: &BodyWriter,
+    writer: &mut BodyWriter,
     start: u32,
     slot: impl FnOnce(&mut BaselineCache, u32),
 ) -> u32 {
