@@ -162,6 +162,7 @@ async fn send_raw_input(c: &mut Client, seq: u32, fields: Vec<u8>) {
         seq,
         ack: None,
         tick: None,
+        events_ack: 0,
         fields,
     }))
     .await

@@ -132,6 +132,82 @@ async fn a_client_that_stops_acknowledging_events_is_closed_4012_at_the_bound() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_acknowledged_on_inputs_are_freed_and_a_false_acknowledgement_is_closed_4012() {
+    let server = start(Config {
+        max_pending_events: 8,
+        ..whiteboard()
+    })
+    .await;
+    let mut talker = connect(&server, "talker").await;
+    let mut player = connect(&server, "player").await;
+    let idle = vec![0; player.welcome.schema.input.len()];
+    let mut heard = Vec::new();
+    // Twice the bound: the player is closed with 4012 unless its inputs free what it took.
+    let lines = 16;
+    bounded("every line, acknowledged on inputs", async {
+        let mut said = 0;
+        while heard.len() < lines {
+            if said < lines {
+                talker
+                    .send_event(&Say(format!("{said}")))
+                    .await
+                    .expect("says");
+                said += 1;
+                talker.next_snapshot().await.expect("applies");
+            }
+            // The player sends inputs and nothing else: both its acknowledgements ride on them.
+            loop {
+                match player.recv().await.expect("not closed") {
+                    Event::Snapshot { outcome, .. } => {
+                        outcome.expect("applies");
+                        break;
+                    }
+                    Event::Events(events) => {
+                        heard.extend(events.iter().map(|(_, e)| Chat::read(&e.words).text));
+                    }
+                    _ => {}
+                }
+            }
+            player.send_input(&idle).await.expect("sends");
+        }
+    })
+    .await;
+    let expected: Vec<String> = (0..lines).map(|i| i.to_string()).collect();
+    assert_eq!(heard, expected, "every line once, in order");
+    assert_eq!(player.events.lost, 0);
+    assert_eq!(server.stats().event_kicks.get(), 0, "nobody fell behind");
+    snapshots(&mut player, 3).await;
+
+    // An input that acknowledges an event never sent is closed like such an `Events`.
+    let mut fields = Vec::new();
+    tickwire_protocol::body::write_record(&player.welcome.schema.input, &idle, &mut fields);
+    player.seq += 1;
+    let input = tickwire_protocol::InputMsg {
+        seq: player.seq,
+        ack: None,
+        tick: None,
+        events_ack: 1_000,
+        fields,
+    };
+    player
+        .send(&tickwire_protocol::ClientMsg::Input(input))
+        .await
+        .expect("sends");
+    let e = bounded("the close", async {
+        loop {
+            if let Err(e) = player.recv().await {
+                return e;
+            }
+        }
+    })
+    .await;
+    assert!(is_close(&e, close::EVENTS_BEHIND), "{e}");
+    assert_eq!(server.stats().event_kicks.get(), 1);
+    snapshots(&mut talker, 3).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_chat_through_drops_and_lose_no_event() {
     let server = start(whiteboard()).await;
     let report = bounded(

@@ -24,6 +24,7 @@ async fn input_naming(c: &mut tickwire_bots::Client, tick: Option<Tick>) -> Snap
         seq,
         ack: None,
         tick,
+        events_ack: 0,
         fields,
     }))
     .await

@@ -470,19 +470,27 @@ impl Client {
         Ok(seq)
     }
 
-    /// Acknowledges the server events taken, if that is owed (the bot does so once per tick,
-    /// with its input).
+    /// Acknowledges the server events taken, if that is owed, in an `Events` message of its
+    /// own (for a client that sends no inputs: otherwise the acknowledgement rides on the next
+    /// input, [`Client::send_input`]).
     pub async fn flush_event_ack(&mut self) -> Result<(), ClientError> {
-        if !self.events.ack_owed {
-            return Ok(());
+        if let Some(msg) = self.owed_event_ack() {
+            self.send(&msg).await?;
         }
-        self.events.ack_owed = false;
-        let msg = EventsMsg {
+        Ok(())
+    }
+
+    /// The `Events` message that acknowledges the server events taken, if that is owed; taking
+    /// it clears the debt.
+    fn owed_event_ack(&mut self) -> Option<ClientMsg> {
+        if !std::mem::take(&mut self.events.ack_owed) {
+            return None;
+        }
+        Some(ClientMsg::Events(EventsMsg {
             ack: self.events.taken,
             first: self.events.last_out + 1,
             events: Vec::new(),
-        };
-        self.send(&ClientMsg::Events(msg)).await
+        }))
     }
 
     /// Takes a server events message: frees ours it acknowledges, and returns the events that
@@ -620,11 +628,19 @@ impl Client {
 
     /// Sends one message as a binary frame.
     pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        self.feed(msg).await?;
+        self.ws.flush().await?;
+        Ok(())
+    }
+
+    /// Queues a message to go with the next flush (so that several go in one write, and one
+    /// TCP segment).
+    async fn feed(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
         self.buf.clear();
         encode_client(msg, &mut self.buf);
         self.bytes_up += self.buf.len() as u64;
         let bytes = Bytes::copy_from_slice(&self.buf);
-        self.ws.send(Message::Binary(bytes)).await?;
+        self.ws.feed(Message::Binary(bytes)).await?;
         Ok(())
     }
 
@@ -651,15 +667,21 @@ impl Client {
         let seq = self.seq;
         let now = std::time::Instant::now();
         let (_, tick) = self.input_clock.next(now);
+        // The owed acknowledgement of the server's events rides here too: one message a tick.
+        let events_ack = if std::mem::take(&mut self.events.ack_owed) {
+            self.events.taken
+        } else {
+            0
+        };
         self.send(&ClientMsg::Input(InputMsg {
             seq,
             ack,
             tick: Some(tick),
+            events_ack,
             fields,
         }))
         .await?;
         self.input_clock.sent(seq, now, tick);
-        self.flush_event_ack().await?;
         Ok(seq)
     }
 
@@ -678,8 +700,12 @@ impl Client {
         {
             *sent = true;
         }
-        self.send(&ClientMsg::Ack { tick }).await?;
-        self.flush_event_ack().await
+        self.feed(&ClientMsg::Ack { tick }).await?;
+        if let Some(msg) = self.owed_event_ack() {
+            self.feed(&msg).await?;
+        }
+        self.ws.flush().await?;
+        Ok(())
     }
 
     /// Tells the server this client dropped its replica after the snapshot of `tick` failed,

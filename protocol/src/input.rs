@@ -199,6 +199,7 @@ mod tests {
             seq,
             ack: None,
             tick: None,
+            events_ack: 0,
             fields,
         }
     }
@@ -223,6 +224,7 @@ mod tests {
             seq: 4,
             ack: None,
             tick: None,
+            events_ack: 0,
             fields: vec![0xFF, 0],
         };
         assert_eq!(

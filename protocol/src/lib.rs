@@ -42,7 +42,7 @@ pub use state::{EntityState, Words};
 pub use tick::Tick;
 
 /// Version of the protocol described in `docs/PROTOCOL.md`; a client must send it in its hello.
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// The unit of [`SnapshotHeader::input_lead`], microseconds.
 pub const INPUT_LEAD_UNIT_US: i64 = 100;

@@ -143,6 +143,11 @@ pub struct InputMsg {
     /// tick to run, never late.
     #[serde(default)]
     pub tick: Option<Tick>,
+    /// The newest server event the client has taken, when it owes the server that
+    /// acknowledgement (see `docs/PROTOCOL.md`, "Events"); 0: nothing to acknowledge. It rides
+    /// here so that a client that takes events every tick still sends one message a tick.
+    #[serde(default)]
+    pub events_ack: u32,
     /// The input's fields as a record of the game's input schema
     /// ([`crate::body::write_record`]).
     pub fields: Vec<u8>,

@@ -85,7 +85,7 @@ export declare function createRoom(props?: Record<string, string | number>, game
 
 export type ClientMsg =
   | { Hello: { version: number; name: string; room: RoomRequest } }
-  | { Input: { seq: number; ack: number | null; tick?: number | null; fields: number[] } }
+  | { Input: { seq: number; ack: number | null; tick?: number | null; events_ack?: number; fields: number[] } }
   | { Ack: { tick: number } }
   | { Ping: { nonce: number } }
   | { Resync: { tick: number } }

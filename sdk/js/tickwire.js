@@ -13,7 +13,7 @@
 // Messages are plain objects shaped like the JSON subprotocol (`tickwire.v1.json`):
 // `{Hello: {version, name}}`, `{Snapshot: {header, body}}`, and so on.
 
-export const PROTOCOL_VERSION = 9;
+export const PROTOCOL_VERSION = 10;
 /** The unit of a snapshot header's `input_lead`, microseconds. */
 export const INPUT_LEAD_UNIT_US = 100;
 /** The binary subprotocol. */
@@ -698,6 +698,7 @@ export function encodeClient(msg) {
       w.varint(m.seq);
       w.varint(m.ack === null || m.ack === undefined ? 0 : m.ack + 1);
       w.varint(m.tick === null || m.tick === undefined ? 0 : m.tick + 1);
+      w.varint(m.events_ack ?? 0);
       w.bytes(Uint8Array.from(m.fields));
       break;
     case "Ack": w.varint(m.tick); break;
@@ -722,8 +723,8 @@ export function decodeClient(bytes) {
   switch (name) {
     case "Hello": m = { version: r.varint(), name: r.string(), room: readRoomRequest(r) }; break;
     case "Input": {
-      const seq = r.varint(), ack = r.varint(), tick = r.varint();
-      m = { seq, ack: ack === 0 ? null : ack - 1, tick: tick === 0 ? null : tick - 1, fields: [...r.rest()] };
+      const seq = r.varint(), ack = r.varint(), tick = r.varint(), events_ack = r.varint();
+      m = { seq, ack: ack === 0 ? null : ack - 1, tick: tick === 0 ? null : tick - 1, events_ack, fields: [...r.rest()] };
       break;
     }
     case "Ack": m = { tick: r.varint() }; break;
@@ -1253,9 +1254,14 @@ export class TickwireClient {
     const seq = ++this.seq;
     const now = this.now();
     const { tick } = this.inputClock.next(now);
-    const sent = this.send({ Input: { seq, ack, tick, fields } });
-    if (sent) this.inputClock.sent(seq, now, tick);
-    this.flushEventAck();
+    // The owed acknowledgement of the server's events rides on the input: one message a tick.
+    const ev = this.events;
+    const events_ack = ev.ackOwed ? ev.taken : 0;
+    const sent = this.send({ Input: { seq, ack, tick, events_ack, fields } });
+    if (sent) {
+      this.inputClock.sent(seq, now, tick);
+      ev.ackOwed = false;
+    }
     return sent ? seq : 0;
   }
   /**

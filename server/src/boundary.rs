@@ -116,6 +116,8 @@ pub enum ClientEvent {
         /// When the session received it, for the client's input timing (`None` where there is
         /// no network, as in the test harness: reported 0 early, never late).
         received: Option<std::time::Instant>,
+        /// The newest server event the client has taken (0: no acknowledgement rode on it).
+        events_ack: u32,
         /// Its fields.
         words: InputWords,
     },

@@ -36,6 +36,9 @@ pub struct SimClient {
     pub server_events: Vec<(u32, tickwire_protocol::EventRecord)>,
     /// The newest server event taken.
     pub events_taken: u32,
+    /// The server's events were taken since the last acknowledgement: it rides on the next
+    /// input, as with a real client.
+    events_ack_owed: bool,
 }
 
 /// What one [`SimClient::receive`] drained.
@@ -88,6 +91,7 @@ impl SimClient {
             seq: 0,
             server_events: Vec::new(),
             events_taken: 0,
+            events_ack_owed: false,
         };
         (client, join)
     }
@@ -100,14 +104,21 @@ impl SimClient {
     }
 
     /// Queues an input (its words, already valid for the game's schema) with the next sequence
-    /// number and an acknowledgement riding on it, as a session forwards them.
+    /// number, and the snapshot acknowledgement `ack` and the owed acknowledgement of the
+    /// server's events riding on it, as a session forwards them.
     pub fn send_input(&mut self, words: &[i64], ack: Option<Tick>) -> bool {
         self.seq += 1;
+        let events_ack = if std::mem::take(&mut self.events_ack_owed) {
+            self.events_taken
+        } else {
+            0
+        };
         self.send(ClientEvent::Input {
             seq: self.seq,
             ack,
             tick: None,
             received: None,
+            events_ack,
             words: InputWords::from_words(words),
         })
     }
@@ -179,12 +190,8 @@ impl SimClient {
                     self.events_taken = seq;
                     self.server_events.push((seq, e));
                 }
-                // Acknowledged at once, as a client does with its next input.
-                self.send(ClientEvent::Events(tickwire_protocol::EventsMsg {
-                    ack: self.events_taken,
-                    first: 1,
-                    events: Vec::new(),
-                }));
+                // Acknowledged with the next input, as a client does.
+                self.events_ack_owed = true;
             }
             other => return Err(format!("unexpected message {other:?}")),
         }

@@ -218,6 +218,17 @@ test("events are taken once and in order, acknowledged, and sent again after a r
   assert.deepEqual(taken.map((e) => [e.seq, e.type, e.from, e.text]), [[1, "Chat", 7, "x"], [2, "Chat", 7, "y"]]);
   client.flushEventAck();
   assert.deepEqual(first.sent.at(-1), { Events: { ack: 2, first: 2, events: [] } }, "the ack of both");
+  // A client that sends inputs acknowledges on its next input instead: one message, no Events.
+  first.deliver({ Events: { ack: 1, first: 3, events: [line("w")] } });
+  const before = first.sent.length;
+  const seq = client.sendInput({ x: 1, y: 2, down: false, colour: 3, width: 4, clear: false });
+  assert.ok(seq > 0);
+  assert.equal(first.sent.length, before + 1, "the input alone");
+  assert.equal(first.sent.at(-1).Input.events_ack, 3, "the events ack rode on the input");
+  client.flushEventAck();
+  assert.equal(first.sent.length, before + 1, "nothing more was owed");
+  client.sendInput({ x: 1, y: 2, down: false, colour: 3, width: 4, clear: false });
+  assert.equal(first.sent.at(-1).Input.events_ack, 0, "acknowledged once");
   assert.equal(client.sendEvent("Say", { text: "two" }), 2);
 
   // The connection drops: the client resumes with what it took, and sends again what the
@@ -228,15 +239,15 @@ test("events are taken once and in order, acknowledged, and sent again after a r
   assert.ok(second.url.endsWith("?resume=1"));
   second.open();
   assert.deepEqual(second.sent[0], {
-    Resume: { version: welcome.version, secret: "secret-1", last_tick: null, events_received: 2 },
+    Resume: { version: welcome.version, secret: "secret-1", last_tick: null, events_received: 3 },
   });
   second.deliver({ Welcome: { ...welcome, resume: "secret-2", events_received: 1 } });
   const again = second.sent.at(-1).Events;
   assert.equal(again.first, 2, "only the event the server had not taken");
   assert.equal(again.events.length, 1);
-  // The server sends again what the client had not acknowledged: taken once only.
-  second.deliver({ Events: { ack: 2, first: 3, events: [line("z")] } });
-  assert.deepEqual(taken.map((e) => e.text), ["x", "y", "z"]);
+  // The server goes on after what the client took (its resume said 3).
+  second.deliver({ Events: { ack: 2, first: 4, events: [line("z")] } });
+  assert.deepEqual(taken.map((e) => e.text), ["x", "y", "w", "z"]);
   assert.equal(client.events.lost, 0);
   assert.equal(client.stats.resumes, 1);
 });

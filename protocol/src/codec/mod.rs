@@ -154,7 +154,9 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
         let (seq, a) = varint_from(rest).ok_or_else(bad)?;
         let (ack, b) = varint_from(&rest[a..]).ok_or_else(bad)?;
         let (tick, c) = varint_from(&rest[a + b..]).ok_or_else(bad)?;
+        let (events_ack, d) = varint_from(&rest[a + b + c..]).ok_or_else(bad)?;
         let seq = u32::try_from(seq).map_err(|_| bad())?;
+        let events_ack = u32::try_from(events_ack).map_err(|_| bad())?;
         let tick_or_none = |v: u64| match v {
             0 => Ok(None),
             n => u32::try_from(n - 1)
@@ -165,7 +167,8 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientMsg, CodecError> {
             seq,
             ack: tick_or_none(ack)?,
             tick: tick_or_none(tick)?,
-            fields: rest[a + b + c..].to_vec(),
+            events_ack,
+            fields: rest[a + b + c + d..].to_vec(),
         }));
     }
     decode_bounded(bytes, MAX_CLIENT_MSG_BYTES, CLIENT_CFG)
@@ -428,6 +431,7 @@ impl Encode for InputMsg {
         self.seq.encode(e)?;
         self.ack.map_or(0u64, |t| u64::from(t.0) + 1).encode(e)?;
         self.tick.map_or(0u64, |t| u64::from(t.0) + 1).encode(e)?;
+        self.events_ack.encode(e)?;
         e.writer().write(&self.fields)
     }
 }
@@ -521,6 +525,7 @@ mod tests {
             seq: 300,
             ack: Some(Tick(1000)),
             tick: None,
+            events_ack: 0,
             fields: vec![0xAB, 0xCD, 0xEF, 0x01],
         });
         let msgs = [
@@ -555,7 +560,15 @@ mod tests {
                 seq: 1,
                 ack: None,
                 tick: None,
+                events_ack: 0,
                 fields: vec![],
+            }),
+            ClientMsg::Input(InputMsg {
+                seq: 2,
+                ack: Some(Tick(3)),
+                tick: Some(Tick(4)),
+                events_ack: 70_000,
+                fields: vec![1],
             }),
             ClientMsg::Ack { tick: Tick(7) },
             ClientMsg::Ping { nonce: u64::MAX },
@@ -593,25 +606,31 @@ mod tests {
         }
         let mut buf = Vec::new();
         encode_client(&input, &mut buf);
-        // Variant, seq (3), ack + 1 (3), tick + 1 (1: none), the fields (4).
+        // Variant, seq (3), ack + 1 (3), tick + 1 (1: none), events ack (1: none), the fields
+        // (4).
         assert_eq!(
             buf,
             [
-                1, 0xFB, 0x2C, 0x01, 0xFB, 0xE9, 0x03, 0, 0xAB, 0xCD, 0xEF, 0x01
+                1, 0xFB, 0x2C, 0x01, 0xFB, 0xE9, 0x03, 0, 0, 0xAB, 0xCD, 0xEF, 0x01
             ]
         );
-        // A named tick: its varint plus one.
+        // A named tick: its varint plus one; an events ack: its varint.
         let timed = ClientMsg::Input(InputMsg {
             seq: 2,
             ack: None,
             tick: Some(Tick(1001)),
+            events_ack: 300,
             fields: vec![7],
         });
         buf.clear();
         encode_client(&timed, &mut buf);
-        assert_eq!(buf, [1, 2, 0, 0xFB, 0xEA, 0x03, 7]);
+        assert_eq!(buf, [1, 2, 0, 0xFB, 0xEA, 0x03, 0xFB, 0x2C, 0x01, 7]);
         assert_eq!(decode_client(&buf).expect("decodes"), timed);
         assert!(decode_client(&[1, 0xFB]).is_err(), "cut input");
+        assert!(
+            decode_client(&[1, 2, 0, 0]).is_err(),
+            "cut before the events ack"
+        );
         assert!(
             decode_client(&[1, 0xFC, 0, 0, 0, 0]).is_err(),
             "not minimal"

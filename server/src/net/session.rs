@@ -900,8 +900,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Err(e) => {
                         debug!(error = %e, "input rejected");
                         stats.inputs_rejected.inc();
-                        // Its ack is still good news: a client whose inputs are refused must not
-                        // also starve of deltas.
+                        // Its acks are still good news: a client whose inputs are refused must
+                        // not also starve of deltas, nor fall behind on events. The events ack
+                        // goes the way an `Events` message's does.
+                        if input.events_ack > 0 {
+                            self.queue_events(tickwire_protocol::EventsMsg {
+                                ack: input.events_ack,
+                                first: 0,
+                                events: Vec::new(),
+                            })?;
+                        }
                         match input.ack {
                             Some(tick) => ClientEvent::Ack(tick),
                             None => return Ok(()),
@@ -915,6 +923,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             ack: input.ack,
                             tick: input.tick,
                             received: Some(std::time::Instant::now()),
+                            events_ack: input.events_ack,
                             words,
                         }
                     }

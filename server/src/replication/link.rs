@@ -173,7 +173,10 @@ impl EventLink {
     }
 
     /// The client has every server event up to `ack`: they are freed.
-    fn acknowledge(&mut self, ack: u32) -> Result<(), EventsError> {
+    ///
+    /// # Errors
+    /// [`EventsError::BadAck`] if `ack` names an event never sent.
+    pub fn acknowledge(&mut self, ack: u32) -> Result<(), EventsError> {
         if ack > self.sent_out {
             return Err(EventsError::BadAck {
                 ack,

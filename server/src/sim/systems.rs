@@ -362,6 +362,7 @@ pub fn ingest_client_events(
                     ack,
                     tick,
                     received,
+                    events_ack,
                     words,
                 }) => {
                     // Sessions forward only strictly increasing sequence numbers, in order
@@ -378,6 +379,15 @@ pub fn ingest_client_events(
                         && !link.acknowledge(tick)
                     {
                         stats.0.acks_ignored.inc();
+                    }
+                    if events_ack > 0
+                        && let Err(e) = link.reliable.acknowledge(events_ack)
+                    {
+                        stats.0.event_kicks.inc();
+                        link.kick.kick(
+                            tickwire_protocol::close::EVENTS_BEHIND,
+                            format!("events out of order: {e:?}"),
+                        );
                     }
                 }
                 Ok(ClientEvent::Ack(tick)) => {
