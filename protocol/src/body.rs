@@ -198,6 +198,12 @@ struct FieldPlan {
     /// `AngleDiff` (0 otherwise).
     diff_bits: u8,
     steps: u32,
+    /// The value's range, checked on every value read.
+    lo: i64,
+    hi: i64,
+    /// The steps of an `Angle` encoding (0 otherwise): a value read as a difference wraps
+    /// around them, whatever the delta mode.
+    wrap: u32,
 }
 
 impl FieldPlan {
@@ -210,6 +216,38 @@ impl FieldPlan {
             Full::GammaZigzag => w.gamma(zigzag(v) + 1),
             Full::Str(_) => unreachable!("a layout writes strings whole"),
         }
+    }
+
+    /// Reads a one-word value written in full; `None` if it is out of range.
+    #[inline(always)]
+    fn read_full(&self, r: &mut BitReader<'_>) -> Result<Option<i64>, OutOfBits> {
+        let v = match self.full {
+            Full::Bits { lo, bits } => r.get(bits)? as i64 + lo,
+            Full::Gamma => r.gamma()? as i64 - 1,
+            Full::GammaZigzag => unzigzag(r.gamma()? - 1),
+            // Layouts read strings whole, with `read_full` over their encoding.
+            Full::Str(_) => return Ok(None),
+        };
+        Ok((self.lo..=self.hi).contains(&v).then_some(v))
+    }
+
+    /// Reads the change of a one-word field from `old`, as [`FieldPlan::write_change`] writes
+    /// it; `None` if the new value is out of range.
+    #[inline(always)]
+    fn read_change(&self, r: &mut BitReader<'_>, old: i64) -> Result<Option<i64>, OutOfBits> {
+        if self.diff_bits > 0 {
+            let z = r.get(u32::from(self.diff_bits))?;
+            if z != escape(self.diff_bits) {
+                let v = old + unzigzag(z + 1);
+                let v = if self.wrap > 0 {
+                    v.rem_euclid(i64::from(self.wrap))
+                } else {
+                    v
+                };
+                return Ok((self.lo..=self.hi).contains(&v).then_some(v));
+            }
+        }
+        self.read_full(r)
     }
 
     /// Writes the change of a one-word field from `old` to `new`.
@@ -264,12 +302,20 @@ impl Layout {
                         bits: enc.fixed_bits().unwrap_or(32),
                     },
                 };
+                let (lo, hi) = f.encoding.range();
+                let wrap = match f.encoding {
+                    Encoding::Angle { steps } => steps,
+                    _ => 0,
+                };
                 let plan = FieldPlan {
                     at,
                     words: f.words() as u8,
                     full,
                     diff_bits,
                     steps,
+                    lo,
+                    hi,
+                    wrap,
                 };
                 at += f.words() as u16;
                 plan
@@ -280,6 +326,14 @@ impl Layout {
             fields,
             one_word_fields,
         }
+    }
+
+    /// Words of an entity with this layout.
+    #[inline]
+    fn words(&self) -> usize {
+        self.fields
+            .last()
+            .map_or(0, |f| usize::from(f.at) + usize::from(f.words))
     }
 
     /// True if the entity's words can be read by this layout with no slicing per field.
@@ -754,6 +808,7 @@ pub fn apply_body(
     let mut removed = Vec::with_capacity(removed_total as usize);
     let mut seen = [0u32; 3];
     let mut scratch = ValueWords::new();
+    let mut layouts = Layouts::default();
     for _ in 0..sections {
         let counts = [count(&mut r)?, count(&mut r)?, count(&mut r)?];
         for (s, c) in seen.iter_mut().zip(counts) {
@@ -789,7 +844,11 @@ pub fn apply_body(
                 return Err(BodyError::Malformed);
             }
             let state = &mut out[at].1;
-            let nfields = fields_of(schema, state.mask).count();
+            let layout = layouts.get(schema, state.mask);
+            let nfields = layout.fields.len();
+            if state.words.len() != layout.words() {
+                return Err(BodyError::Malformed);
+            }
             let mask = if r.get(1)? == 1 {
                 match prev_mask {
                     Some((m, n)) if n == nfields => m,
@@ -804,38 +863,24 @@ pub fn apply_body(
             if mask == 0 {
                 return Err(BodyError::Malformed);
             }
-            let mut at = 0;
-            for (i, f) in fields_of(schema, state.mask).enumerate() {
-                let len = f.words();
-                if mask & (1 << i) != 0 {
+            // The changed fields, in field order, each read by its layout's plan.
+            let mut m = mask;
+            while m != 0 {
+                let f = &layout.fields[m.trailing_zeros() as usize];
+                m &= m - 1;
+                let at = usize::from(f.at);
+                if let Full::Str(enc) = f.full {
+                    // Strings are written whole.
                     scratch.clear();
-                    let small = match f.delta {
-                        Delta::Diff { bits } | Delta::AngleDiff { bits } => {
-                            Some(r.get(u32::from(bits))?).filter(|v| *v != escape(bits))
-                        }
-                        Delta::Absolute => None,
-                    };
-                    let ok = match small {
-                        Some(v) => {
-                            let z = v + 1;
-                            let old = state.words[at];
-                            let v = match f.encoding {
-                                Encoding::Angle { steps } => {
-                                    (old + unzigzag(z)).rem_euclid(i64::from(steps))
-                                }
-                                _ => old + unzigzag(z),
-                            };
-                            scratch.push(v);
-                            f.encoding.check(&scratch)
-                        }
-                        None => read_full(&mut r, &f.encoding, &mut scratch)?,
-                    };
-                    if !ok {
+                    if !read_full(&mut r, &enc, &mut scratch)? {
                         return Err(BodyError::BadValue(id));
                     }
-                    state.words[at..at + len].copy_from_slice(&scratch);
+                    state.words[at..at + usize::from(f.words)].copy_from_slice(&scratch);
+                } else {
+                    state.words[at] = f
+                        .read_change(&mut r, state.words[at])?
+                        .ok_or(BodyError::BadValue(id))?;
                 }
-                at += len;
             }
         }
 
