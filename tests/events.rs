@@ -208,6 +208,91 @@ async fn events_acknowledged_on_inputs_are_freed_and_a_false_acknowledgement_is_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_acknowledgement_on_a_dropped_input_still_counts() {
+    // A queue to the world of two messages and room for eight unacknowledged events.
+    let server = start(Config {
+        input_queue_len: 2,
+        max_pending_events: 8,
+        ..whiteboard()
+    })
+    .await;
+    let mut talker = connect(&server, "talker").await;
+    let mut player = connect(&server, "player").await;
+    let idle = vec![0; player.welcome.schema.input.len()];
+    let (mut heard, mut echoed) = (Vec::new(), Vec::new());
+    for i in 0..6 {
+        talker.send_event(&Say(format!("{i}"))).await.expect("says");
+    }
+    // The talker keeps up with its own lines; the player takes them and owes their ack.
+    chat_until(&mut talker, &mut echoed, 6).await;
+    chat_until_unacknowledged(&mut player, &mut heard, 6).await;
+
+    // Nothing drains the queue: two inputs fill it, and the third, which carries the
+    // acknowledgement of the six events, is dropped.
+    server.set_tick_paused(true);
+    let mut fields = Vec::new();
+    tickwire_protocol::body::write_record(&player.welcome.schema.input, &idle, &mut fields);
+    for _ in 0..2 {
+        player.seq += 1;
+        let msg = tickwire_protocol::ClientMsg::Input(tickwire_protocol::InputMsg {
+            seq: player.seq,
+            ack: None,
+            tick: None,
+            events_ack: 0,
+            fields: fields.clone(),
+        });
+        player.send(&msg).await.expect("sends");
+    }
+    player.send_input(&idle).await.expect("sends");
+    bounded("the third input dropped", async {
+        while server.stats().inputs_dropped.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    server.set_tick_paused(false);
+
+    // Six more: twelve in all, over the bound of eight unless the six were freed.
+    for i in 6..12 {
+        talker.send_event(&Say(format!("{i}"))).await.expect("says");
+    }
+    chat_until(&mut talker, &mut echoed, 12).await;
+    chat_until(&mut player, &mut heard, 12).await;
+    let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+    let texts: Vec<String> = heard.into_iter().map(|c| c.text).collect();
+    assert_eq!(texts, expected);
+    assert_eq!(
+        server.stats().event_kicks.get(),
+        0,
+        "the acknowledgement was kept"
+    );
+    server.shutdown().await;
+}
+
+/// Takes chat lines until `n` in all, acknowledging snapshots (with bare acks) but not the
+/// events: that acknowledgement stays owed.
+async fn chat_until_unacknowledged(c: &mut Client, lines: &mut Vec<Chat>, n: usize) {
+    bounded("chat lines", async {
+        while lines.len() < n {
+            match c.recv().await.expect("connected") {
+                Event::Snapshot {
+                    header, outcome, ..
+                } => {
+                    outcome.expect("applies");
+                    let ack = tickwire_protocol::ClientMsg::Ack { tick: header.tick };
+                    c.send(&ack).await.expect("acks");
+                }
+                Event::Events(events) => {
+                    lines.extend(events.iter().map(|(_, e)| Chat::read(&e.words)));
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_chat_through_drops_and_lose_no_event() {
     let server = start(whiteboard()).await;
     let report = bounded(
@@ -254,6 +339,33 @@ async fn a_burst_of_events_waits_for_room_in_the_queue_and_none_is_lost() {
     assert_eq!(texts, said, "all of the burst, once, in order");
     assert_eq!(server.stats().events_in.get(), 25);
     assert_eq!(talker.events.lost, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_waiting_in_the_session_goes_on_even_when_its_client_falls_silent() {
+    // The talker's burst overflows its queue to the world, then the talker sends and reads
+    // nothing more: its frames go by the lane, so only the session's own retry, once a tick,
+    // moves the rest of the burst.
+    let server = start(Config {
+        input_queue_len: 2,
+        ..whiteboard()
+    })
+    .await;
+    let mut talker = connect(&server, "talker").await;
+    let mut listener = connect(&server, "listener").await;
+    for i in 0..25 {
+        talker
+            .send_event(&Say(format!("burst {i}")))
+            .await
+            .expect("says");
+    }
+    let mut heard = Vec::new();
+    chat_until(&mut listener, &mut heard, 25).await;
+    let texts: Vec<String> = heard.into_iter().map(|c| c.text).collect();
+    let said: Vec<String> = (0..25).map(|i| format!("burst {i}")).collect();
+    assert_eq!(texts, said, "all of the burst, once, in order");
+    drop(talker);
     server.shutdown().await;
 }
 

@@ -652,6 +652,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.reset();
         let idle = shared.ms(cfg.idle_timeout_ms);
+        let retry = Duration::from_micros(1_000_000 / u64::from(cfg.tick_rate_hz.max(1)));
         // Made once, not on each turn of the loop: each turn is a message read, 30 a second.
         // Only these futures wait on the kick and the wire (each wakes one waiter).
         let mut stop = self.shutdown.clone();
@@ -701,6 +702,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(Incoming::Ping) => self.charge_control(),
                     Err(end) => Err(end),
                 },
+                // Events waiting for room in the queue to the world are tried again each
+                // tick even when nothing else wakes this session (its frames go by the lane).
+                () = tokio::time::sleep(retry), if self.events_backlog.is_some() => Ok(()),
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() >= idle {
                         Err(End::violation(
@@ -932,9 +936,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         match events.try_send(event) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(dropped)) => {
                 stats.inputs_dropped.inc();
-                Ok(())
+                // An input may go, its acknowledgement of events may not (the client will not
+                // send it again): it waits in the events backlog, as an `Events` would.
+                match dropped {
+                    ClientEvent::Input { events_ack, .. } if events_ack > 0 => {
+                        self.queue_events(tickwire_protocol::EventsMsg {
+                            ack: events_ack,
+                            first: 0,
+                            events: Vec::new(),
+                        })
+                    }
+                    _ => Ok(()),
+                }
             }
             Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
         }
