@@ -319,34 +319,9 @@ async fn bots_chat_through_drops_and_lose_no_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_events_waits_for_room_in_the_queue_and_none_is_lost() {
-    // A queue to the world of two messages: a burst of 25 events overflows it at once.
-    let server = start(Config {
-        input_queue_len: 2,
-        ..whiteboard()
-    })
-    .await;
-    let mut talker = connect(&server, "talker").await;
-    for i in 0..25 {
-        talker
-            .send_event(&Say(format!("burst {i}")))
-            .await
-            .expect("says");
-    }
-    let mut echoed = Vec::new();
-    chat_until(&mut talker, &mut echoed, 25).await;
-    let texts: Vec<String> = echoed.into_iter().map(|c| c.text).collect();
-    let said: Vec<String> = (0..25).map(|i| format!("burst {i}")).collect();
-    assert_eq!(texts, said, "all of the burst, once, in order");
-    assert_eq!(server.stats().events_in.get(), 25);
-    assert_eq!(talker.events.lost, 0);
-    server.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_waiting_in_the_session_goes_on_even_when_its_client_falls_silent() {
-    // The talker's burst overflows its queue to the world, then the talker sends and reads
-    // nothing more: its frames go by the lane, so only the session's own retry, once a tick,
-    // moves the rest of the burst.
+    // A queue to the world of two messages: a burst of 25 events overflows it at once. Then
+    // the talker sends and reads nothing more: its frames go by the lane, so only the
+    // session's own retry, once a tick, moves the rest of the burst.
     let server = start(Config {
         input_queue_len: 2,
         ..whiteboard()
@@ -360,12 +335,16 @@ async fn a_burst_waiting_in_the_session_goes_on_even_when_its_client_falls_silen
             .await
             .expect("says");
     }
-    let mut heard = Vec::new();
-    chat_until(&mut listener, &mut heard, 25).await;
-    let texts: Vec<String> = heard.into_iter().map(|c| c.text).collect();
     let said: Vec<String> = (0..25).map(|i| format!("burst {i}")).collect();
-    assert_eq!(texts, said, "all of the burst, once, in order");
-    drop(talker);
+    let (mut heard, mut echoed) = (Vec::new(), Vec::new());
+    chat_until(&mut listener, &mut heard, 25).await;
+    chat_until(&mut talker, &mut echoed, 25).await;
+    for lines in [heard, echoed] {
+        let texts: Vec<String> = lines.into_iter().map(|c| c.text).collect();
+        assert_eq!(texts, said, "all of the burst, once, in order");
+    }
+    assert_eq!(server.stats().events_in.get(), 25);
+    assert_eq!(talker.events.lost, 0);
     server.shutdown().await;
 }
 

@@ -762,6 +762,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Ok(())
     }
 
+    /// Keeps the acknowledgement of the server's events an input carried (0: none) when the
+    /// world will not get that input: it goes with the events backlog, as an `Events`
+    /// message's would.
+    fn keep_events_ack(&mut self, ack: u32) -> Result<(), End> {
+        if ack == 0 {
+            return Ok(());
+        }
+        self.queue_events(tickwire_protocol::EventsMsg {
+            ack,
+            first: 0,
+            events: Vec::new(),
+        })
+    }
+
     /// Hands the events backlog to the world if its queue has room; otherwise it waits (and is
     /// tried again on every turn of the loop, at least once a tick).
     fn flush_events(&mut self, events: &crossbeam_channel::Sender<ClientEvent>) -> Result<(), End> {
@@ -907,13 +921,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         // Its acks are still good news: a client whose inputs are refused must
                         // not also starve of deltas, nor fall behind on events. The events ack
                         // goes the way an `Events` message's does.
-                        if input.events_ack > 0 {
-                            self.queue_events(tickwire_protocol::EventsMsg {
-                                ack: input.events_ack,
-                                first: 0,
-                                events: Vec::new(),
-                            })?;
-                        }
+                        self.keep_events_ack(input.events_ack)?;
                         match input.ack {
                             Some(tick) => ClientEvent::Ack(tick),
                             None => return Ok(()),
@@ -941,13 +949,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // An input may go, its acknowledgement of events may not (the client will not
                 // send it again): it waits in the events backlog, as an `Events` would.
                 match dropped {
-                    ClientEvent::Input { events_ack, .. } if events_ack > 0 => {
-                        self.queue_events(tickwire_protocol::EventsMsg {
-                            ack: events_ack,
-                            first: 0,
-                            events: Vec::new(),
-                        })
-                    }
+                    ClientEvent::Input { events_ack, .. } => self.keep_events_ack(events_ack),
                     _ => Ok(()),
                 }
             }

@@ -23,4 +23,4 @@ mod records;
 
 pub use cells::Viewpoint;
 pub use frame::{FrameEntity, Replication, WorldFrame};
-pub use link::{ClientLink, LagLimits, SkipWindow};
+pub use link::{ClientLink, EventsError, LagLimits, SkipWindow};

@@ -293,6 +293,19 @@ pub(super) fn input_lead(
     (i16::try_from(units).unwrap_or(0), late)
 }
 
+/// Closes a client whose events (or acknowledgement of ours) broke the order, with 4012.
+fn kick_events_out_of_order(
+    link: &ClientLink,
+    stats: &crate::stats::ServerStats,
+    e: &crate::replication::EventsError,
+) {
+    stats.event_kicks.inc();
+    link.kick.kick(
+        tickwire_protocol::close::EVENTS_BEHIND,
+        format!("events out of order: {e:?}"),
+    );
+}
+
 /// Drains each client's queue: inputs go to its player's [`Controls`], acks move its
 /// baseline; a disconnected queue marks the player as departed, or as [`Held`] for a resume
 /// when its connection dropped and resume is on. A held player whose grace period is over
@@ -383,11 +396,7 @@ pub fn ingest_client_events(
                     if events_ack > 0
                         && let Err(e) = link.reliable.acknowledge(events_ack)
                     {
-                        stats.0.event_kicks.inc();
-                        link.kick.kick(
-                            tickwire_protocol::close::EVENTS_BEHIND,
-                            format!("events out of order: {e:?}"),
-                        );
+                        kick_events_out_of_order(link, &stats.0, &e);
                     }
                 }
                 Ok(ClientEvent::Ack(tick)) => {
@@ -407,13 +416,7 @@ pub fn ingest_client_events(
                             inbox.push(e);
                         }
                     }
-                    Err(e) => {
-                        stats.0.event_kicks.inc();
-                        link.kick.kick(
-                            tickwire_protocol::close::EVENTS_BEHIND,
-                            format!("events out of order: {e:?}"),
-                        );
-                    }
+                    Err(e) => kick_events_out_of_order(link, &stats.0, &e),
                 },
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
