@@ -185,6 +185,15 @@ pub struct Config {
     /// by everyone who sees it, so the tick costs less per client, but a view holds up to a
     /// cell's diagonal more, about 1.7 times the entities and bytes). Default `exact`.
     pub aoi_views: AoiViews,
+    /// Threads that build a room's exact `aoi` views when it has at least
+    /// `parallel_views_min_clients` clients: the tick thread and `replicate_threads - 1` more,
+    /// each building the bodies of a share of the clients from records encoded once for all;
+    /// 0: one per core, at most 8; 1: the tick thread alone. Views of whole cells and `global`
+    /// bodies are built by the tick thread. Default 0.
+    pub replicate_threads: usize,
+    /// Clients a room needs before its exact views are built on `replicate_threads` threads:
+    /// under it, starting the threads costs more than they save. Default 128.
+    pub parallel_views_min_clients: usize,
     /// Seed of the game's random numbers. Default 1.
     pub seed: u64,
     /// Which of the binary's games to run, by name; empty runs the first one it bundles.
@@ -277,6 +286,8 @@ impl Default for Config {
             visibility: VisibilityMode::Aoi,
             aoi_radius: 800.0,
             aoi_views: AoiViews::Exact,
+            replicate_threads: 0,
+            parallel_views_min_clients: 128,
             seed: 1,
             game: String::new(),
             games: toml::Table::new(),
@@ -389,6 +400,9 @@ impl Config {
         if self.tick_threads > 64 {
             return bad("tick_threads must be at most 64 (0: one per core)");
         }
+        if self.replicate_threads > 64 {
+            return bad("replicate_threads must be at most 64 (0: one per core)");
+        }
         if self.join_token_max_ttl_s == 0 || self.join_token_memory == 0 {
             return bad("join_token_max_ttl_s and join_token_memory must be positive");
         }
@@ -464,6 +478,8 @@ mod tests {
         assert!(with(|c| c.join_token_memory = 0).is_err());
         assert!(with(|c| c.tick_threads = 65).is_err());
         assert!(with(|c| c.tick_threads = 2).is_ok());
+        assert!(with(|c| c.replicate_threads = 65).is_err());
+        assert!(with(|c| c.replicate_threads = 4).is_ok());
         assert!(with(|c| c.max_rooms = 0).is_err());
         assert!(with(|c| c.room_max_players = 10).is_ok());
         let key = crate::token::TokenSigner::from_key_text(

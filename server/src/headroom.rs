@@ -318,6 +318,9 @@ pub struct Row {
 pub struct Report {
     /// `global` or `aoi`.
     pub visibility: String,
+    /// How `aoi` views are built: `exact` (with the threads that build them, and from how many
+    /// clients) or `cells`; empty in `global` mode.
+    pub views: String,
     /// The tick period, ms.
     pub budget_ms: f64,
     /// Ticks measured per client count.
@@ -387,6 +390,7 @@ pub fn run(
     );
     Report {
         visibility: visibility_name(config),
+        views: views_name(config),
         budget_ms: 1000.0 / f64::from(config.tick_rate_hz),
         ticks,
         max_fraction,
@@ -402,8 +406,15 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "headroom: {} visibility, {} ticks per row, budget {:.1} ms per tick",
-            self.visibility, self.ticks, self.budget_ms
+            "headroom: {} visibility{}, {} ticks per row, budget {:.1} ms per tick",
+            self.visibility,
+            if self.views.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} views)", self.views)
+            },
+            self.ticks,
+            self.budget_ms
         );
         let _ = write!(s, "{:>8} {:>8}", "clients", "visible");
         for p in PHASES {
@@ -479,6 +490,24 @@ fn visibility_name(config: &Config) -> String {
     .to_owned()
 }
 
+fn views_name(config: &Config) -> String {
+    match (config.visibility, config.aoi_views) {
+        (VisibilityMode::Global, _) => String::new(),
+        (VisibilityMode::Aoi, crate::config::AoiViews::Cells) => "cells".to_owned(),
+        (VisibilityMode::Aoi, crate::config::AoiViews::Exact) => {
+            let threads = crate::sim::replicate_threads(config);
+            if threads > 1 {
+                format!(
+                    "exact, built on {threads} threads from {} clients",
+                    config.parallel_views_min_clients
+                )
+            } else {
+                "exact, built on the tick thread".to_owned()
+            }
+        }
+    }
+}
+
 /// Rooms measured for the memory of an empty room.
 pub const EMPTY_ROOMS: usize = 100;
 
@@ -530,6 +559,11 @@ pub fn measure_rooms(
     clients: usize,
     ticks: usize,
 ) -> RoomsRow {
+    // Rooms per core: each room's views are built by its tick thread alone.
+    let config = &Config {
+        replicate_threads: 1,
+        ..config.clone()
+    };
     let mut hs: Vec<Harness> = (0..rooms)
         .map(|_| Harness::new(config, work, clients))
         .collect();
@@ -693,6 +727,40 @@ mod tests {
         assert!(table.contains("replicate p50/p99/max"), "{table}");
         let json = serde_json::to_string(&report).expect("serializes");
         assert!(json.contains("\"max_clients_under_fraction\":10"), "{json}");
+    }
+
+    #[test]
+    fn exact_views_built_on_several_threads_verify_at_every_client() {
+        let config = Config {
+            replicate_threads: 3,
+            parallel_views_min_clients: 5,
+            ..Config::default()
+        };
+        let work = crate::sim::tests::workload();
+        // Verifies every frame of every client while warming up: a body that does not apply,
+        // or a view whose checksum differs, panics.
+        let mut h = Harness::new(&config, &work, 12);
+        for _ in 0..CHECK_TICKS {
+            h.step();
+        }
+        assert!(
+            h.verified >= 12 * (WARMUP_TICKS + CHECK_TICKS - 2) as u64,
+            "{}",
+            h.verified
+        );
+        let parallel = h.replication().parallel_ticks();
+        assert!(
+            parallel >= (WARMUP_TICKS + CHECK_TICKS - 2) as u64,
+            "built on several threads from the first ticks: {parallel}"
+        );
+        // Under the bound, the tick thread builds them alone.
+        let config = Config {
+            parallel_views_min_clients: 13,
+            ..config
+        };
+        let mut h = Harness::new(&config, &work, 12);
+        h.step();
+        assert_eq!(h.replication().parallel_ticks(), 0);
     }
 
     #[test]

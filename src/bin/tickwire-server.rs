@@ -61,6 +61,10 @@ struct Cli {
     /// touches: less tick work per client, more bytes) [default: exact].
     #[arg(long, value_enum)]
     aoi_views: Option<tickwire_server::AoiViews>,
+    /// Threads that build exact aoi views in a room of at least 128 clients (the tick thread
+    /// and N-1 more); 0: one per core, at most 8; 1: the tick thread alone [default: 0].
+    #[arg(long, value_name = "N")]
+    replicate_threads: Option<usize>,
     /// Seed of the server's random numbers [default: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -192,6 +196,9 @@ impl Cli {
         }
         if let Some(v) = self.aoi_views {
             cfg.aoi_views = v;
+        }
+        if let Some(v) = self.replicate_threads {
+            cfg.replicate_threads = v;
         }
         if let Some(v) = self.tls_cert {
             cfg.tls_cert = Some(v);

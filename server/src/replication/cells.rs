@@ -22,7 +22,7 @@
 //!   client is the cells it sees, not the entities in them; the price is a view of about 1.7
 //!   times the entities at two cells per radius, so as many more bytes.
 
-use super::frame::{Walk, WorldFrame};
+use super::frame::{Ready, Spare, Walk, WalkLists, WorldFrame, subset, write_changes};
 use super::records::{ChangeCache, CreatedCache, Records};
 use crate::config::AoiViews;
 use glam::IVec2;
@@ -240,6 +240,8 @@ struct BaselineCache {
     /// arrivals, in the baseline frame for departures.
     movers: Vec<u32>,
     changes: ChangeCache,
+    /// Every change against this baseline is encoded ([`ChangeCache::fill`]).
+    filled: bool,
 }
 
 impl BaselineCache {
@@ -255,6 +257,7 @@ impl BaselineCache {
     ) {
         self.baseline = base.map(|(t, _)| t);
         self.changes.reset(cf.entities.len());
+        self.filled = false;
         if !maps {
             return;
         }
@@ -316,6 +319,8 @@ pub struct Aoi {
     own_changed: IndexSet,
     /// By index in the baseline frame.
     own_removed: IndexSet,
+    /// Per thread building exact views in parallel: its own buffers.
+    scratch: Vec<ExactScratch>,
 }
 
 impl Aoi {
@@ -339,6 +344,7 @@ impl Aoi {
             own_created: IndexSet::default(),
             own_changed: IndexSet::default(),
             own_removed: IndexSet::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -357,17 +363,46 @@ impl Aoi {
 
     /// The indices (into `frame`, ascending) of the entities seen from `eye`.
     pub fn visible(&mut self, frame: &WorldFrame, eye: Viewpoint, out: &mut Vec<u32>) {
-        out.clear();
-        self.geo.view(eye, &mut self.cells_now);
-        self.gather.fit(frame.entities.len());
-        for &c in &self.cells_now {
-            for &i in frame.cells.cell(c) {
-                if self.geo.contains(eye, frame.entities[i as usize].pos) {
-                    self.gather.insert(i);
-                }
+        gather(
+            &self.geo,
+            frame,
+            eye,
+            (&mut self.cells_now, &mut self.gather),
+            out,
+        );
+    }
+
+    /// Exact views, built on several threads: fills this tick's created records of the newest
+    /// frame `cf` and the change records against each baseline in `baselines` (each in
+    /// `history`), then returns what the threads read, and one scratch for each of `threads`.
+    pub(super) fn prepare_exact<'a>(
+        &'a mut self,
+        schema: &'a GameSchema,
+        cf: &'a WorldFrame,
+        baselines: impl IntoIterator<Item = (Tick, &'a WorldFrame)>,
+        threads: usize,
+    ) -> (ExactShared<'a>, &'a mut [ExactScratch]) {
+        debug_assert!(!self.geo.whole_cells, "views of whole cells share by cell");
+        self.walk.created.fill(schema, &mut self.walk.layouts, cf);
+        for (t, bf) in baselines {
+            let i = self.cache(Some((t, bf)), cf);
+            if !self.caches[i].filled {
+                self.caches[i]
+                    .changes
+                    .fill(schema, &mut self.walk.layouts, bf, cf);
+                self.caches[i].filled = true;
             }
         }
-        self.gather.drain(|i| out.push(i));
+        let threads = threads.max(1);
+        if self.scratch.len() < threads {
+            self.scratch.resize_with(threads, ExactScratch::default);
+        }
+        let shared = ExactShared {
+            geo: &self.geo,
+            caches: &self.caches[..self.used],
+            created: &self.walk.created,
+        };
+        (shared, &mut self.scratch[..threads])
     }
 
     /// True when views are whole cells.
@@ -560,6 +595,115 @@ impl Aoi {
 
 /// A set of frame indices, as a bitset: inserting is a store, and draining yields them
 /// ascending, visiting only the words between the lowest and highest index inserted.
+/// Fills `out` with the indices (into `frame`, ascending) of the entities within the radius of
+/// `eye`: the cells the radius touches, a distance test each; `cells` and `set` are buffers.
+fn gather(
+    geo: &Geometry,
+    frame: &WorldFrame,
+    eye: Viewpoint,
+    (cells, set): (&mut Vec<u32>, &mut IndexSet),
+    out: &mut Vec<u32>,
+) {
+    out.clear();
+    geo.view(eye, cells);
+    set.fit(frame.entities.len());
+    for &c in cells.iter() {
+        for &i in frame.cells.cell(c) {
+            if geo.contains(eye, frame.entities[i as usize].pos) {
+                set.insert(i);
+            }
+        }
+    }
+    set.drain(|i| out.push(i));
+}
+
+/// One thread's buffers for building exact views ([`ExactShared::encode`]).
+#[derive(Debug, Default)]
+pub struct ExactScratch {
+    cells: Vec<u32>,
+    set: IndexSet,
+    lists: WalkLists,
+    writer: BodyWriter,
+    spare: Spare,
+    /// The body last built.
+    pub body: Vec<u8>,
+}
+
+/// What the threads building exact views read: the grid, and this tick's created records and
+/// change records (one cache per baseline), filled beforehand ([`Aoi::prepare_exact`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ExactShared<'a> {
+    geo: &'a Geometry,
+    caches: &'a [BaselineCache],
+    created: &'a CreatedCache,
+}
+
+impl ExactShared<'_> {
+    /// Fills `view` with the entities of the newest frame `cf` seen from `eye`, and
+    /// `scratch.body` with the body from `base` (its tick, frame and the view then; `None` for
+    /// a full snapshot) to it: the bytes [`super::Replication::encode_exact`] makes.
+    pub(super) fn encode(
+        &self,
+        schema: &GameSchema,
+        cf: &WorldFrame,
+        base: Option<(Tick, &WorldFrame, &[u32])>,
+        eye: Viewpoint,
+        view: &mut Vec<u32>,
+        scratch: &mut ExactScratch,
+    ) {
+        let ExactScratch {
+            cells,
+            set,
+            lists,
+            writer,
+            spare,
+            body,
+        } = scratch;
+        gather(self.geo, cf, eye, (cells, set), view);
+        writer.clear();
+        match base {
+            Some((t, bf, idx)) => {
+                let changes = self
+                    .caches
+                    .iter()
+                    .find(|c| c.baseline == Some(t))
+                    .map(|c| &c.changes);
+                let mut src = Ready {
+                    created: self.created,
+                    changes,
+                    spare,
+                };
+                write_changes(
+                    schema,
+                    (bf, subset(bf, idx)),
+                    (cf, subset(cf, view)),
+                    &mut src,
+                    lists,
+                    writer,
+                );
+            }
+            None => {
+                let mut src = Ready {
+                    created: self.created,
+                    changes: None,
+                    spare,
+                };
+                write_changes(
+                    schema,
+                    (cf, std::iter::empty()),
+                    (cf, subset(cf, view)),
+                    &mut src,
+                    lists,
+                    writer,
+                );
+            }
+        }
+        let checksum = subset(cf, view).fold(0u32, |acc, (_, e)| acc.wrapping_add(e.hash));
+        body.clear();
+        writer.finish(checksum, body);
+    }
+}
+
 #[derive(Debug)]
 struct IndexSet {
     words: Vec<u64>,
@@ -830,46 +974,47 @@ mod tests {
         }
     }
 
-    fn bodies_of(views: AoiViews) {
-        let schema = schema();
-        let interest = Some((RADIUS, IVec2::splat(EXTENT), views));
-        let mut r = Replication::new(8, Arc::clone(&schema), interest);
-        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT), views);
-        let mode = views;
-        let mut rng = fastrand::Rng::with_seed(5);
-        let mut world = std::collections::BTreeMap::new();
-        let mut next_id = 1u32;
-        let mut spawn =
-            |rng: &mut fastrand::Rng, world: &mut std::collections::BTreeMap<u32, Thing>| {
-                let pos =
-                    (rng.u8(..) > 10).then(|| IVec2::new(rng.i32(0..EXTENT), rng.i32(0..EXTENT)));
-                world.insert(
-                    next_id,
-                    Thing {
-                        pos,
-                        tag: rng.bool().then(|| i64::from(rng.u8(..))),
-                    },
-                );
-                next_id += 1;
+    /// A world of 400 entities that walk, jump, are born, die, change components and lose or
+    /// gain their position; entities `1..=players` are players, never removed.
+    struct RandomWorld {
+        rng: fastrand::Rng,
+        things: std::collections::BTreeMap<u32, Thing>,
+        next_id: u32,
+        players: u32,
+    }
+
+    impl RandomWorld {
+        fn new(seed: u64, players: u32) -> RandomWorld {
+            let mut w = RandomWorld {
+                rng: fastrand::Rng::with_seed(seed),
+                things: std::collections::BTreeMap::new(),
+                next_id: 1,
+                players,
             };
-        for _ in 0..400 {
-            spawn(&mut rng, &mut world);
+            for _ in 0..400 {
+                w.spawn();
+            }
+            w
         }
-        // Client k's player is entity k + 1 (never removed); its views by tick.
-        const CLIENTS: u32 = 24;
-        // Per client, by tick: its view, where it looked from, and (exact) what it saw.
-        type Seen = HashMap<u32, (Entities, Viewpoint, Vec<u32>)>;
-        let mut views: Vec<Seen> = (0..CLIENTS).map(|_| HashMap::new()).collect();
-        let (mut full, mut sections, mut bodies, mut most) = (0, 0u64, 0u64, 0u32);
-        for tick in 1..=60u32 {
-            for (&id, t) in world.iter_mut() {
-                let players = id <= CLIENTS;
+
+        fn spawn(&mut self) {
+            let rng = &mut self.rng;
+            let pos = (rng.u8(..) > 10).then(|| IVec2::new(rng.i32(0..EXTENT), rng.i32(0..EXTENT)));
+            let tag = rng.bool().then(|| i64::from(rng.u8(..)));
+            self.things.insert(self.next_id, Thing { pos, tag });
+            self.next_id += 1;
+        }
+
+        /// One tick of change, committed to `r` as the frame of `tick`.
+        fn step(&mut self, r: &mut Replication, tick: u32) {
+            let (rng, players) = (&mut self.rng, self.players);
+            for (&id, t) in self.things.iter_mut() {
                 if let Some(p) = &mut t.pos {
                     let step = if rng.u8(..) < 8 { 700 } else { 40 };
                     *p = (*p + IVec2::new(rng.i32(-step..=step), rng.i32(-step..=step)))
                         .clamp(IVec2::ZERO, IVec2::splat(EXTENT));
                 }
-                if !players && rng.u8(..) < 4 {
+                if id > players && rng.u8(..) < 4 {
                     t.pos = match t.pos {
                         Some(_) => None,
                         None => Some(IVec2::new(rng.i32(0..EXTENT), rng.i32(0..EXTENT))),
@@ -882,18 +1027,118 @@ mod tests {
                     };
                 }
             }
-            let dead: Vec<u32> = world
+            let dead: Vec<u32> = self
+                .things
                 .keys()
                 .copied()
-                .filter(|&id| id > CLIENTS && rng.u8(..) < 5)
+                .filter(|&id| id > players && rng.u8(..) < 5)
                 .collect();
             for id in dead {
-                world.remove(&id);
+                self.things.remove(&id);
             }
-            for _ in 0..rng.usize(0..8) {
-                spawn(&mut rng, &mut world);
+            for _ in 0..self.rng.usize(0..8) {
+                self.spawn();
             }
-            commit(&mut r, tick, &world);
+            commit(r, tick, &self.things);
+        }
+    }
+
+    /// Exact views built on several threads from records encoded beforehand are byte for byte
+    /// the ones the tick thread builds alone, whatever the clients' baselines; a baseline the
+    /// caches were not filled for is encoded by the thread itself, with the same bytes.
+    #[test]
+    fn bodies_built_in_parallel_are_the_ones_built_alone() {
+        const CLIENTS: u32 = 30;
+        const THREADS: usize = 3;
+        let interest = Some((RADIUS, IVec2::splat(EXTENT), AoiViews::Exact));
+        let mut r = Replication::new(8, schema(), interest);
+        let mut world = RandomWorld::new(9, CLIENTS);
+        let mut rng = fastrand::Rng::with_seed(10);
+        // Per client, by tick: what it saw.
+        let mut seen: Vec<HashMap<u32, Vec<u32>>> = (0..CLIENTS).map(|_| HashMap::new()).collect();
+        let (mut compared, mut unfilled) = (0, 0);
+        for tick in 1..=40u32 {
+            world.step(&mut r, tick);
+            // Each client's viewpoint and baseline (one to ten ticks back, or none).
+            let clients: Vec<(Viewpoint, Option<u32>)> = (0..CLIENTS)
+                .map(|k| {
+                    let eye = r.viewpoint(NetId(k + 1)).expect("the player is there");
+                    let base = tick
+                        .checked_sub(rng.u32(1..=10))
+                        .filter(|t| rng.u8(..) > 20 && seen[k as usize].contains_key(t));
+                    (eye, base)
+                })
+                .collect();
+            let mut baselines: Vec<Tick> = clients.iter().filter_map(|c| c.1.map(Tick)).collect();
+            baselines.sort_unstable_by_key(|t| t.0);
+            baselines.dedup();
+            // Every other tick, one baseline's records are left for the threads to encode.
+            if tick % 2 == 0 && baselines.pop().is_some() {
+                unfilled += 1;
+            }
+            let mut built: Vec<(Vec<u32>, Vec<u8>, Option<Tick>)> = (0..CLIENTS)
+                .map(|_| (Vec::new(), Vec::new(), None))
+                .collect();
+            {
+                let (build, scratch) = r.exact_parallel(&baselines, THREADS).expect("exact aoi");
+                assert_eq!(scratch.len(), THREADS);
+                let share = built.len().div_ceil(THREADS);
+                std::thread::scope(|s| {
+                    for ((part, out), scratch) in clients
+                        .chunks(share)
+                        .zip(built.chunks_mut(share))
+                        .enumerate()
+                        .map(|(i, (c, b))| ((i, c), b))
+                        .zip(scratch.iter_mut())
+                    {
+                        let (i, part) = part;
+                        let seen = &seen;
+                        s.spawn(move || {
+                            for (j, ((eye, base), (view, body, used))) in
+                                part.iter().zip(out.iter_mut()).enumerate()
+                            {
+                                let k = i * share + j;
+                                let base = base.map(|t| (Tick(t), seen[k][&t].as_slice()));
+                                *used = build.encode(base, *eye, view, scratch);
+                                body.clone_from(&scratch.body);
+                            }
+                        });
+                    }
+                });
+            }
+            for (k, ((eye, base), (view, body, used))) in clients.iter().zip(built).enumerate() {
+                let mut alone_view = Vec::new();
+                let mut alone_body = Vec::new();
+                r.visible(*eye, &mut alone_view);
+                let base = base.map(|t| (Tick(t), seen[k][&t].as_slice()));
+                let alone_used = r.encode_exact(base, &alone_view, &mut alone_body);
+                assert_eq!(view, alone_view, "tick {tick} client {k}: the view");
+                assert_eq!(used, alone_used, "tick {tick} client {k}: the baseline");
+                assert_eq!(body, alone_body, "tick {tick} client {k}: the body");
+                compared += 1;
+                seen[k].insert(tick, view);
+            }
+        }
+        assert_eq!(compared, 40 * CLIENTS);
+        assert!(unfilled >= 15, "the threads' own encoding was exercised");
+    }
+
+    fn bodies_of(views: AoiViews) {
+        let schema = schema();
+        let interest = Some((RADIUS, IVec2::splat(EXTENT), views));
+        let mut r = Replication::new(8, Arc::clone(&schema), interest);
+        let geo = Geometry::new(RADIUS, IVec2::splat(EXTENT), views);
+        let mode = views;
+        // Client k's player is entity k + 1 (never removed); its views by tick.
+        const CLIENTS: u32 = 24;
+        let mut world = RandomWorld::new(5, CLIENTS);
+        let mut rng = fastrand::Rng::with_seed(6);
+        // Per client, by tick: its view, where it looked from, and (exact) what it saw.
+        type Seen = HashMap<u32, (Entities, Viewpoint, Vec<u32>)>;
+        let mut views: Vec<Seen> = (0..CLIENTS).map(|_| HashMap::new()).collect();
+        let (mut full, mut sections, mut bodies, mut most) = (0, 0u64, 0u64, 0u32);
+        for tick in 1..=60u32 {
+            world.step(&mut r, tick);
             for k in 0..CLIENTS {
                 let eye = r.viewpoint(NetId(k + 1)).expect("the player is there");
                 // Acks one to five ticks back, sometimes none (or one that left history).

@@ -1,7 +1,7 @@
 //! World frames: the replicated state of every entity at one tick, their history, and the
 //! delta between two views of them.
 
-use super::cells::{Aoi, CellIndex, Viewpoint};
+use super::cells::{Aoi, CellIndex, ExactScratch, ExactShared, Viewpoint};
 use super::records::{ChangeCache, CreatedCache};
 use crate::config::AoiViews;
 use bevy_ecs::resource::Resource;
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use glam::IVec2;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tickwire_protocol::body::{BodyWriter, Layouts};
+use tickwire_protocol::body::{BodyWriter, EncodedEntity, Layouts};
 use tickwire_protocol::state::entity_hash;
 use tickwire_protocol::{GameSchema, NetId, Tick};
 
@@ -78,40 +78,137 @@ impl WorldFrame {
 /// What one walk found, for the lists written after `created`: reused between bodies.
 #[derive(Debug, Default)]
 pub(super) struct Walk {
-    /// Entities in both views with the same components: their indices in the baseline's
-    /// frame and in the newest frame.
-    both: Vec<(u32, u32)>,
-    /// Entities gone, or replaced.
-    removed: Vec<NetId>,
+    /// The merge walk's lists.
+    pub(super) lists: WalkLists,
     /// Field layouts by component set.
     pub(super) layouts: Layouts,
     /// Created records of the newest frame's entities.
     pub(super) created: CreatedCache,
 }
 
+/// The lists one merge walk fills, reused between bodies.
+#[derive(Debug, Default)]
+pub(super) struct WalkLists {
+    /// Entities in both views with the same components: their indices in the baseline's
+    /// frame and in the newest frame.
+    both: Vec<(u32, u32)>,
+    /// Entities gone, or replaced.
+    removed: Vec<NetId>,
+}
+
+/// Where [`write_changes`] takes an entity's created record and its change from.
+pub(super) trait RecordSource {
+    /// The created record of entity `ci` of the newest frame `cf`.
+    fn created(&mut self, schema: &GameSchema, cf: &WorldFrame, ci: usize) -> &EncodedEntity;
+
+    /// Writes into `w` the change of an entity with the same components at index `bi` of the
+    /// baseline frame `bf` and `ci` of the newest frame `cf` (nothing if it did not change).
+    fn write_change(
+        &mut self,
+        schema: &GameSchema,
+        at: ((&WorldFrame, usize), (&WorldFrame, usize)),
+        w: &mut BodyWriter,
+    );
+}
+
+/// Records encoded on first use into caches the tick thread owns (`changes` given), or
+/// changes written straight into the body (`None`: one body per baseline, as in `global` mode).
+pub(super) struct Lazy<'a> {
+    pub(super) layouts: &'a mut Layouts,
+    pub(super) created: &'a mut CreatedCache,
+    pub(super) changes: Option<&'a mut ChangeCache>,
+}
+
+impl RecordSource for Lazy<'_> {
+    fn created(&mut self, schema: &GameSchema, cf: &WorldFrame, ci: usize) -> &EncodedEntity {
+        self.created.record(schema, self.layouts, cf, ci)
+    }
+
+    fn write_change(
+        &mut self,
+        schema: &GameSchema,
+        ((bf, bi), (cf, ci)): ((&WorldFrame, usize), (&WorldFrame, usize)),
+        w: &mut BodyWriter,
+    ) {
+        let c = &cf.entities[ci];
+        match self.changes.as_deref_mut() {
+            Some(cache) => {
+                if let Some(rec) = cache.change(schema, self.layouts, (bf, bi), (cf, ci)) {
+                    w.changed(c.id, rec);
+                }
+            }
+            None => {
+                let layout = self.layouts.get(schema, c.mask);
+                w.changed_from(c.id, layout, bf.words_of(&bf.entities[bi]), cf.words_of(c));
+            }
+        }
+    }
+}
+
+/// Records read from caches filled before the clients' bodies are built ([`CreatedCache::fill`],
+/// [`ChangeCache::fill`]), shared by the threads that build them. A record the caches lack
+/// (none, when they were filled for this tick) is encoded into the thread's own spare.
+pub(super) struct Ready<'a> {
+    pub(super) created: &'a CreatedCache,
+    pub(super) changes: Option<&'a ChangeCache>,
+    pub(super) spare: &'a mut Spare,
+}
+
+/// One thread's own layouts and records, for what [`Ready`]'s caches lack.
+#[derive(Debug, Default)]
+pub(super) struct Spare {
+    layouts: Layouts,
+    entity: EncodedEntity,
+}
+
+impl RecordSource for Ready<'_> {
+    fn created(&mut self, schema: &GameSchema, cf: &WorldFrame, ci: usize) -> &EncodedEntity {
+        if let Some(rec) = self.created.get(ci) {
+            return rec;
+        }
+        let c = &cf.entities[ci];
+        let spare = &mut *self.spare;
+        spare.entity.encode_with(
+            spare.layouts.get(schema, c.mask),
+            schema.components.len(),
+            c.mask,
+            cf.words_of(c),
+        );
+        &spare.entity
+    }
+
+    fn write_change(
+        &mut self,
+        schema: &GameSchema,
+        ((bf, bi), (cf, ci)): ((&WorldFrame, usize), (&WorldFrame, usize)),
+        w: &mut BodyWriter,
+    ) {
+        let c = &cf.entities[ci];
+        match self.changes.and_then(|cache| cache.get(ci)) {
+            Some(Some(rec)) => w.changed(c.id, rec),
+            Some(None) => {}
+            None => {
+                let layout = self.spare.layouts.get(schema, c.mask);
+                w.changed_from(c.id, layout, bf.words_of(&bf.entities[bi]), cf.words_of(c));
+            }
+        }
+    }
+}
+
 /// Writes into `w` the changes from the view `base` (entities of frame `bf`) to the view `cur`
 /// (entities of the newest frame `cf`, with their indices in it), each sorted by id. One merge
 /// walk writes the created entities (new, or whose component set changed) and collects the
-/// rest; then the field-level changes (taken from `cache` when given, and encoded into it when
-/// missing; else written straight in), then the removals (gone, or replaced), in the order the
-/// body's bit stream has them.
-#[allow(clippy::too_many_arguments)] // Two frames and their views, a cache, the walk, output.
-fn write_changes<'a>(
+/// rest; then the field-level changes, then the removals (gone, or replaced), in the order the
+/// body's bit stream has them. Records come from `src`.
+pub(super) fn write_changes<'a>(
     schema: &GameSchema,
-    bf: &WorldFrame,
-    base: impl Iterator<Item = (usize, &'a FrameEntity)>,
-    cf: &WorldFrame,
-    cur: impl Iterator<Item = (usize, &'a FrameEntity)>,
-    mut cache: Option<&mut ChangeCache>,
-    walk: &mut Walk,
+    (bf, base): (&WorldFrame, impl Iterator<Item = (usize, &'a FrameEntity)>),
+    (cf, cur): (&WorldFrame, impl Iterator<Item = (usize, &'a FrameEntity)>),
+    src: &mut impl RecordSource,
+    lists: &mut WalkLists,
     w: &mut BodyWriter,
 ) {
-    let Walk {
-        both,
-        removed,
-        layouts,
-        created,
-    } = walk;
+    let WalkLists { both, removed } = lists;
     both.clear();
     removed.clear();
     let mut base = base.peekable();
@@ -122,7 +219,7 @@ fn write_changes<'a>(
                 if b.mask == c.mask {
                     both.push((*bi as u32, *ci as u32));
                 } else {
-                    w.created_from(c.id, created.record(schema, layouts, cf, *ci));
+                    w.created_from(c.id, src.created(schema, cf, *ci));
                     removed.push(b.id);
                 }
                 base.next();
@@ -137,26 +234,14 @@ fn write_changes<'a>(
                 base.next();
             }
             (_, Some((ci, c))) => {
-                w.created_from(c.id, created.record(schema, layouts, cf, *ci));
+                w.created_from(c.id, src.created(schema, cf, *ci));
                 cur.next();
             }
             (None, None) => break,
         }
     }
     for &(bi, ci) in both.iter() {
-        let (b, c) = (&bf.entities[bi as usize], &cf.entities[ci as usize]);
-        match cache.as_deref_mut() {
-            Some(cache) => {
-                let pair = ((bf, bi as usize), (cf, ci as usize));
-                if let Some(rec) = cache.change(schema, layouts, pair.0, pair.1) {
-                    w.changed(c.id, rec);
-                }
-            }
-            None => {
-                let layout = layouts.get(schema, c.mask);
-                w.changed_from(c.id, layout, bf.words_of(b), cf.words_of(c));
-            }
-        }
+        src.write_change(schema, ((bf, bi as usize), (cf, ci as usize)), w);
     }
     // Removals in id order: gone ones and replaced ones were collected in one ascending walk.
     for id in removed.iter() {
@@ -165,7 +250,7 @@ fn write_changes<'a>(
 }
 
 /// The entities of `frame` at `indices`, with their indices.
-fn subset<'a>(
+pub(super) fn subset<'a>(
     frame: &'a WorldFrame,
     indices: &'a [u32],
 ) -> impl Iterator<Item = (usize, &'a FrameEntity)> {
@@ -175,11 +260,39 @@ fn subset<'a>(
 }
 
 /// The frame of `tick` in a history of consecutive ticks, oldest first.
-fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&WorldFrame> {
+pub(super) fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&WorldFrame> {
     let newest = history.back()?.tick;
     let age = usize::try_from(newest.since(tick)).ok()?;
     let idx = history.len().checked_sub(1 + age)?;
     history.get(idx).filter(|f| f.tick == tick)
+}
+
+/// What the threads building exact views share, from [`Replication::exact_parallel`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExactBuild<'a> {
+    schema: &'a GameSchema,
+    history: &'a VecDeque<WorldFrame>,
+    frame: &'a WorldFrame,
+    shared: ExactShared<'a>,
+}
+
+impl ExactBuild<'_> {
+    /// Fills `view` with the entities seen from `eye` now and `scratch.body` with the body
+    /// from `base` (a tick and what the client saw then, or `None` for a full snapshot): the
+    /// bytes [`Replication::visible`] and [`Replication::encode_exact`] give. A baseline whose
+    /// frame left history falls back to a full snapshot, which the returned baseline reports.
+    pub fn encode(
+        &self,
+        base: Option<(Tick, &[u32])>,
+        eye: Viewpoint,
+        view: &mut Vec<u32>,
+        scratch: &mut ExactScratch,
+    ) -> Option<Tick> {
+        let base = base.and_then(|(t, idx)| Some((t, find_frame(self.history, t)?, idx)));
+        self.shared
+            .encode(self.schema, self.frame, base, eye, view, scratch);
+        base.map(|(t, _, _)| t)
+    }
 }
 
 /// The history of world frames, the interest grid, and this tick's shared snapshot bodies.
@@ -196,6 +309,8 @@ pub struct Replication {
     writer: BodyWriter,
     walk: Walk,
     encode_buf: Vec<u8>,
+    /// Ticks whose exact views were built on more than one thread.
+    parallel_ticks: u64,
 }
 
 impl Replication {
@@ -218,6 +333,7 @@ impl Replication {
             writer: BodyWriter::default(),
             walk: Walk::default(),
             encode_buf: Vec::new(),
+            parallel_ticks: 0,
         }
     }
 
@@ -309,14 +425,22 @@ impl Replication {
         let base = baseline
             .and_then(|b| find_frame(&self.history, b))
             .unwrap_or(&empty);
+        let Walk {
+            lists,
+            layouts,
+            created,
+        } = &mut self.walk;
+        let mut src = Lazy {
+            layouts,
+            created,
+            changes: None,
+        };
         write_changes(
             &self.schema,
-            base,
-            base.entities.iter().enumerate(),
-            cur,
-            cur.entities.iter().enumerate(),
-            None,
-            &mut self.walk,
+            (base, base.entities.iter().enumerate()),
+            (cur, cur.entities.iter().enumerate()),
+            &mut src,
+            lists,
             &mut self.writer,
         );
         self.writer.finish(cur.checksum, out);
@@ -386,31 +510,86 @@ impl Replication {
         let base = base.and_then(|(t, idx)| Some((t, find_frame(history, t)?, idx)));
         writer.clear();
         let (walk, cache) = aoi.walk_and_cache(base.map(|(t, bf, _)| (t, bf)), frame);
+        let Walk {
+            lists,
+            layouts,
+            created,
+        } = walk;
         match base {
             Some((_, bf, idx)) => write_changes(
                 schema,
-                bf,
-                subset(bf, idx),
-                frame,
-                subset(frame, cur),
-                Some(cache),
-                walk,
+                (bf, subset(bf, idx)),
+                (frame, subset(frame, cur)),
+                &mut Lazy {
+                    layouts,
+                    created,
+                    changes: Some(cache),
+                },
+                lists,
                 writer,
             ),
             None => write_changes(
                 schema,
-                frame,
-                std::iter::empty(),
-                frame,
-                subset(frame, cur),
-                None,
-                walk,
+                (frame, std::iter::empty()),
+                (frame, subset(frame, cur)),
+                &mut Lazy {
+                    layouts,
+                    created,
+                    changes: None,
+                },
+                lists,
                 writer,
             ),
         }
         let checksum = subset(frame, cur).fold(0u32, |acc, (_, e)| acc.wrapping_add(e.hash));
         writer.finish(checksum, out);
         base.map(|(t, _, _)| t)
+    }
+
+    /// Ticks whose exact views were built on more than one thread
+    /// ([`Replication::exact_parallel`]).
+    #[must_use]
+    pub fn parallel_ticks(&self) -> u64 {
+        self.parallel_ticks
+    }
+
+    /// AOI mode, exact views built on several threads: fills this tick's shared records for
+    /// the clients' `baselines` (each tick once is enough; ones no longer in history are
+    /// skipped), then returns what every thread reads ([`ExactBuild::encode`]) and a scratch
+    /// for each of `threads`. `None` outside exact `aoi` mode or before the first frame.
+    pub fn exact_parallel(
+        &mut self,
+        baselines: &[Tick],
+        threads: usize,
+    ) -> Option<(ExactBuild<'_>, &mut [ExactScratch])> {
+        let Replication {
+            schema,
+            history,
+            aoi,
+            parallel_ticks,
+            ..
+        } = self;
+        let (Some(aoi), Some(frame)) = (aoi.as_mut(), history.back()) else {
+            return None;
+        };
+        if aoi.whole_cells() {
+            return None;
+        }
+        if threads > 1 {
+            *parallel_ticks += 1;
+        }
+        let history: &VecDeque<WorldFrame> = history;
+        let frames = baselines
+            .iter()
+            .filter_map(|t| Some((*t, find_frame(history, *t)?)));
+        let (shared, scratch) = aoi.prepare_exact(schema, frame, frames, threads);
+        let build = ExactBuild {
+            schema,
+            history,
+            frame,
+            shared,
+        };
+        Some((build, scratch))
     }
 
     /// AOI mode, views of whole cells ([`AoiViews::Cells`]; exact views use

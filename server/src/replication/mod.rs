@@ -21,6 +21,6 @@ pub mod frame;
 pub mod link;
 mod records;
 
-pub use cells::Viewpoint;
-pub use frame::{FrameEntity, Replication, WorldFrame};
+pub use cells::{ExactScratch, Viewpoint};
+pub use frame::{ExactBuild, FrameEntity, Replication, WorldFrame};
 pub use link::{ClientLink, EventsError, LagLimits, SkipWindow};

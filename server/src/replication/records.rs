@@ -89,6 +89,22 @@ impl CreatedCache {
         }
         self.records.get(self.slots[idx])
     }
+
+    /// Encodes every entity of the newest frame `cf` not encoded yet, so that
+    /// [`CreatedCache::get`] can answer for any of them without a `&mut` (replication in
+    /// parallel reads the cache from several threads).
+    pub(super) fn fill(&mut self, schema: &GameSchema, layouts: &mut Layouts, cf: &WorldFrame) {
+        for idx in 0..cf.entities.len() {
+            self.record(schema, layouts, cf, idx);
+        }
+    }
+
+    /// The record of entity `idx` of the newest frame, if encoded (always, after
+    /// [`CreatedCache::fill`]).
+    pub(super) fn get(&self, idx: usize) -> Option<&EncodedEntity> {
+        let slot = *self.slots.get(idx)?;
+        (slot != u32::MAX).then(|| self.records.get(slot))
+    }
 }
 
 /// What is known about one entity's change against one baseline this tick.
@@ -145,6 +161,45 @@ impl ChangeCache {
         match self.slots[ci] {
             Slot::Changed(i) => Some(self.records.get(i)),
             _ => None,
+        }
+    }
+
+    /// Encodes the change of every entity that is in both the baseline frame `bf` and the
+    /// newest frame `cf` with the same components, so that [`ChangeCache::get`] can answer for
+    /// any entity a client's views share without a `&mut`. One merge over the two frames
+    /// (both sorted by id).
+    pub(super) fn fill(
+        &mut self,
+        schema: &GameSchema,
+        layouts: &mut Layouts,
+        bf: &WorldFrame,
+        cf: &WorldFrame,
+    ) {
+        let (mut bi, mut ci) = (0, 0);
+        while bi < bf.entities.len() && ci < cf.entities.len() {
+            let (b, c) = (&bf.entities[bi], &cf.entities[ci]);
+            match b.id.cmp(&c.id) {
+                std::cmp::Ordering::Less => bi += 1,
+                std::cmp::Ordering::Greater => ci += 1,
+                std::cmp::Ordering::Equal => {
+                    if b.mask == c.mask {
+                        self.change(schema, layouts, (bf, bi), (cf, ci));
+                    }
+                    bi += 1;
+                    ci += 1;
+                }
+            }
+        }
+    }
+
+    /// What is known of the change of entity `ci` of the newest frame: `Some(None)` if it did
+    /// not change, `None` if it was not computed (never, after [`ChangeCache::fill`], for an
+    /// entity in both frames with the same components).
+    pub(super) fn get(&self, ci: usize) -> Option<Option<&EncodedChange>> {
+        match self.slots.get(ci)? {
+            Slot::Unknown => None,
+            Slot::Unchanged => Some(None),
+            Slot::Changed(i) => Some(Some(self.records.get(*i))),
         }
     }
 }

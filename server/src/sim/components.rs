@@ -33,6 +33,11 @@ pub struct Rules {
     pub max_pending_events: usize,
     /// See `max_pending_events`.
     pub max_pending_event_bytes: usize,
+    /// Threads that build exact `aoi` views (1: the tick thread alone), and the clients a
+    /// room needs before it uses them.
+    pub replicate_threads: usize,
+    /// See `replicate_threads`.
+    pub parallel_views_min_clients: usize,
 }
 
 /// Allocator of network ids. Ids count up from 1; after 2^32 - 1 allocations they wrap, and

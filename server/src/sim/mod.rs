@@ -202,6 +202,8 @@ impl Sim {
             resume_grace_ticks: config.ms_to_ticks(config.resume_grace_ms),
             max_pending_events: config.max_pending_events.max(1),
             max_pending_event_bytes: config.max_pending_event_bytes.max(64),
+            replicate_threads: replicate_threads(config),
+            parallel_views_min_clients: config.parallel_views_min_clients.max(1),
         });
         world.insert_resource(NetIds::default());
         let faults = Arc::new(Faults::default());
@@ -348,5 +350,15 @@ impl Sim {
     /// The world, for tests that set up situations directly.
     pub fn world_mut(&mut self) -> &mut World {
         &mut self.world
+    }
+}
+
+/// The threads that build exact `aoi` views in a large room: `replicate_threads`, where 0 is
+/// one per core (at most 8).
+#[must_use]
+pub fn replicate_threads(config: &Config) -> usize {
+    match config.replicate_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        n => n,
     }
 }

@@ -593,7 +593,21 @@ pub fn replicate(
     mut links: Query<(&Net, &mut Link)>,
     mut replication: ResMut<Replication>,
     clock: Res<Clock>,
+    rules: Res<Rules>,
 ) {
+    if rules.replicate_threads > 1
+        && replication.per_client_views()
+        && !replication.whole_cells()
+        && links.iter().len() >= rules.parallel_views_min_clients
+    {
+        replicate_exact_parallel(
+            &mut links,
+            &mut replication,
+            clock.tick,
+            rules.replicate_threads,
+        );
+        return;
+    }
     let mut body = Vec::new();
     for (net, mut link) in &mut links {
         let link = &mut link.0;
@@ -629,6 +643,72 @@ pub fn replicate(
             last_input_seq: link.last_input_seq,
             input_lead: link.input_lead,
         });
+        link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
+    }
+}
+
+/// [`replicate`] for exact `aoi` views on `threads` threads: the records every client's body
+/// is assembled from are encoded first, once, for every baseline in use; then the tick thread
+/// and `threads - 1` scoped threads each build the bodies of a share of the clients, reading
+/// those records. Each body is byte for byte the one the tick thread alone would build.
+fn replicate_exact_parallel(
+    links: &mut Query<(&Net, &mut Link)>,
+    replication: &mut Replication,
+    tick: Tick,
+    threads: usize,
+) {
+    let mut jobs = Vec::new();
+    let mut baselines = Vec::new();
+    for (net, link) in links.iter_mut() {
+        if link.0.held.is_some() {
+            // Nobody to send to: what it saw before the drop stays for the resume's delta.
+            continue;
+        }
+        let Some(eye) = replication.viewpoint(net.0) else {
+            continue;
+        };
+        baselines.extend(link.0.acked);
+        jobs.push((eye, link));
+    }
+    baselines.sort_unstable_by_key(|t| t.0);
+    baselines.dedup();
+    let Some((build, scratch)) = replication.exact_parallel(&baselines, threads) else {
+        return;
+    };
+    let share = jobs.len().div_ceil(scratch.len()).max(1);
+    let mut parts = jobs.chunks_mut(share).zip(scratch.iter_mut());
+    let own = parts.next();
+    std::thread::scope(|s| {
+        for (clients, scratch) in parts {
+            s.spawn(move || build_views(&build, clients, scratch, tick));
+        }
+        if let Some((clients, scratch)) = own {
+            build_views(&build, clients, scratch, tick);
+        }
+    });
+}
+
+/// Builds the exact views and bodies of `clients` (viewpoints and links), leaving each
+/// snapshot on its link for [`hand_off`].
+fn build_views(
+    build: &crate::replication::ExactBuild<'_>,
+    clients: &mut [(crate::replication::Viewpoint, Mut<'_, Link>)],
+    scratch: &mut crate::replication::ExactScratch,
+    tick: Tick,
+) {
+    for (eye, link) in clients {
+        let link = &mut link.0;
+        let mut view = link.take_visible_buffer();
+        let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+        let baseline = build.encode(base, *eye, &mut view, scratch);
+        link.push_view(tick, *eye, view);
+        let head = FrameHead::snapshot(&SnapshotHeader {
+            tick,
+            baseline,
+            last_input_seq: link.last_input_seq,
+            input_lead: link.input_lead,
+        });
+        let body = Bytes::copy_from_slice(&scratch.body);
         link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
     }
 }
