@@ -411,7 +411,7 @@ impl Report {
             if self.views.is_empty() {
                 String::new()
             } else {
-                format!(" ({} views)", self.views)
+                format!(", views: {}", self.views)
             },
             self.ticks,
             self.budget_ms

@@ -675,18 +675,27 @@ fn replicate_exact_parallel(
     let Some((build, scratch)) = replication.exact_parallel(&baselines, threads) else {
         return;
     };
-    let share = jobs.len().div_ceil(scratch.len()).max(1);
-    let mut parts = jobs.chunks_mut(share).zip(scratch.iter_mut());
-    let own = parts.next();
+    // Small shares taken in turn, not one share a thread: a thread that starts late (or is
+    // preempted) leaves its shares to the others instead of holding up the tick.
+    let shares = parking_lot::Mutex::new(jobs.chunks_mut(VIEWS_PER_SHARE));
+    let take = || shares.lock().next();
+    let (own, others) = scratch.split_first_mut().expect("at least one scratch");
     std::thread::scope(|s| {
-        for (clients, scratch) in parts {
-            s.spawn(move || build_views(&build, clients, scratch, tick));
+        for scratch in others {
+            s.spawn(|| {
+                while let Some(clients) = take() {
+                    build_views(&build, clients, scratch, tick);
+                }
+            });
         }
-        if let Some((clients, scratch)) = own {
-            build_views(&build, clients, scratch, tick);
+        while let Some(clients) = take() {
+            build_views(&build, clients, own, tick);
         }
     });
 }
+
+/// Clients whose views a thread builds at a time when views are built on several threads.
+const VIEWS_PER_SHARE: usize = 16;
 
 /// Builds the exact views and bodies of `clients` (viewpoints and links), leaving each
 /// snapshot on its link for [`hand_off`].
