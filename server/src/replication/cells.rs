@@ -593,8 +593,6 @@ impl Aoi {
     }
 }
 
-/// A set of frame indices, as a bitset: inserting is a store, and draining yields them
-/// ascending, visiting only the words between the lowest and highest index inserted.
 /// Fills `out` with the indices (into `frame`, ascending) of the entities within the radius of
 /// `eye`: the cells the radius touches, a distance test each; `cells` and `set` are buffers.
 fn gather(
@@ -704,6 +702,8 @@ impl ExactShared<'_> {
     }
 }
 
+/// A set of frame indices, as a bitset: inserting is a store, and draining yields them
+/// ascending, visiting only the words between the lowest and highest index inserted.
 #[derive(Debug)]
 struct IndexSet {
     words: Vec<u64>,
