@@ -43,9 +43,14 @@ export interface EventsMsg { ack: number; first: number; events: EventRecord[] }
 /** A server event taken by a client, decoded. */
 export type GameEvent = { seq: number; type: string } & Values;
 
-/** One entity: which components it has (bit i for components[i]) and their words. */
-export interface EntityState { mask: number; words: number[] }
-export interface View { tick: number; entities: Map<number, EntityState> }
+/**
+ * One entity: which components it has (bit i for components[i]) and their words. A replica's
+ * states are read-only (views share the ones a snapshot did not change) and carry their
+ * `entityHash` in `hash` once the replica has used it.
+ */
+export interface EntityState { mask: number; words: number[]; hash?: number }
+/** A replica's view at one tick; `checksum` is the sum of its entities' hashes (verified). */
+export interface View { tick: number; entities: Map<number, EntityState>; checksum?: number }
 export interface SnapshotHeader {
   tick: number;
   baseline: number | null;

@@ -259,31 +259,57 @@ export class BitWriter {
   finish() { return Uint8Array.from(this.held ? [...this.bytes, this.acc] : this.bytes); }
 }
 
+/** 2^k for k in 0..=40. */
+const POW2 = Array.from({ length: 41 }, (_, k) => 2 ** k);
+
 /** Reads bits written by `BitWriter`. */
 export class BitReader {
   constructor(bytes) { this.b = bytes; this.pos = 0; }
   remaining() { return this.b.length * 8 - this.pos; }
+  /** The next `n` bits as a number (least significant first), a byte at a time. */
   get(n) {
     if (n > this.remaining()) throw new Error("truncated body");
-    let v = 0;
-    for (let k = 0; k < n; k++) {
-      const bit = (this.b[this.pos >> 3] >> (this.pos & 7)) & 1;
-      v += bit * 2 ** k;
-      this.pos++;
+    const b = this.b;
+    let pos = this.pos, v = 0, got = 0;
+    while (got < n) {
+      const off = pos & 7;
+      const take = Math.min(8 - off, n - got);
+      v += ((b[pos >> 3] >> off) & ((1 << take) - 1)) * POW2[got];
+      got += take;
+      pos += take;
     }
+    this.pos = pos;
     return v;
   }
+  /** Elias gamma code: k zeros, a one, then k bits; more than 33 zeros is refused. */
   gamma() {
-    let k = 0;
-    while (this.get(1) === 0) if (++k > 33) throw new Error("bad gamma code");
-    return 2 ** k + this.get(k);
+    const b = this.b, end = b.length * 8;
+    let k = 0, pos = this.pos;
+    for (;;) {
+      if (pos >= end) throw new Error("truncated body");
+      const off = pos & 7;
+      const x = b[pos >> 3] >> off;
+      if (x === 0) {
+        k += 8 - off;
+        pos += 8 - off;
+      } else {
+        const zeros = 31 - Math.clz32(x & -x);
+        k += zeros;
+        pos += zeros + 1;
+        break;
+      }
+      if (k > 33) throw new Error("bad gamma code");
+    }
+    if (k > 33) throw new Error("bad gamma code");
+    this.pos = pos;
+    return POW2[k] + this.get(k);
   }
-  /** Checks the zero padding and returns the bytes after it. */
   /** Skips the zero padding to the next whole byte. */
   align() {
     const pad = (8 - (this.pos % 8)) % 8;
     if (this.get(pad) !== 0) throw new Error("padding is not zero");
   }
+  /** Checks the zero padding and returns the bytes after it. */
   finish() {
     this.align();
     return this.b.subarray(this.pos >> 3);
@@ -444,6 +470,58 @@ export function writeBody(schema, base, cur, checksum) {
  * Throws on any inconsistency.
  */
 export function applyBody(schema, view, bytes) {
+  return applyTracked(schema, view, bytes, null);
+}
+
+/**
+ * How the decoder reads the fields of one component set, worked out once per schema and mask:
+ * each field's kind (0: a fixed number of bits, 1: VarUInt or EntityRef, 2: VarInt, 3: Str),
+ * its range and bits, and its delta mode.
+ */
+const PLANS = new WeakMap();
+
+function planOf(schema, mask) {
+  let byMask = PLANS.get(schema);
+  if (!byMask) { byMask = new Map(); PLANS.set(schema, byMask); }
+  let plan = byMask.get(mask);
+  if (!plan) { plan = fieldsOf(schema, mask).map(fieldPlan); byMask.set(mask, plan); }
+  return plan;
+}
+
+function fieldPlan(f) {
+  const [kind, p] = enc(f.encoding);
+  const [lo, hi] = range(f.encoding);
+  const code = kind === "VarUInt" || kind === "EntityRef" ? 1 : kind === "VarInt" ? 2 : kind === "Str" ? 3 : 0;
+  const dbits = f.delta === "Absolute" ? 0 : enc(f.delta)[1].bits;
+  return {
+    encoding: f.encoding, code, lo, hi, n: fieldWords(f), bits: code === 0 ? fixedBits(f.encoding) : 0,
+    steps: kind === "Angle" ? p.steps : 0, dbits, escape: dbits ? 2 ** dbits - 1 : -1,
+  };
+}
+
+/** Reads a one-word value in full (kinds 0 to 2), or throws if out of range. */
+function readWord(r, fp) {
+  let v;
+  if (fp.code === 0) v = r.get(fp.bits) + fp.lo;
+  else if (fp.code === 1) v = r.gamma() - 1;
+  else v = unzigzag(r.gamma() - 1);
+  if (v < fp.lo || v > fp.hi) throw new Error("value out of range");
+  return v;
+}
+
+/** The hash of entity `id`'s state `s`, kept on the state as `s.hash`. */
+function hashOf(id, s) {
+  if (s.hash === undefined) s.hash = entityHash(id, s);
+  return s.hash;
+}
+
+/**
+ * `applyBody`, and when `track` ({sum}) is given, keeps `track.sum` the checksum of the view as
+ * it changes: the checksum of the view before, then each changed, removed or created entity's
+ * hash out and in (hashes kept on the states, `s.hash`, so views that share a state hash it
+ * once). A replica so never hashes the entities a body did not touch.
+ */
+function applyTracked(schema, view, bytes, track) {
   const r0 = new Reader(bytes);
   const totals = [r0.varint(), r0.varint(), r0.varint()];
   const sections = r0.varint();
@@ -451,7 +529,6 @@ export function applyBody(schema, view, bytes) {
   if (totals[0] + totals[1] + totals[2] > r.remaining() || sections * 8 > r.remaining()) {
     throw new Error("malformed body: counts");
   }
-  const next = (prev) => prev + r.gamma();
   const ncomp = schema.components.length;
   const created = [];
   // Ids already changed or removed by this body: each at most once.
@@ -461,74 +538,86 @@ export function applyBody(schema, view, bytes) {
     if (touched.has(id)) throw new Error(`malformed body: entity ${id} twice`);
     touched.add(id);
   };
+  let sum = track ? track.sum : 0;
   const seen = [0, 0, 0];
   for (let sec = 0; sec < sections; sec++) {
     const counts = [r.gamma() - 1, r.gamma() - 1, r.gamma() - 1];
-    counts.forEach((n, i) => { seen[i] += n; });
-    if (seen.some((n, i) => n > totals[i])) throw new Error("malformed body: section counts");
+    for (let i = 0; i < 3; i++) {
+      seen[i] += counts[i];
+      if (seen[i] > totals[i]) throw new Error("malformed body: section counts");
+    }
     let prev = 0;
     for (let k = 0; k < counts[0]; k++) {
-      prev = next(prev);
+      prev += r.gamma();
       const mask = r.get(ncomp);
       const words = [];
-      for (const f of fieldsOf(schema, mask)) words.push(...readFull(r, f.encoding));
-      created.push([prev, { mask, words }]);
+      for (const fp of planOf(schema, mask)) {
+        if (fp.code === 3) words.push(...readFull(r, fp.encoding));
+        else words.push(readWord(r, fp));
+      }
+      created.push([prev, { mask, words, hash: undefined }]);
     }
     prev = 0;
-    let prevMask = null;
+    // The previous change's field mask (two 32-bit halves) and field count, for repeats.
+    let prevLo = 0, prevHi = 0, prevFields = -1;
     for (let k = 0; k < counts[1]; k++) {
-      prev = next(prev);
+      prev += r.gamma();
       touch(prev);
       const s = view.get(prev);
-      const fields = fieldsOf(schema, s.mask);
-      let mask;
+      const plan = planOf(schema, s.mask);
+      const nf = plan.length;
+      let lo, hi;
       if (r.get(1) === 1) {
-        if (!prevMask || prevMask.fields !== fields.length) throw new Error("malformed body: repeat");
-        mask = prevMask.mask;
+        if (prevFields !== nf) throw new Error("malformed body: repeat");
+        lo = prevLo; hi = prevHi;
       } else {
-        const lo = r.get(Math.min(fields.length, 32));
-        const hi = r.get(Math.max(fields.length - 32, 0));
-        mask = BigInt(lo) | (BigInt(hi) << 32n);
-        prevMask = { mask, fields: fields.length };
+        lo = r.get(Math.min(nf, 32));
+        hi = r.get(Math.max(nf - 32, 0));
+        prevLo = lo; prevHi = hi; prevFields = nf;
       }
-      if (mask === 0n) throw new Error("malformed body: empty change");
+      if (lo === 0 && hi === 0) throw new Error("malformed body: empty change");
       const words = s.words.slice();
       let at = 0;
-      fields.forEach((f, i) => {
-        const n = fieldWords(f);
-        if (mask & (1n << BigInt(i))) {
-          let v;
-          const bits = f.delta === "Absolute" ? 0 : enc(f.delta)[1].bits;
-          const small = bits ? r.get(bits) : null;
-          if (small !== null && small !== 2 ** bits - 1) {
+      for (let i = 0; i < nf; i++) {
+        const fp = plan[i];
+        if ((i < 32 ? (lo >>> i) : (hi >>> (i - 32))) & 1) {
+          const small = fp.dbits ? r.get(fp.dbits) : -1;
+          if (small >= 0 && small !== fp.escape) {
             const d = unzigzag(small + 1);
-            const [kind, p] = enc(f.encoding);
-            v = [kind === "Angle" ? ((((words[at] + d) % p.steps) + p.steps) % p.steps) : words[at] + d];
-            if (!check(f.encoding, v)) throw new Error(`entity ${prev}: value out of range`);
-          } else v = readFull(r, f.encoding);
-          words.splice(at, n, ...v);
+            const v = fp.steps ? ((((words[at] + d) % fp.steps) + fp.steps) % fp.steps) : words[at] + d;
+            if (!(v >= fp.lo && v <= fp.hi)) throw new Error(`entity ${prev}: value out of range`);
+            words[at] = v;
+          } else if (fp.code === 3) words.splice(at, fp.n, ...readFull(r, fp.encoding));
+          else words[at] = readWord(r, fp);
         }
-        at += n;
-      });
-      view.set(prev, { mask: s.mask, words });
+        at += fp.n;
+      }
+      const next = { mask: s.mask, words, hash: undefined };
+      if (track) sum = (sum - hashOf(prev, s) + hashOf(prev, next)) >>> 0;
+      view.set(prev, next);
     }
     prev = 0;
     const removed = [];
     for (let k = 0; k < counts[2]; k++) {
-      prev = next(prev);
+      prev += r.gamma();
       touch(prev);
       removed.push(prev);
     }
-    for (const id of removed) view.delete(id);
+    for (const id of removed) {
+      if (track) sum = (sum - hashOf(id, view.get(id))) >>> 0;
+      view.delete(id);
+    }
     r.align();
   }
   if (seen.some((n, i) => n !== totals[i])) throw new Error("malformed body: totals");
   for (const [id, s] of created) {
     if (view.has(id)) throw new Error(`created entity ${id} already exists`);
     view.set(id, s);
+    if (track) sum = (sum + hashOf(id, s)) >>> 0;
   }
   const tail = r.finish();
   if (tail.length !== 4) throw new Error("malformed body: checksum");
+  if (track) track.sum = sum;
   return new DataView(tail.buffer, tail.byteOffset, 4).getUint32(0, true);
 }
 
@@ -889,25 +978,29 @@ export class Replica {
       throw Object.assign(new Error(`snapshot ${header.tick} is not after ${newest.tick}`), { desync: false });
     }
     let entities;
+    const track = { sum: 0 };
     if (header.baseline === null) entities = new Map();
     else {
       const base = this.views.find((v) => v.tick === header.baseline);
       if (!base) throw Object.assign(new Error(`baseline ${header.baseline} is missing`), { desync: false });
       entities = new Map(base.entities);
+      track.sum = base.checksum;
     }
     let expected;
     try {
-      expected = applyBody(this.schema, entities, body instanceof Uint8Array ? body : Uint8Array.from(body));
+      expected = applyTracked(this.schema, entities, body instanceof Uint8Array ? body : Uint8Array.from(body), track);
     } catch (e) {
       throw Object.assign(e, { desync: true });
     }
-    const actual = viewChecksum(entities);
+    // The checksum of the baseline's view, with the hashes of what this body changed taken
+    // out and put in: the sum of every entity's hash, as the server computes it.
+    const actual = track.sum;
     if (actual !== expected) {
       throw Object.assign(new Error(`checksum mismatch at tick ${header.tick}: server ${expected}, replica ${actual}`), { desync: true });
     }
     if (header.baseline !== null) this.views = this.views.filter((v) => v.tick >= header.baseline);
     if (this.views.length >= MAX_REPLICA_HISTORY) this.views.shift();
-    const view = { tick: header.tick, entities };
+    const view = { tick: header.tick, entities, checksum: actual };
     this.views.push(view);
     return view;
   }

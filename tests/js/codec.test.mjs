@@ -11,6 +11,7 @@ import {
   applyBody, decodeClient, decodeFields, decodeServer, encodeClient, encodeFields, encodeServer,
   entityHash, readRecord, Replica, viewChecksum, writeBody, writeRecord, component, statics,
   Predictor, Interpolator, joinOrCreate, joinRoom, createRoom, InputClock, INPUT_LEAD_UNIT_US,
+  BitReader, BitWriter,
 } from "../../sdk/js/tickwire.js";
 
 const vectors = JSON.parse(readFileSync(new URL("../golden/vectors.json", import.meta.url), "utf8"));
@@ -113,6 +114,11 @@ for (const [game, g] of Object.entries(vectors.games)) {
         : r.views.find((v) => v.tick === s.header.baseline).entities;
       const view = r.apply(s.header, s.body);
       if (f.view) sameValue(fromView(view.entities), f.view, `frame ${k}`);
+      // The replica keeps the checksum as entities change: the same as hashing them all.
+      assert.equal(view.checksum, viewChecksum(view.entities), `frame ${k} checksum`);
+      for (const [id, e] of view.entities) {
+        if (e.hash !== undefined) assert.equal(e.hash, entityHash(id, e), `frame ${k} entity ${id}`);
+      }
       assert.equal(hex(writeBody(welcome.schema, base, view.entities, viewChecksum(view.entities))), hex(s.body), `frame ${k} re-encoded`);
       deltas += s.header.baseline === null ? 0 : 1;
     }
@@ -284,4 +290,47 @@ test("the input clock settles inputs a margin before their tick, like the Rust o
   clock.snapshot({ tick: k + 1, baseline: null, last_input_seq: 301, input_lead: -20 });
   // 2 ms late: wider by that and half a millisecond.
   assert.ok(Math.abs(clock.marginMs - Math.min(before + 2.5, InputClock.MAX_MARGIN_MS)) < 1e-9);
+});
+
+test("the bit reader reads what a bit-by-bit reader reads, at every offset, and refuses what it refuses", () => {
+  // The reference: one bit at a time, as the SDK read before it read a byte at a time.
+  class Slow {
+    constructor(b) { this.b = b; this.pos = 0; }
+    get(n) {
+      if (n > this.b.length * 8 - this.pos) throw new Error("truncated body");
+      let v = 0;
+      for (let k = 0; k < n; k++, this.pos++) v += ((this.b[this.pos >> 3] >> (this.pos & 7)) & 1) * 2 ** k;
+      return v;
+    }
+    gamma() {
+      let k = 0;
+      while (this.get(1) === 0) if (++k > 33) throw new Error("bad gamma code");
+      return 2 ** k + this.get(k);
+    }
+  }
+  let seed = 3;
+  const rnd = (n) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+  const outcome = (f) => { try { return f(); } catch (e) { return e.message; } };
+  let errors = 0;
+  for (let round = 0; round < 400; round++) {
+    // Random bytes, sometimes with long zero runs (gamma codes of every length, and too long).
+    const bytes = Uint8Array.from({ length: 1 + rnd(12) }, () => (rnd(3) === 0 ? 0 : rnd(256)));
+    const fast = new BitReader(bytes), slow = new Slow(bytes);
+    for (let step = 0; step < 12; step++) {
+      const n = rnd(34);
+      const op = rnd(2) === 0 ? (r) => r.get(n) : (r) => r.gamma();
+      const a = outcome(() => op(fast)), b = outcome(() => op(slow));
+      assert.equal(a, b, `round ${round} step ${step}`);
+      if (typeof b === "string") { errors++; break; }
+      assert.equal(fast.pos, slow.pos);
+    }
+  }
+  assert.ok(errors > 50, `errors were exercised: ${errors}`);
+  // A gamma code of 33 zeros is read; one of 34 is refused.
+  const w = new BitWriter();
+  w.put(0, 33); w.put(1, 1); w.put(0, 33);
+  assert.equal(new BitReader(w.finish()).gamma(), 2 ** 33);
+  const long = new BitWriter();
+  long.put(0, 34); long.put(1, 1); long.put(0, 30);
+  assert.throws(() => new BitReader(long.finish()).gamma(), /bad gamma code/);
 });
