@@ -185,13 +185,13 @@ pub struct Config {
     /// by everyone who sees it, so the tick costs less per client, but a view holds up to a
     /// cell's diagonal more, about 1.7 times the entities and bytes). Default `exact`.
     pub aoi_views: AoiViews,
-    /// Threads that build a room's exact `aoi` views when it has at least
+    /// Threads that build a room's `aoi` views (exact or of whole cells) when it has at least
     /// `parallel_views_min_clients` clients: the tick thread and `replicate_threads - 1` more,
-    /// each building the bodies of a share of the clients from records encoded once for all;
-    /// 0: one per core, at most 8; 1: the tick thread alone. Views of whole cells and `global`
-    /// bodies are built by the tick thread. Default 0.
+    /// each building the views and bodies of a share of the clients from records (and cell
+    /// sections) encoded once for all; 0: one per core, at most 8; 1: the tick thread alone.
+    /// `global` bodies are shared and built by the tick thread. Default 0.
     pub replicate_threads: usize,
-    /// Clients a room needs before its exact views are built on `replicate_threads` threads:
+    /// Clients a room needs before its `aoi` views are built on `replicate_threads` threads:
     /// under it, starting the threads costs more than they save. Default 128.
     pub parallel_views_min_clients: usize,
     /// Seed of the game's random numbers. Default 1.

@@ -493,16 +493,19 @@ fn visibility_name(config: &Config) -> String {
 fn views_name(config: &Config) -> String {
     match (config.visibility, config.aoi_views) {
         (VisibilityMode::Global, _) => String::new(),
-        (VisibilityMode::Aoi, crate::config::AoiViews::Cells) => "cells".to_owned(),
-        (VisibilityMode::Aoi, crate::config::AoiViews::Exact) => {
+        (VisibilityMode::Aoi, views) => {
+            let name = match views {
+                crate::config::AoiViews::Exact => "exact",
+                crate::config::AoiViews::Cells => "cells",
+            };
             let threads = crate::sim::replicate_threads(config);
             if threads > 1 {
                 format!(
-                    "exact, built on {threads} threads from {} clients",
+                    "{name}, built on {threads} threads from {} clients",
                     config.parallel_views_min_clients
                 )
             } else {
-                "exact, built on the tick thread".to_owned()
+                format!("{name}, built on the tick thread")
             }
         }
     }
@@ -730,10 +733,20 @@ mod tests {
     }
 
     #[test]
-    fn exact_views_built_on_several_threads_verify_at_every_client() {
+    fn views_built_on_several_threads_verify_at_every_client() {
+        for aoi_views in [
+            crate::config::AoiViews::Exact,
+            crate::config::AoiViews::Cells,
+        ] {
+            views_on_threads(aoi_views);
+        }
+    }
+
+    fn views_on_threads(aoi_views: crate::config::AoiViews) {
         let config = Config {
             replicate_threads: 3,
             parallel_views_min_clients: 5,
+            aoi_views,
             ..Config::default()
         };
         let work = crate::sim::tests::workload();

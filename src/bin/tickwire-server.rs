@@ -61,7 +61,7 @@ struct Cli {
     /// touches: less tick work per client, more bytes) [default: exact].
     #[arg(long, value_enum)]
     aoi_views: Option<tickwire_server::AoiViews>,
-    /// Threads that build exact aoi views in a room of at least 128 clients (the tick thread
+    /// Threads that build aoi views in a room of at least 128 clients (the tick thread
     /// and N-1 more); 0: one per core, at most 8; 1: the tick thread alone [default: 0].
     #[arg(long, value_name = "N")]
     replicate_threads: Option<usize>,

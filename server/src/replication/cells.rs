@@ -22,7 +22,9 @@
 //!   client is the cells it sees, not the entities in them; the price is a view of about 1.7
 //!   times the entities at two cells per radius, so as many more bytes.
 
-use super::frame::{Ready, Spare, Walk, WalkLists, WorldFrame, subset, write_changes};
+use super::frame::{
+    Lazy, Ready, RecordSource, Spare, Walk, WalkLists, WorldFrame, subset, write_changes,
+};
 use super::records::{ChangeCache, CreatedCache, Records};
 use crate::config::AoiViews;
 use glam::IVec2;
@@ -208,6 +210,11 @@ impl CellIndex {
         self.start[0] = 0;
     }
 
+    /// Cells indexed, the bucket of entities without a position included.
+    fn buckets(&self) -> u32 {
+        self.start.len().saturating_sub(1) as u32
+    }
+
     /// The entities of a cell, ascending.
     fn cell(&self, c: u32) -> &[u32] {
         &self.items[self.start[c as usize] as usize..self.start[c as usize + 1] as usize]
@@ -302,25 +309,12 @@ pub struct Aoi {
     used: usize,
     /// Field layouts and this tick's created records (and the exact views' merge walk).
     walk: Walk,
-    writer: BodyWriter,
-    body: BodyBuilder,
-    cells_now: Vec<u32>,
-    cells_then: Vec<u32>,
-    /// Per cell: the stamp of the last body whose view now (then) had it; a stamp per body,
-    /// so "does this client see that cell" is one load.
-    seen_now: Vec<u32>,
-    seen_then: Vec<u32>,
     /// The exact view being gathered.
     gather: IndexSet,
-    stamp: u32,
-    /// Entities done one by one for this client: created and changed (by index in the newest
-    /// frame) and removed.
-    own_created: IndexSet,
-    own_changed: IndexSet,
-    /// By index in the baseline frame.
-    own_removed: IndexSet,
-    /// Per thread building exact views in parallel: its own buffers.
-    scratch: Vec<ExactScratch>,
+    /// The buffers of the view of whole cells being built on the tick thread.
+    cells: CellsScratch,
+    /// Per thread building views in parallel: its own buffers.
+    scratch: Vec<ViewScratch>,
 }
 
 impl Aoi {
@@ -333,17 +327,8 @@ impl Aoi {
             caches: Vec::new(),
             used: 0,
             walk: Walk::default(),
-            writer: BodyWriter::default(),
-            body: BodyBuilder::default(),
-            cells_now: Vec::new(),
-            cells_then: Vec::new(),
-            seen_now: Vec::new(),
-            seen_then: Vec::new(),
             gather: IndexSet::default(),
-            stamp: 0,
-            own_created: IndexSet::default(),
-            own_changed: IndexSet::default(),
-            own_removed: IndexSet::default(),
+            cells: CellsScratch::default(),
             scratch: Vec::new(),
         }
     }
@@ -367,7 +352,7 @@ impl Aoi {
             &self.geo,
             frame,
             eye,
-            (&mut self.cells_now, &mut self.gather),
+            (&mut self.cells.bufs.cells_now, &mut self.gather),
             out,
         );
     }
@@ -381,7 +366,7 @@ impl Aoi {
         cf: &'a WorldFrame,
         baselines: impl IntoIterator<Item = (Tick, &'a WorldFrame)>,
         threads: usize,
-    ) -> (ExactShared<'a>, &'a mut [ExactScratch]) {
+    ) -> (ExactShared<'a>, &'a mut [ViewScratch]) {
         debug_assert!(!self.geo.whole_cells, "views of whole cells share by cell");
         self.walk.created.fill(schema, &mut self.walk.layouts, cf);
         for (t, bf) in baselines {
@@ -395,7 +380,7 @@ impl Aoi {
         }
         let threads = threads.max(1);
         if self.scratch.len() < threads {
-            self.scratch.resize_with(threads, ExactScratch::default);
+            self.scratch.resize_with(threads, ViewScratch::default);
         }
         let shared = ExactShared {
             geo: &self.geo,
@@ -441,7 +426,8 @@ impl Aoi {
 
     /// Views of whole cells: encodes into `out` the body from the view seen from `then` at the
     /// baseline frame `bf` of tick `baseline` (or nothing: a full snapshot) to the view seen
-    /// from `now` in the newest frame `cf`.
+    /// from `now` in the newest frame `cf`. The shared sections it needs are encoded on first
+    /// use.
     pub(super) fn encode(
         &mut self,
         schema: &GameSchema,
@@ -455,7 +441,132 @@ impl Aoi {
             cf,
             base: base.map(|(_, bf, then)| (bf, then)),
         };
-        let buckets = self.geo.cells() + 1;
+        let Aoi {
+            geo,
+            caches,
+            walk,
+            cells,
+            ..
+        } = self;
+        let bufs = &mut cells.bufs;
+        bufs.look(geo, &frames, now);
+        let cache = &mut caches[ci];
+        let (layouts, created) = (&mut walk.layouts, &mut walk.created);
+        // The sections of the cells seen now and then, encoded on first use.
+        for &c in &bufs.cells_now {
+            if bufs.shared_now(&frames, c) && cache.arrivals[c as usize] == NONE {
+                arrivals(
+                    schema,
+                    layouts,
+                    created,
+                    &mut bufs.writer,
+                    cache,
+                    &frames,
+                    c,
+                );
+            }
+        }
+        if frames.base.is_some() {
+            for &c in &bufs.cells_then {
+                if bufs.shared_then(&frames, c) && cache.departures[c as usize] == NONE {
+                    departures(&mut bufs.writer, cache, &frames, c);
+                }
+            }
+        }
+        let (parts, changes) = cache.parts();
+        let mut src = Lazy {
+            layouts,
+            created,
+            changes: Some(changes),
+        };
+        let built = assemble(schema, geo, &frames, &parts, &mut src, bufs, now, out);
+        debug_assert!(built, "every section was encoded above");
+    }
+
+    /// Views of whole cells, built on several threads: encodes this tick's created records,
+    /// and for each of `baselines` (`None`: full snapshots) its change records and the
+    /// sections of every cell, then returns what the threads read and one scratch for each of
+    /// `threads`.
+    pub(super) fn prepare_cells<'a>(
+        &'a mut self,
+        schema: &'a GameSchema,
+        cf: &'a WorldFrame,
+        baselines: impl IntoIterator<Item = Option<(Tick, &'a WorldFrame)>>,
+        threads: usize,
+    ) -> (CellsShared<'a>, &'a mut [ViewScratch]) {
+        debug_assert!(self.geo.whole_cells, "exact views share by record");
+        self.walk.created.fill(schema, &mut self.walk.layouts, cf);
+        for base in baselines {
+            let i = self.cache(base, cf);
+            if self.caches[i].filled {
+                continue;
+            }
+            let Aoi {
+                caches,
+                walk,
+                cells,
+                ..
+            } = &mut *self;
+            let cache = &mut caches[i];
+            let (layouts, created) = (&mut walk.layouts, &mut walk.created);
+            let writer = &mut cells.bufs.writer;
+            // The viewpoint then plays no part in a cell's sections.
+            let frames = Frames {
+                cf,
+                base: base.map(|(_, bf)| (bf, Viewpoint(None))),
+            };
+            for c in 0..cf.cells.buckets() {
+                if !cf.cells.cell(c).is_empty() && cache.arrivals[c as usize] == NONE {
+                    arrivals(schema, layouts, created, writer, cache, &frames, c);
+                }
+            }
+            if let Some((_, bf)) = base {
+                for c in 0..bf.cells.buckets() {
+                    if !bf.cells.cell(c).is_empty() && cache.departures[c as usize] == NONE {
+                        departures(writer, cache, &frames, c);
+                    }
+                }
+                cache.changes.fill(schema, layouts, bf, cf);
+            }
+            cache.filled = true;
+        }
+        let threads = threads.max(1);
+        if self.scratch.len() < threads {
+            self.scratch.resize_with(threads, ViewScratch::default);
+        }
+        let shared = CellsShared {
+            geo: &self.geo,
+            caches: &self.caches[..self.used],
+            created: &self.walk.created,
+        };
+        (shared, &mut self.scratch[..threads])
+    }
+}
+
+/// The per-body buffers of a view of whole cells.
+#[derive(Debug, Default)]
+struct CellsBufs {
+    writer: BodyWriter,
+    body: BodyBuilder,
+    cells_now: Vec<u32>,
+    cells_then: Vec<u32>,
+    /// Per cell: the stamp of the last body whose view now (then) had it; a stamp per body,
+    /// so "does this client see that cell" is one load.
+    seen_now: Vec<u32>,
+    seen_then: Vec<u32>,
+    stamp: u32,
+    /// Entities done one by one for this client: created and changed (by index in the newest
+    /// frame) and removed.
+    own_created: IndexSet,
+    own_changed: IndexSet,
+    /// By index in the baseline frame.
+    own_removed: IndexSet,
+}
+
+impl CellsBufs {
+    /// Finds the cells seen from `now` (and from the baseline's viewpoint), stamping them.
+    fn look(&mut self, geo: &Geometry, frames: &Frames<'_>, now: Viewpoint) {
+        let buckets = geo.cells() + 1;
         if self.seen_now.len() != buckets || self.stamp == u32::MAX {
             self.seen_now.clear();
             self.seen_now.resize(buckets, 0);
@@ -464,133 +575,275 @@ impl Aoi {
             self.stamp = 0;
         }
         self.stamp += 1;
-        let Aoi {
-            geo,
-            caches,
-            walk,
-            writer,
-            body,
-            cells_now,
-            cells_then,
-            seen_now,
-            seen_then,
-            stamp,
-            own_created,
-            own_changed,
-            own_removed,
-            ..
-        } = self;
-        let stamp = *stamp;
-        let cache = &mut caches[ci];
-        let (layouts, created) = (&mut walk.layouts, &mut walk.created);
-        body.clear();
-        own_created.fit(cf.entities.len());
-        own_changed.fit(cf.entities.len());
-        own_removed.fit(frames.base.map_or(0, |(bf, _)| bf.entities.len()));
-        geo.view(now, cells_now);
-        for &c in cells_now.iter() {
-            seen_now[c as usize] = stamp;
+        geo.view(now, &mut self.cells_now);
+        for &c in &self.cells_now {
+            self.seen_now[c as usize] = self.stamp;
         }
         if let Some((_, then)) = frames.base {
-            geo.view(then, cells_then);
-            for &c in cells_then.iter() {
-                seen_then[c as usize] = stamp;
+            geo.view(then, &mut self.cells_then);
+            for &c in &self.cells_then {
+                self.seen_then[c as usize] = self.stamp;
             }
         }
-        let (seen_now, seen_then) = (&*seen_now, &*seen_then);
-        let geo = &*geo;
-        let mut checksum = 0u32;
-        // An entity of the newest frame in the view now, that was in the view at the baseline
-        // (as entity `b` of the baseline frame) or not: changed, replaced or created.
-        let mut arrive = |i: u32, b: u32| match frames.base {
-            Some((bf, then)) if b != NONE && geo.contains(then, bf.entities[b as usize].pos) => {
-                if bf.entities[b as usize].mask == cf.entities[i as usize].mask {
-                    own_changed.insert(i);
-                } else {
-                    own_created.insert(i);
-                    own_removed.insert(b);
-                }
-            }
-            _ => own_created.insert(i),
-        };
-        for &c in cells_now.iter() {
-            if cf.cells.cell(c).is_empty() {
-                continue;
-            }
-            checksum = checksum.wrapping_add(cf.cells.sums[c as usize]);
-            if frames.base.is_some() && seen_then[c as usize] != stamp {
-                // A cell that came into view: every entity, one by one.
-                for &i in cf.cells.cell(c) {
-                    arrive(i, cache.back[i as usize]);
-                }
-                continue;
-            }
-            let k = match cache.arrivals[c as usize] {
-                NONE => arrivals(schema, layouts, created, writer, cache, &frames, c),
-                k => k,
-            };
-            let s = cache.sections.get(k);
-            body.push(&s.section);
-            for &i in &cache.movers[s.start as usize..s.end as usize] {
-                arrive(i, cache.back[i as usize]);
-            }
-        }
-        if let Some((bf, _)) = frames.base {
-            // An entity of the baseline frame (`j`, now `i`) that was in the view then: removed
-            // unless it is in the view now.
-            let mut depart = |j: u32, i: u32| {
-                if i == NONE || !geo.contains(now, cf.entities[i as usize].pos) {
-                    own_removed.insert(j);
-                }
-            };
-            for &c in cells_then.iter() {
-                if bf.cells.cell(c).is_empty() {
-                    continue;
-                }
-                if seen_now[c as usize] != stamp {
-                    // A cell that left the view: every entity, one by one.
-                    for &j in bf.cells.cell(c) {
-                        depart(j, cache.fwd[j as usize]);
-                    }
-                    continue;
-                }
-                let k = match cache.departures[c as usize] {
-                    NONE => departures(writer, cache, &frames, c),
-                    k => k,
-                };
-                let s = cache.sections.get(k);
-                body.push(&s.section);
-                for &j in &cache.movers[s.start as usize..s.end as usize] {
-                    depart(j, cache.fwd[j as usize]);
-                }
-            }
-        }
-        if !(own_created.is_empty() && own_changed.is_empty() && own_removed.is_empty()) {
-            // The sets yield their indices ascending, so in id order.
-            writer.clear();
-            own_created.drain(|i| {
-                let rec = created.record(schema, layouts, cf, i as usize);
-                writer.created_from(cf.entities[i as usize].id, rec);
-            });
-            if let Some((bf, _)) = frames.base {
-                own_changed.drain(|i| {
-                    let b = cache.back[i as usize] as usize;
-                    let id = cf.entities[i as usize].id;
-                    if let Some(rec) =
-                        cache
-                            .changes
-                            .change(schema, layouts, (bf, b), (cf, i as usize))
-                    {
-                        writer.changed(id, rec);
-                    }
-                });
-                own_removed.drain(|j| writer.removed(bf.entities[j as usize].id));
-            }
-            body.push_writer(writer);
-        }
-        out.clear();
-        body.finish(checksum, out);
     }
+
+    /// True if cell `c`, seen now, comes in its shared arrivals section (it is not empty, and
+    /// was seen at the baseline too, or there is no baseline).
+    fn shared_now(&self, frames: &Frames<'_>, c: u32) -> bool {
+        !frames.cf.cells.cell(c).is_empty()
+            && (frames.base.is_none() || self.seen_then[c as usize] == self.stamp)
+    }
+
+    /// True if cell `c`, seen at the baseline, comes in its shared departures section (it was
+    /// not empty, and is seen now too).
+    fn shared_then(&self, frames: &Frames<'_>, c: u32) -> bool {
+        frames
+            .base
+            .is_some_and(|(bf, _)| !bf.cells.cell(c).is_empty())
+            && self.seen_now[c as usize] == self.stamp
+    }
+}
+
+/// What a body of whole cells reads of one baseline's cache.
+struct CellParts<'a> {
+    back: &'a [u32],
+    fwd: &'a [u32],
+    arrivals: &'a [u32],
+    departures: &'a [u32],
+    sections: &'a Records<CellSection>,
+    movers: &'a [u32],
+}
+
+impl BaselineCache {
+    /// The sections and maps, apart from the change records.
+    fn parts(&mut self) -> (CellParts<'_>, &mut ChangeCache) {
+        let BaselineCache {
+            back,
+            fwd,
+            arrivals,
+            departures,
+            sections,
+            movers,
+            changes,
+            ..
+        } = self;
+        let parts = CellParts {
+            back,
+            fwd,
+            arrivals,
+            departures,
+            sections,
+            movers,
+        };
+        (parts, changes)
+    }
+
+    fn shared_parts(&self) -> CellParts<'_> {
+        CellParts {
+            back: &self.back,
+            fwd: &self.fwd,
+            arrivals: &self.arrivals,
+            departures: &self.departures,
+            sections: &self.sections,
+            movers: &self.movers,
+        }
+    }
+}
+
+/// Builds into `out` the body of a view of whole cells seen from `now` (the cells found by
+/// [`CellsBufs::look`]): the shared sections of the cells seen now and at the baseline, and one
+/// section of the client's own for the cells that came into or left its view and the entities
+/// that moved between cells. False, with nothing built, if a shared section it needs is not
+/// in `parts`.
+#[allow(clippy::too_many_arguments)] // The frames, their sections, the records, buffers, output.
+fn assemble(
+    schema: &GameSchema,
+    geo: &Geometry,
+    frames: &Frames<'_>,
+    parts: &CellParts<'_>,
+    src: &mut impl RecordSource,
+    bufs: &mut CellsBufs,
+    now: Viewpoint,
+    out: &mut Vec<u8>,
+) -> bool {
+    let cf = frames.cf;
+    let missing_now = bufs
+        .cells_now
+        .iter()
+        .any(|&c| bufs.shared_now(frames, c) && parts.arrivals[c as usize] == NONE);
+    let missing_then = frames.base.is_some()
+        && bufs
+            .cells_then
+            .iter()
+            .any(|&c| bufs.shared_then(frames, c) && parts.departures[c as usize] == NONE);
+    if missing_now || missing_then {
+        return false;
+    }
+    let CellsBufs {
+        writer,
+        body,
+        cells_now,
+        cells_then,
+        seen_now,
+        seen_then,
+        stamp,
+        own_created,
+        own_changed,
+        own_removed,
+    } = bufs;
+    let stamp = *stamp;
+    body.clear();
+    own_created.fit(cf.entities.len());
+    own_changed.fit(cf.entities.len());
+    own_removed.fit(frames.base.map_or(0, |(bf, _)| bf.entities.len()));
+    let (seen_now, seen_then) = (&*seen_now, &*seen_then);
+    let mut checksum = 0u32;
+    // An entity of the newest frame in the view now, that was in the view at the baseline
+    // (as entity `b` of the baseline frame) or not: changed, replaced or created.
+    let mut arrive = |i: u32, b: u32| match frames.base {
+        Some((bf, then)) if b != NONE && geo.contains(then, bf.entities[b as usize].pos) => {
+            if bf.entities[b as usize].mask == cf.entities[i as usize].mask {
+                own_changed.insert(i);
+            } else {
+                own_created.insert(i);
+                own_removed.insert(b);
+            }
+        }
+        _ => own_created.insert(i),
+    };
+    for &c in cells_now.iter() {
+        if cf.cells.cell(c).is_empty() {
+            continue;
+        }
+        checksum = checksum.wrapping_add(cf.cells.sums[c as usize]);
+        if frames.base.is_some() && seen_then[c as usize] != stamp {
+            // A cell that came into view: every entity, one by one.
+            for &i in cf.cells.cell(c) {
+                arrive(i, parts.back[i as usize]);
+            }
+            continue;
+        }
+        let s = parts.sections.get(parts.arrivals[c as usize]);
+        body.push(&s.section);
+        for &i in &parts.movers[s.start as usize..s.end as usize] {
+            arrive(i, parts.back[i as usize]);
+        }
+    }
+    if let Some((bf, _)) = frames.base {
+        // An entity of the baseline frame (`j`, now `i`) that was in the view then: removed
+        // unless it is in the view now.
+        let mut depart = |j: u32, i: u32| {
+            if i == NONE || !geo.contains(now, cf.entities[i as usize].pos) {
+                own_removed.insert(j);
+            }
+        };
+        for &c in cells_then.iter() {
+            if bf.cells.cell(c).is_empty() {
+                continue;
+            }
+            if seen_now[c as usize] != stamp {
+                // A cell that left the view: every entity, one by one.
+                for &j in bf.cells.cell(c) {
+                    depart(j, parts.fwd[j as usize]);
+                }
+                continue;
+            }
+            let s = parts.sections.get(parts.departures[c as usize]);
+            body.push(&s.section);
+            for &j in &parts.movers[s.start as usize..s.end as usize] {
+                depart(j, parts.fwd[j as usize]);
+            }
+        }
+    }
+    if !(own_created.is_empty() && own_changed.is_empty() && own_removed.is_empty()) {
+        // The sets yield their indices ascending, so in id order.
+        writer.clear();
+        own_created.drain(|i| {
+            let rec = src.created(schema, cf, i as usize);
+            writer.created_from(cf.entities[i as usize].id, rec);
+        });
+        if let Some((bf, _)) = frames.base {
+            own_changed.drain(|i| {
+                let b = parts.back[i as usize] as usize;
+                src.write_change(schema, ((bf, b), (cf, i as usize)), writer);
+            });
+            own_removed.drain(|j| writer.removed(bf.entities[j as usize].id));
+        }
+        body.push_writer(writer);
+    }
+    out.clear();
+    body.finish(checksum, out);
+    true
+}
+
+/// One thread's buffers for building views of whole cells.
+#[derive(Debug, Default)]
+pub struct CellsScratch {
+    bufs: CellsBufs,
+}
+
+/// What the threads building views of whole cells read: the grid, and this tick's sections,
+/// created and change records, filled beforehand ([`Aoi::prepare_cells`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CellsShared<'a> {
+    geo: &'a Geometry,
+    caches: &'a [BaselineCache],
+    created: &'a CreatedCache,
+}
+
+impl CellsShared<'_> {
+    /// Builds into `scratch.body` the body from the view seen from `then` at `base` (its
+    /// tick and frame; `None` for a full snapshot) to the view seen from `now` in `cf`: the
+    /// bytes [`Aoi::encode`] makes. False, with nothing built, if this baseline's sections were
+    /// not prepared.
+    pub(super) fn encode(
+        &self,
+        schema: &GameSchema,
+        cf: &WorldFrame,
+        base: Option<(Tick, &WorldFrame, Viewpoint)>,
+        now: Viewpoint,
+        scratch: &mut ViewScratch,
+    ) -> bool {
+        let baseline = base.map(|(t, _, _)| t);
+        let Some(cache) = self
+            .caches
+            .iter()
+            .find(|c| c.baseline == baseline && c.filled)
+        else {
+            return false;
+        };
+        let frames = Frames {
+            cf,
+            base: base.map(|(_, bf, then)| (bf, then)),
+        };
+        let ViewScratch { cells, exact, body } = scratch;
+        let bufs = &mut cells.bufs;
+        bufs.look(self.geo, &frames, now);
+        let mut src = Ready {
+            created: self.created,
+            changes: Some(&cache.changes),
+            spare: &mut exact.spare,
+        };
+        assemble(
+            schema,
+            self.geo,
+            &frames,
+            &cache.shared_parts(),
+            &mut src,
+            bufs,
+            now,
+            body,
+        )
+    }
+}
+
+/// One thread's buffers for building views in parallel, exact or of whole cells.
+#[derive(Debug, Default)]
+pub struct ViewScratch {
+    exact: ExactScratch,
+    cells: CellsScratch,
+    /// The body last built.
+    pub body: Vec<u8>,
 }
 
 /// Fills `out` with the indices (into `frame`, ascending) of the entities within the radius of
@@ -623,8 +876,6 @@ pub struct ExactScratch {
     lists: WalkLists,
     writer: BodyWriter,
     spare: Spare,
-    /// The body last built.
-    pub body: Vec<u8>,
 }
 
 /// What the threads building exact views read: the grid, and this tick's created records and
@@ -647,16 +898,16 @@ impl ExactShared<'_> {
         base: Option<(Tick, &WorldFrame, &[u32])>,
         eye: Viewpoint,
         view: &mut Vec<u32>,
-        scratch: &mut ExactScratch,
+        scratch: &mut ViewScratch,
     ) {
+        let ViewScratch { exact, body, .. } = scratch;
         let ExactScratch {
             cells,
             set,
             lists,
             writer,
             spare,
-            body,
-        } = scratch;
+        } = exact;
         gather(self.geo, cf, eye, (cells, set), view);
         writer.clear();
         match base {
@@ -1043,20 +1294,28 @@ mod tests {
         }
     }
 
-    /// Exact views built on several threads from records encoded beforehand are byte for byte
-    /// the ones the tick thread builds alone, whatever the clients' baselines; a baseline the
-    /// caches were not filled for is encoded by the thread itself, with the same bytes.
+    /// Views built on several threads from records and sections encoded beforehand are byte
+    /// for byte the ones the tick thread builds alone, whatever the clients' baselines. A
+    /// baseline left out of the preparation: an exact view's thread encodes its records itself
+    /// (the same bytes); a view of whole cells is not built, and left to the tick thread.
     #[test]
     fn bodies_built_in_parallel_are_the_ones_built_alone() {
+        for views in [AoiViews::Exact, AoiViews::Cells] {
+            parallel_bodies_of(views);
+        }
+    }
+
+    fn parallel_bodies_of(mode: AoiViews) {
         const CLIENTS: u32 = 30;
         const THREADS: usize = 3;
-        let interest = Some((RADIUS, IVec2::splat(EXTENT), AoiViews::Exact));
+        let interest = Some((RADIUS, IVec2::splat(EXTENT), mode));
         let mut r = Replication::new(8, schema(), interest);
         let mut world = RandomWorld::new(9, CLIENTS);
         let mut rng = fastrand::Rng::with_seed(10);
-        // Per client, by tick: what it saw.
-        let mut seen: Vec<HashMap<u32, Vec<u32>>> = (0..CLIENTS).map(|_| HashMap::new()).collect();
-        let (mut compared, mut unfilled) = (0, 0);
+        // Per client, by tick: where it looked from and what it saw.
+        let mut seen: Vec<HashMap<u32, (Viewpoint, Vec<u32>)>> =
+            (0..CLIENTS).map(|_| HashMap::new()).collect();
+        let (mut compared, mut unfilled, mut left) = (0, 0, 0);
         for tick in 1..=40u32 {
             world.step(&mut r, tick);
             // Each client's viewpoint and baseline (one to ten ticks back, or none).
@@ -1072,34 +1331,44 @@ mod tests {
             let mut baselines: Vec<Tick> = clients.iter().filter_map(|c| c.1.map(Tick)).collect();
             baselines.sort_unstable_by_key(|t| t.0);
             baselines.dedup();
-            // Every other tick, one baseline's records are left for the threads to encode.
-            if tick % 2 == 0 && baselines.pop().is_some() {
-                unfilled += 1;
-            }
-            let mut built: Vec<(Vec<u32>, Vec<u8>, Option<Tick>)> = (0..CLIENTS)
+            let full = clients.iter().any(|c| c.1.is_none());
+            // Every other tick, one baseline is left out of the preparation.
+            let skipped = if tick % 2 == 0 { baselines.pop() } else { None };
+            unfilled += usize::from(skipped.is_some());
+            // Per client: its view, its body and the baseline used (`None`: not built).
+            type Built = (Vec<u32>, Vec<u8>, Option<Option<Tick>>);
+            let mut built: Vec<Built> = (0..CLIENTS)
                 .map(|_| (Vec::new(), Vec::new(), None))
                 .collect();
             {
-                let (build, scratch) = r.exact_parallel(&baselines, THREADS).expect("exact aoi");
+                let (build, scratch) = r
+                    .views_parallel(&baselines, full, THREADS)
+                    .expect("aoi mode");
                 assert_eq!(scratch.len(), THREADS);
                 let share = built.len().div_ceil(THREADS);
                 std::thread::scope(|s| {
-                    for ((part, out), scratch) in clients
+                    for (((i, part), out), scratch) in clients
                         .chunks(share)
-                        .zip(built.chunks_mut(share))
                         .enumerate()
-                        .map(|(i, (c, b))| ((i, c), b))
+                        .zip(built.chunks_mut(share))
                         .zip(scratch.iter_mut())
                     {
-                        let (i, part) = part;
                         let seen = &seen;
                         s.spawn(move || {
                             for (j, ((eye, base), (view, body, used))) in
                                 part.iter().zip(out.iter_mut()).enumerate()
                             {
                                 let k = i * share + j;
-                                let base = base.map(|t| (Tick(t), seen[k][&t].as_slice()));
-                                *used = build.encode(base, *eye, view, scratch);
+                                let then = base.map(|t| (Tick(t), &seen[k][&t]));
+                                *used = match build {
+                                    crate::replication::ViewsBuild::Exact(b) => {
+                                        let base = then.map(|(t, (_, v))| (t, v.as_slice()));
+                                        Some(b.encode(base, *eye, view, scratch))
+                                    }
+                                    crate::replication::ViewsBuild::Cells(b) => {
+                                        b.encode(then.map(|(t, (e, _))| (t, *e)), *eye, scratch)
+                                    }
+                                };
                                 body.clone_from(&scratch.body);
                             }
                         });
@@ -1107,20 +1376,43 @@ mod tests {
                 });
             }
             for (k, ((eye, base), (view, body, used))) in clients.iter().zip(built).enumerate() {
+                let then = base.map(|t| (Tick(t), &seen[k][&t]));
                 let mut alone_view = Vec::new();
                 let mut alone_body = Vec::new();
-                r.visible(*eye, &mut alone_view);
-                let base = base.map(|t| (Tick(t), seen[k][&t].as_slice()));
-                let alone_used = r.encode_exact(base, &alone_view, &mut alone_body);
-                assert_eq!(view, alone_view, "tick {tick} client {k}: the view");
-                assert_eq!(used, alone_used, "tick {tick} client {k}: the baseline");
-                assert_eq!(body, alone_body, "tick {tick} client {k}: the body");
-                compared += 1;
-                seen[k].insert(tick, view);
+                let alone_used = match mode {
+                    AoiViews::Exact => {
+                        r.visible(*eye, &mut alone_view);
+                        let base = then.map(|(t, (_, v))| (t, v.as_slice()));
+                        r.encode_exact(base, &alone_view, &mut alone_body)
+                    }
+                    AoiViews::Cells => {
+                        r.encode_view(then.map(|(t, (e, _))| (t, *e)), *eye, &mut alone_body)
+                    }
+                };
+                match used {
+                    Some(used) => {
+                        assert_eq!(view, alone_view, "tick {tick} client {k}: the view");
+                        assert_eq!(used, alone_used, "tick {tick} client {k}: the baseline");
+                        assert_eq!(body, alone_body, "tick {tick} client {k}: the body");
+                        compared += 1;
+                    }
+                    None => {
+                        assert_eq!(mode, AoiViews::Cells, "exact views are always built");
+                        assert_eq!(base.map(Tick), skipped, "only the baseline left out");
+                        left += 1;
+                    }
+                }
+                seen[k].insert(tick, (*eye, alone_view));
             }
         }
-        assert_eq!(compared, 40 * CLIENTS);
-        assert!(unfilled >= 15, "the threads' own encoding was exercised");
+        assert!(unfilled >= 15, "a baseline was left out: {unfilled}");
+        match mode {
+            AoiViews::Exact => assert_eq!(compared, 40 * CLIENTS),
+            AoiViews::Cells => {
+                assert!(left > 0, "views left to the tick thread");
+                assert_eq!(compared + left, 40 * CLIENTS);
+            }
+        }
     }
 
     fn bodies_of(views: AoiViews) {

@@ -1,7 +1,7 @@
 //! World frames: the replicated state of every entity at one tick, their history, and the
 //! delta between two views of them.
 
-use super::cells::{Aoi, CellIndex, ExactScratch, ExactShared, Viewpoint};
+use super::cells::{Aoi, CellIndex, CellsShared, ExactShared, ViewScratch, Viewpoint};
 use super::records::{ChangeCache, CreatedCache};
 use crate::config::AoiViews;
 use bevy_ecs::resource::Resource;
@@ -267,7 +267,44 @@ pub(super) fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&
     history.get(idx).filter(|f| f.tick == tick)
 }
 
-/// What the threads building exact views share, from [`Replication::exact_parallel`].
+/// What the threads building views share, from [`Replication::views_parallel`].
+#[derive(Debug, Clone, Copy)]
+pub enum ViewsBuild<'a> {
+    /// Exact views.
+    Exact(ExactBuild<'a>),
+    /// Views of whole cells.
+    Cells(CellsBuild<'a>),
+}
+
+/// What the threads building views of whole cells share.
+#[derive(Debug, Clone, Copy)]
+pub struct CellsBuild<'a> {
+    schema: &'a GameSchema,
+    history: &'a VecDeque<WorldFrame>,
+    frame: &'a WorldFrame,
+    shared: CellsShared<'a>,
+}
+
+impl CellsBuild<'_> {
+    /// Builds into `scratch.body` the body from the view seen from `base`'s viewpoint at its
+    /// tick (`None`: a full snapshot) to the view seen from `now`: the bytes
+    /// [`Replication::encode_view`] gives. Returns the baseline used (a baseline whose frame
+    /// left history falls back to a full snapshot), or `None`, with nothing built, if the
+    /// records it needs were not prepared (the tick thread then builds it alone).
+    pub fn encode(
+        &self,
+        base: Option<(Tick, Viewpoint)>,
+        now: Viewpoint,
+        scratch: &mut ViewScratch,
+    ) -> Option<Option<Tick>> {
+        let base = base.and_then(|(t, eye)| Some((t, find_frame(self.history, t)?, eye)));
+        self.shared
+            .encode(self.schema, self.frame, base, now, scratch)
+            .then_some(base.map(|(t, _, _)| t))
+    }
+}
+
+/// What the threads building exact views share.
 #[derive(Debug, Clone, Copy)]
 pub struct ExactBuild<'a> {
     schema: &'a GameSchema,
@@ -286,7 +323,7 @@ impl ExactBuild<'_> {
         base: Option<(Tick, &[u32])>,
         eye: Viewpoint,
         view: &mut Vec<u32>,
-        scratch: &mut ExactScratch,
+        scratch: &mut ViewScratch,
     ) -> Option<Tick> {
         let base = base.and_then(|(t, idx)| Some((t, find_frame(self.history, t)?, idx)));
         self.shared
@@ -309,7 +346,7 @@ pub struct Replication {
     writer: BodyWriter,
     walk: Walk,
     encode_buf: Vec<u8>,
-    /// Ticks whose exact views were built on more than one thread.
+    /// Ticks whose views were built on more than one thread.
     parallel_ticks: u64,
 }
 
@@ -546,22 +583,24 @@ impl Replication {
         base.map(|(t, _, _)| t)
     }
 
-    /// Ticks whose exact views were built on more than one thread
-    /// ([`Replication::exact_parallel`]).
+    /// Ticks whose views were built on more than one thread
+    /// ([`Replication::views_parallel`]).
     #[must_use]
     pub fn parallel_ticks(&self) -> u64 {
         self.parallel_ticks
     }
 
-    /// AOI mode, exact views built on several threads: fills this tick's shared records for
-    /// the clients' `baselines` (each tick once is enough; ones no longer in history are
-    /// skipped), then returns what every thread reads ([`ExactBuild::encode`]) and a scratch
-    /// for each of `threads`. `None` outside exact `aoi` mode or before the first frame.
-    pub fn exact_parallel(
+    /// AOI mode, views built on several threads: encodes this tick's shared records (and for
+    /// views of whole cells, every cell's sections) for the clients' `baselines` (each tick once
+    /// is enough; `full` when some client gets a full snapshot; a baseline no longer in history
+    /// counts as a full snapshot), then returns what every thread reads ([`ViewsBuild`]) and a
+    /// scratch for each of `threads`. `None` outside `aoi` mode or before the first frame.
+    pub fn views_parallel(
         &mut self,
         baselines: &[Tick],
+        full: bool,
         threads: usize,
-    ) -> Option<(ExactBuild<'_>, &mut [ExactScratch])> {
+    ) -> Option<(ViewsBuild<'_>, &mut [ViewScratch])> {
         let Replication {
             schema,
             history,
@@ -572,24 +611,35 @@ impl Replication {
         let (Some(aoi), Some(frame)) = (aoi.as_mut(), history.back()) else {
             return None;
         };
-        if aoi.whole_cells() {
-            return None;
-        }
         if threads > 1 {
             *parallel_ticks += 1;
         }
         let history: &VecDeque<WorldFrame> = history;
-        let frames = baselines
+        let frames: Vec<(Tick, &WorldFrame)> = baselines
             .iter()
-            .filter_map(|t| Some((*t, find_frame(history, *t)?)));
-        let (shared, scratch) = aoi.prepare_exact(schema, frame, frames, threads);
-        let build = ExactBuild {
-            schema,
-            history,
-            frame,
-            shared,
-        };
-        Some((build, scratch))
+            .filter_map(|t| Some((*t, find_frame(history, *t)?)))
+            .collect();
+        let full = full || frames.len() < baselines.len();
+        if aoi.whole_cells() {
+            let bases = frames.into_iter().map(Some).chain(full.then_some(None));
+            let (shared, scratch) = aoi.prepare_cells(schema, frame, bases, threads);
+            let build = CellsBuild {
+                schema,
+                history,
+                frame,
+                shared,
+            };
+            Some((ViewsBuild::Cells(build), scratch))
+        } else {
+            let (shared, scratch) = aoi.prepare_exact(schema, frame, frames, threads);
+            let build = ExactBuild {
+                schema,
+                history,
+                frame,
+                shared,
+            };
+            Some((ViewsBuild::Exact(build), scratch))
+        }
     }
 
     /// AOI mode, views of whole cells ([`AoiViews::Cells`]; exact views use

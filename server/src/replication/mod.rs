@@ -21,6 +21,6 @@ pub mod frame;
 pub mod link;
 mod records;
 
-pub use cells::{ExactScratch, Viewpoint};
-pub use frame::{ExactBuild, FrameEntity, Replication, WorldFrame};
+pub use cells::{ViewScratch, Viewpoint};
+pub use frame::{CellsBuild, ExactBuild, FrameEntity, Replication, ViewsBuild, WorldFrame};
 pub use link::{ClientLink, EventsError, LagLimits, SkipWindow};

@@ -33,7 +33,7 @@ pub struct Rules {
     pub max_pending_events: usize,
     /// See `max_pending_events`.
     pub max_pending_event_bytes: usize,
-    /// Threads that build exact `aoi` views (1: the tick thread alone), and the clients a
+    /// Threads that build `aoi` views (1: the tick thread alone), and the clients a
     /// room needs before it uses them.
     pub replicate_threads: usize,
     /// See `replicate_threads`.

@@ -353,7 +353,7 @@ impl Sim {
     }
 }
 
-/// The threads that build exact `aoi` views in a large room: `replicate_threads`, where 0 is
+/// The threads that build `aoi` views in a large room: `replicate_threads`, where 0 is
 /// one per core (at most 8).
 #[must_use]
 pub fn replicate_threads(config: &Config) -> usize {

@@ -7,7 +7,9 @@
 use super::components::*;
 use crate::boundary::{ClientEvent, JoinRequest, LeaveReason, Outgoing};
 use crate::game::{Capture, JoinHook, Joined, LeaveHook, Locate, Slots};
-use crate::replication::{ClientLink, FrameEntity, Replication};
+use crate::replication::{
+    ClientLink, FrameEntity, Replication, ViewScratch, Viewpoint, ViewsBuild,
+};
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -597,10 +599,9 @@ pub fn replicate(
 ) {
     if rules.replicate_threads > 1
         && replication.per_client_views()
-        && !replication.whole_cells()
         && links.iter().len() >= rules.parallel_views_min_clients
     {
-        replicate_exact_parallel(
+        replicate_parallel(
             &mut links,
             &mut replication,
             clock.tick,
@@ -615,43 +616,61 @@ pub fn replicate(
             // Nobody to send to: what it saw before the drop stays for the resume's delta.
             continue;
         }
-        let (baseline, body) = if replication.per_client_views() {
-            let Some(eye) = replication.viewpoint(net.0) else {
-                continue;
-            };
-            let baseline = if replication.whole_cells() {
-                let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
-                let baseline = replication.encode_view(base, eye, &mut body);
-                link.push_view(clock.tick, eye, Vec::new());
-                baseline
-            } else {
-                let mut view = link.take_visible_buffer();
-                replication.visible(eye, &mut view);
-                let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
-                let baseline = replication.encode_exact(base, &view, &mut body);
-                link.push_view(clock.tick, eye, view);
-                baseline
-            };
-            (baseline, Bytes::copy_from_slice(&body))
-        } else {
-            // Shared by every client with this baseline: only the header is the client's own.
-            replication.body(link.acked)
-        };
-        let head = FrameHead::snapshot(&SnapshotHeader {
-            tick: clock.tick,
-            baseline,
-            last_input_seq: link.last_input_seq,
-            input_lead: link.input_lead,
-        });
-        link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
+        if replication.per_client_views() {
+            if let Some(eye) = replication.viewpoint(net.0) {
+                replicate_view(link, eye, &mut replication, clock.tick, &mut body);
+            }
+            continue;
+        }
+        // Shared by every client with this baseline: only the header is the client's own.
+        let (baseline, body) = replication.body(link.acked);
+        leave_snapshot(link, clock.tick, baseline, body);
     }
 }
 
-/// [`replicate`] for exact `aoi` views on `threads` threads: the records every client's body
-/// is assembled from are encoded first, once, for every baseline in use; then the tick thread
-/// and `threads - 1` scoped threads each build the bodies of a share of the clients, reading
-/// those records. Each body is byte for byte the one the tick thread alone would build.
-fn replicate_exact_parallel(
+/// Builds a client's `aoi` view seen from `eye` and its body on the tick thread, and leaves
+/// the snapshot on its link; `body` is a buffer.
+fn replicate_view(
+    link: &mut ClientLink,
+    eye: Viewpoint,
+    replication: &mut Replication,
+    tick: Tick,
+    body: &mut Vec<u8>,
+) {
+    let baseline = if replication.whole_cells() {
+        let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
+        let baseline = replication.encode_view(base, eye, body);
+        link.push_view(tick, eye, Vec::new());
+        baseline
+    } else {
+        let mut view = link.take_visible_buffer();
+        replication.visible(eye, &mut view);
+        let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+        let baseline = replication.encode_exact(base, &view, body);
+        link.push_view(tick, eye, view);
+        baseline
+    };
+    leave_snapshot(link, tick, baseline, Bytes::copy_from_slice(body));
+}
+
+/// Leaves the snapshot of `tick` (against `baseline`, with `body`) on the link for
+/// [`hand_off`], under the client's own header.
+fn leave_snapshot(link: &mut ClientLink, tick: Tick, baseline: Option<Tick>, body: Bytes) {
+    let head = FrameHead::snapshot(&SnapshotHeader {
+        tick,
+        baseline,
+        last_input_seq: link.last_input_seq,
+        input_lead: link.input_lead,
+    });
+    link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
+}
+
+/// [`replicate`] for `aoi` views on `threads` threads: what every client's body is assembled
+/// from (created and change records, and for views of whole cells every cell's sections) is
+/// encoded first, once, for every baseline in use; then the tick thread and `threads - 1`
+/// scoped threads each build the views and bodies of a share of the clients from it. Each
+/// body is byte for byte the one the tick thread alone would build.
+fn replicate_parallel(
     links: &mut Query<(&Net, &mut Link)>,
     replication: &mut Replication,
     tick: Tick,
@@ -659,6 +678,7 @@ fn replicate_exact_parallel(
 ) {
     let mut jobs = Vec::new();
     let mut baselines = Vec::new();
+    let mut full = false;
     for (net, link) in links.iter_mut() {
         if link.0.held.is_some() {
             // Nobody to send to: what it saw before the drop stays for the resume's delta.
@@ -667,58 +687,84 @@ fn replicate_exact_parallel(
         let Some(eye) = replication.viewpoint(net.0) else {
             continue;
         };
-        baselines.extend(link.0.acked);
-        jobs.push((eye, link));
+        match link.0.acked {
+            Some(t) => baselines.push(t),
+            None => full = true,
+        }
+        jobs.push(Job {
+            eye,
+            link,
+            built: false,
+        });
     }
     baselines.sort_unstable_by_key(|t| t.0);
     baselines.dedup();
-    let Some((build, scratch)) = replication.exact_parallel(&baselines, threads) else {
-        return;
-    };
-    // Small shares taken in turn, not one share a thread: a thread that starts late (or is
-    // preempted) leaves its shares to the others instead of holding up the tick.
-    let shares = parking_lot::Mutex::new(jobs.chunks_mut(VIEWS_PER_SHARE));
-    let take = || shares.lock().next();
-    let (own, others) = scratch.split_first_mut().expect("at least one scratch");
-    std::thread::scope(|s| {
-        for scratch in others {
-            s.spawn(|| {
-                while let Some(clients) = take() {
-                    build_views(&build, clients, scratch, tick);
-                }
-            });
-        }
-        while let Some(clients) = take() {
-            build_views(&build, clients, own, tick);
-        }
-    });
+    if let Some((build, scratch)) = replication.views_parallel(&baselines, full, threads) {
+        // Small shares taken in turn, not one share a thread: a thread that starts late (or is
+        // preempted) leaves its shares to the others instead of holding up the tick.
+        let shares = parking_lot::Mutex::new(jobs.chunks_mut(VIEWS_PER_SHARE));
+        let take = || shares.lock().next();
+        let (own, others) = scratch.split_first_mut().expect("at least one scratch");
+        std::thread::scope(|s| {
+            for scratch in others {
+                s.spawn(|| {
+                    while let Some(clients) = take() {
+                        build_views(&build, clients, scratch, tick);
+                    }
+                });
+            }
+            while let Some(clients) = take() {
+                build_views(&build, clients, own, tick);
+            }
+        });
+    }
+    // What the threads could not build from what was prepared (nothing, unless a baseline
+    // was missed), the tick thread builds alone.
+    let mut body = Vec::new();
+    for job in jobs.iter_mut().filter(|j| !j.built) {
+        replicate_view(&mut job.link.0, job.eye, replication, tick, &mut body);
+    }
+}
+
+/// One client whose view is built on the threads of [`replicate_parallel`].
+struct Job<'w> {
+    eye: Viewpoint,
+    link: Mut<'w, Link>,
+    built: bool,
 }
 
 /// Clients whose views a thread builds at a time when views are built on several threads.
 const VIEWS_PER_SHARE: usize = 16;
 
-/// Builds the exact views and bodies of `clients` (viewpoints and links), leaving each
-/// snapshot on its link for [`hand_off`].
+/// Builds the views and bodies of `clients`, leaving each snapshot on its link for
+/// [`hand_off`].
 fn build_views(
-    build: &crate::replication::ExactBuild<'_>,
-    clients: &mut [(crate::replication::Viewpoint, Mut<'_, Link>)],
-    scratch: &mut crate::replication::ExactScratch,
+    build: &ViewsBuild<'_>,
+    clients: &mut [Job<'_>],
+    scratch: &mut ViewScratch,
     tick: Tick,
 ) {
-    for (eye, link) in clients {
-        let link = &mut link.0;
-        let mut view = link.take_visible_buffer();
-        let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
-        let baseline = build.encode(base, *eye, &mut view, scratch);
-        link.push_view(tick, *eye, view);
-        let head = FrameHead::snapshot(&SnapshotHeader {
-            tick,
-            baseline,
-            last_input_seq: link.last_input_seq,
-            input_lead: link.input_lead,
-        });
-        let body = Bytes::copy_from_slice(&scratch.body);
-        link.pending = Some((Outgoing::framed(head, body), baseline.is_none()));
+    for job in clients {
+        let (link, eye) = (&mut job.link.0, job.eye);
+        let baseline = match build {
+            ViewsBuild::Exact(b) => {
+                let mut view = link.take_visible_buffer();
+                let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+                let baseline = b.encode(base, eye, &mut view, scratch);
+                link.push_view(tick, eye, view);
+                baseline
+            }
+            ViewsBuild::Cells(b) => {
+                let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
+                let Some(baseline) = b.encode(base, eye, scratch) else {
+                    continue;
+                };
+                link.push_view(tick, eye, Vec::new());
+                baseline
+            }
+        };
+        job.built = true;
+        leave_snapshot(link, tick, baseline, Bytes::copy_from_slice(&scratch.body));
     }
 }
 
