@@ -131,6 +131,7 @@ impl Geometry {
     /// True if a client looking from `eye` sees an entity at `pos`: placed nowhere, or within
     /// the radius (exact views), or in a cell the radius touches (views of whole cells).
     #[must_use]
+    #[inline]
     pub fn contains(&self, eye: Viewpoint, pos: Option<IVec2>) -> bool {
         match (eye.0, pos) {
             (_, None) => true,
