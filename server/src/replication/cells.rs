@@ -367,7 +367,7 @@ impl Aoi {
         cf: &'a WorldFrame,
         baselines: impl IntoIterator<Item = (Tick, &'a WorldFrame)>,
         threads: usize,
-    ) -> (ExactShared<'a>, &'a mut [ViewScratch]) {
+    ) -> (SharedViews<'a>, &'a mut [ViewScratch]) {
         debug_assert!(!self.geo.whole_cells, "views of whole cells share by cell");
         self.walk.created.fill(schema, &mut self.walk.layouts, cf);
         for (t, bf) in baselines {
@@ -379,16 +379,7 @@ impl Aoi {
                 self.caches[i].filled = true;
             }
         }
-        let threads = threads.max(1);
-        if self.scratch.len() < threads {
-            self.scratch.resize_with(threads, ViewScratch::default);
-        }
-        let shared = ExactShared {
-            geo: &self.geo,
-            caches: &self.caches[..self.used],
-            created: &self.walk.created,
-        };
-        (shared, &mut self.scratch[..threads])
+        self.shared_views(threads)
     }
 
     /// True when views are whole cells.
@@ -494,7 +485,7 @@ impl Aoi {
         cf: &'a WorldFrame,
         baselines: impl IntoIterator<Item = Option<(Tick, &'a WorldFrame)>>,
         threads: usize,
-    ) -> (CellsShared<'a>, &'a mut [ViewScratch]) {
+    ) -> (SharedViews<'a>, &'a mut [ViewScratch]) {
         debug_assert!(self.geo.whole_cells, "exact views share by record");
         self.walk.created.fill(schema, &mut self.walk.layouts, cf);
         for base in baselines {
@@ -531,11 +522,17 @@ impl Aoi {
             }
             cache.filled = true;
         }
+        self.shared_views(threads)
+    }
+
+    /// What the threads building views read (this tick's records and sections, prepared), and
+    /// one scratch for each of `threads`.
+    fn shared_views(&mut self, threads: usize) -> (SharedViews<'_>, &mut [ViewScratch]) {
         let threads = threads.max(1);
         if self.scratch.len() < threads {
             self.scratch.resize_with(threads, ViewScratch::default);
         }
-        let shared = CellsShared {
+        let shared = SharedViews {
             geo: &self.geo,
             caches: &self.caches[..self.used],
             created: &self.walk.created,
@@ -783,21 +780,12 @@ pub struct CellsScratch {
     bufs: CellsBufs,
 }
 
-/// What the threads building views of whole cells read: the grid, and this tick's sections,
-/// created and change records, filled beforehand ([`Aoi::prepare_cells`]).
-#[derive(Debug, Clone, Copy)]
-pub struct CellsShared<'a> {
-    geo: &'a Geometry,
-    caches: &'a [BaselineCache],
-    created: &'a CreatedCache,
-}
-
-impl CellsShared<'_> {
-    /// Builds into `scratch.body` the body from the view seen from `then` at `base` (its
-    /// tick and frame; `None` for a full snapshot) to the view seen from `now` in `cf`: the
-    /// bytes [`Aoi::encode`] makes. False, with nothing built, if this baseline's sections were
-    /// not prepared.
-    pub(super) fn encode(
+impl SharedViews<'_> {
+    /// Builds into `scratch.body` the body from the view of whole cells seen from `then` at
+    /// `base` (its tick and frame; `None` for a full snapshot) to the view seen from `now` in
+    /// `cf`: the bytes [`Aoi::encode`] makes. False, with nothing built, if this baseline's
+    /// sections were not prepared.
+    pub(super) fn cells(
         &self,
         schema: &GameSchema,
         cf: &WorldFrame,
@@ -869,7 +857,7 @@ fn gather(
     set.drain(|i| out.push(i));
 }
 
-/// One thread's buffers for building exact views ([`ExactShared::encode`]).
+/// One thread's buffers for building exact views ([`SharedViews::exact`]).
 #[derive(Debug, Default)]
 pub struct ExactScratch {
     cells: Vec<u32>,
@@ -879,20 +867,21 @@ pub struct ExactScratch {
     spare: Spare,
 }
 
-/// What the threads building exact views read: the grid, and this tick's created records and
-/// change records (one cache per baseline), filled beforehand ([`Aoi::prepare_exact`]).
+/// What the threads building views read: the grid, and this tick's created records and change
+/// records (one cache per baseline), and for views of whole cells every cell's sections, all
+/// filled beforehand ([`Aoi::prepare_exact`], [`Aoi::prepare_cells`]).
 #[derive(Debug, Clone, Copy)]
-pub struct ExactShared<'a> {
+pub struct SharedViews<'a> {
     geo: &'a Geometry,
     caches: &'a [BaselineCache],
     created: &'a CreatedCache,
 }
 
-impl ExactShared<'_> {
+impl SharedViews<'_> {
     /// Fills `view` with the entities of the newest frame `cf` seen from `eye`, and
-    /// `scratch.body` with the body from `base` (its tick, frame and the view then; `None` for
-    /// a full snapshot) to it: the bytes [`super::Replication::encode_exact`] makes.
-    pub(super) fn encode(
+    /// `scratch.body` with the exact body from `base` (its tick, frame and the view then;
+    /// `None` for a full snapshot) to it: the bytes [`super::Replication::encode_exact`] makes.
+    pub(super) fn exact(
         &self,
         schema: &GameSchema,
         cf: &WorldFrame,
@@ -1361,14 +1350,12 @@ mod tests {
                             {
                                 let k = i * share + j;
                                 let then = base.map(|t| (Tick(t), &seen[k][&t]));
-                                *used = match build {
-                                    crate::replication::ViewsBuild::Exact(b) => {
-                                        let base = then.map(|(t, (_, v))| (t, v.as_slice()));
-                                        Some(b.encode(base, *eye, view, scratch))
-                                    }
-                                    crate::replication::ViewsBuild::Cells(b) => {
-                                        b.encode(then.map(|(t, (e, _))| (t, *e)), *eye, scratch)
-                                    }
+                                *used = if build.whole_cells() {
+                                    let base = then.map(|(t, (e, _))| (t, *e));
+                                    build.encode_cells(base, *eye, scratch)
+                                } else {
+                                    let base = then.map(|(t, (_, v))| (t, v.as_slice()));
+                                    Some(build.encode_exact(base, *eye, view, scratch))
                                 };
                                 body.clone_from(&scratch.body);
                             }

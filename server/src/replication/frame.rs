@@ -1,7 +1,7 @@
 //! World frames: the replicated state of every entity at one tick, their history, and the
 //! delta between two views of them.
 
-use super::cells::{Aoi, CellIndex, CellsShared, ExactShared, ViewScratch, Viewpoint};
+use super::cells::{Aoi, CellIndex, SharedViews, ViewScratch, Viewpoint};
 use super::records::{ChangeCache, CreatedCache};
 use crate::config::AoiViews;
 use bevy_ecs::resource::Resource;
@@ -269,56 +269,28 @@ pub(super) fn find_frame(history: &VecDeque<WorldFrame>, tick: Tick) -> Option<&
 
 /// What the threads building views share, from [`Replication::views_parallel`].
 #[derive(Debug, Clone, Copy)]
-pub enum ViewsBuild<'a> {
-    /// Exact views.
-    Exact(ExactBuild<'a>),
-    /// Views of whole cells.
-    Cells(CellsBuild<'a>),
-}
-
-/// What the threads building views of whole cells share.
-#[derive(Debug, Clone, Copy)]
-pub struct CellsBuild<'a> {
+pub struct ViewsBuild<'a> {
     schema: &'a GameSchema,
     history: &'a VecDeque<WorldFrame>,
     frame: &'a WorldFrame,
-    shared: CellsShared<'a>,
+    shared: SharedViews<'a>,
+    whole_cells: bool,
 }
 
-impl CellsBuild<'_> {
-    /// Builds into `scratch.body` the body from the view seen from `base`'s viewpoint at its
-    /// tick (`None`: a full snapshot) to the view seen from `now`: the bytes
-    /// [`Replication::encode_view`] gives. Returns the baseline used (a baseline whose frame
-    /// left history falls back to a full snapshot), or `None`, with nothing built, if the
-    /// records it needs were not prepared (the tick thread then builds it alone).
-    pub fn encode(
-        &self,
-        base: Option<(Tick, Viewpoint)>,
-        now: Viewpoint,
-        scratch: &mut ViewScratch,
-    ) -> Option<Option<Tick>> {
-        let base = base.and_then(|(t, eye)| Some((t, find_frame(self.history, t)?, eye)));
-        self.shared
-            .encode(self.schema, self.frame, base, now, scratch)
-            .then_some(base.map(|(t, _, _)| t))
+impl ViewsBuild<'_> {
+    /// True when views are whole cells ([`ViewsBuild::encode_cells`]), false when exact
+    /// ([`ViewsBuild::encode_exact`]).
+    #[must_use]
+    pub fn whole_cells(&self) -> bool {
+        self.whole_cells
     }
-}
 
-/// What the threads building exact views share.
-#[derive(Debug, Clone, Copy)]
-pub struct ExactBuild<'a> {
-    schema: &'a GameSchema,
-    history: &'a VecDeque<WorldFrame>,
-    frame: &'a WorldFrame,
-    shared: ExactShared<'a>,
-}
-
-impl ExactBuild<'_> {
-    /// Fills `view` with the entities seen from `eye` now and `scratch.body` with the body
-    /// from `base` (a tick and what the client saw then, or `None` for a full snapshot): the
-    /// bytes [`Replication::visible`] and [`Replication::encode_exact`] give. A baseline whose
-    /// frame left history falls back to a full snapshot, which the returned baseline reports.
-    pub fn encode(
+    /// Exact views: fills `view` with the entities seen from `eye` now and `scratch.body` with
+    /// the body from `base` (a tick and what the client saw then, or `None` for a full
+    /// snapshot): the bytes [`Replication::visible`] and [`Replication::encode_exact`] give. A
+    /// baseline whose frame left history falls back to a full snapshot, which the returned
+    /// baseline reports.
+    pub fn encode_exact(
         &self,
         base: Option<(Tick, &[u32])>,
         eye: Viewpoint,
@@ -327,8 +299,25 @@ impl ExactBuild<'_> {
     ) -> Option<Tick> {
         let base = base.and_then(|(t, idx)| Some((t, find_frame(self.history, t)?, idx)));
         self.shared
-            .encode(self.schema, self.frame, base, eye, view, scratch);
+            .exact(self.schema, self.frame, base, eye, view, scratch);
         base.map(|(t, _, _)| t)
+    }
+
+    /// Views of whole cells: builds into `scratch.body` the body from the view seen from
+    /// `base`'s viewpoint at its tick (`None`: a full snapshot) to the view seen from `now`:
+    /// the bytes [`Replication::encode_view`] gives. Returns the baseline used (a baseline
+    /// whose frame left history falls back to a full snapshot), or `None`, with nothing built,
+    /// if the sections it needs were not prepared (the tick thread then builds it alone).
+    pub fn encode_cells(
+        &self,
+        base: Option<(Tick, Viewpoint)>,
+        now: Viewpoint,
+        scratch: &mut ViewScratch,
+    ) -> Option<Option<Tick>> {
+        let base = base.and_then(|(t, eye)| Some((t, find_frame(self.history, t)?, eye)));
+        self.shared
+            .cells(self.schema, self.frame, base, now, scratch)
+            .then_some(base.map(|(t, _, _)| t))
     }
 }
 
@@ -346,7 +335,7 @@ pub struct Replication {
     writer: BodyWriter,
     walk: Walk,
     encode_buf: Vec<u8>,
-    /// Ticks whose views were built on more than one thread.
+    /// Ticks whose views were prepared to be built on more than one thread.
     parallel_ticks: u64,
 }
 
@@ -583,7 +572,7 @@ impl Replication {
         base.map(|(t, _, _)| t)
     }
 
-    /// Ticks whose views were built on more than one thread
+    /// Ticks whose views were prepared to be built on more than one thread
     /// ([`Replication::views_parallel`]).
     #[must_use]
     pub fn parallel_ticks(&self) -> u64 {
@@ -620,26 +609,21 @@ impl Replication {
             .filter_map(|t| Some((*t, find_frame(history, *t)?)))
             .collect();
         let full = full || frames.len() < baselines.len();
-        if aoi.whole_cells() {
+        let whole_cells = aoi.whole_cells();
+        let (shared, scratch) = if whole_cells {
             let bases = frames.into_iter().map(Some).chain(full.then_some(None));
-            let (shared, scratch) = aoi.prepare_cells(schema, frame, bases, threads);
-            let build = CellsBuild {
-                schema,
-                history,
-                frame,
-                shared,
-            };
-            Some((ViewsBuild::Cells(build), scratch))
+            aoi.prepare_cells(schema, frame, bases, threads)
         } else {
-            let (shared, scratch) = aoi.prepare_exact(schema, frame, frames, threads);
-            let build = ExactBuild {
-                schema,
-                history,
-                frame,
-                shared,
-            };
-            Some((ViewsBuild::Exact(build), scratch))
-        }
+            aoi.prepare_exact(schema, frame, frames, threads)
+        };
+        let build = ViewsBuild {
+            schema,
+            history,
+            frame,
+            shared,
+            whole_cells,
+        };
+        Some((build, scratch))
     }
 
     /// AOI mode, views of whole cells ([`AoiViews::Cells`]; exact views use

@@ -22,5 +22,5 @@ pub mod link;
 mod records;
 
 pub use cells::{ViewScratch, Viewpoint};
-pub use frame::{CellsBuild, ExactBuild, FrameEntity, Replication, ViewsBuild, WorldFrame};
+pub use frame::{FrameEntity, Replication, ViewsBuild, WorldFrame};
 pub use link::{ClientLink, EventsError, LagLimits, SkipWindow};

@@ -707,11 +707,19 @@ fn replicate_parallel(
         let (own, others) = scratch.split_first_mut().expect("at least one scratch");
         std::thread::scope(|s| {
             for scratch in others {
-                s.spawn(|| {
-                    while let Some(clients) = take() {
-                        build_views(&build, clients, scratch, tick);
-                    }
-                });
+                // A thread the system will not start (out of threads or memory) is not needed:
+                // the shares it would have taken are left to the others.
+                let started = std::thread::Builder::new()
+                    .name("tickwire-views".into())
+                    .spawn_scoped(s, || {
+                        while let Some(clients) = take() {
+                            build_views(&build, clients, scratch, tick);
+                        }
+                    });
+                if let Err(e) = started {
+                    debug!(error = %e, "a thread to build views did not start");
+                    break;
+                }
             }
             while let Some(clients) = take() {
                 build_views(&build, clients, own, tick);
@@ -746,22 +754,19 @@ fn build_views(
 ) {
     for job in clients {
         let (link, eye) = (&mut job.link.0, job.eye);
-        let baseline = match build {
-            ViewsBuild::Exact(b) => {
-                let mut view = link.take_visible_buffer();
-                let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
-                let baseline = b.encode(base, eye, &mut view, scratch);
-                link.push_view(tick, eye, view);
-                baseline
-            }
-            ViewsBuild::Cells(b) => {
-                let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
-                let Some(baseline) = b.encode(base, eye, scratch) else {
-                    continue;
-                };
-                link.push_view(tick, eye, Vec::new());
-                baseline
-            }
+        let baseline = if build.whole_cells() {
+            let base = link.acked.and_then(|t| Some((t, link.viewpoint_at(t)?)));
+            let Some(baseline) = build.encode_cells(base, eye, scratch) else {
+                continue;
+            };
+            link.push_view(tick, eye, Vec::new());
+            baseline
+        } else {
+            let mut view = link.take_visible_buffer();
+            let base = link.acked.and_then(|t| Some((t, link.visible_at(t)?)));
+            let baseline = build.encode_exact(base, eye, &mut view, scratch);
+            link.push_view(tick, eye, view);
+            baseline
         };
         job.built = true;
         leave_snapshot(link, tick, baseline, Bytes::copy_from_slice(&scratch.body));
