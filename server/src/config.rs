@@ -185,14 +185,16 @@ pub struct Config {
     /// by everyone who sees it, so the tick costs less per client, but a view holds up to a
     /// cell's diagonal more, about 1.7 times the entities and bytes). Default `exact`.
     pub aoi_views: AoiViews,
-    /// Threads that build a room's `aoi` views (exact or of whole cells) when it has at least
-    /// `parallel_views_min_clients` clients: the tick thread and `replicate_threads - 1` more,
-    /// each building the views and bodies of a share of the clients from records (and cell
+    /// Most threads that build a room's `aoi` views (exact or of whole cells): a room of at
+    /// least `parallel_views_min_clients` clients has them built by the tick thread and one
+    /// more thread for each `parallel_views_min_clients` clients, up to this many in all, each
+    /// thread building the views and bodies of a share of the clients from records (and cell
     /// sections) encoded once for all; 0: one per core, at most 8; 1: the tick thread alone.
     /// `global` bodies are shared and built by the tick thread. Default 0.
     pub replicate_threads: usize,
-    /// Clients a room needs before its `aoi` views are built on `replicate_threads` threads:
-    /// under it, starting the threads costs more than they save. Default 128.
+    /// Clients a room needs before its `aoi` views are built on more than one thread, and the
+    /// clients each further thread is given (see `replicate_threads`): under it, starting a
+    /// thread costs more than it saves. Default 128.
     pub parallel_views_min_clients: usize,
     /// Seed of the game's random numbers. Default 1.
     pub seed: u64,

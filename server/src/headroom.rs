@@ -500,10 +500,8 @@ fn views_name(config: &Config) -> String {
             };
             let threads = crate::sim::replicate_threads(config);
             if threads > 1 {
-                format!(
-                    "{name}, built on {threads} threads from {} clients",
-                    config.parallel_views_min_clients
-                )
+                let per = config.parallel_views_min_clients;
+                format!("{name}, built on up to {threads} threads (one more per {per} clients)")
             } else {
                 format!("{name}, built on the tick thread")
             }

@@ -61,8 +61,8 @@ struct Cli {
     /// touches: less tick work per client, more bytes) [default: exact].
     #[arg(long, value_enum)]
     aoi_views: Option<tickwire_server::AoiViews>,
-    /// Threads that build aoi views in a room of at least 128 clients (the tick thread
-    /// and N-1 more); 0: one per core, at most 8; 1: the tick thread alone [default: 0].
+    /// Most threads that build aoi views in a large room (the tick thread and one more per
+    /// 128 clients, up to N); 0: one per core, at most 8; 1: the tick thread alone [default: 0].
     #[arg(long, value_name = "N")]
     replicate_threads: Option<usize>,
     /// Seed of the server's random numbers [default: 1].

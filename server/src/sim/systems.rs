@@ -597,16 +597,13 @@ pub fn replicate(
     clock: Res<Clock>,
     rules: Res<Rules>,
 ) {
-    if rules.replicate_threads > 1
-        && replication.per_client_views()
-        && links.iter().len() >= rules.parallel_views_min_clients
-    {
-        replicate_parallel(
-            &mut links,
-            &mut replication,
-            clock.tick,
-            rules.replicate_threads,
-        );
+    let threads = view_threads(
+        rules.replicate_threads,
+        rules.parallel_views_min_clients,
+        links.iter().len(),
+    );
+    if threads > 1 && replication.per_client_views() {
+        replicate_parallel(&mut links, &mut replication, clock.tick, threads);
         return;
     }
     let mut body = Vec::new();
@@ -626,6 +623,13 @@ pub fn replicate(
         let (baseline, body) = replication.body(link.acked);
         leave_snapshot(link, clock.tick, baseline, body);
     }
+}
+
+/// The threads that build the views of a room of `clients`: one more for each `per` clients,
+/// up to `most` in all. A room of a few hundred does not start a thread per core (on a server
+/// with many rooms, many cores are already busy with the others).
+pub(crate) fn view_threads(most: usize, per: usize, clients: usize) -> usize {
+    most.min(1 + clients / per.max(1)).max(1)
 }
 
 /// Builds a client's `aoi` view seen from `eye` and its body on the tick thread, and leaves

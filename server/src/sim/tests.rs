@@ -793,3 +793,22 @@ fn an_inputs_lead_is_measured_against_the_tick_it_named() {
         (i16::MAX, false)
     );
 }
+
+#[test]
+fn a_room_gets_one_more_thread_for_its_views_per_share_of_clients() {
+    use super::systems::view_threads;
+    assert_eq!(
+        view_threads(8, 128, 127),
+        1,
+        "under the bound: the tick thread alone"
+    );
+    assert_eq!(view_threads(8, 128, 128), 2);
+    assert_eq!(view_threads(8, 128, 300), 3);
+    assert_eq!(view_threads(8, 128, 5000), 8, "at most replicate_threads");
+    assert_eq!(
+        view_threads(1, 128, 5000),
+        1,
+        "replicate_threads = 1: never"
+    );
+    assert_eq!(view_threads(4, 0, 10), 4, "a bound of 0 counts as 1");
+}
