@@ -703,12 +703,13 @@ fn replicate_parallel(
     }
     baselines.sort_unstable_by_key(|t| t.0);
     baselines.dedup();
-    if let Some((build, scratch)) = replication.views_parallel(&baselines, full, threads) {
+    if let Some((build, scratch)) = replication.views_parallel(&baselines, full, threads)
+        && let Some((own, others)) = scratch.split_first_mut()
+    {
         // Small shares taken in turn, not one share a thread: a thread that starts late (or is
         // preempted) leaves its shares to the others instead of holding up the tick.
         let shares = parking_lot::Mutex::new(jobs.chunks_mut(VIEWS_PER_SHARE));
         let take = || shares.lock().next();
-        let (own, others) = scratch.split_first_mut().expect("at least one scratch");
         std::thread::scope(|s| {
             for scratch in others {
                 // A thread the system will not start (out of threads or memory) is not needed:
