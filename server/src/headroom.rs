@@ -318,8 +318,8 @@ pub struct Row {
 pub struct Report {
     /// `global` or `aoi`.
     pub visibility: String,
-    /// How `aoi` views are built: `exact` (with the threads that build them, and from how many
-    /// clients) or `cells`; empty in `global` mode.
+    /// How `aoi` views are cut (`exact` or `cells`) and on how many threads they are built;
+    /// empty in `global` mode.
     pub views: String,
     /// The tick period, ms.
     pub budget_ms: f64,

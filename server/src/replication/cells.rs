@@ -353,7 +353,7 @@ impl Aoi {
             &self.geo,
             frame,
             eye,
-            (&mut self.cells.bufs.cells_now, &mut self.gather),
+            (&mut self.cells.cells_now, &mut self.gather),
             out,
         );
     }
@@ -440,7 +440,7 @@ impl Aoi {
             cells,
             ..
         } = self;
-        let bufs = &mut cells.bufs;
+        let bufs = cells;
         bufs.look(geo, &frames, now);
         let cache = &mut caches[ci];
         let (layouts, created) = (&mut walk.layouts, &mut walk.created);
@@ -471,8 +471,7 @@ impl Aoi {
             created,
             changes: Some(changes),
         };
-        let built = assemble(schema, geo, &frames, &parts, &mut src, bufs, now, out);
-        debug_assert!(built, "every section was encoded above");
+        assemble(schema, geo, &frames, &parts, &mut src, bufs, now, out);
     }
 
     /// Views of whole cells, built on several threads: encodes this tick's created records,
@@ -501,7 +500,7 @@ impl Aoi {
             } = &mut *self;
             let cache = &mut caches[i];
             let (layouts, created) = (&mut walk.layouts, &mut walk.created);
-            let writer = &mut cells.bufs.writer;
+            let writer = &mut cells.writer;
             // The viewpoint then plays no part in a cell's sections.
             let frames = Frames {
                 cf,
@@ -541,9 +540,9 @@ impl Aoi {
     }
 }
 
-/// The per-body buffers of a view of whole cells.
+/// The buffers of one thread building views of whole cells (one body at a time).
 #[derive(Debug, Default)]
-struct CellsBufs {
+pub struct CellsScratch {
     writer: BodyWriter,
     body: BodyBuilder,
     cells_now: Vec<u32>,
@@ -561,7 +560,7 @@ struct CellsBufs {
     own_removed: IndexSet,
 }
 
-impl CellsBufs {
+impl CellsScratch {
     /// Finds the cells seen from `now` (and from the baseline's viewpoint), stamping them.
     fn look(&mut self, geo: &Geometry, frames: &Frames<'_>, now: Viewpoint) {
         let buckets = geo.cells() + 1;
@@ -590,6 +589,18 @@ impl CellsBufs {
     fn shared_now(&self, frames: &Frames<'_>, c: u32) -> bool {
         !frames.cf.cells.cell(c).is_empty()
             && (frames.base.is_none() || self.seen_then[c as usize] == self.stamp)
+    }
+
+    /// True if a shared section the view found by [`CellsScratch::look`] needs is not in
+    /// `parts`.
+    fn missing_sections(&self, frames: &Frames<'_>, parts: &CellParts<'_>) -> bool {
+        let now = self.cells_now.iter();
+        let then = self.cells_then.iter().filter(|_| frames.base.is_some());
+        now.clone()
+            .any(|&c| self.shared_now(frames, c) && parts.arrivals[c as usize] == NONE)
+            || then
+                .clone()
+                .any(|&c| self.shared_then(frames, c) && parts.departures[c as usize] == NONE)
     }
 
     /// True if cell `c`, seen at the baseline, comes in its shared departures section (it was
@@ -649,10 +660,10 @@ impl BaselineCache {
 }
 
 /// Builds into `out` the body of a view of whole cells seen from `now` (the cells found by
-/// [`CellsBufs::look`]): the shared sections of the cells seen now and at the baseline, and one
+/// [`CellsScratch::look`]): the shared sections of the cells seen now and at the baseline, and one
 /// section of the client's own for the cells that came into or left its view and the entities
-/// that moved between cells. False, with nothing built, if a shared section it needs is not
-/// in `parts`.
+/// that moved between cells. Every shared section it needs must be in `parts`
+/// ([`CellsScratch::missing_sections`]).
 #[allow(clippy::too_many_arguments)] // The frames, their sections, the records, buffers, output.
 fn assemble(
     schema: &GameSchema,
@@ -660,24 +671,12 @@ fn assemble(
     frames: &Frames<'_>,
     parts: &CellParts<'_>,
     src: &mut impl RecordSource,
-    bufs: &mut CellsBufs,
+    bufs: &mut CellsScratch,
     now: Viewpoint,
     out: &mut Vec<u8>,
-) -> bool {
+) {
     let cf = frames.cf;
-    let missing_now = bufs
-        .cells_now
-        .iter()
-        .any(|&c| bufs.shared_now(frames, c) && parts.arrivals[c as usize] == NONE);
-    let missing_then = frames.base.is_some()
-        && bufs
-            .cells_then
-            .iter()
-            .any(|&c| bufs.shared_then(frames, c) && parts.departures[c as usize] == NONE);
-    if missing_now || missing_then {
-        return false;
-    }
-    let CellsBufs {
+    let CellsScratch {
         writer,
         body,
         cells_now,
@@ -771,13 +770,6 @@ fn assemble(
     }
     out.clear();
     body.finish(checksum, out);
-    true
-}
-
-/// One thread's buffers for building views of whole cells.
-#[derive(Debug, Default)]
-pub struct CellsScratch {
-    bufs: CellsBufs,
 }
 
 impl SharedViews<'_> {
@@ -805,24 +797,24 @@ impl SharedViews<'_> {
             cf,
             base: base.map(|(_, bf, then)| (bf, then)),
         };
-        let ViewScratch { cells, exact, body } = scratch;
-        let bufs = &mut cells.bufs;
-        bufs.look(self.geo, &frames, now);
+        let ViewScratch {
+            cells, spare, body, ..
+        } = scratch;
+        cells.look(self.geo, &frames, now);
+        let parts = cache.shared_parts();
+        // Never, for a prepared baseline; the tick thread then builds this view.
+        if cells.missing_sections(&frames, &parts) {
+            return false;
+        }
         let mut src = Ready {
             created: self.created,
             changes: Some(&cache.changes),
-            spare: &mut exact.spare,
+            spare,
         };
         assemble(
-            schema,
-            self.geo,
-            &frames,
-            &cache.shared_parts(),
-            &mut src,
-            bufs,
-            now,
-            body,
-        )
+            schema, self.geo, &frames, &parts, &mut src, cells, now, body,
+        );
+        true
     }
 }
 
@@ -831,6 +823,8 @@ impl SharedViews<'_> {
 pub struct ViewScratch {
     exact: ExactScratch,
     cells: CellsScratch,
+    /// Records the prepared caches lack (none, when prepared for this tick).
+    spare: Spare,
     /// The body last built.
     pub body: Vec<u8>,
 }
@@ -864,7 +858,6 @@ pub struct ExactScratch {
     set: IndexSet,
     lists: WalkLists,
     writer: BodyWriter,
-    spare: Spare,
 }
 
 /// What the threads building views read: the grid, and this tick's created records and change
@@ -890,13 +883,14 @@ impl SharedViews<'_> {
         view: &mut Vec<u32>,
         scratch: &mut ViewScratch,
     ) {
-        let ViewScratch { exact, body, .. } = scratch;
+        let ViewScratch {
+            exact, spare, body, ..
+        } = scratch;
         let ExactScratch {
             cells,
             set,
             lists,
             writer,
-            spare,
         } = exact;
         gather(self.geo, cf, eye, (cells, set), view);
         writer.clear();

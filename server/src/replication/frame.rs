@@ -755,6 +755,110 @@ pub(super) mod tests {
         assert_eq!(latest.checksum(), r.latest().expect("frame").checksum);
     }
 
+    /// What a thread's prepared caches lack (a created record, a change against a baseline
+    /// not prepared) it encodes itself: the body is the one the tick thread's lazy caches give,
+    /// and the one written with no caches at all.
+    #[test]
+    fn records_missing_from_prepared_caches_give_the_same_body() {
+        let schema = schema();
+        let frame = |ents: &[(u32, i64, Option<i64>)]| {
+            let mut f = WorldFrame::default();
+            for &(id, x, tag) in ents {
+                push_entity(&mut f, id, (x, 4), tag, None);
+            }
+            f.seal();
+            f
+        };
+        // 1 moves, 2 stays, 3 gains a tag (replaced), 4 goes, 5 comes.
+        let bf = frame(&[(1, 0, None), (2, 5, Some(1)), (3, 8, None), (4, 1, None)]);
+        let cf = frame(&[
+            (1, 3, None),
+            (2, 5, Some(1)),
+            (3, 8, Some(2)),
+            (5, 7, Some(3)),
+        ]);
+        let n = cf.entities.len();
+        let body = |src: &mut dyn FnMut(&mut WalkLists, &mut BodyWriter)| {
+            let mut w = BodyWriter::default();
+            src(&mut WalkLists::default(), &mut w);
+            let mut out = Vec::new();
+            w.finish(cf.checksum, &mut out);
+            out
+        };
+        let views = || {
+            (
+                (&bf, bf.entities.iter().enumerate()),
+                (&cf, cf.entities.iter().enumerate()),
+            )
+        };
+        let (mut layouts, mut created, mut changes) = (
+            Layouts::default(),
+            CreatedCache::default(),
+            ChangeCache::default(),
+        );
+        created.reset(n);
+        changes.reset(n);
+        let lazy = body(&mut |lists, w| {
+            let (base, cur) = views();
+            let mut src = Lazy {
+                layouts: &mut layouts,
+                created: &mut created,
+                changes: Some(&mut changes),
+            };
+            write_changes(&schema, base, cur, &mut src, lists, w);
+        });
+        // Caches started for this frame and never filled: every record comes from the spare.
+        let (mut empty_created, mut empty_changes) =
+            (CreatedCache::default(), ChangeCache::default());
+        empty_created.reset(n);
+        empty_changes.reset(n);
+        let mut spare = Spare::default();
+        for changes in [Some(&empty_changes), None] {
+            let ready = body(&mut |lists, w| {
+                let (base, cur) = views();
+                let mut src = Ready {
+                    created: &empty_created,
+                    changes,
+                    spare: &mut spare,
+                };
+                write_changes(&schema, base, cur, &mut src, lists, w);
+            });
+            assert_eq!(ready, lazy);
+        }
+        let (mut replica, mut base) = (Replica::new(Arc::clone(&schema)), Vec::new());
+        let header = |tick, baseline| SnapshotHeader {
+            tick: Tick(tick),
+            baseline,
+            last_input_seq: 0,
+            input_lead: 0,
+        };
+        let mut full = WalkLists::default();
+        let mut w = BodyWriter::default();
+        let empty = WorldFrame::default();
+        let mut base_created = CreatedCache::default();
+        base_created.reset(bf.entities.len());
+        write_changes(
+            &schema,
+            (&empty, empty.entities.iter().enumerate()),
+            (&bf, bf.entities.iter().enumerate()),
+            &mut Lazy {
+                layouts: &mut Layouts::default(),
+                created: &mut base_created,
+                changes: None,
+            },
+            &mut full,
+            &mut w,
+        );
+        w.finish(bf.checksum, &mut base);
+        replica
+            .apply(&header(1, None), &base)
+            .expect("the full body applies");
+        let view = replica
+            .apply(&header(2, Some(Tick(1))), &lazy)
+            .expect("the delta applies with the server's checksum");
+        assert_eq!(view.entities.len(), 4);
+    }
+
     #[test]
     fn bodies_are_shared_per_baseline_and_old_baselines_fall_back_to_full() {
         let mut r = Replication::new(2, schema(), None);

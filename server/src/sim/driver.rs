@@ -81,10 +81,7 @@ impl TickLoop {
         telemetry: Arc<Telemetry>,
     ) -> Result<TickLoop, ServerError> {
         let paused = Arc::new(AtomicBool::new(false));
-        let threads = match config.tick_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
-            n => n,
-        };
+        let threads = super::per_core_or(config.tick_threads);
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let (control, control_rx) = crossbeam_channel::bounded::<Control>(64);

@@ -357,7 +357,13 @@ impl Sim {
 /// one per core (at most 8).
 #[must_use]
 pub fn replicate_threads(config: &Config) -> usize {
-    match config.replicate_threads {
+    per_core_or(config.replicate_threads)
+}
+
+/// A thread count from the configuration: `n`, or for 0 one per core, at most 8.
+#[must_use]
+pub(crate) fn per_core_or(n: usize) -> usize {
+    match n {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         n => n,
     }
