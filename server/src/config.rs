@@ -64,7 +64,10 @@ pub struct Config {
     pub join_queue_len: usize,
     /// Largest WebSocket message (and frame) accepted from a client, in bytes. Default 1024.
     pub max_message_bytes: usize,
-    /// Per-connection WebSocket read buffer, in bytes. Default 4096.
+    /// Per-connection WebSocket read buffer, in bytes: the most one read takes from the
+    /// socket. tungstenite zeroes this much before every read, and every connection holds it,
+    /// so it is sized to the largest message (a larger one takes more reads). 64 to 1 MiB.
+    /// Default 1024.
     pub read_buffer_bytes: usize,
     /// Time allowed for the TLS handshake and the HTTP upgrade together, in milliseconds; a
     /// client that trickles its request is dropped after it. Default 3000.
@@ -247,7 +250,7 @@ impl Default for Config {
             outbox_len: 4,
             join_queue_len: 256,
             max_message_bytes: 1024,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             handshake_timeout_ms: 3000,
             hello_timeout_ms: 5000,
             close_timeout_ms: 1000,
@@ -388,6 +391,9 @@ impl Config {
         if self.max_lag_ticks == 0 || self.write_timeout_ms == 0 {
             return bad("max_lag_ticks and write_timeout_ms must be positive");
         }
+        if !(64..=1024 * 1024).contains(&self.read_buffer_bytes) {
+            return bad("read_buffer_bytes must be in 64..=1048576");
+        }
         if self.max_write_buffer_bytes < 64 * 1024 {
             return bad("max_write_buffer_bytes must be at least 65536");
         }
@@ -484,6 +490,9 @@ mod tests {
         assert!(with(|c| c.replicate_threads = 4).is_ok());
         assert!(with(|c| c.max_rooms = 0).is_err());
         assert!(with(|c| c.room_max_players = 10).is_ok());
+        assert!(with(|c| c.read_buffer_bytes = 63).is_err());
+        assert!(with(|c| c.read_buffer_bytes = 64).is_ok());
+        assert!(with(|c| c.read_buffer_bytes = 1024 * 1024 + 1).is_err());
         let key = crate::token::TokenSigner::from_key_text(
             &crate::token::TokenSigner::generate().expect("a key"),
         )
