@@ -9,6 +9,11 @@
 //! checksum (see `tickwire_server::headroom::Harness`); the count is printed and asserted. The
 //! timed iterations then run the same code without the checks. Bytes per client per tick are
 //! printed beside each size.
+//!
+//! The `global` and `aoi` rows run on the tick thread alone (`replicate_threads = 1`), so they
+//! compare across machines and with figures taken before views were built on several threads;
+//! the `aoi-threads` rows (1000 and 2000 clients) build views on the machine's cores, as a
+//! server does by default.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
@@ -19,13 +24,17 @@ fn tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("tick");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(6));
-    for (mode, visibility) in [
-        ("global", VisibilityMode::Global),
-        ("aoi", VisibilityMode::Aoi),
-    ] {
-        for n in [100usize, 500, 1000, 2000] {
+    let rows: [(&str, VisibilityMode, usize, &[usize]); 3] = [
+        ("global", VisibilityMode::Global, 1, &[100, 500, 1000, 2000]),
+        ("aoi", VisibilityMode::Aoi, 1, &[100, 500, 1000, 2000]),
+        // 0: one thread per core, the default.
+        ("aoi-threads", VisibilityMode::Aoi, 0, &[1000, 2000]),
+    ];
+    for (mode, visibility, replicate_threads, sizes) in rows {
+        for &n in sizes {
             let config = Config {
                 visibility,
+                replicate_threads,
                 ..Config::default()
             };
             let work = tickwire::find("").expect("the arena").workload();
