@@ -63,21 +63,107 @@ pub struct ClientLink {
     pub reliable: EventLink,
 }
 
+/// Server events encoded back to back, shared by every client that is sent them (a tick's
+/// broadcasts, or one event for one client): each client keeps a reference to the batch, not
+/// a copy of each event, so a tick of broadcasts costs each client one entry, whatever the
+/// number of events.
+#[derive(Debug)]
+pub struct EventBatch {
+    /// The encodings, back to back.
+    bytes: Bytes,
+    /// Where each event's encoding ends in `bytes`, in order.
+    ends: Vec<u32>,
+}
+
+impl EventBatch {
+    /// A batch of these encoded events, in order.
+    #[must_use]
+    pub fn new(events: &[Bytes]) -> EventBatch {
+        let mut bytes = Vec::with_capacity(events.iter().map(Bytes::len).sum());
+        let mut ends = Vec::with_capacity(events.len());
+        for e in events {
+            bytes.extend_from_slice(e);
+            ends.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        }
+        EventBatch {
+            bytes: Bytes::from(bytes),
+            ends,
+        }
+    }
+
+    /// A batch of one encoded event.
+    #[must_use]
+    pub fn one(event: Bytes) -> EventBatch {
+        let end = u32::try_from(event.len()).unwrap_or(u32::MAX);
+        EventBatch {
+            bytes: event,
+            ends: vec![end],
+        }
+    }
+
+    /// Events in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True if the batch holds no event.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Where event `i` starts in `bytes`.
+    fn start(&self, i: usize) -> usize {
+        i.checked_sub(1).map_or(0, |p| self.ends[p] as usize)
+    }
+
+    /// The encodings of events `from..to`, shared (no copy).
+    fn slice(&self, from: usize, to: usize) -> Bytes {
+        self.bytes.slice(self.start(from)..self.start(to))
+    }
+}
+
+/// Consecutive server events kept for a client, from one batch: events `from..to` of it,
+/// numbered from `first`.
+#[derive(Debug, Clone)]
+struct Run {
+    first: u32,
+    batch: Arc<EventBatch>,
+    from: usize,
+    to: usize,
+}
+
+impl Run {
+    fn count(&self) -> usize {
+        self.to - self.from
+    }
+
+    /// The sequence number of its newest event.
+    fn last(&self) -> u32 {
+        self.first
+            .wrapping_add(u32::try_from(self.count()).unwrap_or(u32::MAX))
+            .wrapping_sub(1)
+    }
+
+    fn bytes(&self) -> usize {
+        self.batch.start(self.to) - self.batch.start(self.from)
+    }
+}
+
 /// One client's reliable events: the server's, encoded and kept until acknowledged, and how
 /// far the client's have been taken.
 #[derive(Debug, Default)]
 pub struct EventLink {
-    /// Unacknowledged server events, oldest first: sequence numbers and encodings.
-    out: VecDeque<(u32, Bytes)>,
-    /// Bytes of their encodings.
+    /// Unacknowledged server events, oldest first, in runs that share their batch's encoding.
+    out: VecDeque<Run>,
+    /// How many they are, and the bytes of their encodings.
+    out_events: usize,
     out_bytes: usize,
     /// Sequence number of the newest server event queued (0: none yet).
     last_out: u32,
     /// Sequence number of the newest server event handed to the session.
     sent_out: u32,
-    /// This tick's broadcasts to this client, encoded together once for every client: their
-    /// first sequence number, count and bytes.
-    batch: Option<(u32, u32, Bytes)>,
     /// The newest client event taken.
     pub taken_in: u32,
     /// Client events were taken since the last acknowledgement sent.
@@ -110,39 +196,44 @@ impl EventLink {
     /// Queues a server event (its encoding, shared); false (and nothing queued) if that would
     /// take the client over the bounds.
     pub fn push(&mut self, event: Bytes, max_events: usize, max_bytes: usize) -> bool {
-        if self.out.len() >= max_events || self.out_bytes + event.len() > max_bytes {
-            return false;
-        }
-        self.last_out = self.last_out.wrapping_add(1);
-        self.out_bytes += event.len();
-        self.out.push_back((self.last_out, event));
-        true
+        self.push_batch(&Arc::new(EventBatch::one(event)), max_events, max_bytes)
     }
 
-    /// Queues this tick's broadcasts: `events` one by one, and `batch`, their encodings
-    /// together, shared by every client that gets exactly these. False if the bounds stop it.
+    /// Queues a batch of server events (a tick's broadcasts), shared with every client that
+    /// gets it: one entry, whatever the number of events. False (and nothing queued) if that
+    /// would take the client over the bounds.
     pub fn push_batch(
         &mut self,
-        events: &[Bytes],
-        batch: &Bytes,
+        batch: &Arc<EventBatch>,
         max_events: usize,
         max_bytes: usize,
     ) -> bool {
-        let first = self.last_out.wrapping_add(1);
-        for e in events {
-            if !self.push(e.clone(), max_events, max_bytes) {
-                return false;
-            }
+        let (n, bytes) = (batch.len(), batch.bytes.len());
+        if n == 0 {
+            return true;
         }
-        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
-        self.batch = (n > 1).then(|| (first, n, batch.clone()));
+        if self.out_events + n > max_events || self.out_bytes + bytes > max_bytes {
+            return false;
+        }
+        let first = self.last_out.wrapping_add(1);
+        self.last_out = self
+            .last_out
+            .wrapping_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.out_events += n;
+        self.out_bytes += bytes;
+        self.out.push_back(Run {
+            first,
+            batch: Arc::clone(batch),
+            from: 0,
+            to: n,
+        });
         true
     }
 
     /// Unacknowledged server events queued.
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.out.len()
+        self.out_events
     }
 
     /// Takes a client's events message: its acknowledgement frees server events, and its
@@ -183,38 +274,60 @@ impl EventLink {
                 sent: self.sent_out,
             });
         }
-        while let Some((seq, e)) = self.out.front() {
-            if *seq > ack {
+        while let Some(run) = self.out.front_mut() {
+            if run.first > ack {
                 break;
             }
-            self.out_bytes -= e.len();
-            self.out.pop_front();
+            if run.last() <= ack {
+                self.out_events -= run.count();
+                self.out_bytes -= run.bytes();
+                self.out.pop_front();
+                continue;
+            }
+            // Acknowledged part way: the rest of the run stays.
+            let done = (ack - run.first) as usize + 1;
+            let freed = run.batch.start(run.from + done) - run.batch.start(run.from);
+            run.from += done;
+            run.first = ack.wrapping_add(1);
+            self.out_events -= done;
+            self.out_bytes -= freed;
+            break;
         }
         Ok(())
     }
 
     /// The message to hand the session this tick, if there are events it has not been handed
     /// or an acknowledgement is owed (at most `max` events): its head (the client's own) and
-    /// body (the events' encodings, shared when it is one event or exactly this tick's
-    /// broadcasts, so a broadcast allocates nothing per client), and how many events it holds.
-    /// Mark it handed with [`EventLink::handed`] once the session took it.
+    /// body (the events' encodings, shared with the batch when they are all from one, as a
+    /// tick's broadcasts are, so a broadcast allocates nothing per client), and how many
+    /// events it holds. Mark it handed with [`EventLink::handed`] once the session took it.
     #[must_use]
     pub fn next_message(&self, max: usize) -> Option<(FrameHead, Bytes, u32)> {
         let first = self.sent_out.wrapping_add(1);
-        let skip = self.out.iter().take_while(|(seq, _)| *seq < first).count();
-        let unsent = self.out.len() - skip;
+        let unsent = self.last_out.wrapping_sub(self.sent_out) as usize;
         if unsent == 0 && !self.ack_owed {
             return None;
         }
         let n = unsent.min(max);
-        let body = match (n, &self.batch) {
-            (0, _) => Bytes::new(),
-            (1, _) => self.out[skip].1.clone(),
-            (n, Some((f, bn, batch))) if *f == first && *bn as usize == n => batch.clone(),
-            (n, _) => {
+        // The runs from the first event not handed over: (run, index in its batch to start).
+        let mut runs = self.out.iter().filter(|r| r.last() >= first).map(|r| {
+            let skip = first.saturating_sub(r.first) as usize;
+            (r, r.from + skip)
+        });
+        let body = match runs.next() {
+            None => Bytes::new(),
+            Some((r, from)) if r.to - from >= n => r.batch.slice(from, from + n),
+            Some((r, from)) => {
                 let mut b = Vec::new();
-                for (_, e) in self.out.iter().skip(skip).take(n) {
-                    b.extend_from_slice(e);
+                b.extend_from_slice(&r.batch.slice(from, r.to));
+                let mut left = n - (r.to - from);
+                for (r, from) in runs {
+                    if left == 0 {
+                        break;
+                    }
+                    let to = r.to.min(from + left);
+                    b.extend_from_slice(&r.batch.slice(from, to));
+                    left -= to - from;
                 }
                 Bytes::from(b)
             }
@@ -226,7 +339,6 @@ impl EventLink {
     /// The session took a message of `count` events.
     pub fn handed(&mut self, count: u32) {
         self.ack_owed = false;
-        self.batch = None;
         self.sent_out = self.sent_out.wrapping_add(count);
     }
 
@@ -236,7 +348,6 @@ impl EventLink {
         // Cannot fail: `received` is at most what was sent.
         let _ = self.acknowledge(received);
         self.sent_out = received;
-        self.batch = None;
         self.ack_owed = true;
     }
 }
@@ -725,11 +836,115 @@ mod tests {
     #[test]
     fn a_tick_of_broadcasts_shares_one_body() {
         let mut e = EventLink::default();
-        let events = [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")];
-        let batch = Bytes::from_static(b"abcd");
-        assert!(e.push_batch(&events, &batch, 10, 100));
+        let batch = Arc::new(EventBatch::new(&[
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+        ]));
+        assert!(e.push_batch(&batch, 10, 100));
         let (_, body, n) = e.next_message(64).expect("the batch");
         assert_eq!(n, 2);
-        assert_eq!(body.as_ptr(), batch.as_ptr(), "shared, not copied");
+        assert_eq!(body.as_ptr(), batch.bytes.as_ptr(), "shared, not copied");
+        assert_eq!(Arc::strong_count(&batch), 2, "one reference for the client");
+    }
+
+    /// The events of a link, as a list of (sequence number, encoding): what a reference model
+    /// of one entry per event holds.
+    fn model_message(model: &[(u32, Vec<u8>)], sent: u32, max: usize) -> (u32, Vec<u8>) {
+        let unsent: Vec<&(u32, Vec<u8>)> = model.iter().filter(|(s, _)| *s > sent).collect();
+        let n = unsent.len().min(max);
+        let body = unsent[..n].iter().flat_map(|(_, b)| b.clone()).collect();
+        (u32::try_from(n).unwrap(), body)
+    }
+
+    #[test]
+    fn runs_of_shared_batches_send_and_free_what_one_entry_per_event_would() {
+        // Random batches and single events, messages cut at random sizes (so in the middle
+        // of a batch), acknowledgements part way into a batch, and resumes that go back:
+        // every message and every count is checked against a list of one entry per event.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut e = EventLink::default();
+        let mut model: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut next = 1u32;
+        let (mut sent, mut acked) = (0u32, 0u32);
+        for step in 0..3000 {
+            match rng.u8(0..6) {
+                0 | 1 => {
+                    let n = rng.usize(1..6);
+                    let events: Vec<Bytes> = (0..n)
+                        .map(|_| Bytes::from(vec![rng.u8(..); rng.usize(1..5)]))
+                        .collect();
+                    let batch = Arc::new(EventBatch::new(&events));
+                    let fits = e.pending() + n <= 40;
+                    assert_eq!(e.push_batch(&batch, 40, 1 << 20), fits, "step {step}");
+                    if fits {
+                        for ev in events {
+                            model.push((next, ev.to_vec()));
+                            next += 1;
+                        }
+                    }
+                }
+                2 => {
+                    let ev = Bytes::from(vec![rng.u8(..); rng.usize(1..5)]);
+                    if e.push(ev.clone(), 40, 1 << 20) {
+                        model.push((next, ev.to_vec()));
+                        next += 1;
+                    }
+                }
+                3 => {
+                    let max = rng.usize(1..8);
+                    let want = model_message(&model, sent, max);
+                    match e.next_message(max) {
+                        Some((head, body, n)) => {
+                            assert_eq!((n, body.to_vec()), want, "step {step}");
+                            assert_eq!(head, FrameHead::events(0, sent + 1, n));
+                            e.handed(n);
+                            sent += n;
+                        }
+                        None => assert_eq!(want.0, 0, "step {step}: events left unsent"),
+                    }
+                }
+                4 if sent > acked => {
+                    let ack = rng.u32(acked..=sent);
+                    e.acknowledge(ack).expect("sent");
+                    model.retain(|(s, _)| *s > ack);
+                    acked = ack;
+                }
+                5 if rng.u8(0..10) == 0 => {
+                    // A resume that had only part of what was sent.
+                    let got = rng.u32(acked..=sent);
+                    e.resume(got);
+                    model.retain(|(s, _)| *s > got);
+                    acked = got;
+                    sent = got;
+                }
+                _ => {}
+            }
+            assert_eq!(e.pending(), model.len(), "step {step}");
+            let bytes: usize = model.iter().map(|(_, b)| b.len()).sum();
+            assert_eq!(e.out_bytes, bytes, "step {step}");
+        }
+        assert!(next > 500, "the run queued many events: {next}");
+        assert_eq!(
+            e.acknowledge(sent + 1),
+            Err(EventsError::BadAck {
+                ack: sent + 1,
+                sent
+            })
+        );
+    }
+
+    #[test]
+    fn a_batch_over_the_bounds_is_not_queued_at_all() {
+        let mut e = EventLink::default();
+        let two = Arc::new(EventBatch::new(&[
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+        ]));
+        assert!(e.push_batch(&two, 3, 100));
+        assert!(!e.push_batch(&two, 3, 100), "the count bound");
+        assert!(!e.push_batch(&two, 10, 6), "the byte bound");
+        assert_eq!((e.pending(), e.out_bytes), (2, 4), "nothing of it queued");
+        let (_, body, n) = e.next_message(64).expect("the first batch");
+        assert_eq!((n, body.as_ref()), (2, b"abcd".as_slice()));
     }
 }

@@ -807,7 +807,7 @@ pub fn deliver_events(
             );
         }
     };
-    // Each event is encoded once, whoever gets it; this tick's broadcasts also together.
+    // Each event is encoded once, whoever gets it.
     let encode = |e: &tickwire_protocol::EventRecord| {
         let mut b = Vec::new();
         tickwire_protocol::codec::encode_event(e, &mut b);
@@ -829,13 +829,10 @@ pub fn deliver_events(
     if broadcasts.is_empty() {
         return;
     }
-    let batch = Bytes::from(broadcasts.concat());
+    // One batch for every client: each keeps a reference to it, not a copy of each event.
+    let batch = Arc::new(crate::replication::link::EventBatch::new(&broadcasts));
     for mut link in &mut links {
-        if !link
-            .0
-            .reliable
-            .push_batch(&broadcasts, &batch, max, max_bytes)
-        {
+        if !link.0.reliable.push_batch(&batch, max, max_bytes) {
             over(&mut link.0);
         }
     }
