@@ -853,7 +853,7 @@ mod tests {
         let unsent: Vec<&(u32, Vec<u8>)> = model.iter().filter(|(s, _)| *s > sent).collect();
         let n = unsent.len().min(max);
         let body = unsent[..n].iter().flat_map(|(_, b)| b.clone()).collect();
-        (u32::try_from(n).unwrap(), body)
+        (u32::try_from(n).expect("a few events"), body)
     }
 
     #[test]
