@@ -847,8 +847,8 @@ mod tests {
         assert_eq!(Arc::strong_count(&batch), 2, "one reference for the client");
     }
 
-    /// The events of a link, as a list of (sequence number, encoding): what a reference model
-    /// of one entry per event holds.
+    /// The message a link that keeps one entry per event, `model` (sequence number and
+    /// encoding), sends after `sent`, at most `max` events: how many, and their encodings.
     fn model_message(model: &[(u32, Vec<u8>)], sent: u32, max: usize) -> (u32, Vec<u8>) {
         let unsent: Vec<&(u32, Vec<u8>)> = model.iter().filter(|(s, _)| *s > sent).collect();
         let n = unsent.len().min(max);
