@@ -833,13 +833,18 @@ mod tests {
         assert!(!small.push(b(2), 10, 6));
     }
 
+    /// A batch of two events, "ab" and "cd".
+    fn ab_cd() -> Arc<EventBatch> {
+        Arc::new(EventBatch::new(&[
+            Bytes::from_static(b"ab"),
+            Bytes::from_static(b"cd"),
+        ]))
+    }
+
     #[test]
     fn a_tick_of_broadcasts_shares_one_body() {
         let mut e = EventLink::default();
-        let batch = Arc::new(EventBatch::new(&[
-            Bytes::from_static(b"ab"),
-            Bytes::from_static(b"cd"),
-        ]));
+        let batch = ab_cd();
         assert!(e.push_batch(&batch, 10, 100));
         let (_, body, n) = e.next_message(64).expect("the batch");
         assert_eq!(n, 2);
@@ -936,10 +941,7 @@ mod tests {
     #[test]
     fn a_batch_over_the_bounds_is_not_queued_at_all() {
         let mut e = EventLink::default();
-        let two = Arc::new(EventBatch::new(&[
-            Bytes::from_static(b"ab"),
-            Bytes::from_static(b"cd"),
-        ]));
+        let two = ab_cd();
         assert!(e.push_batch(&two, 3, 100));
         assert!(!e.push_batch(&two, 3, 100), "the count bound");
         assert!(!e.push_batch(&two, 10, 6), "the byte bound");
