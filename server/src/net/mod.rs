@@ -7,12 +7,14 @@
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
 //! - [`http`]: the request head, routing, and the upgrade response.
 //! - [`session`]: one connection from the first byte to the close.
+//! - [`gate`]: what a connection's messages pass before the world (budget, rules, backlog).
 //! - [`rate`]: per-connection message rate limits.
 //! - [`tls`]: loading the certificate and key for `wss://`.
 //! - [`web`]: the browser client's files, embedded.
 //! - [`wire`]: the fast send path of plain-TCP sessions (lanes write every client's frames).
 
 pub mod admin;
+pub(crate) mod gate;
 pub mod http;
 pub mod listener;
 pub mod rate;

@@ -8,19 +8,18 @@
 //! world. A peer that breaks a rule gets a [`ServerMsg::Error`] and a close frame with a code
 //! from [`close`] and a reason.
 
+use super::gate::Gate;
 use super::http::{self, Head, Route, Subprotocol};
-use super::rate::{Kind, Limiter, Verdict};
-use crate::boundary::{
-    ClientEvent, ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing, Resume,
-};
+use super::rate::{Kind, Limiter};
+use crate::boundary::{ClientId, JoinRequest, Kick, LeaveReason, LeaveSlot, Outgoing, Resume};
 use crate::config::Config;
 use crate::rooms::{Rooms, Seat};
 use crate::sim::driver::GAME_FAILED_REASON;
 use crate::stats::ServerStats;
 use crate::token::{Claims, TokenError, TokenVerifier, unix_now};
 use bytes::Bytes;
-use crossbeam_channel::TrySendError;
 use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -28,7 +27,7 @@ use std::time::Duration;
 use tickwire_protocol::codec::{
     decode_client, decode_client_json, decode_server, encode_server, encode_server_json,
 };
-use tickwire_protocol::input::{sanitize_name, validate_input, validate_room_request};
+use tickwire_protocol::input::{sanitize_name, validate_room_request};
 use tickwire_protocol::{ClientMsg, GameSchema, RoomRequest, ServerMsg, Tick, close};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -126,7 +125,7 @@ impl Shared {
 
 /// How a session ends.
 #[derive(Debug)]
-enum End {
+pub(crate) enum End {
     /// The peer sent a close frame.
     PeerClosed,
     /// The connection dropped, failed, or stopped taking our writes.
@@ -142,7 +141,7 @@ enum End {
 }
 
 impl End {
-    fn violation(code: u16, reason: impl Into<String>) -> End {
+    pub(crate) fn violation(code: u16, reason: impl Into<String>) -> End {
         End::Close {
             code,
             reason: reason.into(),
@@ -150,7 +149,7 @@ impl End {
         }
     }
 
-    fn server(code: u16, reason: impl Into<String>) -> End {
+    pub(crate) fn server(code: u16, reason: impl Into<String>) -> End {
         End::Close {
             code,
             reason: reason.into(),
@@ -158,7 +157,7 @@ impl End {
         }
     }
 
-    fn shutdown() -> End {
+    pub(crate) fn shutdown() -> End {
         End::server(close::GOING_AWAY, "server shutting down")
     }
 }
@@ -220,12 +219,20 @@ async fn serve_plain(
         return;
     };
     if up.protocol == Subprotocol::Binary {
+        let mut up = up;
         let lane = usize::try_from(id.0).unwrap_or(0);
+        // The wire reads the WebSocket stream from its first byte, so the lane can take over.
         let (wire, io) = super::wire::Wire::new(
             stream,
+            std::mem::take(&mut up.leftover),
             Arc::clone(&shared.lanes),
             lane,
             shared.config.max_write_buffer_bytes,
+            super::wire::ReadLimits {
+                max_message: shared.config.max_message_bytes,
+                read_chunk: shared.config.read_buffer_bytes,
+            },
+            Arc::clone(&shared.stats),
         );
         start_session(io, Some(wire), up, id, shared, shutdown).await;
     } else {
@@ -341,18 +348,21 @@ async fn start_session<S>(
         shared.config.control_burst,
         now.into_std(),
     );
+    let gate = Gate::new(
+        Arc::clone(&shared.stats),
+        Arc::clone(&shared.schema),
+        limiter,
+        now.into_std(),
+    );
     let mut session = Session {
         id,
         ws,
         protocol,
         shared: Arc::clone(&shared),
         shutdown,
-        last_seq: 0,
-        last_seen: now,
-        limiter,
+        gate: Arc::new(Mutex::new(gate)),
         claims,
         resume_only,
-        events_backlog: None,
         wire,
     };
     session.run().await;
@@ -459,26 +469,25 @@ struct Session<S> {
     protocol: Subprotocol,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
-    last_seq: u32,
-    last_seen: Instant,
-    limiter: Limiter,
+    /// The rate budget, the input rules and the events backlog (shared with the lane).
+    gate: Arc<Mutex<Gate>>,
     /// What the client's join token grants, when tokens are on.
     claims: Option<Claims>,
     /// Opened with `?resume=1` (no join token needed): only a resume may follow.
     resume_only: bool,
-    /// Client events (and the newest acknowledgement) the world's queue had no room for yet.
-    events_backlog: Option<tickwire_protocol::EventsMsg>,
-    /// The fast send path (plain-TCP binary sessions): the world's frames come through the
-    /// lane, not the outbox; this session flushes what the lane could not write.
+    /// The fast path (plain-TCP binary sessions): the world's frames come through the lane,
+    /// not the outbox, and once joined the lane reads the client's messages; this session
+    /// flushes what the lane could not write and reads what the lane hands back.
     wire: Option<Arc<super::wire::Wire>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self) {
         let end = self.serve().await;
-        // Nothing from the world may follow the close frame.
+        // Nothing from the world may follow the close frame, and the session reads the rest.
         if let Some(wire) = &self.wire {
             wire.close_lane();
+            wire.take_reads();
         }
         let stats = &self.shared.stats;
         match end {
@@ -603,11 +612,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
         }
         debug!("join requested");
+        self.gate.lock().joined(events_tx);
         let end = if *self.shutdown.borrow() {
             End::shutdown()
         } else {
-            self.play(&seat, &kick, &mut outbox, &events_tx).await
+            self.play(&seat, &kick, &mut outbox).await
         };
+        if let Some(wire) = &self.wire {
+            wire.take_reads();
+        }
         // The reason goes in before the sender is dropped: the tick thread reads it only after
         // it sees the channel disconnect, so it always finds it.
         let reason = match &end {
@@ -634,7 +647,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             None => drop(seat),
         }
         *leave.lock() = Some(reason);
-        drop(events_tx);
+        self.gate.lock().leave();
         end
     }
 
@@ -644,7 +657,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         seat: &Seat,
         kick: &Kick,
         outbox: &mut mpsc::Receiver<Outgoing>,
-        events_tx: &crossbeam_channel::Sender<ClientEvent>,
     ) -> End {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
@@ -663,7 +675,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let wire = self.wire.clone();
         let flush_wanted = wants_flush(wire.as_deref());
         tokio::pin!(flush_wanted);
+        // From here on the lane reads the player's messages, until it hands a frame back.
+        if let Some(w) = &wire {
+            w.lend_reads(&self.gate);
+        }
         loop {
+            let mut between_messages = false;
             let result = tokio::select! {
                 biased;
                 _ = &mut stopped => Err(End::shutdown()),
@@ -690,23 +707,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         (code, reason) = &mut kick_requested => Err(kicked(code, reason)),
                     }
                 }
-                frame = next_frame(&mut self.ws, self.protocol, &shared.stats) => match frame {
+                frame = read_turn(
+                    &mut self.ws,
+                    wire.as_deref(),
+                    &self.gate,
+                    self.protocol,
+                    &shared.stats,
+                    retry,
+                ) => match frame {
                     Ok(Incoming::Msg(msg)) => {
-                        self.last_seen = Instant::now();
-                        self.handle(msg, seat, events_tx).await
+                        self.gate.lock().last_seen = std::time::Instant::now();
+                        between_messages = true;
+                        self.handle(msg, seat).await
                     }
                     Ok(Incoming::Pong) => {
-                        self.last_seen = Instant::now();
+                        self.gate.lock().last_seen = std::time::Instant::now();
                         self.charge_control()
                     }
                     Ok(Incoming::Ping) => self.charge_control(),
+                    // Not a frame: the events backlog is tried again after this turn.
+                    Ok(Incoming::Retry) => Ok(()),
                     Err(end) => Err(end),
                 },
-                // Events waiting for room in the queue to the world are tried again each
-                // tick even when nothing else wakes this session (its frames go by the lane).
-                () = tokio::time::sleep(retry), if self.events_backlog.is_some() => Ok(()),
                 _ = ping.tick() => {
-                    if self.last_seen.elapsed() >= idle {
+                    if self.gate.lock().last_seen.elapsed() >= idle {
                         Err(End::violation(
                             close::IDLE_TIMEOUT,
                             format!("idle timeout: nothing received for {} ms", idle.as_millis()),
@@ -716,105 +740,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 }
             };
-            if let Err(end) = result.and_then(|()| self.flush_events(events_tx)) {
+            if let Err(end) = result.and_then(|()| self.gate.lock().flush_events()) {
                 return end;
             }
-        }
-    }
-
-    /// Adds a client's events message to the backlog for the world: acknowledgements merge,
-    /// events queue in order (a resend of ones already queued is skipped).
-    fn queue_events(&mut self, msg: tickwire_protocol::EventsMsg) -> Result<(), End> {
-        let backlog = self
-            .events_backlog
-            .get_or_insert_with(|| tickwire_protocol::EventsMsg {
-                ack: 0,
-                first: msg.first,
-                events: Vec::new(),
-            });
-        backlog.ack = backlog.ack.max(msg.ack);
-        if msg.events.is_empty() {
-            return Ok(());
-        }
-        if backlog.events.is_empty() {
-            backlog.first = msg.first;
-        }
-        let next = backlog
-            .first
-            .wrapping_add(u32::try_from(backlog.events.len()).unwrap_or(u32::MAX));
-        // Events before `next` are already queued (a resend): skipped. A gap after queued
-        // events is refused here as the world would refuse it; with nothing queued, the world
-        // judges (it knows what it has taken).
-        let skip = next.saturating_sub(msg.first) as usize;
-        if msg.first > next && !backlog.events.is_empty() {
-            return Err(End::violation(
-                close::EVENTS_BEHIND,
-                format!("events out of order: {} after {}", msg.first, next - 1),
-            ));
-        }
-        backlog.events.extend(msg.events.into_iter().skip(skip));
-        if backlog.events.len() > MAX_QUEUED_EVENTS {
-            return Err(End::violation(
-                close::EVENTS_BEHIND,
-                format!("more than {MAX_QUEUED_EVENTS} events in flight to the world"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Keeps the acknowledgement of the server's events an input carried (0: none) when the
-    /// world will not get that input: it goes with the events backlog, as an `Events`
-    /// message's would.
-    fn keep_events_ack(&mut self, ack: u32) -> Result<(), End> {
-        if ack == 0 {
-            return Ok(());
-        }
-        self.queue_events(tickwire_protocol::EventsMsg {
-            ack,
-            first: 0,
-            events: Vec::new(),
-        })
-    }
-
-    /// Hands the events backlog to the world if its queue has room; otherwise it waits (and is
-    /// tried again on every turn of the loop, at least once a tick).
-    fn flush_events(&mut self, events: &crossbeam_channel::Sender<ClientEvent>) -> Result<(), End> {
-        let Some(backlog) = self.events_backlog.take() else {
-            return Ok(());
-        };
-        match events.try_send(ClientEvent::Events(backlog)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(ClientEvent::Events(backlog))) => {
-                self.events_backlog = Some(backlog);
-                Ok(())
+            // After a data message tungstenite holds no part of one: the lane may read again,
+            // unless events wait for the world (the session tries them each tick).
+            if let (true, Some(w)) = (between_messages, &wire)
+                && !self.gate.lock().has_backlog()
+            {
+                w.lend_reads(&self.gate);
             }
-            Err(_) => Err(End::shutdown()),
         }
     }
 
     /// Charges one control frame (ping or pong) to the connection's budget.
     fn charge_control(&mut self) -> Result<(), End> {
-        self.charge(Kind::Control).map(|_| ())
-    }
-
-    /// Charges one message or frame to its budget: `Ok(true)` to handle it, `Ok(false)` to
-    /// drop it (counted), or the 1008 close once the drops amount to abuse.
-    fn charge(&mut self, kind: Kind) -> Result<bool, End> {
-        let verdict = self.limiter.check(kind, std::time::Instant::now());
-        if verdict != Verdict::Accept {
-            self.shared.stats.rate_limited.inc();
-        }
-        match verdict {
-            Verdict::Accept => Ok(true),
-            Verdict::Drop => Ok(false),
-            Verdict::Abuse => Err(End::violation(
-                close::POLICY_VIOLATION,
-                match kind {
-                    Kind::Control => "control frame rate limit exceeded (ping flood)",
-                    Kind::Input | Kind::Other => "input rate limit exceeded",
-                },
-            )),
-        }
+        self.gate.lock().charge(Kind::Control).map(|_| ())
     }
 
     /// Waits for the hello (or a resume) and checks it.
@@ -822,6 +763,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         loop {
             match next_frame(&mut self.ws, self.protocol, &self.shared.stats).await? {
                 Incoming::Ping | Incoming::Pong => self.charge_control()?,
+                // Only `read_turn` waits for the backlog; nothing is owed before the join.
+                Incoming::Retry => {}
                 Incoming::Msg(ClientMsg::Hello {
                     version,
                     name,
@@ -865,95 +808,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Handles one message after the hello.
-    async fn handle(
-        &mut self,
-        msg: ClientMsg,
-        seat: &Seat,
-        events: &crossbeam_channel::Sender<ClientEvent>,
-    ) -> Result<(), End> {
-        let stats = Arc::clone(&self.shared.stats);
-        let kind = if matches!(msg, ClientMsg::Input(_)) {
-            Kind::Input
-        } else {
-            Kind::Other
-        };
-        if !self.charge(kind)? {
-            if matches!(&msg, ClientMsg::Events(m) if !m.events.is_empty()) {
-                // Events are never dropped: over the budget, the connection is closed instead
-                // (a bare acknowledgement may go: the next one covers it).
-                return Err(End::violation(
-                    close::POLICY_VIOLATION,
-                    "event rate limit exceeded (events are never dropped)",
-                ));
-            }
-            return Ok(());
-        }
-        let event = match msg {
-            ClientMsg::Hello { .. } | ClientMsg::Resume { .. } => {
-                return Err(End::violation(
-                    close::UNEXPECTED_MESSAGE,
-                    "hello sent twice",
-                ));
-            }
-            ClientMsg::Ping { nonce } => {
+    /// Handles one message after the hello: the gate takes what goes to the world, the
+    /// session answers the rest.
+    async fn handle(&mut self, msg: ClientMsg, seat: &Seat) -> Result<(), End> {
+        let taken = self.gate.lock().take(msg)?;
+        match taken {
+            None => Ok(()),
+            Some(ClientMsg::Ping { nonce }) => {
                 let pong = ServerMsg::Pong {
                     nonce,
                     tick: Tick(seat.room().tick()),
                 };
-                return self.send_msg(&pong).await;
+                self.send_msg(&pong).await
             }
-            ClientMsg::Ack { tick } => ClientEvent::Ack(tick),
-            // Reliable: never dropped. When the queue to the world is full (a burst), they wait
-            // in the session's bounded backlog and go with the next turn of its loop.
-            ClientMsg::Events(msg) => {
-                check_events(&self.shared.schema, &msg)?;
-                self.queue_events(msg)?;
-                return self.flush_events(events);
-            }
-            ClientMsg::Resync { tick } => ClientEvent::Resync(tick),
-            // The one place the stale-input rule and the schema's ranges are enforced.
-            ClientMsg::Input(input) => {
-                match validate_input(&self.shared.schema, &input, self.last_seq) {
-                    Err(e) => {
-                        debug!(error = %e, "input rejected");
-                        stats.inputs_rejected.inc();
-                        // Its acks are still good news: a client whose inputs are refused must
-                        // not also starve of deltas, nor fall behind on events. The events ack
-                        // goes the way an `Events` message's does.
-                        self.keep_events_ack(input.events_ack)?;
-                        match input.ack {
-                            Some(tick) => ClientEvent::Ack(tick),
-                            None => return Ok(()),
-                        }
-                    }
-                    Ok(words) => {
-                        self.last_seq = input.seq;
-                        stats.inputs_received.inc();
-                        ClientEvent::Input {
-                            seq: input.seq,
-                            ack: input.ack,
-                            tick: input.tick,
-                            received: Some(std::time::Instant::now()),
-                            events_ack: input.events_ack,
-                            words,
-                        }
-                    }
-                }
-            }
-        };
-        match events.try_send(event) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(dropped)) => {
-                stats.inputs_dropped.inc();
-                // An input may go, its acknowledgement of events may not (the client will not
-                // send it again): it waits in the events backlog, as an `Events` would.
-                match dropped {
-                    ClientEvent::Input { events_ack, .. } => self.keep_events_ack(events_ack),
-                    _ => Ok(()),
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => Err(End::shutdown()),
+            Some(_) => Err(End::violation(
+                close::UNEXPECTED_MESSAGE,
+                "hello sent twice",
+            )),
         }
     }
 
@@ -1090,29 +961,6 @@ fn new_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Most client events a session holds for the world while its queue is full.
-const MAX_QUEUED_EVENTS: usize = 256;
-
-/// Checks a client's events against the schema's `client_events`: known types, words in range.
-/// (How many fit in one message is bounded by the codec's 512-byte limit, checked before.)
-fn check_events(schema: &GameSchema, msg: &tickwire_protocol::EventsMsg) -> Result<(), End> {
-    for e in &msg.events {
-        let Some(kind) = schema.client_events.get(usize::from(e.kind)) else {
-            return Err(End::violation(
-                close::POLICY_VIOLATION,
-                format!("unknown client event type {}", e.kind),
-            ));
-        };
-        if let Err(why) = GameSchema::check_words(&kind.fields, &e.words) {
-            return Err(End::violation(
-                close::POLICY_VIOLATION,
-                format!("event {}: {why}", kind.name),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// How a kick ends the session: a close with its code, or for [`crate::boundary::ABORT`] the
 /// socket simply dropped.
 fn kicked(code: u16, reason: String) -> End {
@@ -1145,6 +993,8 @@ enum Incoming {
     Ping,
     /// A pong, the answer to our ping.
     Pong,
+    /// Nothing yet, but a tick has passed with events waiting for the world.
+    Retry,
 }
 
 /// The next frame from the peer. Errors say how the session ends.
@@ -1209,7 +1059,33 @@ async fn next_frame<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// True if the peer reset the connection or went away without a close frame.
+/// The next frame for the session, once the reads are its: on the fast path the lane reads
+/// until it hands a frame back, or a fault it found (which ends the session).
+async fn read_turn<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    wire: Option<&super::wire::Wire>,
+    gate: &Mutex<Gate>,
+    protocol: Subprotocol,
+    stats: &ServerStats,
+    retry: Duration,
+) -> Result<Incoming, End> {
+    if let Some(wire) = wire {
+        wire.session_turn().await;
+        if let Some(end) = gate.lock().fault.take() {
+            return Err(end);
+        }
+    }
+    if gate.lock().has_backlog() {
+        // Events wait for room in the queue to the world: they are tried again each tick even
+        // when nothing else wakes this session (its frames go by the lane).
+        return tokio::select! {
+            frame = next_frame(ws, protocol, stats) => frame,
+            () = tokio::time::sleep(retry) => Ok(Incoming::Retry),
+        };
+    }
+    next_frame(ws, protocol, stats).await
+}
+
 /// Ready when the wire, if any, has bytes for the session to write; never without a wire.
 async fn wants_flush(wire: Option<&super::wire::Wire>) {
     match wire {
@@ -1236,6 +1112,7 @@ fn encoded_message(protocol: Subprotocol, bytes: Bytes) -> Result<Message, End> 
     }
 }
 
+/// True if the peer reset the connection or went away without a close frame.
 fn is_reset(e: &WsError) -> bool {
     match e {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,

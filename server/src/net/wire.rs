@@ -14,22 +14,50 @@
 //! buffer and wakes the session, which waits for the socket to drain it, bounded by the write
 //! timeout; the tick thread skips a client whose frames are not written yet past the outbox
 //! bound, as it does with a full outbox. TLS and JSON sessions keep the session-task path.
+//!
+//! The lane reads too. Once a player is joined, its session lends the socket's reads to the
+//! lane: the socket's readiness wakes the lane (not the session), which takes every readable
+//! socket in one pass, and each complete, final, masked binary frame that holds an input, an
+//! ack, a resync or events goes through the connection's [`Gate`] to the world, without a
+//! wake-up of the session. Anything else (a control frame, a fragment, a ping message, bytes
+//! that do not decode, the end of the stream, an error, a fault the gate found, events waiting
+//! for room) hands the reads back to the session, which reads through tungstenite as before,
+//! one frame at a time ([`WireIo`] never hands tungstenite more than the frame it is reading,
+//! so no byte is stranded in tungstenite's buffer), and lends them again after its next data
+//! message.
 
+use super::gate::Gate;
 use crate::boundary::Outgoing;
+use crate::stats::ServerStats;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Cursor};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
+use tickwire_protocol::ClientMsg;
+use tickwire_protocol::codec::decode_client;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// FIN and the binary opcode: the first byte of every data frame the server sends.
 const BINARY_FIN: u8 = 0x82;
+
+/// The longest WebSocket frame header (RFC 6455, 5.2): 2 bytes, 8 of length, 4 of mask.
+const MAX_HEADER_BYTES: usize = 14;
+
+/// Most messages the lane takes from one connection in one pass before it serves the others
+/// (the connection goes to the back of the queue).
+const MAX_MESSAGES_PER_PASS: usize = 16;
+
+/// Passes a lane makes in a row, while there is always more to do, before it lets the other
+/// tasks of its thread run.
+const PASSES_BEFORE_YIELD: u32 = 8;
 
 /// The lanes: one inbox and one task per network thread. Dropping them ends the tasks.
 #[derive(Debug)]
@@ -40,8 +68,25 @@ pub(crate) struct Lanes {
 #[derive(Debug, Default)]
 struct LaneInbox {
     items: Mutex<Vec<(Arc<Wire>, Outgoing)>>,
+    /// Connections whose reads are the lane's and whose socket became readable.
+    readable: Mutex<Vec<Arc<Wire>>>,
     wake: Notify,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
+}
+
+impl LaneInbox {
+    /// Queues a readable connection; wakes the lane if the queue was empty.
+    fn push_readable(&self, wire: Arc<Wire>) {
+        let was_empty = {
+            let mut readable = self.readable.lock();
+            let was_empty = readable.is_empty();
+            readable.push(wire);
+            was_empty
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
 }
 
 impl Lanes {
@@ -51,7 +96,10 @@ impl Lanes {
             .map(|_| Arc::new(LaneInbox::default()))
             .collect();
         for inbox in &inboxes {
-            tokio::spawn(run_lane(Arc::clone(inbox)));
+            // Out of tokio's cooperative budget: the lane polls many sockets in one turn, and a
+            // socket refused for the budget would wake the lane again and again in that turn.
+            // It yields on its own instead (`PASSES_BEFORE_YIELD`).
+            tokio::spawn(tokio::task::unconstrained(run_lane(Arc::clone(inbox))));
         }
         Arc::new(Lanes { inboxes })
     }
@@ -85,25 +133,48 @@ impl Drop for Lanes {
     }
 }
 
-/// A lane: takes its inbox whole and writes each frame, until its lanes are dropped.
+/// A lane: takes its inbox whole, reads every readable connection and writes each frame, until
+/// its lanes are dropped.
 async fn run_lane(inbox: Arc<LaneInbox>) {
     let mut batch = Vec::new();
+    let mut readable = Vec::new();
+    let mut bufs = LaneBufs::default();
+    let mut busy: u32 = 0;
     loop {
         // Made before the inbox is taken: a push after it stores a wake-up for this.
         let notified = inbox.wake.notified();
+        std::mem::swap(&mut readable, &mut *inbox.readable.lock());
         std::mem::swap(&mut batch, &mut *inbox.items.lock());
-        if batch.is_empty() {
+        if batch.is_empty() && readable.is_empty() {
             if inbox.closed.load(Ordering::Acquire) {
                 inbox.items.lock().clear();
+                inbox.readable.lock().clear();
                 return;
             }
+            busy = 0;
             notified.await;
             continue;
+        }
+        for wire in readable.drain(..) {
+            wire.read_pass(&mut bufs);
         }
         for (wire, frame) in batch.drain(..) {
             wire.push_frame(frame);
         }
+        busy += 1;
+        if busy >= PASSES_BEFORE_YIELD {
+            busy = 0;
+            tokio::task::yield_now().await;
+        }
     }
+}
+
+/// A lane's buffers, reused for every connection: what one read returns, and one payload
+/// unmasked.
+#[derive(Debug, Default)]
+struct LaneBufs {
+    read: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 /// One plain-TCP connection's writes, shared by its session and its lane.
@@ -116,6 +187,112 @@ pub(crate) struct Wire {
     wake: Notify,
     lane: usize,
     lanes: Arc<Lanes>,
+    read: Mutex<ReadSide>,
+    /// Wakes the session: the reads are its again.
+    read_turn: Notify,
+    /// The socket's readiness wakes this while the lane reads: it queues the connection on
+    /// its lane.
+    read_waker: Waker,
+    /// The connection is in its lane's queue of readable connections.
+    read_queued: AtomicBool,
+    limits: ReadLimits,
+    stats: Arc<ServerStats>,
+}
+
+/// How much a connection may send at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadLimits {
+    /// Largest message (and frame) payload accepted, in bytes.
+    pub(crate) max_message: usize,
+    /// Most bytes asked of the socket in one read.
+    pub(crate) read_chunk: usize,
+}
+
+impl ReadLimits {
+    /// Most bytes held for one connection: a whole frame of the largest message.
+    fn max_buffered(self) -> usize {
+        self.max_message + MAX_HEADER_BYTES
+    }
+}
+
+/// One connection's reads, shared by its session (through [`WireIo`]) and its lane.
+#[derive(Debug)]
+struct ReadSide {
+    reader: OwnedReadHalf,
+    /// Bytes read from the socket and not yet taken, from `start` on. Empty (and without
+    /// memory) most of the time: the lane reads into its own buffer and keeps here only the
+    /// start of a frame that has not all arrived.
+    buf: Vec<u8>,
+    start: usize,
+    /// The lane reads; the session waits for its turn.
+    lane_reads: bool,
+    /// Bytes of the frame tungstenite is reading still to hand it (0: between frames).
+    frame_left: usize,
+    /// The lane saw the end of the stream.
+    eof: bool,
+    /// The lane's read failed.
+    error: Option<io::ErrorKind>,
+    /// What the lane passes messages through, once the session lends it the reads.
+    gate: Option<Arc<Mutex<Gate>>>,
+}
+
+impl ReadSide {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Forgets `n` bytes taken from the front; frees the buffer once it is empty.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start >= self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// Reads what the socket has, up to `limits.read_chunk` bytes and never more than
+    /// `limits.max_buffered()` held. `Ready(Ok(0))` is the end of the stream.
+    fn fill(&mut self, cx: &mut Context<'_>, limits: ReadLimits) -> Poll<io::Result<usize>> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        let room = limits
+            .read_chunk
+            .min(limits.max_buffered().saturating_sub(len))
+            .max(1);
+        self.buf.resize(len + room, 0);
+        let mut rb = ReadBuf::new(&mut self.buf[len..]);
+        let polled = Pin::new(&mut self.reader).poll_read(cx, &mut rb);
+        let filled = rb.filled().len();
+        self.buf.truncate(len + filled);
+        ready!(polled)?;
+        Poll::Ready(Ok(filled))
+    }
+}
+
+/// Wakes the lane for a readable connection.
+struct ReadWaker(Weak<Wire>);
+
+impl Wake for ReadWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(wire) = self.0.upgrade() {
+            wire.queue_read();
+        }
+    }
+}
+
+/// Why the lane stops reading a connection.
+enum Stop {
+    /// The session reads from here on.
+    HandOver,
+    /// The connection had its share of this pass: it goes to the back of the queue.
+    Share,
 }
 
 #[derive(Debug)]
@@ -138,15 +315,19 @@ struct WireState {
 impl Wire {
     /// The wire of a connection, served by lane `lane` of `lanes`, buffering at most
     /// `max_buffered` unwritten bytes, and the session's side of it.
+    /// `leftover` is what was read past the HTTP request: the start of the WebSocket stream.
     pub(crate) fn new(
         stream: TcpStream,
+        leftover: Vec<u8>,
         lanes: Arc<Lanes>,
         lane: usize,
         max_buffered: usize,
+        limits: ReadLimits,
+        stats: Arc<ServerStats>,
     ) -> (Arc<Wire>, WireIo) {
         let lane = lane % lanes.len();
         let (reader, writer) = stream.into_split();
-        let wire = Arc::new(Wire {
+        let wire = Arc::new_cyclic(|me| Wire {
             state: Mutex::new(WireState {
                 writer,
                 buf: Vec::new(),
@@ -160,12 +341,237 @@ impl Wire {
             wake: Notify::new(),
             lane,
             lanes,
+            read: Mutex::new(ReadSide {
+                reader,
+                buf: leftover,
+                start: 0,
+                lane_reads: false,
+                frame_left: 0,
+                eof: false,
+                error: None,
+                gate: None,
+            }),
+            read_turn: Notify::new(),
+            read_waker: Waker::from(Arc::new(ReadWaker(Weak::clone(me)))),
+            read_queued: AtomicBool::new(false),
+            limits,
+            stats,
         });
         let io = WireIo {
-            reader,
             wire: Arc::clone(&wire),
         };
         (wire, io)
+    }
+
+    /// Lends the reads to the lane, which passes what it takes through `gate`. Only between
+    /// messages: the session calls it after a data message (tungstenite then holds no part of
+    /// one).
+    pub(crate) fn lend_reads(self: &Arc<Self>, gate: &Arc<Mutex<Gate>>) {
+        {
+            let mut rs = self.read.lock();
+            if rs.frame_left != 0 {
+                return;
+            }
+            if rs.gate.is_none() {
+                rs.gate = Some(Arc::clone(gate));
+            }
+            rs.lane_reads = true;
+        }
+        // The lane takes what is buffered, then waits on the socket with its own waker.
+        self.queue_read();
+    }
+
+    /// Takes the reads back from the lane (the session is closing).
+    pub(crate) fn take_reads(&self) {
+        self.read.lock().lane_reads = false;
+    }
+
+    /// Waits until the reads are the session's.
+    pub(crate) async fn session_turn(&self) {
+        loop {
+            let notified = self.read_turn.notified();
+            if !self.read.lock().lane_reads {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Puts the connection in its lane's queue of readable connections, once.
+    fn queue_read(self: &Arc<Self>) {
+        if !self.read_queued.swap(true, Ordering::AcqRel) {
+            let inbox = &self.lanes.inboxes[self.lane % self.lanes.inboxes.len()];
+            inbox.push_readable(Arc::clone(self));
+        }
+    }
+
+    /// The lane's turn at this connection: every message it can take, then a read of the
+    /// socket, until the socket has nothing more (the lane's waker is then registered), the
+    /// connection had its share, or the session must take over.
+    fn read_pass(self: &Arc<Self>, bufs: &mut LaneBufs) {
+        // Cleared first: readiness from here on queues the connection again.
+        self.read_queued.store(false, Ordering::Release);
+        let mut rs = self.read.lock();
+        if !rs.lane_reads {
+            return;
+        }
+        let Some(gate) = rs.gate.clone() else {
+            return;
+        };
+        let mut taken = 0;
+        let stop = loop {
+            // What is left from before: the start of a frame, now perhaps complete.
+            if !rs.pending().is_empty() {
+                let (used, stop) = self.take_frames(rs.pending(), &gate, bufs, &mut taken);
+                rs.consume(used);
+                if let Some(stop) = stop {
+                    break stop;
+                }
+            }
+            let mut cx = Context::from_waker(&self.read_waker);
+            let read = if rs.pending().is_empty() {
+                // Nothing held: read into the lane's buffer, keep only an incomplete frame.
+                let max = self.limits.max_buffered();
+                if bufs.read.len() < max {
+                    bufs.read.resize(max, 0);
+                }
+                let mut rb = ReadBuf::new(&mut bufs.read[..max]);
+                match Pin::new(&mut rs.reader).poll_read(&mut cx, &mut rb) {
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                        let n = rb.filled().len();
+                        let mut read = std::mem::take(&mut bufs.read);
+                        let (used, stop) = self.take_frames(&read[..n], &gate, bufs, &mut taken);
+                        rs.buf.extend_from_slice(&read[used..n]);
+                        read.truncate(max);
+                        bufs.read = read;
+                        if let Some(stop) = stop {
+                            break stop;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(0)),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            } else {
+                rs.fill(&mut cx, self.limits)
+            };
+            match read {
+                Poll::Ready(Ok(0)) => {
+                    rs.eof = true;
+                    break Stop::HandOver;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    rs.error = Some(e.kind());
+                    break Stop::HandOver;
+                }
+                // Nothing more: the socket's readiness wakes the lane.
+                Poll::Pending => return,
+            }
+        };
+        match stop {
+            Stop::HandOver => {
+                rs.lane_reads = false;
+                drop(rs);
+                self.read_turn.notify_one();
+            }
+            Stop::Share => {
+                drop(rs);
+                self.queue_read();
+            }
+        }
+    }
+
+    /// Takes the complete messages at the front of `bytes` that the lane handles. Returns how
+    /// many bytes it took and why it stopped before the end of a frame, if it did.
+    fn take_frames(
+        &self,
+        bytes: &[u8],
+        gate: &Mutex<Gate>,
+        bufs: &mut LaneBufs,
+        taken: &mut usize,
+    ) -> (usize, Option<Stop>) {
+        let mut gate = gate.lock();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            if *taken >= MAX_MESSAGES_PER_PASS {
+                return (pos, Some(Stop::Share));
+            }
+            let (head, payload, mask) = match self.lane_frame(&bytes[pos..]) {
+                LaneFrame::Take {
+                    head,
+                    payload,
+                    mask,
+                } => (head, payload, mask),
+                LaneFrame::Incomplete => return (pos, None),
+                LaneFrame::Session => return (pos, Some(Stop::HandOver)),
+            };
+            let masked = &bytes[pos + head..pos + head + payload];
+            bufs.payload.clear();
+            bufs.payload
+                .extend(masked.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+            let Ok(msg) = decode_client(&bufs.payload) else {
+                // The session reads it again and closes the connection for it.
+                return (pos, Some(Stop::HandOver));
+            };
+            if !matches!(
+                msg,
+                ClientMsg::Input(_)
+                    | ClientMsg::Ack { .. }
+                    | ClientMsg::Resync { .. }
+                    | ClientMsg::Events(_)
+            ) {
+                return (pos, Some(Stop::HandOver));
+            }
+            pos += head + payload;
+            *taken += 1;
+            self.stats.messages_in.inc();
+            self.stats.bytes_in.inc_by(payload as u64);
+            gate.last_seen = std::time::Instant::now();
+            match gate.take(msg) {
+                Ok(_) if gate.has_backlog() => {
+                    // Events wait for room in the world's queue: the session tries again
+                    // each tick.
+                    return (pos, Some(Stop::HandOver));
+                }
+                Ok(_) => {}
+                Err(end) => {
+                    gate.fault = Some(end);
+                    return (pos, Some(Stop::HandOver));
+                }
+            }
+        }
+        (pos, None)
+    }
+
+    /// What the frame at the front of `bytes` is to the lane.
+    fn lane_frame(&self, bytes: &[u8]) -> LaneFrame {
+        let mut cursor = Cursor::new(bytes);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return LaneFrame::Incomplete,
+            Err(_) => return LaneFrame::Session,
+        };
+        let ours = header.is_final
+            && !header.rsv1
+            && !header.rsv2
+            && !header.rsv3
+            && header.opcode == OpCode::Data(Data::Binary)
+            && len <= self.limits.max_message as u64;
+        let (true, Some(mask)) = (ours, header.mask) else {
+            return LaneFrame::Session;
+        };
+        let head = cursor.position() as usize;
+        let payload = len as usize;
+        if bytes.len() - head < payload {
+            return LaneFrame::Incomplete;
+        }
+        LaneFrame::Take {
+            head,
+            payload,
+            mask,
+        }
     }
 
     /// Appends one frame's messages (the tick's events, then the snapshot) as WebSocket binary
@@ -259,6 +665,21 @@ impl Wire {
     }
 }
 
+/// A frame at the front of a connection's bytes, as the lane sees it.
+enum LaneFrame {
+    /// A whole, final, masked binary frame within the size limit: its header and payload
+    /// lengths, and its mask.
+    Take {
+        head: usize,
+        payload: usize,
+        mask: [u8; 4],
+    },
+    /// Not all of it has arrived.
+    Incomplete,
+    /// Anything else: the session's to read.
+    Session,
+}
+
 /// Appends one WebSocket binary frame (unmasked, as a server sends) whose payload is `head`
 /// then `body`.
 fn append_message(buf: &mut Vec<u8>, head: &[u8], body: &[u8]) {
@@ -319,21 +740,67 @@ impl WireHandle {
     }
 }
 
-/// The session's side of a wire, for tungstenite: reads come from the socket, writes go into
-/// the wire's buffer (whole frames, in order with the lane's) and out with the next flush.
+/// The session's side of a wire, for tungstenite: reads come from the socket, at most one
+/// frame at a time, writes go into the wire's buffer (whole frames, in order with the lane's)
+/// and out with the next flush.
 #[derive(Debug)]
 pub(crate) struct WireIo {
-    reader: OwnedReadHalf,
     wire: Arc<Wire>,
 }
 
 impl AsyncRead for WireIo {
+    /// Hands tungstenite the bytes of the frame it is reading and never more, so that between
+    /// messages every unread byte is in the wire, where the lane can take it.
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.reader).poll_read(cx, buf)
+        let limits = self.wire.limits;
+        let mut rs = self.wire.read.lock();
+        // The session reads: the lane does not.
+        rs.lane_reads = false;
+        loop {
+            if rs.frame_left == 0 && !rs.pending().is_empty() {
+                // Between frames: the header says how far the next one goes.
+                let mut cursor = Cursor::new(rs.pending());
+                match FrameHeader::parse(&mut cursor) {
+                    Ok(Some((_, len))) => {
+                        let head = cursor.position() as usize;
+                        rs.frame_left = usize::try_from(len)
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(head);
+                    }
+                    // tungstenite finds the same fault in these bytes and says what it is.
+                    Err(_) => rs.frame_left = usize::MAX,
+                    Ok(None) if rs.eof || rs.error.is_some() => {
+                        rs.frame_left = rs.pending().len();
+                    }
+                    Ok(None) => {
+                        if ready!(rs.fill(cx, limits))? == 0 {
+                            rs.eof = true;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !rs.pending().is_empty() {
+                let n = rs.pending().len().min(rs.frame_left).min(out.remaining());
+                out.put_slice(&rs.pending()[..n]);
+                rs.frame_left -= n;
+                rs.consume(n);
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(kind) = rs.error {
+                return Poll::Ready(Err(kind.into()));
+            }
+            if rs.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if ready!(rs.fill(cx, limits))? == 0 {
+                rs.eof = true;
+            }
+        }
     }
 }
 
@@ -369,9 +836,14 @@ impl AsyncWrite for WireIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boundary::ClientEvent;
+    use crate::net::rate::Limiter;
+    use crate::net::session::End;
     use bytes::Bytes;
+    use tickwire_protocol::GameSchema;
     use tickwire_protocol::codec::FrameHead;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
 
     #[tokio::test]
     async fn the_lane_writes_whole_frames_and_a_frame_over_the_bound_ends_the_connection() {
@@ -382,7 +854,7 @@ mod tests {
             .await
             .expect("connects");
         let (stream, _) = listener.accept().await.expect("accepts");
-        let (wire, _io) = Wire::new(stream, Lanes::spawn(1), 0, 64 * 1024);
+        let (wire, _io) = test_wire(stream, Vec::new());
         let handle = WireHandle::new(&wire, 2);
 
         let mut frame = Outgoing::framed(FrameHead::default(), Bytes::from(vec![7u8; 200]));
@@ -408,6 +880,180 @@ mod tests {
         );
         // Nothing is left counted against the client.
         assert_eq!(wire.backlog.load(Ordering::Acquire), 0);
+    }
+
+    fn test_wire(stream: TcpStream, leftover: Vec<u8>) -> (Arc<Wire>, WireIo) {
+        let limits = ReadLimits {
+            max_message: 1024,
+            read_chunk: 1024,
+        };
+        let stats = Arc::new(ServerStats::default());
+        Wire::new(
+            stream,
+            leftover,
+            Lanes::spawn(1),
+            0,
+            64 * 1024,
+            limits,
+            stats,
+        )
+    }
+
+    /// A connected pair: the server's wire and tungstenite on its `WireIo` (the session's
+    /// side), the client's raw socket, and a gate whose queue to the world is `rx`.
+    async fn read_setup(
+        limiter: Limiter,
+        leftover: Vec<u8>,
+    ) -> (
+        Arc<Wire>,
+        tokio_tungstenite::WebSocketStream<WireIo>,
+        TcpStream,
+        Arc<Mutex<Gate>>,
+        crossbeam_channel::Receiver<ClientEvent>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connects");
+        let (stream, _) = listener.accept().await.expect("accepts");
+        let (wire, io) = test_wire(stream, leftover);
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let stats = Arc::new(ServerStats::default());
+        let mut gate = Gate::new(
+            stats,
+            Arc::new(GameSchema::default()),
+            limiter,
+            std::time::Instant::now(),
+        );
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        gate.joined(tx);
+        (wire, ws, peer, Arc::new(Mutex::new(gate)), rx)
+    }
+
+    /// One masked client frame (FIN, binary) carrying `msg`.
+    fn client_frame(msg: &ClientMsg) -> Vec<u8> {
+        let mut payload = Vec::new();
+        tickwire_protocol::codec::encode_client(msg, &mut payload);
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut frame = vec![0x82];
+        assert!(payload.len() < 126);
+        frame.push(0x80 | payload.len() as u8);
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        frame
+    }
+
+    fn input(seq: u32) -> ClientMsg {
+        ClientMsg::Input(tickwire_protocol::InputMsg {
+            seq,
+            ack: None,
+            tick: None,
+            events_ack: 0,
+            fields: Vec::new(),
+        })
+    }
+
+    /// The next event the world gets from the connection (waits at most 10 s).
+    async fn world_gets(rx: &crossbeam_channel::Receiver<ClientEvent>) -> ClientEvent {
+        let rx = rx.clone();
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(10)))
+            .await
+            .expect("joins")
+            .expect("the world gets an event")
+    }
+
+    fn seq_of(event: &ClientEvent) -> u32 {
+        match event {
+            ClientEvent::Input { seq, .. } => *seq,
+            other => panic!("expected an input, got {other:?}"),
+        }
+    }
+
+    fn limiter() -> Limiter {
+        Limiter::new(1000, 1000, 1000, std::time::Instant::now())
+    }
+
+    #[tokio::test]
+    async fn the_lane_takes_inputs_and_the_session_reads_what_it_hands_back_one_frame_at_a_time() {
+        use futures_util::StreamExt;
+        // The first input arrives with the HTTP request (the leftover), cut in its middle.
+        let first = client_frame(&input(1));
+        let (head, tail) = first.split_at(3);
+        let (wire, mut ws, mut peer, gate, rx) = read_setup(limiter(), head.to_vec()).await;
+        let mut burst = tail.to_vec();
+        burst.extend(client_frame(&input(2)));
+        burst.extend(client_frame(&ClientMsg::Ping { nonce: 7 }));
+        burst.extend(client_frame(&input(3)));
+        burst.extend(client_frame(&input(4)));
+        peer.write_all(&burst).await.expect("writes");
+
+        wire.lend_reads(&gate);
+        assert_eq!(seq_of(&world_gets(&rx).await), 1);
+        assert_eq!(seq_of(&world_gets(&rx).await), 2);
+        // The ping message is the session's: the lane stops before it and hands over.
+        tokio::time::timeout(std::time::Duration::from_secs(10), wire.session_turn())
+            .await
+            .expect("the session's turn comes");
+        let msg = ws.next().await.expect("a message").expect("reads");
+        let msg = decode_client(&msg.into_data()).expect("decodes");
+        assert!(matches!(msg, ClientMsg::Ping { nonce: 7 }), "{msg:?}");
+        // tungstenite was handed that frame and nothing more: the inputs after it are in the
+        // wire, for the lane.
+        assert_eq!(
+            wire.read.lock().pending().len(),
+            2 * client_frame(&input(3)).len()
+        );
+        assert!(rx.is_empty());
+        wire.lend_reads(&gate);
+        assert_eq!(seq_of(&world_gets(&rx).await), 3);
+        assert_eq!(seq_of(&world_gets(&rx).await), 4);
+
+        // A stale input is refused by the gate, not by the session, and counted as such.
+        peer.write_all(&client_frame(&input(4)))
+            .await
+            .expect("writes");
+        peer.write_all(&client_frame(&input(5)))
+            .await
+            .expect("writes");
+        assert_eq!(seq_of(&world_gets(&rx).await), 5);
+        assert!(gate.lock().fault.is_none());
+
+        // The end of the stream goes to the session, which sees the connection drop.
+        peer.shutdown().await.expect("shuts down");
+        tokio::time::timeout(std::time::Duration::from_secs(10), wire.session_turn())
+            .await
+            .expect("the session's turn comes");
+        assert!(!matches!(ws.next().await, Some(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn a_fault_the_lane_finds_goes_to_the_session_and_nothing_after_it_is_taken() {
+        // A budget of two inputs, and abuse at the second one dropped.
+        let strict = Limiter::new(1, 2, 2, std::time::Instant::now());
+        let (wire, _ws, mut peer, gate, rx) = read_setup(strict, Vec::new()).await;
+        let mut flood = Vec::new();
+        for seq in 1..=8 {
+            flood.extend(client_frame(&input(seq)));
+        }
+        peer.write_all(&flood).await.expect("writes");
+        wire.lend_reads(&gate);
+        tokio::time::timeout(std::time::Duration::from_secs(10), wire.session_turn())
+            .await
+            .expect("the session's turn comes");
+        let fault = gate.lock().fault.take();
+        assert!(
+            matches!(fault, Some(End::Close { code, .. }) if code == tickwire_protocol::close::POLICY_VIOLATION),
+            "{fault:?}"
+        );
+        // Two inputs within the budget reached the world; the two over it were dropped (the
+        // second drop is the abuse), and the four after the fault stay unread by the lane.
+        assert_eq!(rx.len(), 2);
+        assert_eq!(
+            wire.read.lock().pending().len(),
+            4 * client_frame(&input(1)).len()
+        );
     }
 
     #[test]
