@@ -31,14 +31,14 @@ use crate::boundary::Outgoing;
 use crate::stats::ServerStats;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Read};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker, ready};
 use tickwire_protocol::ClientMsg;
 use tickwire_protocol::codec::decode_client;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
@@ -263,12 +263,53 @@ impl ReadSide {
             .min(limits.max_buffered().saturating_sub(len))
             .max(1);
         self.buf.resize(len + room, 0);
-        let mut rb = ReadBuf::new(&mut self.buf[len..]);
-        let polled = Pin::new(&mut self.reader).poll_read(cx, &mut rb);
-        let filled = rb.filled().len();
+        let polled = poll_recv(&self.reader, cx, &mut self.buf[len..]);
+        let filled = match &polled {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
         self.buf.truncate(len + filled);
-        ready!(polled)?;
-        Poll::Ready(Ok(filled))
+        polled
+    }
+}
+
+/// Reads what the socket has into `buf` (`Ready(Ok(0))`: the end of the stream), or registers
+/// `cx` for its readiness.
+///
+/// Unlike tokio's `poll_read`, a read that returns less than `buf` holds ends the socket's
+/// readiness: the socket had no more, so the read after it would only say so, at the cost of
+/// a system call per message. This is safe with tokio's readiness: bytes that arrive after
+/// the read raise a new event, which the clearing does not touch (it applies only to the
+/// event it was read under), and the end of the stream is a state tokio never clears.
+fn poll_recv(
+    reader: &OwnedReadHalf,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let stream: &TcpStream = reader.as_ref();
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        let mut got = 0;
+        let read = stream.try_io(Interest::READABLE, || {
+            let n = (&*socket2::SockRef::from(stream)).read(buf)?;
+            got = n;
+            if n > 0 && n < buf.len() {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match read {
+            Ok(()) => return Poll::Ready(Ok(got)),
+            // Short, or nothing after all: readiness is cleared (the next poll registers).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if got > 0 {
+                    return Poll::Ready(Ok(got));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -435,10 +476,8 @@ impl Wire {
                 if bufs.read.len() < max {
                     bufs.read.resize(max, 0);
                 }
-                let mut rb = ReadBuf::new(&mut bufs.read[..max]);
-                match Pin::new(&mut rs.reader).poll_read(&mut cx, &mut rb) {
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
-                        let n = rb.filled().len();
+                match poll_recv(&rs.reader, &mut cx, &mut bufs.read[..max]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
                         let mut read = std::mem::take(&mut bufs.read);
                         let (used, stop) = self.take_frames(&read[..n], &gate, bufs, &mut taken);
                         rs.buf.extend_from_slice(&read[used..n]);
@@ -449,9 +488,7 @@ impl Wire {
                         }
                         continue;
                     }
-                    Poll::Ready(Ok(())) => Poll::Ready(Ok(0)),
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Pending,
+                    other => other,
                 }
             } else {
                 rs.fill(&mut cx, self.limits)
