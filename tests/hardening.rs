@@ -1,6 +1,7 @@
 //! The edge's hardening over real sockets: connection caps before the hello (total and per
 //! address), 1007 for invalid UTF-8, control frames charged to a budget and not refreshing the
-//! idle timer, shutdown reaching every phase, leave reasons, and clients that never ack.
+//! idle timer, shutdown reaching every phase, leave reasons, clients that never ack, and
+//! fragmented messages after the join (read by the session, not the lane).
 
 mod common;
 
@@ -369,5 +370,94 @@ async fn a_client_that_never_acks_is_closed_4006() {
     assert!(is_close(&err, close::NO_ACKS), "{err}");
     assert_eq!(server.stats().no_ack_kicks.get(), 1);
     snapshots(&mut good, 3).await;
+    server.shutdown().await;
+}
+
+/// A masked client frame; `fin: false` starts (or continues) a fragmented message.
+fn masked_fragment(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    let mut frame = masked_frame(opcode, payload);
+    if !fin {
+        frame[0] &= 0x7F;
+    }
+    frame
+}
+
+/// Reads server frames from a raw connection until `wanted` picks one out of them.
+async fn raw_until<T>(
+    tcp: &mut tokio::net::TcpStream,
+    bytes: &mut Vec<u8>,
+    mut wanted: impl FnMut(u8, &[u8]) -> Option<T>,
+) -> T {
+    bounded("a frame from the server", async {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(found) = frames(bytes).iter().find_map(|(op, p)| wanted(*op, p)) {
+                return found;
+            }
+            let n = tcp.read(&mut buf).await.expect("reads");
+            assert!(n > 0, "the server closed the connection");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn fragments_and_control_frames_between_them_are_read_as_rfc_6455_says() {
+    use tickwire_protocol::codec::decode_server;
+    use tickwire_protocol::{InputMsg, ServerMsg};
+    let server = start(test_config()).await;
+    let mut tcp = raw_joined(server.local_addr()).await;
+    let mut seen = Vec::new();
+    // Joined once the welcome is here: from then on its reads are the lane's.
+    let schema = raw_until(&mut tcp, &mut seen, |op, p| match decode_server(p) {
+        Ok(ServerMsg::Welcome(w)) if op == 0x2 => Some(w.schema),
+        _ => None,
+    })
+    .await;
+    let input = |seq: u32| {
+        let mut fields = Vec::new();
+        let idle = vec![0; schema.input.len()];
+        tickwire_protocol::body::write_record(&schema.input, &idle, &mut fields);
+        let mut bytes = Vec::new();
+        let msg = ClientMsg::Input(InputMsg {
+            seq,
+            ack: None,
+            tick: None,
+            events_ack: 0,
+            fields,
+        });
+        encode_client(&msg, &mut bytes);
+        bytes
+    };
+
+    // Input 1 in two fragments with a ping between them, then input 2 whole, in one write.
+    let one = input(1);
+    let (head, tail) = one.split_at(one.len() / 2);
+    let mut burst = masked_fragment(0x2, head, false);
+    burst.extend(masked_frame(0x9, b"between"));
+    burst.extend(masked_fragment(0x0, tail, true));
+    burst.extend(masked_frame(0x2, &input(2)));
+    tcp.write_all(&burst).await.expect("writes");
+    raw_until(&mut tcp, &mut seen, |op, p| {
+        (op == 0xA && p == b"between").then_some(())
+    })
+    .await;
+    eventually("both inputs taken", || {
+        server.stats().inputs_received.get() == 2
+    })
+    .await;
+    assert_eq!(server.stats().inputs_rejected.get(), 0);
+
+    // A whole data frame inside a fragmented message (after a ping, again) is a protocol
+    // error: neither input is taken.
+    let three = input(3);
+    let (head, _) = three.split_at(three.len() / 2);
+    let mut burst = masked_fragment(0x2, head, false);
+    burst.extend(masked_frame(0x9, b"again"));
+    burst.extend(masked_frame(0x2, &input(4)));
+    tcp.write_all(&burst).await.expect("writes");
+    assert_eq!(raw_close_code(&mut tcp).await, Some(close::PROTOCOL_ERROR));
+    assert_eq!(server.stats().inputs_received.get(), 2);
     server.shutdown().await;
 }

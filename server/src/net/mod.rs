@@ -1,7 +1,9 @@
 //! The network edge: the listener accepts TCP connections and runs one [`session`] per socket.
 //!
-//! Data flows: socket -> session (WebSocket upgrade, hello, decode, validate) -> the client's
-//! bounded queue to the tick thread; and the client's bounded outbox -> session -> socket.
+//! Data flows: socket -> session (WebSocket upgrade, hello) -> once joined, the lane (plain-TCP
+//! binary sessions) or the session (TLS, JSON) decodes and validates, through the connection's
+//! [`gate`] -> the client's bounded queue to the tick thread; and the tick thread -> the lane
+//! (or the client's bounded outbox -> the session) -> socket.
 //!
 //! - [`listener`]: the game port's accept loop and its connection caps.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`).

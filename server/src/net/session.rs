@@ -3,8 +3,10 @@
 //! A session optionally completes TLS, reads and routes the HTTP request ([`super::http`]),
 //! upgrades to WebSocket, waits for a hello with the right protocol version, asks the tick
 //! thread for a player, and then runs one loop that `select!`s over the socket, the client's
-//! outbox, kicks from the tick thread, the ping timer and the shutdown signal. Everything the
-//! peer sends is size-limited, rate-limited, decoded and validated here before it can reach the
+//! outbox, kicks from the tick thread, the ping timer and the shutdown signal. On the fast path
+//! (plain-TCP binary) the lane reads the joined player's inputs instead, and the session reads
+//! only what the lane hands back ([`super::wire`]). Everything the peer sends is size-limited,
+//! rate-limited, decoded and validated (by the connection's [`Gate`]) before it can reach the
 //! world. A peer that breaks a rule gets a [`ServerMsg::Error`] and a close frame with a code
 //! from [`close`] and a reason.
 
