@@ -964,7 +964,7 @@ mod tests {
             limiter,
             std::time::Instant::now(),
         );
-        let (tx, rx) = crossbeam_channel::bounded(8);
+        let (tx, rx) = crossbeam_channel::bounded(64);
         gate.joined(tx);
         (wire, ws, peer, Arc::new(Mutex::new(gate)), rx)
     }
@@ -1063,6 +1063,21 @@ mod tests {
             .await
             .expect("the session's turn comes");
         assert!(!matches!(ws.next().await, Some(Ok(_))));
+    }
+
+    #[tokio::test]
+    async fn a_burst_from_one_client_is_taken_in_shares_and_in_order() {
+        let (wire, _ws, mut peer, gate, rx) = read_setup(limiter(), Vec::new()).await;
+        let burst: Vec<u8> = (1..=40).flat_map(|seq| client_frame(&input(seq))).collect();
+        peer.write_all(&burst).await.expect("writes");
+        wire.lend_reads(&gate);
+        // 40 messages are more than two shares of a pass: the connection goes to the back of
+        // the queue twice, and nothing is lost or reordered.
+        for seq in 1..=40 {
+            assert_eq!(seq_of(&world_gets(&rx).await), seq);
+        }
+        assert!(wire.read.lock().lane_reads, "the lane still reads");
+        assert!(wire.read.lock().pending().is_empty());
     }
 
     #[tokio::test]
