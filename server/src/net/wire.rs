@@ -253,6 +253,8 @@ impl ReadSide {
     /// Reads what the socket has, up to `limits.read_chunk` bytes and never more than
     /// `limits.max_buffered()` held. `Ready(Ok(0))` is the end of the stream.
     fn fill(&mut self, cx: &mut Context<'_>, limits: ReadLimits) -> Poll<io::Result<usize>> {
+        // No memory is taken for a read while the socket is quiet (an idle connection).
+        ready!(self.reader.as_ref().poll_read_ready(cx))?;
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -269,6 +271,9 @@ impl ReadSide {
             _ => 0,
         };
         self.buf.truncate(len + filled);
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
         polled
     }
 }
