@@ -108,8 +108,7 @@ impl Lanes {
         self.inboxes.len()
     }
 
-    /// Queues a frame for its wire's lane; wakes the lane if its inbox was empty, so a tick's
-    /// hand-off wakes each lane once.
+    /// Queues a frame for its wire's lane; wakes the lane if its inbox was empty.
     fn push(&self, wire: Arc<Wire>, frame: Outgoing) {
         let inbox = &self.inboxes[wire.lane % self.inboxes.len()];
         let was_empty = {
@@ -121,6 +120,67 @@ impl Lanes {
         if was_empty {
             inbox.wake.notify_one();
         }
+    }
+
+    /// Queues `frames` (all for lane `lane`) in one go; wakes the lane if its inbox was empty.
+    fn push_all(&self, lane: usize, frames: &mut Vec<(Arc<Wire>, Outgoing)>) {
+        if frames.is_empty() {
+            return;
+        }
+        let inbox = &self.inboxes[lane % self.inboxes.len()];
+        let was_empty = {
+            let mut items = inbox.items.lock();
+            let was_empty = items.is_empty();
+            items.append(frames);
+            was_empty
+        };
+        if was_empty {
+            inbox.wake.notify_one();
+        }
+    }
+}
+
+/// A tick's frames for the lanes, kept until the hand-off is done and then queued one lane at
+/// a time: one lock and at most one wake-up per lane per tick. Queued frame by frame, each
+/// lane woke at the first and then took the frames a few at a time while the tick thread was
+/// still queueing, the two threads taking turns at the inbox's lock.
+#[derive(Debug, Default)]
+pub struct HandBatch {
+    lanes: Option<Arc<Lanes>>,
+    per_lane: Vec<Vec<(Arc<Wire>, Outgoing)>>,
+}
+
+impl HandBatch {
+    /// Queues every frame kept on its lane. Also on drop: a frame kept is never lost.
+    pub fn flush(&mut self) {
+        if let Some(lanes) = self.lanes.take() {
+            for (lane, frames) in self.per_lane.iter_mut().enumerate() {
+                lanes.push_all(lane, frames);
+            }
+        }
+    }
+
+    fn keep(&mut self, wire: Arc<Wire>, frame: Outgoing) {
+        let lanes = match &self.lanes {
+            Some(lanes) if Arc::ptr_eq(lanes, &wire.lanes) => lanes,
+            Some(_) => {
+                // Another server's wire (never within one room): queued at once.
+                let lanes = Arc::clone(&wire.lanes);
+                lanes.push(wire, frame);
+                return;
+            }
+            None => self.lanes.insert(Arc::clone(&wire.lanes)),
+        };
+        if self.per_lane.len() < lanes.len() {
+            self.per_lane.resize_with(lanes.len(), Vec::new);
+        }
+        self.per_lane[wire.lane % lanes.len()].push((wire, frame));
+    }
+}
+
+impl Drop for HandBatch {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -771,14 +831,30 @@ impl WireHandle {
     /// # Errors
     /// [`HandError::Full`] or [`HandError::Closed`]; the frame is dropped either way.
     pub fn try_send(&self, frame: Outgoing) -> Result<(), HandError> {
+        let wire = self.reserve()?;
+        let lanes = Arc::clone(&wire.lanes);
+        lanes.push(wire, frame);
+        Ok(())
+    }
+
+    /// [`Self::try_send`], the frame kept in `batch` until its [`HandBatch::flush`].
+    ///
+    /// # Errors
+    /// As [`Self::try_send`].
+    pub fn send_in(&self, frame: Outgoing, batch: &mut HandBatch) -> Result<(), HandError> {
+        let wire = self.reserve()?;
+        batch.keep(wire, frame);
+        Ok(())
+    }
+
+    /// Counts one more frame against the client's bound, if it is under it.
+    fn reserve(&self) -> Result<Arc<Wire>, HandError> {
         let wire = self.wire.upgrade().ok_or(HandError::Closed)?;
         if wire.backlog.load(Ordering::Acquire) >= self.max_backlog {
             return Err(HandError::Full);
         }
         wire.backlog.fetch_add(1, Ordering::AcqRel);
-        let lanes = Arc::clone(&wire.lanes);
-        lanes.push(wire, frame);
-        Ok(())
+        Ok(wire)
     }
 }
 
@@ -922,6 +998,66 @@ mod tests {
         );
         // Nothing is left counted against the client.
         assert_eq!(wire.backlog.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_queues_a_ticks_frames_at_its_flush_one_lane_at_a_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let lanes = Lanes::spawn(2);
+        let limits = ReadLimits {
+            max_message: 1024,
+            read_chunk: 1024,
+        };
+        let mut peers = Vec::new();
+        let mut handles = Vec::new();
+        for lane in 0..2 {
+            let peer = TcpStream::connect(addr).await.expect("connects");
+            let (stream, _) = listener.accept().await.expect("accepts");
+            let stats = Arc::new(ServerStats::default());
+            let (wire, io) = Wire::new(
+                stream,
+                Vec::new(),
+                Arc::clone(&lanes),
+                lane,
+                64 * 1024,
+                limits,
+                stats,
+            );
+            handles.push(WireHandle::new(&wire, 4));
+            peers.push((peer, wire, io));
+        }
+        let frame = |byte: u8| Outgoing::framed(FrameHead::default(), Bytes::from(vec![byte; 3]));
+        let mut batch = HandBatch::default();
+        for byte in [1, 2, 3] {
+            for handle in &handles {
+                handle.send_in(frame(byte), &mut batch).expect("kept");
+            }
+        }
+        // Counted against each client's bound, but not queued until the flush.
+        for (lane, (_, wire, _)) in peers.iter().enumerate() {
+            assert_eq!(wire.backlog.load(Ordering::Acquire), 3);
+            assert!(lanes.inboxes[lane].items.lock().is_empty());
+        }
+        batch.flush();
+        for (peer, wire, _) in &mut peers {
+            let mut got = vec![0u8; 3 * (2 + 3)];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                peer.read_exact(&mut got),
+            )
+            .await
+            .expect("the frames come")
+            .expect("reads");
+            for (i, byte) in [1u8, 2, 3].into_iter().enumerate() {
+                let f = &got[i * 5..i * 5 + 5];
+                assert_eq!(&f[..2], &[0x82, 3], "one binary frame each");
+                assert_eq!(&f[2..], &[byte; 3], "in the order kept");
+            }
+            assert_eq!(wire.backlog.load(Ordering::Acquire), 0);
+        }
     }
 
     fn test_wire(stream: TcpStream, leftover: Vec<u8>) -> (Arc<Wire>, WireIo) {

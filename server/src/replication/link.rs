@@ -370,9 +370,23 @@ pub fn hand(
     wire: Option<&crate::net::wire::WireHandle>,
     frame: Outgoing,
 ) -> Result<(), Handed> {
+    hand_in(outbox, wire, frame, None)
+}
+
+/// [`hand`], a lane's frame kept in `batch` (when given) until the batch is flushed.
+fn hand_in(
+    outbox: &mpsc::Sender<Outgoing>,
+    wire: Option<&crate::net::wire::WireHandle>,
+    frame: Outgoing,
+    batch: Option<&mut crate::net::wire::HandBatch>,
+) -> Result<(), Handed> {
     use tokio::sync::mpsc::error::TrySendError;
     match wire {
-        Some(w) => w.try_send(frame).map_err(|e| match e {
+        Some(w) => match batch {
+            Some(batch) => w.send_in(frame, batch),
+            None => w.try_send(frame),
+        }
+        .map_err(|e| match e {
             crate::net::wire::HandError::Full => Handed::Full,
             crate::net::wire::HandError::Closed => Handed::Closed,
         }),
@@ -444,6 +458,19 @@ impl ClientLink {
     /// written, [`Handed::Closed`] if the session is gone.
     pub fn hand(&self, frame: Outgoing) -> Result<(), Handed> {
         hand(&self.outbox, self.wire.as_ref(), frame)
+    }
+
+    /// [`Self::hand`], a lane's frame kept in `batch` until the tick's hand-off flushes it
+    /// (an outbox's frame goes at once).
+    ///
+    /// # Errors
+    /// As [`Self::hand`].
+    pub fn hand_in(
+        &self,
+        frame: Outgoing,
+        batch: &mut crate::net::wire::HandBatch,
+    ) -> Result<(), Handed> {
+        hand_in(&self.outbox, self.wire.as_ref(), frame, Some(batch))
     }
 
     /// True if the snapshot of `tick` was handed to this client (within the last 64 ticks it

@@ -850,6 +850,7 @@ pub fn hand_off(
     rules: Res<Rules>,
     stats: Res<Stats>,
     mut hooks: ResMut<FaultHooks>,
+    mut batch: Local<crate::net::wire::HandBatch>,
 ) {
     let (mut sent, mut dropped, mut full, mut bytes_out) = (0u64, 0u64, 0u64, 0u64);
     let mut events_out = 0u64;
@@ -896,7 +897,7 @@ pub fn hand_off(
             frame.body = Bytes::from(bytes);
         }
         let len = frame.len() as u64;
-        let ok = match link.hand(frame) {
+        let ok = match link.hand_in(frame, &mut batch) {
             Ok(()) => {
                 if let Some(n) = handed_events {
                     events_out += u64::from(n);
@@ -924,6 +925,8 @@ pub fn hand_off(
             link.kick.kick(code, reason);
         }
     }
+    // The lanes get the tick's frames now, each in one go.
+    batch.flush();
     hooks.faults.return_corruptions(corrupt);
     let s = &stats.0;
     s.snapshots_sent.inc_by(sent);
