@@ -75,12 +75,18 @@ struct LaneInbox {
 }
 
 impl LaneInbox {
-    /// Queues a readable connection; wakes the lane if the queue was empty.
+    /// Queues a readable connection.
     fn push_readable(&self, wire: Arc<Wire>) {
+        self.add(&self.readable, |readable| readable.push(wire));
+    }
+
+    /// Adds to one of the lane's queues; wakes the lane if the queue was empty (if not, the
+    /// lane has been woken for it and has not taken it yet).
+    fn add<T>(&self, queue: &Mutex<Vec<T>>, add: impl FnOnce(&mut Vec<T>)) {
         let was_empty = {
-            let mut readable = self.readable.lock();
-            let was_empty = readable.is_empty();
-            readable.push(wire);
+            let mut queue = queue.lock();
+            let was_empty = queue.is_empty();
+            add(&mut queue);
             was_empty
         };
         if was_empty {
@@ -108,18 +114,10 @@ impl Lanes {
         self.inboxes.len()
     }
 
-    /// Queues a frame for its wire's lane; wakes the lane if its inbox was empty.
+    /// Queues a frame for its wire's lane at once (a tick's snapshots go by [`HandBatch`]).
     fn push(&self, wire: Arc<Wire>, frame: Outgoing) {
-        let inbox = &self.inboxes[wire.lane % self.inboxes.len()];
-        let was_empty = {
-            let mut items = inbox.items.lock();
-            let was_empty = items.is_empty();
-            items.push((wire, frame));
-            was_empty
-        };
-        if was_empty {
-            inbox.wake.notify_one();
-        }
+        let lane = wire.lane;
+        self.push_all(lane, &mut vec![(wire, frame)]);
     }
 
     /// Queues `frames` (all for lane `lane`) in one go; wakes the lane if its inbox was empty.
@@ -128,15 +126,7 @@ impl Lanes {
             return;
         }
         let inbox = &self.inboxes[lane % self.inboxes.len()];
-        let was_empty = {
-            let mut items = inbox.items.lock();
-            let was_empty = items.is_empty();
-            items.append(frames);
-            was_empty
-        };
-        if was_empty {
-            inbox.wake.notify_one();
-        }
+        inbox.add(&inbox.items, |items| items.append(frames));
     }
 }
 
