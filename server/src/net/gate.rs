@@ -73,6 +73,15 @@ impl Gate {
         self.events_backlog.is_some()
     }
 
+    /// True for the messages [`Self::take`] returns for the session to answer (a ping, a
+    /// hello or a resume): the lane leaves them to the session, unread.
+    pub(crate) fn answered_by_session(msg: &ClientMsg) -> bool {
+        matches!(
+            msg,
+            ClientMsg::Hello { .. } | ClientMsg::Resume { .. } | ClientMsg::Ping { .. }
+        )
+    }
+
     /// Charges one message or frame to its budget: `Ok(true)` to handle it, `Ok(false)` to
     /// drop it (counted), or the 1008 close once the drops amount to abuse.
     pub(crate) fn charge(&mut self, kind: Kind) -> Result<bool, End> {
@@ -115,6 +124,7 @@ impl Gate {
             return Ok(None);
         }
         let event = match msg {
+            // The messages of `answered_by_session`.
             ClientMsg::Hello { .. } | ClientMsg::Resume { .. } | ClientMsg::Ping { .. } => {
                 return Ok(Some(msg));
             }

@@ -36,7 +36,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Wake, Waker, ready};
-use tickwire_protocol::ClientMsg;
 use tickwire_protocol::codec::decode_client;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
@@ -518,7 +517,8 @@ impl Wire {
         let stop = loop {
             // What is left from before: the start of a frame, now perhaps complete.
             if !rs.pending().is_empty() {
-                let (used, stop) = self.take_frames(rs.pending(), &gate, bufs, &mut taken);
+                let (used, stop) =
+                    self.take_frames(rs.pending(), &gate, &mut bufs.payload, &mut taken);
                 rs.consume(used);
                 if let Some(stop) = stop {
                     break stop;
@@ -533,11 +533,9 @@ impl Wire {
                 }
                 match poll_recv(&rs.reader, &mut cx, &mut bufs.read[..max]) {
                     Poll::Ready(Ok(n)) if n > 0 => {
-                        let mut read = std::mem::take(&mut bufs.read);
-                        let (used, stop) = self.take_frames(&read[..n], &gate, bufs, &mut taken);
-                        rs.buf.extend_from_slice(&read[used..n]);
-                        read.truncate(max);
-                        bufs.read = read;
+                        let (used, stop) =
+                            self.take_frames(&bufs.read[..n], &gate, &mut bufs.payload, &mut taken);
+                        rs.buf.extend_from_slice(&bufs.read[used..n]);
                         if let Some(stop) = stop {
                             break stop;
                         }
@@ -581,7 +579,7 @@ impl Wire {
         &self,
         bytes: &[u8],
         gate: &Mutex<Gate>,
-        bufs: &mut LaneBufs,
+        payload_buf: &mut Vec<u8>,
         taken: &mut usize,
     ) -> (usize, Option<Stop>) {
         let mut gate = gate.lock();
@@ -600,20 +598,13 @@ impl Wire {
                 LaneFrame::Session => return (pos, Some(Stop::HandOver)),
             };
             let masked = &bytes[pos + head..pos + head + payload];
-            bufs.payload.clear();
-            bufs.payload
-                .extend(masked.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-            let Ok(msg) = decode_client(&bufs.payload) else {
+            payload_buf.clear();
+            payload_buf.extend(masked.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+            let Ok(msg) = decode_client(payload_buf) else {
                 // The session reads it again and closes the connection for it.
                 return (pos, Some(Stop::HandOver));
             };
-            if !matches!(
-                msg,
-                ClientMsg::Input(_)
-                    | ClientMsg::Ack { .. }
-                    | ClientMsg::Resync { .. }
-                    | ClientMsg::Events(_)
-            ) {
+            if Gate::answered_by_session(&msg) {
                 return (pos, Some(Stop::HandOver));
             }
             pos += head + payload;
@@ -948,8 +939,8 @@ mod tests {
     use crate::net::rate::Limiter;
     use crate::net::session::End;
     use bytes::Bytes;
-    use tickwire_protocol::GameSchema;
     use tickwire_protocol::codec::FrameHead;
+    use tickwire_protocol::{ClientMsg, GameSchema};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -1048,6 +1039,19 @@ mod tests {
             }
             assert_eq!(wire.backlog.load(Ordering::Acquire), 0);
         }
+        // A batch dropped without its flush still queues what it kept.
+        let mut batch = HandBatch::default();
+        handles[0].send_in(frame(4), &mut batch).expect("kept");
+        drop(batch);
+        let mut got = [0u8; 5];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peers[0].0.read_exact(&mut got),
+        )
+        .await
+        .expect("the frame comes")
+        .expect("reads");
+        assert_eq!(got, [0x82, 3, 4, 4, 4]);
     }
 
     fn test_wire(stream: TcpStream, leftover: Vec<u8>) -> (Arc<Wire>, WireIo) {
