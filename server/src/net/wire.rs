@@ -104,7 +104,9 @@ impl Lanes {
             // Out of tokio's cooperative budget: the lane polls many sockets in one turn, and a
             // socket refused for the budget would wake the lane again and again in that turn.
             // It yields on its own instead (`PASSES_BEFORE_YIELD`).
-            tokio::spawn(tokio::task::unconstrained(run_lane(Arc::clone(inbox))));
+            tokio::spawn(tokio::task::unconstrained(run_lane(EmptyOnDrop(
+                Arc::clone(inbox),
+            ))));
         }
         Arc::new(Lanes { inboxes })
     }
@@ -182,9 +184,25 @@ impl Drop for Lanes {
     }
 }
 
+/// Empties a lane's inbox when the lane's task ends, however it ends. A queued `Arc<Wire>`
+/// holds its `Arc<Lanes>`, which holds the inbox: a runtime shut down with frames or readable
+/// connections still queued would otherwise keep the lanes, the wires and their sockets alive
+/// for as long as the process runs.
+struct EmptyOnDrop(Arc<LaneInbox>);
+
+impl Drop for EmptyOnDrop {
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut *self.0.items.lock()));
+        drop(std::mem::take(&mut *self.0.readable.lock()));
+    }
+}
+
 /// A lane: takes its inbox whole, reads every readable connection and writes each frame, until
 /// its lanes are dropped.
-async fn run_lane(inbox: Arc<LaneInbox>) {
+/// The inbox comes in its guard, so that it is emptied even if the task is dropped before it
+/// ever ran.
+async fn run_lane(inbox: EmptyOnDrop) {
+    let inbox = &inbox.0;
     let mut batch = Vec::new();
     let mut readable = Vec::new();
     let mut bufs = LaneBufs::default();
@@ -196,8 +214,6 @@ async fn run_lane(inbox: Arc<LaneInbox>) {
         std::mem::swap(&mut batch, &mut *inbox.items.lock());
         if batch.is_empty() && readable.is_empty() {
             if inbox.closed.load(Ordering::Acquire) {
-                inbox.items.lock().clear();
-                inbox.readable.lock().clear();
                 return;
             }
             busy = 0;
@@ -1052,6 +1068,43 @@ mod tests {
         .expect("the frame comes")
         .expect("reads");
         assert_eq!(got, [0x82, 3, 4, 4, 4]);
+    }
+
+    #[test]
+    fn a_runtime_shut_down_with_frames_queued_frees_the_lanes_and_the_wires() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // The lane's task is spawned but never polled: the runtime drops it with the frame and
+        // the readable connection still in its inbox.
+        let (lanes, wire) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binds");
+            let _peer = TcpStream::connect(listener.local_addr().expect("addr"))
+                .await
+                .expect("connects");
+            let (stream, _) = listener.accept().await.expect("accepts");
+            let (wire, _io) = test_wire(stream, Vec::new());
+            let lanes = Arc::clone(&wire.lanes);
+            let handle = WireHandle::new(&wire, 4);
+            handle
+                .try_send(Outgoing::framed(
+                    FrameHead::default(),
+                    Bytes::from_static(&[1, 2, 3]),
+                ))
+                .expect("queued");
+            lanes.inboxes[0].push_readable(Arc::clone(&wire));
+            (Arc::downgrade(&lanes), Arc::downgrade(&wire))
+        });
+        assert!(lanes.upgrade().is_some(), "the queued wire keeps its lanes");
+        drop(runtime);
+        assert!(lanes.upgrade().is_none(), "the lanes are freed");
+        assert!(
+            wire.upgrade().is_none(),
+            "the wire and its socket are freed"
+        );
     }
 
     fn test_wire(stream: TcpStream, leftover: Vec<u8>) -> (Arc<Wire>, WireIo) {
