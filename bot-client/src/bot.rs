@@ -125,9 +125,9 @@ pub struct BotMetrics {
     pub events_received: u64,
     /// Server events missing from the sequence or received twice.
     pub events_lost: u64,
-    /// Inputs the server reported late: they missed the tick they named (whole run).
+    /// Inputs that missed the tick they named (whole run; see [`crate::timing`]).
     pub late_inputs: u64,
-    /// Inputs the server reported on (whole run).
+    /// Inputs sent naming their tick (whole run).
     pub timed_inputs: u64,
     /// The margin its input clock kept at the end, microseconds.
     pub input_margin_us: u64,
@@ -276,7 +276,7 @@ pub async fn run_bot(
     metrics.events_received = client.events.received;
     metrics.events_lost = client.events.lost;
     metrics.late_inputs = client.input_clock.late;
-    metrics.timed_inputs = client.input_clock.reports;
+    metrics.timed_inputs = client.input_clock.timed;
     metrics.input_margin_us =
         u64::try_from(client.input_clock.margin().as_micros()).unwrap_or(u64::MAX);
     match end {

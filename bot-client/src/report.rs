@@ -83,11 +83,12 @@ pub struct Report {
     /// headers, acknowledged and counted bytes (`--verify`).
     #[serde(default)]
     pub verifying_bots: u64,
-    /// Inputs the server reported late (they missed the tick they named and applied at the
-    /// next), whole run.
+    /// Inputs late (they missed the tick they named and were applied at the next), whole run:
+    /// reported late by the server, or missing from a snapshot of the tick they named (a late
+    /// input applied with the next one is not reported on).
     #[serde(default)]
     pub late_inputs: u64,
-    /// Inputs the server reported on (their timing), whole run.
+    /// Inputs sent naming their tick (on the input clock), whole run.
     #[serde(default)]
     pub timed_inputs: u64,
     /// The margin the bots' input clocks kept before each tick at the end, mean, milliseconds.

@@ -9,6 +9,11 @@
 //! the deadline. The margin adapts: a late input widens it at once by how late it was (up to
 //! [`WIDEN_MAX`]) and [`WIDEN_STEP`] more, a long run of inputs on time narrows it slowly,
 //! within [`MIN_MARGIN`] and [`MAX_MARGIN`].
+//!
+//! A snapshot reports only the newest input its tick applied, and a late input is usually
+//! applied together with the next one, which came on time: the report on it never comes. So
+//! the clock also counts an input late when a snapshot of the tick it named (or a later one)
+//! does not include it, and widens the margin by [`WIDEN_STEP`] for it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -33,12 +38,23 @@ const MAX_SENT: usize = 64;
 /// The share of a measured deadline error corrected at once (the rest is jitter, mostly).
 const GAIN: f64 = 0.25;
 
+/// An input sent and not yet reported on.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    seq: u32,
+    at: Instant,
+    /// The tick it named.
+    named: Tick,
+    /// A snapshot of that tick came without it: counted late already.
+    missed: bool,
+}
+
 /// Schedules a client's inputs against the server's tick.
 #[derive(Debug, Clone)]
 pub struct InputClock {
     period: Duration,
-    /// Inputs sent and not yet reported on: sequence number, when, and the tick named.
-    sent: VecDeque<(u32, Instant, Tick)>,
+    /// Inputs sent and not yet reported on.
+    sent: VecDeque<Sent>,
     /// A tick and the latest moment an input for it could be sent and still be on time.
     anchor: Option<(Tick, Instant)>,
     margin: Duration,
@@ -50,10 +66,12 @@ pub struct InputClock {
     last_sent: Option<Instant>,
     /// The newest input sequence number a snapshot reported on.
     reported: u32,
-    /// Inputs the server reported late.
+    /// Inputs late: reported late by the server, or missing from a snapshot of their tick.
     pub late: u64,
     /// Inputs the server reported on.
     pub reports: u64,
+    /// Inputs sent on this clock (each names its tick).
+    pub timed: u64,
 }
 
 impl InputClock {
@@ -72,6 +90,7 @@ impl InputClock {
             reported: 0,
             late: 0,
             reports: 0,
+            timed: 0,
         }
     }
 
@@ -106,14 +125,30 @@ impl InputClock {
             self.newest = Some(header.tick);
         }
         let seq = header.last_input_seq;
+        // Inputs this snapshot's tick should have applied and did not: they came too late for
+        // it. Their own reports may never come (see the module's doc).
+        for s in &mut self.sent {
+            if s.seq > seq && !s.missed && header.tick.since(s.named) >= 0 {
+                s.missed = true;
+                self.late += 1;
+                self.on_time = 0;
+                self.margin = (self.margin + WIDEN_STEP).min(MAX_MARGIN);
+            }
+        }
         if seq <= self.reported {
             return;
         }
         self.reported = seq;
-        while self.sent.front().is_some_and(|(s, _, _)| *s < seq) {
+        while self.sent.front().is_some_and(|s| s.seq < seq) {
             self.sent.pop_front();
         }
-        let Some(&(s, sent_at, named)) = self.sent.front() else {
+        let Some(&Sent {
+            seq: s,
+            at: sent_at,
+            named,
+            missed,
+        }) = self.sent.front()
+        else {
             return;
         };
         if s != seq {
@@ -131,7 +166,11 @@ impl InputClock {
             return;
         };
         let late = lead_us < 0;
-        if late {
+        if late && missed {
+            // Counted, and widened by a step, when its tick's snapshot came without it; now
+            // the lateness is known.
+            self.margin = (self.margin + lead.min(WIDEN_MAX)).min(MAX_MARGIN);
+        } else if late {
             self.late += 1;
             self.on_time = 0;
             // Wide enough for the lateness just seen, and a little more.
@@ -194,9 +233,15 @@ impl InputClock {
         if self.sent.len() == MAX_SENT {
             self.sent.pop_front();
         }
-        self.sent.push_back((seq, at, named));
+        self.sent.push_back(Sent {
+            seq,
+            at,
+            named,
+            missed: false,
+        });
         self.last_named = Some(named);
         self.last_sent = Some(at);
+        self.timed += 1;
     }
 }
 
@@ -248,8 +293,11 @@ mod tests {
             let l = lead(t0, at, one_way, k);
             early.push(i64::from(l) * INPUT_LEAD_UNIT_US);
             // The snapshot of the tick that applied it (late: the next one) arrives a moment
-            // after that tick.
+            // after that tick; a late one's own tick's snapshot came first, without it.
             let applied = if l < 0 { k.next() } else { k };
+            if l < 0 && k.0 > tick {
+                clock.snapshot(&header(k.0, seq - 1, 0));
+            }
             tick = tick.max(applied.0);
             let snapshot_at =
                 t0 + Duration::from_micros(PERIOD_US * u64::from(tick)) + one_way + one_way / 2;
@@ -316,6 +364,41 @@ mod tests {
         clock.snapshot(&header(13, 1, 5));
         clock.snapshot(&header(14, 7, 5));
         assert_eq!(clock.reports, 1);
+    }
+
+    #[test]
+    fn an_input_missing_from_its_ticks_snapshot_is_late_though_no_report_says_so() {
+        let mut clock = InputClock::new(30);
+        let t = Instant::now();
+        let period = Duration::from_micros(PERIOD_US);
+        clock.sent(1, t, Tick(10));
+        clock.snapshot(&header(10, 1, 20)); // 2 ms early
+        assert_eq!((clock.late, clock.reports), (0, 1));
+        let before = clock.margin();
+        clock.sent(2, t + period, Tick(11));
+        // Tick 11's snapshot comes without input 2: it came too late for its tick.
+        clock.snapshot(&header(11, 1, 20));
+        assert_eq!(clock.late, 1);
+        assert_eq!(clock.margin(), before + WIDEN_STEP);
+        // Tick 12 applies inputs 2 and 3 and reports on the newest, 3, which was on time: input
+        // 2's own report never comes, and it is counted once.
+        clock.sent(3, t + period * 2, Tick(12));
+        clock.snapshot(&header(12, 3, 15));
+        clock.snapshot(&header(13, 3, 15));
+        assert_eq!((clock.late, clock.reports), (1, 2));
+        // An input counted so and then reported late itself is counted once; the margin takes
+        // on its lateness then.
+        clock.sent(4, t + period * 3, Tick(14));
+        clock.snapshot(&header(14, 3, 15));
+        assert_eq!(clock.late, 2);
+        let missed = clock.margin();
+        clock.snapshot(&header(15, 4, -10)); // 1 ms late
+        assert_eq!((clock.late, clock.reports), (2, 3));
+        assert_eq!(clock.margin(), missed + Duration::from_millis(1));
+        // A snapshot of a tick before the one an input named says nothing about it.
+        clock.sent(5, t + period * 5, Tick(17));
+        clock.snapshot(&header(16, 4, -10));
+        assert_eq!(clock.late, 2);
     }
 
     #[test]

@@ -182,7 +182,10 @@ export declare class InputClock {
   constructor(tickRateHz: number);
   /** The margin kept before each tick's deadline, ms. */
   readonly marginMs: number;
-  /** Inputs the server reported late, and inputs it reported on. */
+  /**
+   * Inputs late (reported late by the server, or missing from a snapshot of the tick they
+   * named), and inputs the server reported on.
+   */
   readonly late: number;
   readonly reports: number;
   snapshot(header: SnapshotHeader): void;

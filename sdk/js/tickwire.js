@@ -1076,7 +1076,11 @@ export class Predictor {
  * negative when late). An input sent at `sent` that arrived `lead` early could have been sent
  * `lead` later, so `sent + lead` is that tick's send deadline, and tick `k + n`'s is `n` periods
  * after. Inputs go a margin before their deadline; a late input widens the margin at once
- * by how late it was (up to 2 ms) and 0.5 ms more, a long run on time narrows it slowly. Times are `performance.now()` milliseconds. The Rust
+ * by how late it was (up to 2 ms) and 0.5 ms more, a long run on time narrows it slowly.
+ * A snapshot reports only the newest input its tick applied, and a late input is usually
+ * applied with the next one, which came on time, so its own report never comes: an input is
+ * also counted late when a snapshot of the tick it named (or a later one) comes without it,
+ * and the margin widens 0.5 ms for it. Times are `performance.now()` milliseconds. The Rust
  * client's `InputClock` is the same.
  */
 export class InputClock {
@@ -1085,7 +1089,7 @@ export class InputClock {
   static START_MARGIN_MS = 3;
   constructor(tickRateHz) {
     this.periodMs = 1000 / Math.max(1, tickRateHz);
-    this.sentInputs = []; // [seq, sentAt, tick]
+    this.sentInputs = []; // [seq, sentAt, tick, missed: a snapshot of its tick came without it]
     this.anchor = null; // {tick, at}: a tick and the latest moment an input for it can go
     this.marginMs = InputClock.START_MARGIN_MS;
     this.onTime = 0;
@@ -1105,17 +1109,29 @@ export class InputClock {
   snapshot(header) {
     if (this.newest === null || ((header.tick - this.newest) | 0) > 0) this.newest = header.tick;
     const seq = header.last_input_seq;
+    // Inputs this snapshot's tick should have applied and did not: too late for their tick.
+    for (const s of this.sentInputs) {
+      if (s[0] > seq && !s[3] && ((header.tick - s[2]) | 0) >= 0) {
+        s[3] = true;
+        this.late += 1;
+        this.onTime = 0;
+        this.marginMs = Math.min(this.marginMs + 0.5, InputClock.MAX_MARGIN_MS);
+      }
+    }
     if (seq <= this.reported) return;
     this.reported = seq;
     while (this.sentInputs.length > 0 && this.sentInputs[0][0] < seq) this.sentInputs.shift();
     const first = this.sentInputs[0];
     if (!first || first[0] !== seq) return;
-    const [, sentAt, named] = first;
+    const [, sentAt, named, missed] = first;
     this.reports += 1;
     const leadMs = (header.input_lead * INPUT_LEAD_UNIT_US) / 1000;
     const measured = sentAt + leadMs;
     const late = leadMs < 0;
-    if (late) {
+    if (late && missed) {
+      // Counted, and widened 0.5 ms, when its tick's snapshot came without it.
+      this.marginMs = Math.min(this.marginMs + Math.min(-leadMs, 2), InputClock.MAX_MARGIN_MS);
+    } else if (late) {
       this.late += 1;
       this.onTime = 0;
       // Wide enough for the lateness just seen (up to 2 ms: a stall is not jitter), and 0.5 ms.
@@ -1153,7 +1169,7 @@ export class InputClock {
   /** Records an input sent at `at` for `tick`. */
   sent(seq, at, tick) {
     if (this.sentInputs.length >= 64) this.sentInputs.shift();
-    this.sentInputs.push([seq, at, tick]);
+    this.sentInputs.push([seq, at, tick, false]);
     this.lastNamed = tick;
     this.lastSent = at;
   }

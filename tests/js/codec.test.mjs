@@ -275,6 +275,8 @@ test("the input clock settles inputs a margin before their tick, like the Rust o
     const lead = Math.trunc((leadMs * 1000) / INPUT_LEAD_UNIT_US);
     early.push(leadMs);
     const applied = lead < 0 ? k + 1 : k;
+    // A late one's own tick's snapshot comes first, without it.
+    if (lead < 0 && k > tick) clock.snapshot({ tick: k, baseline: null, last_input_seq: seq - 1, input_lead: 0 });
     tick = Math.max(tick, applied);
     now = Math.max(now, t0 + tick * period + 1.5 * oneWay);
     clock.snapshot({ tick, baseline: null, last_input_seq: seq, input_lead: lead });
@@ -290,6 +292,38 @@ test("the input clock settles inputs a margin before their tick, like the Rust o
   clock.snapshot({ tick: k + 1, baseline: null, last_input_seq: 301, input_lead: -20 });
   // 2 ms late: wider by that and half a millisecond.
   assert.ok(Math.abs(clock.marginMs - Math.min(before + 2.5, InputClock.MAX_MARGIN_MS)) < 1e-9);
+});
+
+test("an input missing from its tick's snapshot is late though no report says so, like the Rust clock", () => {
+  const period = 1000 / 30, t = 1000;
+  const clock = new InputClock(30);
+  const header = (tick, seq, lead) => ({ tick, baseline: null, last_input_seq: seq, input_lead: lead });
+  clock.sent(1, t, 10);
+  clock.snapshot(header(10, 1, 20)); // 2 ms early
+  assert.deepEqual([clock.late, clock.reports], [0, 1]);
+  const before = clock.marginMs;
+  clock.sent(2, t + period, 11);
+  // Tick 11's snapshot comes without input 2: it came too late for its tick.
+  clock.snapshot(header(11, 1, 20));
+  assert.equal(clock.late, 1);
+  assert.ok(Math.abs(clock.marginMs - (before + 0.5)) < 1e-9);
+  // Tick 12 applies inputs 2 and 3 and reports on 3 (on time): input 2 is counted once.
+  clock.sent(3, t + 2 * period, 12);
+  clock.snapshot(header(12, 3, 15));
+  clock.snapshot(header(13, 3, 15));
+  assert.deepEqual([clock.late, clock.reports], [1, 2]);
+  // Counted so, then reported late itself: counted once, the margin takes on its lateness.
+  clock.sent(4, t + 3 * period, 14);
+  clock.snapshot(header(14, 3, 15));
+  assert.equal(clock.late, 2);
+  const missed = clock.marginMs;
+  clock.snapshot(header(15, 4, -10)); // 1 ms late
+  assert.deepEqual([clock.late, clock.reports], [2, 3]);
+  assert.ok(Math.abs(clock.marginMs - (missed + 1)) < 1e-9);
+  // A snapshot of a tick before the one an input named says nothing about it.
+  clock.sent(5, t + 5 * period, 17);
+  clock.snapshot(header(16, 4, -10));
+  assert.equal(clock.late, 2);
 });
 
 test("the bit reader reads what a bit-by-bit reader reads, at every offset, and refuses what it refuses", () => {
