@@ -962,13 +962,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_lane_writes_whole_frames_and_a_frame_over_the_bound_ends_the_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let mut peer = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connects");
-        let (stream, _) = listener.accept().await.expect("accepts");
+        let (mut peer, stream) = connected_pair().await;
         let (wire, _io) = test_wire(stream, Vec::new());
         let handle = WireHandle::new(&wire, 2);
 
@@ -1079,13 +1073,7 @@ mod tests {
         // The lane's task is spawned but never polled: the runtime drops it with the frame and
         // the readable connection still in its inbox.
         let (lanes, wire) = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("binds");
-            let _peer = TcpStream::connect(listener.local_addr().expect("addr"))
-                .await
-                .expect("connects");
-            let (stream, _) = listener.accept().await.expect("accepts");
+            let (_peer, stream) = connected_pair().await;
             let (wire, _io) = test_wire(stream, Vec::new());
             let lanes = Arc::clone(&wire.lanes);
             let handle = WireHandle::new(&wire, 4);
@@ -1105,6 +1093,18 @@ mod tests {
             wire.upgrade().is_none(),
             "the wire and its socket are freed"
         );
+    }
+
+    /// A loopback connection: the client's end and the server's.
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connects");
+        let (stream, _) = listener.accept().await.expect("accepts");
+        (peer, stream)
     }
 
     fn test_wire(stream: TcpStream, leftover: Vec<u8>) -> (Arc<Wire>, WireIo) {
@@ -1136,13 +1136,7 @@ mod tests {
         Arc<Mutex<Gate>>,
         crossbeam_channel::Receiver<ClientEvent>,
     ) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let peer = TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connects");
-        let (stream, _) = listener.accept().await.expect("accepts");
+        let (peer, stream) = connected_pair().await;
         let (wire, io) = test_wire(stream, leftover);
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None).await;
         let stats = Arc::new(ServerStats::default());
