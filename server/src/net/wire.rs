@@ -192,8 +192,10 @@ struct EmptyOnDrop(Arc<LaneInbox>);
 
 impl Drop for EmptyOnDrop {
     fn drop(&mut self) {
-        drop(std::mem::take(&mut *self.0.items.lock()));
-        drop(std::mem::take(&mut *self.0.readable.lock()));
+        // Taken out under the locks, dropped after them.
+        let items = std::mem::take(&mut *self.0.items.lock());
+        let readable = std::mem::take(&mut *self.0.readable.lock());
+        drop((items, readable));
     }
 }
 
