@@ -9,6 +9,7 @@
 # TICKWIRE_SERVER and TICKWIRE_BOTS point it at other binaries (a baseline build, or a wrapper
 # that sets flags or environment). The server's admin port is its default, 127.0.0.1:7778, so
 # run one at a time. The bots run 20 s with 50 verifying; the window is 8 s to 18 s into it.
+# It also prints the server's peak resident memory (VmHWM) once the bots are done.
 set -euo pipefail
 N=${1:?usage: window.sh N MODE [SERVER ARGS...]}
 MODE=${2:?usage: window.sh N MODE [SERVER ARGS...]}
@@ -39,6 +40,8 @@ inputs >"$TMP/m1"; threads >"$TMP/t1"; t0=$(date +%s.%N)
 sleep 10
 threads >"$TMP/t2"; inputs >"$TMP/m2"; t1=$(date +%s.%N)
 wait $BPID || true
+# The server's peak resident memory, with every bot still connected until the end.
+awk '/^VmHWM/{print $2}' "/proc/$SPID/status" >"$TMP/hwm"
 python3 - "$TMP" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 tmp, t0, t1, hz = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -60,6 +63,7 @@ m2 = dict(l.split() for l in open(f"{tmp}/m2"))
 got = float(m2["tickwire_inputs_received_total"]) - float(m1["tickwire_inputs_received_total"])
 late = float(m2["tickwire_inputs_late_total"]) - float(m1["tickwire_inputs_late_total"])
 print(f"server, in the window: {late:.0f} late of {got:.0f} inputs ({100 * late / max(got, 1):.2f} %)")
+print(f"server, peak resident memory: {int(open(f'{tmp}/hwm').read()) / 1024:.1f} MiB")
 r = json.load(open(f"{tmp}/r.json"))
 q = r["rtt_ms"]
 print(f"bots: {r['connected']} connected, slowest {r['min_snapshots_per_bot_per_s']} snapshots/s, "

@@ -62,7 +62,8 @@ struct Cli {
     #[arg(long, value_enum)]
     aoi_views: Option<tickwire_server::AoiViews>,
     /// Most threads that build aoi views in a large room (the tick thread and one more per
-    /// 128 clients, up to N); 0: one per core, at most 8; 1: the tick thread alone [default: 0].
+    /// `parallel_views_min_clients` clients, 256 by default, up to N); 0: one per core, at most
+    /// 8; 1: the tick thread alone [default: 0].
     #[arg(long, value_name = "N")]
     replicate_threads: Option<usize>,
     /// Seed of the server's random numbers [default: 1].

@@ -481,27 +481,43 @@ impl ClientLink {
     }
 
     /// An empty index buffer for this tick's exact view, recycled from the oldest remembered.
+    ///
+    /// Views older than the acknowledged tick go first: the acknowledged tick only moves
+    /// forward ([`ClientLink::acknowledge`]), so they are never a baseline again. A client that
+    /// acknowledges every snapshot keeps a few views, not `history_ticks`, and this tick's view
+    /// is written into the buffer of one a few ticks old, still in the cache, instead of one
+    /// `history_ticks` old. (A resume that names an older tick gets a full snapshot.)
     pub fn take_visible_buffer(&mut self) -> Vec<u32> {
-        if self.viewpoints.len() >= self.viewpoints_capacity {
-            let mut v = self
-                .viewpoints
-                .pop_front()
-                .map(|(_, _, v)| v)
-                .unwrap_or_default();
-            v.clear();
-            v
-        } else {
-            Vec::new()
+        let mut spare = None;
+        while let Some((t, _, _)) = self.viewpoints.front()
+            && (self.viewpoints.len() >= self.viewpoints_capacity
+                || self.acked.is_some_and(|a| *t < a))
+        {
+            // Keeps the newest of those dropped: the one most likely still in the cache.
+            spare = self.viewpoints.pop_front().map(|(_, _, v)| v);
         }
+        let mut v = spare.unwrap_or_default();
+        v.clear();
+        v
     }
 
     /// Remembers where the client looked from at `tick`, and what it saw (exact views; empty
-    /// for views of whole cells, which the viewpoint gives).
+    /// for views of whole cells, which the viewpoint gives). Forgets the views older than the
+    /// acknowledged tick, as [`ClientLink::take_visible_buffer`] does.
     pub fn push_view(&mut self, tick: Tick, eye: Viewpoint, visible: Vec<u32>) {
-        if self.viewpoints.len() >= self.viewpoints_capacity {
+        while let Some((t, _, _)) = self.viewpoints.front()
+            && (self.viewpoints.len() >= self.viewpoints_capacity
+                || self.acked.is_some_and(|a| *t < a))
+        {
             self.viewpoints.pop_front();
         }
         self.viewpoints.push_back((tick, eye, visible));
+    }
+
+    /// How many past views the client's link remembers.
+    #[must_use]
+    pub fn views_remembered(&self) -> usize {
+        self.viewpoints.len()
     }
 
     /// Where the client looked from at `tick`, if remembered.
@@ -762,6 +778,43 @@ mod tests {
         l.record_sent(Tick(103), true);
         assert!(l.acknowledge(Tick(103)));
         assert_eq!(l.acked, Some(Tick(103)));
+    }
+
+    /// Views older than the acknowledged tick are forgotten; their buffers are reused. A
+    /// client that does not acknowledge keeps `history_ticks` of them, no more.
+    #[test]
+    fn views_older_than_the_acknowledged_tick_are_forgotten() {
+        let mut l = link();
+        let eye = Viewpoint(None);
+        for t in 101..=140u32 {
+            let mut v = l.take_visible_buffer();
+            assert!(v.is_empty(), "a buffer comes empty");
+            v.extend([t, t + 1]);
+            l.push_view(Tick(t), eye, v);
+            l.record_sent(Tick(t), true);
+        }
+        assert_eq!(
+            l.views_remembered(),
+            32,
+            "nothing acknowledged: the whole history"
+        );
+        assert_eq!(l.visible_at(Tick(109)), Some(&[109, 110][..]));
+        assert!(l.acknowledge(Tick(138)));
+        let v = l.take_visible_buffer();
+        assert!(
+            v.capacity() >= 2,
+            "the buffer of a forgotten view is reused"
+        );
+        l.push_view(Tick(141), eye, v);
+        assert_eq!(l.views_remembered(), 4, "138 to 141");
+        assert_eq!(l.visible_at(Tick(137)), None);
+        assert_eq!(l.visible_at(Tick(138)), Some(&[138, 139][..]));
+        // Views of whole cells remember no indices, and are forgotten the same way.
+        assert!(l.acknowledge(Tick(140)));
+        l.push_view(Tick(142), eye, Vec::new());
+        assert_eq!(l.views_remembered(), 3, "140 to 142");
+        assert_eq!(l.viewpoint_at(Tick(140)), Some(eye));
+        assert_eq!(l.viewpoint_at(Tick(139)), None);
     }
 
     #[test]

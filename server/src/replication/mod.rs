@@ -13,8 +13,10 @@
 //! - [`interest`]: the grid that finds each client's visible set in `aoi` mode.
 //!
 //! In `aoi` mode each client's view is the entities within the radius of its player; the
-//! indices it saw at each recent tick are kept on its link, so its next delta is built between
-//! its view at its acknowledged tick and its view now (cost per client: what it sees).
+//! indices it saw at its acknowledged tick and every tick since are kept on its link (older
+//! views are never a baseline again: the acknowledged tick only moves forward), so its next
+//! delta is built between its view at its acknowledged tick and its view now (cost per client:
+//! what it sees).
 
 pub mod cells;
 pub mod frame;
