@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures a server over a ten-second window inside a bot run: the CPU and context switches of
-# each of its threads, and its own count of inputs received and late (from /metrics), next to
-# the bots' report. A measuring aid for docs/PERFORMANCE.md, not a test. From the project root,
+# each of its threads, its own count of inputs received and late and the wall time of each tick
+# phase (from /metrics), next to the bots' report. A measuring aid for docs/PERFORMANCE.md, not a test. From the project root,
 # after `cargo build --release --workspace`:
 #
 #   scripts/window.sh N MODE [SERVER ARGS...]
@@ -34,7 +34,11 @@ threads() {
       "$(awk '/^voluntary/{v=$2} /^nonvoluntary/{n=$2} END{print v, n}' "$t/status")"
   done 2>/dev/null || true
 }
-inputs() { curl -s http://127.0.0.1:7778/metrics | grep -E '^tickwire_inputs_(received|late)_total'; }
+inputs() {
+  curl -s http://127.0.0.1:7778/metrics |
+    grep -E '^tickwire_inputs_(received|late)_total|^tickwire_tick_phase_duration_seconds_(sum|count)' |
+    sed -E 's/\{phase="([a-z]+)"\}/_\1/'
+}
 sleep 8
 inputs >"$TMP/m1"; threads >"$TMP/t1"; t0=$(date +%s.%N)
 sleep 10
@@ -63,6 +67,13 @@ m2 = dict(l.split() for l in open(f"{tmp}/m2"))
 got = float(m2["tickwire_inputs_received_total"]) - float(m1["tickwire_inputs_received_total"])
 late = float(m2["tickwire_inputs_late_total"]) - float(m1["tickwire_inputs_late_total"])
 print(f"server, in the window: {late:.0f} late of {got:.0f} inputs ({100 * late / max(got, 1):.2f} %)")
+phases = ["ingest", "simulate", "capture", "replicate", "handoff"]
+def per_tick(p):
+    k = f"tickwire_tick_phase_duration_seconds_{{}}_{p}"
+    n = float(m2[k.format("count")]) - float(m1[k.format("count")])
+    return 1000 * (float(m2[k.format("sum")]) - float(m1[k.format("sum")])) / max(n, 1)
+print("server, tick phases in the window (wall ms a tick): "
+      + ", ".join(f"{p} {per_tick(p):.2f}" for p in phases))
 print(f"server, peak resident memory: {int(open(f'{tmp}/hwm').read()) / 1024:.1f} MiB")
 r = json.load(open(f"{tmp}/r.json"))
 q = r["rtt_ms"]
