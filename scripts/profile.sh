@@ -16,24 +16,10 @@
 #
 # TICKWIRE_BOTS points at other bots; PERF_OUT keeps the recording (default: a temporary file).
 set -euo pipefail
-N=${1:?usage: profile.sh N MODE [SERVER ARGS...]}
-MODE=${2:?usage: profile.sh N MODE [SERVER ARGS...]}
-shift 2
-SERVER=${TICKWIRE_SERVER:-target/release/tickwire-server}
-BOTS=${TICKWIRE_BOTS:-target/release/tickwire-bots}
-TMP=$(mktemp -d)
-OUT=${PERF_OUT:-$TMP/perf.data}
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$SERVER" --bind "127.0.0.1:$PORT" --visibility "$MODE" "$@" >"$TMP/server.log" 2>&1 &
-SPID=$!
-trap 'kill -INT $SPID 2>/dev/null; sleep 1; kill -KILL $SPID 2>/dev/null; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 100); do
-  python3 -c "import socket,sys;s=socket.socket();sys.exit(s.connect_ex(('127.0.0.1',$PORT)))" && break
-  sleep 0.1
-done
-"$BOTS" --url "ws://127.0.0.1:$PORT/ws" --bots "$N" --duration 20 --verify 50 --quiet \
-  --metrics-url "" >"$TMP/bots.log" 2>&1 &
-BPID=$!
+OUT_ARG=${PERF_OUT:-}
+# shellcheck source=scripts/run-live.sh
+. "$(dirname "$0")/run-live.sh"
+OUT=${OUT_ARG:-$TMP/perf.data}
 sleep 8
 perf record -g -F 2000 -o "$OUT" -p "$SPID" -- sleep 8 >/dev/null 2>&1
 wait $BPID || true

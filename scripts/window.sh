@@ -11,23 +11,8 @@
 # run one at a time. The bots run 20 s with 50 verifying; the window is 8 s to 18 s into it.
 # It also prints the server's peak resident memory (VmHWM) once the bots are done.
 set -euo pipefail
-N=${1:?usage: window.sh N MODE [SERVER ARGS...]}
-MODE=${2:?usage: window.sh N MODE [SERVER ARGS...]}
-shift 2
-SERVER=${TICKWIRE_SERVER:-target/release/tickwire-server}
-BOTS=${TICKWIRE_BOTS:-target/release/tickwire-bots}
-TMP=$(mktemp -d)
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$SERVER" --bind "127.0.0.1:$PORT" --visibility "$MODE" "$@" >"$TMP/server.log" 2>&1 &
-SPID=$!
-trap 'kill -INT $SPID 2>/dev/null; sleep 1; kill -KILL $SPID 2>/dev/null; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 100); do
-  python3 -c "import socket,sys;s=socket.socket();sys.exit(s.connect_ex(('127.0.0.1',$PORT)))" && break
-  sleep 0.1
-done
-"$BOTS" --url "ws://127.0.0.1:$PORT/ws" --bots "$N" --duration 20 --verify 50 --quiet \
-  --json "$TMP/r.json" >"$TMP/bots.log" 2>&1 &
-BPID=$!
+# shellcheck source=scripts/run-live.sh
+. "$(dirname "$0")/run-live.sh"
 threads() {
   for t in /proc/$SPID/task/*; do
     echo "$(basename "$t") $(tr ' ' _ <"$t/comm") $(awk '{print $14+$15}' "$t/stat")" \
