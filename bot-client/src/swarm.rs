@@ -1,7 +1,9 @@
 //! A swarm of bots: ramp-up, a measured window once all have joined, live progress on stderr,
 //! and the report.
 
-use crate::bot::{BotEnd, BotOutcome, BotParams, Live, Window, run_bot, run_idle, run_slow};
+use crate::bot::{
+    BotEnd, BotOutcome, BotParams, Live, RoundTrips, Window, run_bot, run_idle, run_slow,
+};
 use crate::client::ConnectOptions;
 use crate::report::{BotRow, MeanP99, MinMean, Quantiles, Report};
 use crate::scrape;
@@ -176,6 +178,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             cfg.connect.source_ip
         }
     };
+    let round_trips = RoundTrips::new();
     for i in 0..cfg.bots {
         let name = format!("bot-{i}");
         let params = BotParams {
@@ -193,6 +196,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             game: cfg.game.clone(),
             drop_every: cfg.drop_every,
             verify: verifies(i, verifying, cfg.bots),
+            round_trips: round_trips.clone(),
         };
         let (live, window, stop) = (Arc::clone(&live), Arc::clone(&window), stop_rx.clone());
         let start_at = ramp_start + per_bot * i;
@@ -224,6 +228,7 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             game: None,
             drop_every: None,
             verify: true,
+            round_trips: RoundTrips::new(),
         };
         slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }
@@ -321,7 +326,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
     .await;
     slow.abort_all();
     let tick_rate_hz = u16::try_from(live.tick_rate_hz.load(Relaxed)).unwrap_or(u16::MAX);
-    let mut report = build_report(&cfg, &outcomes, measured, &window, tick_rate_hz);
+    let rtt = round_trips.with_pending(outcomes.iter().map(|o| &o.metrics.rtt_us));
+    let mut report = build_report(&cfg, &outcomes, rtt, measured, &window, tick_rate_hz);
     report.slow_readers = u64::from(cfg.slow_readers);
     report.slow_reader_outcomes = slow_outcomes;
     report.tick_rate_hz = tick_rate_hz;
@@ -370,11 +376,11 @@ fn own_cpu_time() -> Option<Duration> {
 fn build_report(
     cfg: &SwarmConfig,
     outcomes: &[BotOutcome],
+    rtt: Histogram<u64>,
     measured: Duration,
     window: &Window,
     tick_rate_hz: u16,
 ) -> Report {
-    let mut rtt = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
     let mut down = Vec::new();
     let mut up = Vec::new();
     let mut rooms = std::collections::HashSet::new();
@@ -448,7 +454,6 @@ fn build_report(
             visible_players += m.visible_players_sum;
             snapshot_bytes += m.snapshot_bytes;
         }
-        let _ = rtt.add(&m.rtt_us);
         down.extend_from_slice(&m.down_per_s[..whole_seconds.min(m.down_per_s.len())]);
         up.extend_from_slice(&m.up_per_s[..whole_seconds.min(m.up_per_s.len())]);
     }
