@@ -197,9 +197,9 @@ pub struct Config {
     pub replicate_threads: usize,
     /// Clients a room needs before its `aoi` views are built on more than one thread, and the
     /// clients each further thread is given (see `replicate_threads`): under it, starting a
-    /// thread costs more than it saves (at 200 clients of the arena, two threads built the
-    /// views no faster than one and used a third more of the tick's CPU; `docs/PERFORMANCE.md`).
-    /// Default 256.
+    /// thread costs more than it saves (at 200 clients of the reference game, two threads built
+    /// the views no faster than one and used a third more of the tick's CPU;
+    /// `docs/PERFORMANCE.md`). Default 256.
     pub parallel_views_min_clients: usize,
     /// Seed of the game's random numbers. Default 1.
     pub seed: u64,

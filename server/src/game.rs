@@ -261,9 +261,9 @@ impl std::ops::Deref for Room {
 
 /// On a player whose connection dropped, while the engine holds it for the client to resume
 /// (up to `resume_grace_ms`): the player stays in the world and in other clients' views, and
-/// no input arrives for it. What a held player does is the game's choice (the arena stops it);
-/// the marker goes when the client resumes, and the player leaves through the leave hook if
-/// it does not in time.
+/// no input arrives for it. What a held player does is the game's choice (the reference game
+/// stops it); the marker goes when the client resumes, and the player leaves through the leave
+/// hook if it does not in time.
 #[derive(Component, Debug, Clone, Copy, Default)]
 pub struct Held;
 
