@@ -270,9 +270,6 @@ impl RttBatch {
 
     /// Records a round trip of `us` microseconds (clamped to 1 us .. a minute).
     pub fn record(&mut self, us: u64) {
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(Self::LEN);
-        }
         self.pending.push(us.clamp(1, MAX_RTT_US));
         if self.pending.len() >= Self::LEN {
             let mut h = self.to.0.lock();

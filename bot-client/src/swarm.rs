@@ -228,7 +228,8 @@ pub async fn run_swarm(cfg: SwarmConfig) -> Report {
             game: None,
             drop_every: None,
             verify: true,
-            round_trips: RoundTrips::new(),
+            // Slow readers send no inputs: nothing is recorded.
+            round_trips: round_trips.clone(),
         };
         slow.spawn(run_slow(params, Duration::from_secs(1), stop_rx.clone()));
     }

@@ -480,38 +480,36 @@ impl ClientLink {
         (0..SENT_WINDOW).contains(&age) && self.sent_mask & (1u64 << age) != 0
     }
 
-    /// An empty index buffer for this tick's exact view, recycled from the oldest remembered.
-    ///
-    /// Views older than the acknowledged tick go first: the acknowledged tick only moves
-    /// forward ([`ClientLink::acknowledge`]), so they are never a baseline again. A client that
-    /// acknowledges every snapshot keeps a few views, not `history_ticks`, and this tick's view
-    /// is written into the buffer of one a few ticks old, still in the cache, instead of one
-    /// `history_ticks` old. (A resume that names an older tick gets a full snapshot.)
+    /// An empty index buffer for this tick's exact view: the newest of the views
+    /// [`ClientLink::forget_stale_views`] drops, else a new one.
     pub fn take_visible_buffer(&mut self) -> Vec<u32> {
-        let mut spare = None;
-        while let Some((t, _, _)) = self.viewpoints.front()
-            && (self.viewpoints.len() >= self.viewpoints_capacity
-                || self.acked.is_some_and(|a| *t < a))
-        {
-            // Keeps the newest of those dropped: the one most likely still in the cache.
-            spare = self.viewpoints.pop_front().map(|(_, _, v)| v);
-        }
-        let mut v = spare.unwrap_or_default();
+        let mut v = self.forget_stale_views().unwrap_or_default();
         v.clear();
         v
     }
 
     /// Remembers where the client looked from at `tick`, and what it saw (exact views; empty
-    /// for views of whole cells, which the viewpoint gives). Forgets the views older than the
-    /// acknowledged tick, as [`ClientLink::take_visible_buffer`] does.
+    /// for views of whole cells, which the viewpoint gives).
     pub fn push_view(&mut self, tick: Tick, eye: Viewpoint, visible: Vec<u32>) {
+        self.forget_stale_views();
+        self.viewpoints.push_back((tick, eye, visible));
+    }
+
+    /// Forgets the views older than the acknowledged tick, and the oldest beyond
+    /// `history_ticks - 1`; returns the buffer of the newest it forgot, the one most likely
+    /// still in the cache. The acknowledged tick only moves forward
+    /// ([`ClientLink::acknowledge`]), so those views are never a baseline again: a client that
+    /// acknowledges every snapshot keeps a few, not `history_ticks`. (A resume that names an
+    /// older tick gets a full snapshot.)
+    fn forget_stale_views(&mut self) -> Option<Vec<u32>> {
+        let mut spare = None;
         while let Some((t, _, _)) = self.viewpoints.front()
             && (self.viewpoints.len() >= self.viewpoints_capacity
                 || self.acked.is_some_and(|a| *t < a))
         {
-            self.viewpoints.pop_front();
+            spare = self.viewpoints.pop_front().map(|(_, _, v)| v);
         }
-        self.viewpoints.push_back((tick, eye, visible));
+        spare
     }
 
     /// How many past views the client's link remembers.
