@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures a server over a ten-second window inside a bot run: the CPU and context switches of
 # each of its threads, its own count of inputs received and late and the wall time of each tick
-# phase (from /metrics), next to the bots' report. A measuring aid for docs/PERFORMANCE.md, not a test. From the project root,
+# phase and how early the inputs arrived for their tick (from /metrics), next to the bots' report. A measuring aid for docs/PERFORMANCE.md, not a test. From the project root,
 # after `cargo build --release --workspace`:
 #
 #   scripts/window.sh N MODE [SERVER ARGS...]
@@ -21,8 +21,8 @@ threads() {
 }
 inputs() {
   curl -s http://127.0.0.1:7778/metrics |
-    grep -E '^tickwire_inputs_(received|late)_total|^tickwire_tick_phase_duration_seconds_(sum|count)' |
-    sed -E 's/\{phase="([a-z]+)"\}/_\1/'
+    grep -E '^tickwire_inputs_(received|late)_total|^tickwire_tick_phase_duration_seconds_(sum|count)|^tickwire_input_lead_seconds_(bucket|sum|count)' |
+    sed -E 's/\{phase="([a-z]+)"\}/_\1/; s/\{le="([^"]+)"\}/_le_\1/'
 }
 sleep 8
 inputs >"$TMP/m1"; threads >"$TMP/t1"; t0=$(date +%s.%N)
@@ -59,6 +59,18 @@ def per_tick(p):
     return 1000 * (float(m2[k.format("sum")]) - float(m1[k.format("sum")])) / max(n, 1)
 print("server, tick phases in the window (wall ms a tick): "
       + ", ".join(f"{p} {per_tick(p):.2f}" for p in phases))
+# How early the inputs arrived for their tick: the window's share of each bucket, and the
+# bucket each quantile falls in (an upper bound).
+les = sorted((float(k.rsplit("_le_", 1)[1]), k) for k in m2
+             if k.startswith("tickwire_input_lead_seconds_bucket_le_"))
+cum = [(le, float(m2[k]) - float(m1.get(k, 0))) for le, k in les]
+n = cum[-1][1] if cum else 0
+def bound(q):
+    return next((le for le, c in cum if c >= q * n), float("inf"))
+if n:
+    mean = (float(m2["tickwire_input_lead_seconds_sum"]) - float(m1["tickwire_input_lead_seconds_sum"])) / n
+    print(f"server, input lead in the window: mean {1000 * mean:.1f} ms; p10 under {1000 * bound(0.1):g}, "
+          f"p50 under {1000 * bound(0.5):g}, p90 under {1000 * bound(0.9):g} ms")
 print(f"server, peak resident memory: {int(open(f'{tmp}/hwm').read()) / 1024:.1f} MiB")
 r = json.load(open(f"{tmp}/r.json"))
 q = r["rtt_ms"]

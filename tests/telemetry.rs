@@ -6,34 +6,9 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use tickwire_server::{Config, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tickwire_server::Config;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-/// GETs `path` from the admin listener; returns the status code and the body.
-async fn get(server: &Server, path: &str) -> (u16, String) {
-    let admin = server.admin_addr().expect("the admin listener is on");
-    get_at(admin, path, &admin.to_string()).await
-}
-
-/// GETs `path` from `addr` with this `Host`; returns the status code and the body.
-async fn get_at(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("tcp");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut out = Vec::new();
-    bounded("response", tcp.read_to_end(&mut out))
-        .await
-        .expect("read");
-    let text = String::from_utf8(out).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_owned())
-}
 
 /// Checks the Prometheus text exposition format line by line: `# HELP`/`# TYPE` comments,
 /// and samples `name{label="value",...} number`. Returns the sample names.
@@ -93,6 +68,7 @@ async fn metrics_are_valid_prometheus_text_with_the_tick_histogram() {
         "tickwire_closes_total",
         "tickwire_connections",
         "tickwire_leaves_by_reason_total",
+        "tickwire_input_lead_seconds_bucket",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
         "process_open_fds",

@@ -92,6 +92,26 @@ async fn the_server_reports_how_early_each_input_came_and_counts_late_ones() {
     assert!(h.input_lead > 0, "{h:?}");
     assert_waited_within(&h, named, period_us, trip);
     assert_eq!(server.stats().inputs_late.get(), 1);
+
+    // Every timed input's lead is in `/metrics`, the late one alone in the first bucket, the
+    // one named ahead past a whole period.
+    let (_, metrics) = get(&server, "/metrics").await;
+    let sample = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("tickwire_input_lead_seconds{series} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert_eq!(sample("_count"), 3.0);
+    assert_eq!(sample("_bucket{le=\"-0.0001\"}"), 1.0, "the late one");
+    assert_eq!(
+        sample("_bucket{le=\"0.0333\"}"),
+        2.0,
+        "and the one naming no tick"
+    );
+    // About 20 periods late against at most 11 early in all.
+    assert!(sample("_sum") < -5.0 * period_us as f64 / 1e6, "{metrics}");
     server.shutdown().await;
 }
 

@@ -9,7 +9,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tickwire_protocol::INPUT_LEAD_UNIT_US;
 
 /// The close codes counted one by one; any other code is counted as `other`.
 pub const COUNTED_CLOSE_CODES: [u16; 21] = [
@@ -38,6 +40,36 @@ const CLOSE_CODE_LABELS: [&str; 21] = [
     "4004", "4005", "4006", "4007", "4008", "4009", "4010", "4011", "4012",
 ];
 
+/// Bucket bounds of `input_lead_seconds`: the first holds exactly the late inputs (a late one
+/// is reported at least one unit late, an input on time at zero or more), the others the slack
+/// an input arrived with, up to a 30 Hz tick period; an input that named a later tick (a whole
+/// period ahead or more) lands past the last.
+const INPUT_LEAD_BUCKETS: [f64; 12] = [
+    -(INPUT_LEAD_UNIT_US as f64) / 1e6,
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.004,
+    0.006,
+    0.008,
+    0.012,
+    0.016,
+    0.025,
+    0.0333,
+];
+
+/// How early each timed input arrived: the distribution behind the `input_lead` of the
+/// snapshot headers, which report only the newest input each tick applied.
+#[derive(Debug, Clone)]
+struct InputLeads(Histogram);
+
+impl Default for InputLeads {
+    fn default() -> Self {
+        InputLeads(Histogram::new(INPUT_LEAD_BUCKETS))
+    }
+}
+
 macro_rules! server_stats {
     (
         counters { $( #[doc = $chelp:literal] $cfield:ident => $cname:literal, )* }
@@ -51,6 +83,7 @@ macro_rules! server_stats {
             $( #[doc = $ghelp] pub $gfield: Gauge, )*
             closes: Family<CloseLabel, Counter>,
             leaves_by_reason: Family<LeaveLabel, Counter>,
+            input_leads: InputLeads,
         }
 
         impl ServerStats {
@@ -74,6 +107,11 @@ macro_rules! server_stats {
                     "leaves_by_reason",
                     "Players that left, by reason: peer_closed, connection_lost, violation, shutdown",
                     self.leaves_by_reason.clone(),
+                );
+                registry.register(
+                    "input_lead_seconds",
+                    "How early each timed input arrived before the tick it named took its inputs; a late one, by how late (negative: all in the first bucket, as counted in inputs_late)",
+                    self.input_leads.0.clone(),
                 );
             }
         }
@@ -220,6 +258,13 @@ impl ServerStats {
         })
     }
 
+    /// Records how early a timed input arrived for the tick it named, in the snapshot
+    /// header's units ([`INPUT_LEAD_UNIT_US`]; negative: late).
+    pub fn record_input_lead(&self, units: i16) {
+        let seconds = (i64::from(units) * INPUT_LEAD_UNIT_US) as f64 / 1e6;
+        self.input_leads.0.observe(seconds);
+    }
+
     /// The last completed tick.
     #[must_use]
     pub fn last_tick(&self) -> u32 {
@@ -268,5 +313,47 @@ mod tests {
         );
         assert_eq!(stats.closes_with(4005), 1);
         assert_eq!(stats.leaves.get(), 1);
+    }
+
+    #[test]
+    fn input_leads_put_the_late_ones_in_the_first_bucket_and_the_slack_in_the_others() {
+        let stats = ServerStats::default();
+        // 2.5 ms late, 0.1 ms late, on time at the last moment, 1.5 ms and 7 ms early, and
+        // one named two ticks ahead (70 ms early).
+        for units in [-25, -1, 0, 15, 70, 700] {
+            stats.record_input_lead(units);
+        }
+        let mut registry = Registry::with_prefix("tickwire");
+        stats.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let bucket = |le: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "tickwire_input_lead_seconds_bucket{{le=\"{le}\"}} "
+                    ))
+                })
+                .unwrap_or_else(|| panic!("no bucket {le} in:\n{text}"))
+                .parse::<u64>()
+                .expect("a count")
+        };
+        // Cumulative counts.
+        assert_eq!(bucket("-0.0001"), 2, "the late ones");
+        assert_eq!(bucket("0.0005"), 3);
+        assert_eq!(bucket("0.002"), 4);
+        assert_eq!(bucket("0.008"), 5);
+        assert_eq!(bucket("0.0333"), 5);
+        assert_eq!(bucket("+Inf"), 6);
+        assert!(
+            text.contains("tickwire_input_lead_seconds_count 6\n"),
+            "{text}"
+        );
+        let sum: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tickwire_input_lead_seconds_sum "))
+            .and_then(|v| v.parse().ok())
+            .expect("a sum");
+        assert!((sum - 0.0759).abs() < 1e-9, "{sum}");
     }
 }

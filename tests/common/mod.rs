@@ -249,3 +249,33 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await;
 }
+
+/// GETs `path` from the admin listener; returns the status code and the body.
+pub async fn get(server: &Server, path: &str) -> (u16, String) {
+    let admin = server.admin_addr().expect("the admin listener is on");
+    get_at(admin, path, &admin.to_string()).await
+}
+
+/// GETs `path` from `addr` with this `Host`; returns the status code and the body.
+pub async fn get_at(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, req.as_bytes())
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    bounded(
+        "response",
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut out),
+    )
+    .await
+    .expect("read");
+    let text = String::from_utf8(out).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_owned())
+}

@@ -386,6 +386,9 @@ pub fn ingest_client_events(
                     link.last_input_seq = seq;
                     let (lead, late) = input_lead(clock.tick, tick, received, period_us);
                     link.input_lead = lead;
+                    if received.is_some() {
+                        stats.0.record_input_lead(lead);
+                    }
                     if late {
                         stats.0.inputs_late.inc();
                     }
