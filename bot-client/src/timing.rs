@@ -420,4 +420,66 @@ mod tests {
         assert!(clock.margin() < START_MARGIN);
         assert!(clock.margin() >= MIN_MARGIN);
     }
+
+    /// A server ticking every `server_us` (slower than the clock's 30 Hz: an overloaded one)
+    /// against the clock: each tick takes the inputs that arrived by then, and its snapshot
+    /// reports on the newest. Returns, over the ticks after the first 100 of 300, how many
+    /// took no input, and how many took more than one; and the inputs that came too late
+    /// for the tick they named.
+    fn against_a_server_ticking_every(server_us: u64) -> (usize, usize, usize) {
+        let t0 = Instant::now();
+        let one_way = Duration::from_micros(300);
+        let mut clock = InputClock::new(30);
+        clock.snapshot(&header(0, 0, 0));
+        let (mut now, mut seq) = (t0, 0u32);
+        let mut in_flight: Vec<(u32, Instant, Tick)> = Vec::new();
+        let (mut taken_per_tick, mut late) = (Vec::new(), 0);
+        for n in 1..=300u32 {
+            let takes = t0 + Duration::from_micros(server_us * u64::from(n));
+            // Every input the clock sends before this tick's snapshot reaches it.
+            loop {
+                let (at, k) = clock.next(now);
+                if at >= takes + one_way {
+                    break;
+                }
+                now = at;
+                seq += 1;
+                clock.sent(seq, at, k);
+                in_flight.push((seq, at + one_way, k));
+            }
+            let (taken, rest): (Vec<_>, Vec<_>) = in_flight
+                .drain(..)
+                .partition(|&(_, arrives, _)| arrives <= takes);
+            in_flight = rest;
+            late += taken.iter().filter(|&&(_, _, k)| k.0 < n).count();
+            taken_per_tick.push(taken.len());
+            let (last_seq, lead) = taken
+                .last()
+                .map_or((clock.reported, 0), |&(s, arrives, _)| {
+                    let us = i64::try_from((takes - arrives).as_micros()).unwrap_or(i64::MAX);
+                    (
+                        s,
+                        i16::try_from(us / INPUT_LEAD_UNIT_US).unwrap_or(i16::MAX),
+                    )
+                });
+            now = now.max(takes + one_way);
+            clock.snapshot(&header(n, last_seq, lead));
+        }
+        let settled = &taken_per_tick[100..];
+        let none = settled.iter().filter(|&&x| x == 0).count();
+        let more = settled.iter().filter(|&&x| x > 1).count();
+        (none, more, late)
+    }
+
+    #[test]
+    fn against_a_server_slower_than_its_rate_every_tick_still_gets_an_input() {
+        // The clock keeps its nominal rate: a server a little slower gets one input a tick,
+        // one much slower (15 Hz) two; none goes without, and none comes late.
+        assert_eq!(against_a_server_ticking_every(33_333), (0, 0, 0));
+        assert_eq!(against_a_server_ticking_every(40_000), (0, 0, 0));
+        let (none, more, late) = against_a_server_ticking_every(44_444);
+        assert_eq!((none, late), (0, 0));
+        assert!(more > 0 && more < 200, "{more}");
+        assert_eq!(against_a_server_ticking_every(66_666), (0, 200, 0));
+    }
 }

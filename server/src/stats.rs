@@ -275,6 +275,7 @@ impl ServerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::sample;
 
     #[test]
     fn every_metric_is_registered_once_with_its_help() {
@@ -328,32 +329,20 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         let bucket = |le: &str| {
-            text.lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!(
-                        "tickwire_input_lead_seconds_bucket{{le=\"{le}\"}} "
-                    ))
-                })
-                .unwrap_or_else(|| panic!("no bucket {le} in:\n{text}"))
-                .parse::<u64>()
-                .expect("a count")
+            sample(
+                &text,
+                &format!("tickwire_input_lead_seconds_bucket{{le=\"{le}\"}}"),
+            )
         };
         // Cumulative counts.
-        assert_eq!(bucket("-0.0001"), 2, "the late ones");
-        assert_eq!(bucket("0.0005"), 3);
-        assert_eq!(bucket("0.002"), 4);
-        assert_eq!(bucket("0.008"), 5);
-        assert_eq!(bucket("0.0333"), 5);
-        assert_eq!(bucket("+Inf"), 6);
-        assert!(
-            text.contains("tickwire_input_lead_seconds_count 6\n"),
-            "{text}"
-        );
-        let sum: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("tickwire_input_lead_seconds_sum "))
-            .and_then(|v| v.parse().ok())
-            .expect("a sum");
+        assert_eq!(bucket("-0.0001"), 2.0, "the late ones");
+        assert_eq!(bucket("0.0005"), 3.0);
+        assert_eq!(bucket("0.002"), 4.0);
+        assert_eq!(bucket("0.008"), 5.0);
+        assert_eq!(bucket("0.0333"), 5.0);
+        assert_eq!(bucket("+Inf"), 6.0);
+        assert_eq!(sample(&text, "tickwire_input_lead_seconds_count"), 6.0);
+        let sum = sample(&text, "tickwire_input_lead_seconds_sum");
         assert!((sum - 0.0759).abs() < 1e-9, "{sum}");
     }
 }

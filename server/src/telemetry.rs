@@ -320,6 +320,18 @@ impl Collector for ProcessCollector {
     }
 }
 
+/// The value of one sample (`series`: its name and labels, as rendered) in Prometheus text.
+///
+/// # Panics
+/// If the text has no such sample: the test fails, showing the text.
+#[cfg(test)]
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,11 +374,7 @@ mod tests {
             text.contains("tickwire_tick_duration_seconds_count 5\n"),
             "{text}"
         );
-        let sum: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("tickwire_tick_duration_seconds_sum "))
-            .and_then(|v| v.parse().ok())
-            .expect("a sum");
+        let sum = sample(&text, "tickwire_tick_duration_seconds_sum");
         assert!((sum - 0.030).abs() < 0.0001, "{sum}");
     }
 }

@@ -250,6 +250,17 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     .await;
 }
 
+/// The value of one sample (`series`: its name and labels, as rendered) in Prometheus text.
+///
+/// # Panics
+/// If the text has no such sample: the test fails, showing the text.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
 /// GETs `path` from the admin listener; returns the status code and the body.
 pub async fn get(server: &Server, path: &str) -> (u16, String) {
     let admin = server.admin_addr().expect("the admin listener is on");
