@@ -471,7 +471,7 @@ impl Aoi {
             created,
             changes: Some(changes),
         };
-        assemble(schema, geo, &frames, &parts, &mut src, bufs, now, out);
+        assemble(schema, &frames, &parts, &mut src, bufs, out);
     }
 
     /// Views of whole cells, built on several threads: encodes this tick's created records,
@@ -506,6 +506,10 @@ impl Aoi {
                 cf,
                 base: base.map(|(_, bf)| (bf, Viewpoint(None))),
             };
+            // The change records first: the arrivals sections copy the stayers' from them.
+            if let Some((_, bf)) = base {
+                cache.changes.fill(schema, layouts, bf, cf);
+            }
             for c in 0..cf.cells.buckets() {
                 if !cf.cells.cell(c).is_empty() && cache.arrivals[c as usize] == NONE {
                     arrivals(schema, layouts, created, writer, cache, &frames, c);
@@ -517,7 +521,6 @@ impl Aoi {
                         departures(writer, cache, &frames, c);
                     }
                 }
-                cache.changes.fill(schema, layouts, bf, cf);
             }
             cache.filled = true;
         }
@@ -659,20 +662,16 @@ impl BaselineCache {
     }
 }
 
-/// Builds into `out` the body of a view of whole cells seen from `now` (the cells found by
-/// [`CellsScratch::look`]): the shared sections of the cells seen now and at the baseline, and one
+/// Builds into `out` the body of the view of whole cells [`CellsScratch::look`] found: the shared sections of the cells seen now and at the baseline, and one
 /// section of the client's own for the cells that came into or left its view and the entities
 /// that moved between cells. Every shared section it needs must be in `parts`
 /// ([`CellsScratch::missing_sections`]).
-#[allow(clippy::too_many_arguments)] // The frames, their sections, the records, buffers, output.
 fn assemble(
     schema: &GameSchema,
-    geo: &Geometry,
     frames: &Frames<'_>,
     parts: &CellParts<'_>,
     src: &mut impl RecordSource,
     bufs: &mut CellsScratch,
-    now: Viewpoint,
     out: &mut Vec<u8>,
 ) {
     let cf = frames.cf;
@@ -697,8 +696,10 @@ fn assemble(
     let mut checksum = 0u32;
     // An entity of the newest frame in the view now, that was in the view at the baseline
     // (as entity `b` of the baseline frame) or not: changed, replaced or created.
+    // Whether an entity was (is) in the view is whether its cell was (is) one of the view's:
+    // a stamp's load, where the geometry would take two divisions and a distance.
     let mut arrive = |i: u32, b: u32| match frames.base {
-        Some((bf, then)) if b != NONE && geo.contains(then, bf.entities[b as usize].pos) => {
+        Some((bf, _)) if b != NONE && seen_then[bf.cells.cell_of[b as usize] as usize] == stamp => {
             if bf.entities[b as usize].mask == cf.entities[i as usize].mask {
                 own_changed.insert(i);
             } else {
@@ -730,7 +731,7 @@ fn assemble(
         // An entity of the baseline frame (`j`, now `i`) that was in the view then: removed
         // unless it is in the view now.
         let mut depart = |j: u32, i: u32| {
-            if i == NONE || !geo.contains(now, cf.entities[i as usize].pos) {
+            if i == NONE || seen_now[cf.cells.cell_of[i as usize] as usize] != stamp {
                 own_removed.insert(j);
             }
         };
@@ -811,9 +812,7 @@ impl SharedViews<'_> {
             changes: Some(&cache.changes),
             spare,
         };
-        assemble(
-            schema, self.geo, &frames, &parts, &mut src, cells, now, body,
-        );
+        assemble(schema, &frames, &parts, &mut src, cells, body);
         true
     }
 }
@@ -1026,15 +1025,25 @@ fn arrivals(
             None => writer.created_from(e.id, created.record(schema, layouts, cf, i as usize)),
         }
     }
-    // A stayer's change goes into no other section: written straight in, no record kept.
+    // A stayer's change: its record if the change records were filled first (views built on
+    // several threads fill them before any section), else written straight in, no record kept
+    // (on the tick thread alone, records are made only for the few views that need them).
     for &i in items {
         let e = &cf.entities[i as usize];
         if let Some((bf, b)) = stayed(cache, i) {
             let old = &bf.entities[b as usize];
-            let same = old.hash == e.hash && bf.words_of(old) == cf.words_of(e);
-            if old.mask == e.mask && !same {
-                let layout = layouts.get(schema, e.mask);
-                writer.changed_from(e.id, layout, bf.words_of(old), cf.words_of(e));
+            if old.mask != e.mask {
+                continue;
+            }
+            match cache.changes.get(i as usize) {
+                Some(Some(rec)) => writer.changed(e.id, rec),
+                Some(None) => {}
+                None => {
+                    if !(old.hash == e.hash && bf.words_of(old) == cf.words_of(e)) {
+                        let layout = layouts.get(schema, e.mask);
+                        writer.changed_from(e.id, layout, bf.words_of(old), cf.words_of(e));
+                    }
+                }
             }
         }
     }
