@@ -471,7 +471,9 @@ impl Aoi {
             created,
             changes: Some(changes),
         };
-        assemble(schema, &frames, &parts, &mut src, bufs, out);
+        let built = assemble(schema, &frames, &parts, &mut src, bufs, out);
+        // Every section it needs was made above.
+        debug_assert!(built, "a view of whole cells lacks a section made for it");
     }
 
     /// Views of whole cells, built on several threads: encodes this tick's created records,
@@ -594,18 +596,6 @@ impl CellsScratch {
             && (frames.base.is_none() || self.seen_then[c as usize] == self.stamp)
     }
 
-    /// True if a shared section the view found by [`CellsScratch::look`] needs is not in
-    /// `parts`.
-    fn missing_sections(&self, frames: &Frames<'_>, parts: &CellParts<'_>) -> bool {
-        let now = self.cells_now.iter();
-        let then = self.cells_then.iter().filter(|_| frames.base.is_some());
-        now.clone()
-            .any(|&c| self.shared_now(frames, c) && parts.arrivals[c as usize] == NONE)
-            || then
-                .clone()
-                .any(|&c| self.shared_then(frames, c) && parts.departures[c as usize] == NONE)
-    }
-
     /// True if cell `c`, seen at the baseline, comes in its shared departures section (it was
     /// not empty, and is seen now too).
     fn shared_then(&self, frames: &Frames<'_>, c: u32) -> bool {
@@ -662,10 +652,12 @@ impl BaselineCache {
     }
 }
 
-/// Builds into `out` the body of the view of whole cells [`CellsScratch::look`] found: the shared sections of the cells seen now and at the baseline, and one
-/// section of the client's own for the cells that came into or left its view and the entities
-/// that moved between cells. Every shared section it needs must be in `parts`
-/// ([`CellsScratch::missing_sections`]).
+/// Builds into `out` the body of the view of whole cells [`CellsScratch::look`] found: the
+/// shared sections of the cells seen now and at the baseline, and one section of the client's
+/// own for the cells that came into or left its view and the entities that moved between
+/// cells. False, with `out` left as it was, if a shared section it needs is not in `parts`
+/// (never when they were made for this view, or for every cell).
+#[must_use]
 fn assemble(
     schema: &GameSchema,
     frames: &Frames<'_>,
@@ -673,7 +665,7 @@ fn assemble(
     src: &mut impl RecordSource,
     bufs: &mut CellsScratch,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let cf = frames.cf;
     let CellsScratch {
         writer,
@@ -721,7 +713,11 @@ fn assemble(
             }
             continue;
         }
-        let s = parts.sections.get(parts.arrivals[c as usize]);
+        let k = parts.arrivals[c as usize];
+        if k == NONE {
+            return bufs_missing(own_created, own_changed, own_removed);
+        }
+        let s = parts.sections.get(k);
         body.push(&s.section);
         for &i in &parts.movers[s.start as usize..s.end as usize] {
             arrive(i, parts.back[i as usize]);
@@ -746,7 +742,11 @@ fn assemble(
                 }
                 continue;
             }
-            let s = parts.sections.get(parts.departures[c as usize]);
+            let k = parts.departures[c as usize];
+            if k == NONE {
+                return bufs_missing(own_created, own_changed, own_removed);
+            }
+            let s = parts.sections.get(k);
             body.push(&s.section);
             for &j in &parts.movers[s.start as usize..s.end as usize] {
                 depart(j, parts.fwd[j as usize]);
@@ -771,6 +771,16 @@ fn assemble(
     }
     out.clear();
     body.finish(checksum, out);
+    true
+}
+
+/// A shared section [`assemble`] needs is missing: the client's own sets are emptied (as every
+/// body leaves them) and no body is built.
+fn bufs_missing(created: &mut IndexSet, changed: &mut IndexSet, removed: &mut IndexSet) -> bool {
+    for set in [created, changed, removed] {
+        set.drain(|_| {});
+    }
+    false
 }
 
 impl SharedViews<'_> {
@@ -803,17 +813,13 @@ impl SharedViews<'_> {
         } = scratch;
         cells.look(self.geo, &frames, now);
         let parts = cache.shared_parts();
-        // Never, for a prepared baseline; the tick thread then builds this view.
-        if cells.missing_sections(&frames, &parts) {
-            return false;
-        }
         let mut src = Ready {
             created: self.created,
             changes: Some(&cache.changes),
             spare,
         };
-        assemble(schema, &frames, &parts, &mut src, cells, body);
-        true
+        // False never, for a prepared baseline; the tick thread then builds this view.
+        assemble(schema, &frames, &parts, &mut src, cells, body)
     }
 }
 
