@@ -1142,7 +1142,11 @@ mod tests {
 
     /// The view seen from `eye` in the newest frame, by brute force over every entity.
     fn expected(r: &Replication, geo: &Geometry, eye: Viewpoint) -> Entities {
-        let f = r.latest().expect("frame");
+        expected_in(r.latest().expect("frame"), geo, eye)
+    }
+
+    /// The view seen from `eye` in frame `f`, by brute force over every entity.
+    fn expected_in(f: &WorldFrame, geo: &Geometry, eye: Viewpoint) -> Entities {
         f.entities
             .iter()
             .filter(|e| geo.contains(eye, e.pos))
@@ -1291,6 +1295,81 @@ mod tests {
             }
             commit(r, tick, &self.things);
         }
+    }
+
+    /// A body that finds a shared section missing (arrivals or departures) builds nothing, and
+    /// leaves its buffers as every body does: the next body built with them, for another
+    /// client, is the one a fresh scratch builds.
+    #[test]
+    fn a_body_missing_a_shared_section_builds_nothing_and_leaves_its_buffers_clean() {
+        let extent = IVec2::splat(EXTENT);
+        let mut r = Replication::new(8, schema(), Some((RADIUS, extent, AoiViews::Cells)));
+        let mut world = RandomWorld::new(4, 20);
+        for tick in 1..=6 {
+            world.step(&mut r, tick);
+        }
+        let schema = Arc::clone(r.schema());
+        let (bf, cf) = (r.frame(Tick(5)).expect("kept"), r.latest().expect("frame"));
+        // The client moved by half a radius: cells came into its view and left it.
+        let (then, now) = (
+            Viewpoint(Some(IVec2::new(1800, 2000))),
+            Viewpoint(Some(IVec2::new(2100, 2000))),
+        );
+        let base = Some((Tick(5), bf, then));
+        let mut aoi = Aoi::new(RADIUS, extent, AoiViews::Cells);
+        aoi.new_tick(cf.entities.len());
+        let _ = aoi.prepare_cells(&schema, cf, [Some((Tick(5), bf))], 1);
+        let geo = aoi.geo;
+        let (mut cells_now, mut cells_then) = (Vec::new(), Vec::new());
+        geo.view(now, &mut cells_now);
+        geo.view(then, &mut cells_then);
+        // The last cell (in the order a body takes them) whose shared section each body needs.
+        let last_shared = |cells: &[u32], other: &[u32], frame: &WorldFrame| {
+            *cells
+                .iter()
+                .rfind(|&&c| other.contains(&c) && !frame.cells.cell(c).is_empty())
+                .expect("a cell seen then and now")
+        };
+        let arriving = last_shared(&cells_now, &cells_then, cf);
+        let departing = last_shared(&cells_then, &cells_now, bf);
+        let mut fresh = ViewScratch::default();
+        let (shared, _) = aoi.shared_views(1);
+        assert!(shared.cells(&schema, cf, base, now, &mut fresh));
+        let whole = fresh.body.clone();
+        // Another client, far from the first: what the first left behind would show in its body.
+        let elsewhere = Viewpoint(Some(IVec2::new(3400, 600)));
+        let other = Some((Tick(5), bf, Viewpoint(Some(IVec2::new(3300, 600)))));
+        let mut fresh = ViewScratch::default();
+        assert!(shared.cells(&schema, cf, other, elsewhere, &mut fresh));
+        let other_body = fresh.body.clone();
+        let mut reused = ViewScratch::default();
+        for (arrivals, c) in [(true, arriving), (false, departing)] {
+            fn slot(aoi: &mut Aoi, arrivals: bool, c: u32) -> &mut u32 {
+                let cache = &mut aoi.caches[0];
+                let slots = if arrivals {
+                    &mut cache.arrivals
+                } else {
+                    &mut cache.departures
+                };
+                &mut slots[c as usize]
+            }
+            let kept = std::mem::replace(slot(&mut aoi, arrivals, c), NONE);
+            let (shared, _) = aoi.shared_views(1);
+            reused.body = vec![0xAB];
+            assert!(!shared.cells(&schema, cf, base, now, &mut reused));
+            assert_eq!(reused.body, [0xAB], "nothing built");
+            *slot(&mut aoi, arrivals, c) = kept;
+            let (shared, _) = aoi.shared_views(1);
+            assert!(shared.cells(&schema, cf, other, elsewhere, &mut reused));
+            assert_eq!(reused.body, other_body, "the body a fresh scratch builds");
+            assert!(shared.cells(&schema, cf, base, now, &mut reused));
+            assert_eq!(reused.body, whole);
+        }
+        // The body is a real one: it turns the view then into the view now.
+        let base_view: Entities = expected_in(bf, &geo, then);
+        let (view, checksum) = apply_body(&schema, &base_view, &whole).expect("applies");
+        assert_eq!(view, expected_in(cf, &geo, now));
+        assert_eq!(checksum, tickwire_protocol::state::view_checksum(&view));
     }
 
     /// Views built on several threads from records and sections encoded beforehand are byte
