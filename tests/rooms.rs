@@ -58,19 +58,6 @@ async fn dots(config: Config) -> Server {
         .expect("starts")
 }
 
-/// An HTTP request to `addr`; returns the status and the body.
-async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut tcp = bounded("tcp", tokio::net::TcpStream::connect(addr))
-        .await
-        .expect("tcp");
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let (status, text) = read_response(&mut tcp).await;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_entity_of_one_room_ever_reaches_a_client_of_another() {
     let server = dots(test_config()).await;
@@ -190,7 +177,7 @@ async fn concurrent_join_or_create_never_exceeds_a_rooms_cap() {
         .expect("a seat is free");
     assert_eq!(&c.welcome.room, open);
     // The public listing says the same, on the game port.
-    let (status, body) = http(server.local_addr(), "GET", "/rooms").await;
+    let (status, body) = request(server.local_addr(), "GET", "/rooms").await;
     assert_eq!(status, 200, "{body}");
     let listing: serde_json::Value = serde_json::from_str(&body).expect("json");
     let listed = listing.as_array().expect("an array");
@@ -262,7 +249,7 @@ async fn empty_rooms_are_disposed_after_the_grace_period_and_their_series_go_wit
     .await;
     let admin = server.admin_addr().expect("admin");
     // The operator makes a room; a client joins it by id, plays, and leaves.
-    let (status, body) = http(admin, "POST", "/rooms?mode=duel&map=big%20one").await;
+    let (status, body) = request(admin, "POST", "/rooms?mode=duel&map=big%20one").await;
     assert_eq!(status, 201, "{body}");
     let made: serde_json::Value = serde_json::from_str(&body).expect("json");
     let id = made["id"].as_str().expect("an id").to_owned();
@@ -271,14 +258,14 @@ async fn empty_rooms_are_disposed_after_the_grace_period_and_their_series_go_wit
         .await
         .expect("joins the operator's room");
     snapshots(&mut c, 10).await;
-    let (status, body) = http(admin, "GET", &format!("/rooms/{id}")).await;
+    let (status, body) = request(admin, "GET", &format!("/rooms/{id}")).await;
     assert_eq!(status, 200, "{body}");
     let detail: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(detail["players"], 1);
     assert!(detail["ticks"].as_u64().expect("ticks") >= 10, "{detail}");
-    let (_, metrics) = http(admin, "GET", "/metrics").await;
-    let series = format!("tickwire_room_players{{room=\"{id}\",game=\"dots\"}} 1");
-    assert!(metrics.contains(&series), "{series} missing");
+    let (_, metrics) = request(admin, "GET", "/metrics").await;
+    let series = format!("tickwire_room_players{{room=\"{id}\",game=\"dots\"}}");
+    assert_eq!(sample(&metrics, &series), 1.0);
     c.close().await.expect("closes");
 
     // Empty now: disposed after the grace period.
@@ -287,17 +274,17 @@ async fn empty_rooms_are_disposed_after_the_grace_period_and_their_series_go_wit
     let stats = server.stats();
     assert_eq!(stats.rooms_disposed.get(), 1);
     assert_eq!(stats.rooms.get(), 0);
-    let (_, metrics) = http(admin, "GET", "/metrics").await;
+    let (_, metrics) = request(admin, "GET", "/metrics").await;
     assert!(
         !metrics.contains(&format!("room=\"{id}\"")),
         "its series are gone"
     );
-    let (status, _) = http(admin, "GET", &format!("/rooms/{id}")).await;
+    let (status, _) = request(admin, "GET", &format!("/rooms/{id}")).await;
     assert_eq!(status, 404);
     let e = refused(&server, "q", RoomRequest::Join { id }).await;
     assert!(is_close(&e, close::NO_SUCH_ROOM), "{e}");
     // With no room open the idle server is healthy.
-    let (status, body) = http(admin, "GET", "/healthz").await;
+    let (status, body) = request(admin, "GET", "/healthz").await;
     assert_eq!(status, 200, "{body}");
     server.shutdown().await;
 }

@@ -269,24 +269,30 @@ pub async fn get(server: &Server, path: &str) -> (u16, String) {
 
 /// GETs `path` from `addr` with this `Host`; returns the status code and the body.
 pub async fn get_at(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, req.as_bytes())
+    request_with_host(addr, "GET", path, host).await
+}
+
+/// Sends a `method` request for `path` to `addr` (its `Host`) with no body, and reads the whole
+/// response; returns the status code and the body.
+pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+    request_with_host(addr, method, path, &addr.to_string()).await
+}
+
+async fn request_with_host(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = bounded("tcp", tokio::net::TcpStream::connect(addr))
         .await
-        .expect("write");
-    let mut out = Vec::new();
-    bounded(
-        "response",
-        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut out),
-    )
-    .await
-    .expect("read");
-    let text = String::from_utf8(out).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
+        .expect("tcp");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let (status, text) = read_response(&mut tcp).await;
+    let (_, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("an incomplete response: {text:?}"));
     (status, body.to_owned())
 }
